@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny random checkpoints (built once per session), sample images, an isolated vcritic home."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+from vcritic.testing import FAMILIES, NEEDS_TORCHVISION, build_tiny
+
+HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
+
+
+def family_params(families=FAMILIES):
+    """Parametrize over model families; those needing torchvision are skipped where it is not installed."""
+    marks = {
+        fam: [pytest.mark.needs_torchvision, pytest.mark.skipif(not HAS_TORCHVISION, reason="needs torchvision")]
+        for fam in NEEDS_TORCHVISION
+    }
+    return [pytest.param(fam, marks=marks.get(fam, []), id=fam) for fam in families]
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """family -> directory of a tiny random checkpoint, built on first use and shared by the session."""
+    cache: dict[str, Path] = {}
+    root = tmp_path_factory.mktemp("tiny-models")
+
+    def get(family: str) -> Path:
+        if family not in cache:
+            cache[family] = build_tiny(family, root / family)
+        return cache[family]
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def tiny_llava(tiny_models) -> Path:
+    return tiny_models("llava")
+
+
+@pytest.fixture(scope="session")
+def sample_images():
+    """Natural images shipped inside scikit-image (no download), as PIL images of different sizes and modes."""
+    from PIL import Image
+    from skimage import data
+
+    return {
+        "astronaut": Image.fromarray(data.astronaut()),  # 512x512 RGB
+        "chelsea": Image.fromarray(data.chelsea()),  # 451x300 RGB
+        "coffee": Image.fromarray(data.coffee()),  # 600x400 RGB
+        "camera": Image.fromarray(data.camera()),  # greyscale
+        "logo": Image.fromarray(data.logo()),  # RGBA
+        "rocket": Image.fromarray(data.rocket()),  # 427x640 portrait
+    }
+
+
+@pytest.fixture
+def image_dir(tmp_path, sample_images):
+    """A folder of real image files in several formats."""
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, (name, image) in enumerate(sample_images.items()):
+        suffix = ".png" if image.mode in ("RGBA", "L") else (".jpg" if i % 2 else ".png")
+        image.save(folder / f"{name}{suffix}")
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own vcritic home and an offline hub, so nothing touches the user's cache or network."""
+    home = tmp_path_factory.mktemp("vcritic-home")
+    monkeypatch.setenv("VCRITIC_HOME", str(home))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("VCRITIC_NO_PROGRESS", "1")
+    monkeypatch.delenv("VCRITIC_MODEL", raising=False)

@@ -1,0 +1,67 @@
+"""Options shared by several commands, declared once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Checkpoint: a local directory (a transformers image-text-to-text model, or a vcritic "
+        "trained directory with vcritic.json), a preset name or a hub repo id. Env: VCRITIC_MODEL.",
+        envvar="VCRITIC_MODEL",
+        show_default=False,
+    ),
+]
+AdapterOpt = Annotated[
+    Path | None,
+    typer.Option("--adapter", help="A peft LoRA adapter directory to apply on top of --model.", show_default=False),
+]
+RevisionOpt = Annotated[
+    str | None,
+    typer.Option("--revision", help="Hub revision (branch, tag or commit) when --model is a repo id.", show_default=False),
+]
+DeviceOpt = Annotated[
+    str | None,
+    typer.Option("--device", help="cpu, cuda, cuda:N or mps. Default: cuda if available, else cpu.", show_default=False),
+]
+DtypeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--dtype",
+        help="bfloat16, float16 or float32. Default: bfloat16 on CUDA (float16 where bf16 is unsupported), "
+        "float32 on CPU.",
+        show_default=False,
+    ),
+]
+BatchSizeOpt = Annotated[
+    int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass. Scores do not depend on it.")
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers",
+        min=0,
+        help="Processes that decode and preprocess images while the model runs. Default: up to 4 (0 = inline).",
+        show_default=False,
+    ),
+]
+TrustRemoteCodeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--trust-remote-code",
+        help="Allow the checkpoint to run its own Python code. Off by default: only enable for repos you trust.",
+    ),
+]
+AllowPickleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-pickle",
+        help="Allow loading pickled .bin weights (can execute code). Off by default: safetensors only.",
+    ),
+]

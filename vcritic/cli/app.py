@@ -1,0 +1,86 @@
+"""The ``vcritic`` command: wires the commands together and turns user errors into one-line messages.
+
+Each command lives in its own module and imports torch/transformers inside its function body, so ``vcritic --help``
+does not pay for them.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import typer
+
+from vcritic import __version__
+from vcritic.cli import compare, score
+
+app = typer.Typer(
+    name="vcritic",
+    help="Judge perceptual image quality with a multimodal model (VisualCritic). "
+    "Scores are MOS on a 0-100 scale, higher is better.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.command("score", no_args_is_help=True)(score.score)
+app.command("compare")(compare.compare)
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"vcritic {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Judge perceptual image quality with a multimodal model (VisualCritic)."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console-script entry point: one place where user errors become a message, a hint and an exit code.
+
+    Set ``VCRITIC_DEBUG=1`` to see the full traceback instead.
+    """
+    from vcritic.errors import VcriticError
+
+    try:
+        # Outside standalone mode click returns the exit code of a typer.Exit instead of raising it.
+        code = app(args=argv, standalone_mode=False, prog_name="vcritic")
+    except VcriticError as err:
+        if os.environ.get("VCRITIC_DEBUG"):
+            raise
+        from vcritic.cli._output import stderr
+
+        stderr.print(f"[bold red]Error:[/] {err.message}", markup=True, highlight=False)
+        if err.hint:
+            stderr.print(f"[dim]Hint:[/] {err.hint}", markup=True, highlight=False)
+        return err.exit_code
+    except typer.Exit as exit_:
+        return exit_.exit_code
+    except typer.Abort:
+        print("Aborted.", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except SystemExit as exit_:
+        return exit_.code if isinstance(exit_.code, int) else 1
+    except Exception as err:  # click usage errors carry their own exit code (2)
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            return err.exit_code
+        raise
+    return code if isinstance(code, int) else 0
+
+
+def run() -> None:
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The one function that loads every model: :func:`load_critic`.
+
+Any checkpoint that transformers loads natively as an image-text-to-text model works (LLaVA, BLIP-2,
+InstructBLIP, Qwen2-VL/2.5-VL, Idefics3/SmolVLM, ...), optionally with a peft LoRA adapter on top. vcritic's
+own trained checkpoints are a directory with a ``vcritic.json`` naming the base model, plus the adapter (and,
+where training changed it, the processor)::
+
+    {"format": 1, "base_model": "Qwen/Qwen2.5-VL-7B-Instruct", "base_revision": null, "adapter": ".",
+     "trained_on": ["koniq10k", ...], "description": "..."}
+
+Device, dtype and attention implementation are decided here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from vcritic.errors import VcriticError
+
+MANIFEST = "vcritic.json"
+NO_MODEL_HINT = "pass --model with a checkpoint directory or hub repo id (or set VCRITIC_MODEL)"
+
+
+def read_manifest(directory: Path) -> dict[str, Any] | None:
+    path = directory / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise VcriticError(f"{path} is not valid JSON: {err}", hint="fix or remove the file") from None
+    if not isinstance(manifest, dict) or "base_model" not in manifest:
+        raise VcriticError(f"{path} has no 'base_model'", hint="it must name the base checkpoint the adapter is for")
+    return manifest
+
+
+def _has_processor_files(directory: Path) -> bool:
+    return any(
+        (directory / name).is_file()
+        for name in ("processor_config.json", "preprocessor_config.json", "tokenizer_config.json")
+    )
+
+
+def load_critic(
+    model: str | Path | None,
+    *,
+    adapter: str | Path | None = None,
+    revision: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    merge_adapter: bool = True,
+):
+    """Load ``model`` (+ optional LoRA ``adapter``) for scoring: eval mode, no gradients, on ``device``.
+
+    ``device``/``dtype`` default to CUDA+bfloat16 when a GPU is there, CPU+float32 otherwise (see
+    :mod:`vcritic.runtime`). The adapter is merged into the weights for speed unless ``merge_adapter`` is False.
+    """
+    from vcritic.hub import resolve_model
+    from vcritic.runtime import resolve_device, resolve_dtype
+
+    if model is None or str(model) == "":
+        raise VcriticError("no model given", hint=NO_MODEL_HINT)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+
+    directory = resolve_model(str(model), revision, allow_pickle=allow_pickle)
+    manifest = read_manifest(directory)
+    base_dir, adapter_dir, processor_dir = directory, None, directory
+    if manifest is not None:
+        base_dir = resolve_model(str(manifest["base_model"]), manifest.get("base_revision"), allow_pickle=allow_pickle)
+        adapter_dir = directory / manifest.get("adapter", ".")
+        processor_dir = directory if _has_processor_files(directory) else base_dir
+    if adapter is not None:
+        adapter_dir = Path(adapter).expanduser()
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise VcriticError(
+                f"{adapter_dir} is not a peft adapter directory (no adapter_config.json)",
+                hint="pass the folder that peft's save_pretrained wrote",
+            )
+
+    processor = _load_processor(processor_dir, trust_remote_code)
+    net = _load_model(base_dir, torch_dtype, trust_remote_code, allow_pickle)
+    if adapter_dir is not None:
+        net = _apply_adapter(net, adapter_dir, merge_adapter)
+    net.to(torch_device)
+    net.eval()
+    net.requires_grad_(False)
+
+    from vcritic.critic import Critic, Family
+
+    return Critic(
+        net,
+        processor,
+        family=Family.detect(net.config.model_type, processor),
+        device=torch_device,
+        dtype=torch_dtype,
+        source=str(model),
+        info=manifest,
+    )
+
+
+def _load_processor(directory: Path, trust_remote_code: bool):
+    from transformers import AutoProcessor
+
+    try:
+        processor = AutoProcessor.from_pretrained(directory, trust_remote_code=trust_remote_code)
+    except ImportError as err:
+        raise VcriticError(
+            f"the processor of {directory} needs a missing package: {err}".splitlines()[0],
+            hint="for Qwen-VL and SmolVLM models: pip install 'vcritic[qwen]' (torchvision)",
+        ) from None
+    except (OSError, ValueError, KeyError) as err:
+        raise VcriticError(
+            f"could not load the processor from {directory}: {err}".splitlines()[0],
+            hint="the folder needs the processor/tokenizer files saved by save_pretrained",
+        ) from None
+    if not hasattr(processor, "image_processor"):
+        raise VcriticError(
+            f"{directory} has a text-only tokenizer, not an image processor",
+            hint="vcritic needs an image-text-to-text checkpoint (LLaVA, BLIP-2, Qwen2.5-VL, ...)",
+        )
+    return processor
+
+
+def _load_model(directory: Path, dtype, trust_remote_code: bool, allow_pickle: bool):
+    from transformers import AutoModelForImageTextToText
+
+    kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code)
+    if not allow_pickle:
+        kwargs["use_safetensors"] = True  # never unpickle weights unless asked: a .bin can run code
+    try:
+        try:
+            return AutoModelForImageTextToText.from_pretrained(directory, attn_implementation="sdpa", **kwargs)
+        except ValueError as err:
+            if "sdpa" not in str(err).lower() and "scaled_dot_product" not in str(err).lower():
+                raise
+            return AutoModelForImageTextToText.from_pretrained(directory, attn_implementation="eager", **kwargs)
+    except ValueError as err:
+        text = str(err)
+        if "Unrecognized configuration class" in text or "Unrecognized model" in text:
+            raise VcriticError(
+                f"{directory} is not an image-text-to-text model that transformers knows",
+                hint="use a LLaVA, BLIP-2, InstructBLIP, Qwen2-VL/2.5-VL or Idefics3 checkpoint"
+                " (or --trust-remote-code for a repo you trust)",
+            ) from None
+        raise VcriticError(f"could not load the model from {directory}: {text.splitlines()[0]}") from None
+    except OSError as err:
+        text = str(err)
+        if not allow_pickle and any(directory.glob("*.bin")) and not any(directory.glob("*.safetensors")):
+            raise VcriticError(
+                f"{directory} has only pickled .bin weights, which can run code when loaded",
+                hint="convert them to safetensors, or pass --allow-pickle if you trust the source",
+            ) from None
+        raise VcriticError(
+            f"could not load the model from {directory}: {text.splitlines()[0]}",
+            hint="the folder needs config.json and *.safetensors weights",
+        ) from None
+
+
+def _apply_adapter(model, adapter_dir: Path, merge: bool):
+    from peft import PeftModel
+
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise VcriticError(
+            f"{adapter_dir} has no adapter_config.json", hint="the vcritic.json 'adapter' entry must point at it"
+        )
+    try:
+        model = PeftModel.from_pretrained(model, adapter_dir)
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise VcriticError(
+            f"could not apply the adapter in {adapter_dir}: {str(err).splitlines()[0]}",
+            hint="check that the adapter was trained on this base model",
+        ) from None
+    return model.merge_and_unload() if merge else model

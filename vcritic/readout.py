@@ -1,0 +1,67 @@
+"""Reading scores off the model's next-token distribution, without generating or parsing text.
+
+At the answer position the model would write one of a question's answer words. Softmax over just those words'
+logits gives a distribution over the levels; its expectation is the score and its standard deviation the model's
+uncertainty, both on the values' own scale (0-100 for MOS). One forward pass, no ``generate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from vcritic.errors import VcriticError
+
+if TYPE_CHECKING:
+    import torch
+
+    from vcritic.prompts import Question
+
+
+def answer_token_ids(tokenizer, question: Question) -> list[int]:
+    """The token id each answer word starts with, when it follows the answer prefix.
+
+    Tokenising the prefix with and without the word (instead of the word alone) gets the id the model really sees
+    there: SentencePiece and byte-level BPE both fold the leading space into the word's first token.
+    """
+    prefix = tokenizer(question.answer_prefix, add_special_tokens=False)["input_ids"]
+    ids = []
+    for word in question.words:
+        full = tokenizer(question.answer_prefix + word, add_special_tokens=False)["input_ids"]
+        # Some tokenizers re-merge the last prefix token with the word; compare from the common part on.
+        common = 0
+        while common < min(len(prefix), len(full)) and prefix[common] == full[common]:
+            common += 1
+        if common >= len(full):
+            raise VcriticError(
+                f"the tokenizer cannot read out the answer word {word.strip()!r} for {question.name!r}",
+                hint="this checkpoint's tokenizer is not supported; report it with the model name",
+            )
+        ids.append(full[common])
+    if len(set(ids)) != len(ids):
+        raise VcriticError(
+            f"answer words for {question.name!r} share a first token in this tokenizer",
+            hint="this checkpoint's tokenizer is not supported; report it with the model name",
+        )
+    return ids
+
+
+@dataclass(frozen=True)
+class Readout:
+    """Per-item results of one question: expectation, spread and the distribution over the answer words."""
+
+    mean: torch.Tensor  # [B], float32
+    std: torch.Tensor  # [B]
+    probs: torch.Tensor  # [B, n_choices]
+
+
+def expectation(logits: torch.Tensor, token_ids: list[int], values: tuple[float, ...]) -> Readout:
+    """``logits``: [B, vocab] at the answer position. Computed in float32 whatever the model dtype."""
+    import torch
+
+    choice_logits = logits[:, token_ids].float()
+    probs = torch.softmax(choice_logits, dim=-1)
+    vals = torch.tensor(values, dtype=torch.float32, device=probs.device)
+    mean = probs @ vals
+    var = probs @ (vals**2) - mean**2
+    return Readout(mean=mean, std=var.clamp_min(0).sqrt(), probs=probs)

@@ -1,0 +1,253 @@
+"""Tiny random checkpoints for tests and benchmarks, built from real configs with no download.
+
+Each builder writes a directory exactly as ``save_pretrained`` does for a real checkpoint (config, safetensors
+weights, tokenizer, processor), so tests load it back through the same code path users use. The tokenizer is a
+byte-level BPE trained on the fly on vcritic's own prompts, so the answer words are single tokens as in real
+vocabularies.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vcritic.prompts import QUESTIONS, user_text
+
+FAMILIES = ("llava", "blip2", "instructblip", "qwen2_5_vl")
+# Families whose processor needs torchvision.
+NEEDS_TORCHVISION = frozenset({"qwen2_5_vl"})
+
+HIDDEN = 32
+SPECIALS = [
+    "<pad>", "<s>", "</s>", "<unk>", "<image>",
+    "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
+]  # fmt: skip
+
+# A LLaVA-1.5-like template (the real one renders the same structure).
+LLAVA_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}USER: "
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %} "
+    "{% else %}ASSISTANT: {% for item in message['content'] %}{{ item['text'] }}{% endfor %}</s>{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+QWEN_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def train_tokenizer(vocab_size: int = 600):
+    """A byte-level BPE tokenizer trained on vcritic's prompts (answer words become single tokens)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    corpus = []
+    for question in QUESTIONS.values():
+        for instruction in question.instructions:
+            for word in question.words:
+                corpus.append(user_text(question, instruction) + " " + question.answer(word))
+    corpus += ["USER: ASSISTANT: Human: Assistant: user assistant image picture photo quality"] * 4
+    corpus = corpus * 20
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=SPECIALS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(corpus, trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
+    )
+    fast.add_special_tokens({"additional_special_tokens": SPECIALS[4:]})
+    return fast
+
+
+def _llama(tokenizer, **overrides):
+    from transformers import LlamaConfig
+
+    return LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=HIDDEN,
+        intermediate_size=2 * HIDDEN,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+        max_position_embeddings=1024,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+        **overrides,
+    )
+
+
+def _reinit(module, std: float = 0.02) -> None:
+    """BLIP's random init leaves the patch embedding and query tokens so small that the model cannot tell images
+    apart; real checkpoints are trained, so give them ordinary random values."""
+    import torch
+
+    with torch.no_grad():
+        for parameter in module.parameters() if hasattr(module, "parameters") else [module]:
+            parameter.normal_(0.0, std)
+
+
+def build_llava(directory: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
+    from transformers import LlavaProcessor
+
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer()
+    vision = CLIPVisionConfig(
+        hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2, num_attention_heads=2,
+        image_size=32, patch_size=8, projection_dim=HIDDEN,
+    )  # fmt: skip
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=_llama(tokenizer),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_select_strategy="default",
+        vision_feature_layer=-1,
+    )
+    model = LlavaForConditionalGeneration(config)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, do_center_crop=True
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,  # CLIP's CLS token
+        chat_template=LLAVA_TEMPLATE,
+    )
+    return _save(model, processor, directory)
+
+
+def build_blip2(directory: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import BlipImageProcessor, Blip2Config, Blip2ForConditionalGeneration, Blip2Processor
+    from transformers import Blip2QFormerConfig, Blip2VisionConfig
+
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer()
+    config = Blip2Config(
+        vision_config=Blip2VisionConfig(
+            hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2, num_attention_heads=2,
+            image_size=32, patch_size=8,
+        ),
+        qformer_config=Blip2QFormerConfig(
+            hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2, num_attention_heads=2,
+            encoder_hidden_size=HIDDEN, vocab_size=len(tokenizer),
+        ),
+        text_config=_llama(tokenizer),
+        num_query_tokens=4,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )  # fmt: skip
+    model = Blip2ForConditionalGeneration(config)
+    _reinit(model.vision_model.embeddings.patch_embedding)
+    _reinit(model.query_tokens)
+    tokenizer.image_token = "<image>"
+    processor = Blip2Processor(
+        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+        num_query_tokens=4,
+    )
+    return _save(model, processor, directory)
+
+
+def build_instructblip(directory: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import BlipImageProcessor, InstructBlipConfig, InstructBlipForConditionalGeneration
+    from transformers import InstructBlipProcessor, InstructBlipQFormerConfig, InstructBlipVisionConfig
+
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer()
+    qformer_tokenizer = train_tokenizer()
+    config = InstructBlipConfig(
+        vision_config=InstructBlipVisionConfig(
+            hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2, num_attention_heads=2,
+            image_size=32, patch_size=8,
+        ),
+        qformer_config=InstructBlipQFormerConfig(
+            hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2, num_attention_heads=2,
+            encoder_hidden_size=HIDDEN, vocab_size=len(qformer_tokenizer), pad_token_id=qformer_tokenizer.pad_token_id,
+        ),
+        text_config=_llama(tokenizer),
+        num_query_tokens=4,
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )  # fmt: skip
+    model = InstructBlipForConditionalGeneration(config)
+    _reinit(model.vision_model.embeddings.patch_embedding)
+    _reinit(model.query_tokens)
+    tokenizer.image_token = "<image>"
+    processor = InstructBlipProcessor(
+        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
+        tokenizer=tokenizer,
+        qformer_tokenizer=qformer_tokenizer,
+        num_query_tokens=4,
+    )
+    return _save(model, processor, directory)
+
+
+def build_qwen2_5_vl(directory: Path, seed: int = 0) -> Path:
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
+    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer()
+    ids = tokenizer.convert_tokens_to_ids
+    config = Qwen2_5_VLConfig(
+        text_config=dict(
+            vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2,
+            num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [2, 3, 3]},
+            pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
+        ),
+        vision_config=dict(
+            depth=2, hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_heads=2, out_hidden_size=HIDDEN,
+            patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1],
+        ),
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+    )  # fmt: skip
+    model = Qwen2_5_VLForConditionalGeneration(config)
+    # Few image tokens keep the model tiny; the limits still let aspect ratio change the token count, which is
+    # what the padding tests need.
+    image_processor = Qwen2VLImageProcessor(min_pixels=28 * 28, max_pixels=56 * 84)
+    processor = Qwen2_5_VLProcessor(
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        video_processor=Qwen2VLVideoProcessor(min_pixels=28 * 28, max_pixels=56 * 84),
+        chat_template=QWEN_TEMPLATE,
+    )
+    return _save(model, processor, directory)
+
+
+BUILDERS = {
+    "llava": build_llava,
+    "blip2": build_blip2,
+    "instructblip": build_instructblip,
+    "qwen2_5_vl": build_qwen2_5_vl,
+}
+
+
+def build_tiny(family: str, directory: str | Path, seed: int = 0) -> Path:
+    """Build the tiny random checkpoint of ``family`` into ``directory`` and return it."""
+    return BUILDERS[family](Path(directory), seed=seed)
+
+
+def _save(model, processor, directory: Path) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory, safe_serialization=True)
+    processor.save_pretrained(directory)
+    return directory
