@@ -54,31 +54,21 @@ class Score:
     probs: dict[str, float] = field(default_factory=dict)
 
 
-class Critic:
-    """A loaded model plus everything needed to ask it quality questions. Build it with ``load_critic``."""
+class Encoder:
+    """The CPU half of a :class:`Critic`: prompt rendering, tokenising and padding, no model.
 
-    def __init__(self, model, processor, *, family: Family, device, dtype, source: str, info: dict | None = None):
-        self.model = model
+    It is small and picklable, so DataLoader workers get a copy of it and never of the model.
+    """
+
+    def __init__(self, processor, family: Family):
         self.processor = processor
-        self.tokenizer = getattr(processor, "tokenizer", processor)
         self.family = family
-        self.device = device
-        self.dtype = dtype
-        self.source = source
-        self.info = info or {}
+        tokenizer = getattr(processor, "tokenizer", processor)
+        pad = tokenizer.pad_token_id
+        self.pad_token_id = pad if pad is not None else (tokenizer.eos_token_id or 0)
+        qformer = getattr(processor, "qformer_tokenizer", None)
+        self.qformer_pad_id = (qformer.pad_token_id or 0) if qformer is not None else 0
         self._prompts: dict[str, str] = {}
-        self._token_ids: dict[str, list[int]] = {}
-        pad = self.tokenizer.pad_token_id
-        self.pad_token_id = pad if pad is not None else (self.tokenizer.eos_token_id or 0)
-        forward = inspect.signature(type(self._base_model()).forward).parameters
-        self._accepts_logits_to_keep = "logits_to_keep" in forward
-        self._accepts_use_cache = "use_cache" in forward or any(
-            p.kind is inspect.Parameter.VAR_KEYWORD for p in forward.values()
-        )
-
-    def _base_model(self):
-        get_base = getattr(self.model, "get_base_model", None)
-        return get_base() if get_base else self.model
 
     @property
     def pair_question(self) -> Question:
@@ -91,12 +81,6 @@ class Critic:
             )
         return self._prompts[question.name]
 
-    def token_ids(self, question: Question) -> list[int]:
-        if question.name not in self._token_ids:
-            self._token_ids[question.name] = answer_token_ids(self.tokenizer, question)
-        return self._token_ids[question.name]
-
-    # -- CPU side: safe to call in DataLoader workers ------------------------------------------------------------
     def encode(self, question: Question, images: Sequence[Image.Image]) -> dict[str, Any]:
         """Tokenise one prompt with its images, unpadded (a batch of one)."""
         if len(images) != question.n_images:
@@ -104,6 +88,7 @@ class Critic:
         return dict(self.processor(images=list(images), text=[self.prompt(question)], return_tensors="pt"))
 
     def encode_pair(self, first: Image.Image, second: Image.Image) -> dict[str, Any]:
+        """One comparison prompt; single-image families get the pair as one side-by-side picture."""
         from vcritic.images import side_by_side
 
         question = self.pair_question
@@ -123,14 +108,50 @@ class Critic:
                 fill = self.pad_token_id if key == "input_ids" else 0
                 batch[key] = torch.cat([_pad(t, length, fill, left=True) for t in tensors])
             elif key in _QFORMER_KEYS:
-                fill = getattr(getattr(self.processor, "qformer_tokenizer", None), "pad_token_id", 0) or 0
-                fill = fill if key == "qformer_input_ids" else 0
+                fill = self.qformer_pad_id if key == "qformer_input_ids" else 0
                 batch[key] = torch.cat([_pad(t, qlength, fill, left=False) for t in tensors])
             elif isinstance(tensors[0], torch.Tensor):
                 batch[key] = torch.cat(tensors)
             else:
                 batch[key] = tensors
         return batch
+
+
+class Critic:
+    """A loaded model plus everything needed to ask it quality questions. Build it with ``load_critic``."""
+
+    def __init__(self, model, processor, *, family: Family, device, dtype, source: str, info: dict | None = None):
+        self.model = model
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", processor)
+        self.encoder = Encoder(processor, family)
+        self.family = family
+        self.device = device
+        self.dtype = dtype
+        self.source = source
+        self.info = info or {}
+        self._token_ids: dict[str, list[int]] = {}
+        forward = inspect.signature(type(self._base_model()).forward).parameters
+        self._accepts_logits_to_keep = "logits_to_keep" in forward
+        self._accepts_use_cache = "use_cache" in forward or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in forward.values()
+        )
+
+    def _base_model(self):
+        get_base = getattr(self.model, "get_base_model", None)
+        return get_base() if get_base else self.model
+
+    @property
+    def pair_question(self) -> Question:
+        return self.encoder.pair_question
+
+    def prompt(self, question: Question) -> str:
+        return self.encoder.prompt(question)
+
+    def token_ids(self, question: Question) -> list[int]:
+        if question.name not in self._token_ids:
+            self._token_ids[question.name] = answer_token_ids(self.tokenizer, question)
+        return self._token_ids[question.name]
 
     # -- model side ----------------------------------------------------------------------------------------------
     def readout(self, question: Question, batch: dict[str, Any]) -> Readout:
@@ -161,7 +182,7 @@ class Critic:
         results: list[Score] = []
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            batch = self.collate([self.encode(QUALITY, [to_rgb(image)]) for image in chunk])
+            batch = self.encoder.collate([self.encoder.encode(QUALITY, [to_rgb(image)]) for image in chunk])
             out = self.readout(QUALITY, batch)
             for i in range(len(chunk)):
                 probs = dict(zip(words, out.probs[i].tolist(), strict=True))
@@ -178,8 +199,8 @@ class Critic:
             items = []
             for a, b in chunk:
                 a, b = to_rgb(a), to_rgb(b)
-                items += [self.encode_pair(a, b), self.encode_pair(b, a)]
-            out = self.readout(self.pair_question, self.collate(items))
+                items += [self.encoder.encode_pair(a, b), self.encoder.encode_pair(b, a)]
+            out = self.readout(self.pair_question, self.encoder.collate(items))
             probabilities += symmetric_preference(out.probs).tolist()
         return probabilities
 

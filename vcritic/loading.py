@@ -128,6 +128,10 @@ def _load_processor(directory: Path, trust_remote_code: bool):
 
 def _load_model(directory: Path, dtype, trust_remote_code: bool, allow_pickle: bool):
     from transformers import AutoModelForImageTextToText
+    from transformers.utils import logging as hf_logging
+
+    # The CLI shows its own "Loading model" status; transformers' per-tensor bar would only add noise.
+    hf_logging.disable_progress_bar()
 
     kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code)
     if not allow_pickle:
@@ -166,7 +170,8 @@ def _apply_adapter(model, adapter_dir: Path, merge: bool):
 
     if not (adapter_dir / "adapter_config.json").is_file():
         raise VcriticError(
-            f"{adapter_dir} has no adapter_config.json", hint="the vcritic.json 'adapter' entry must point at it"
+            f"{adapter_dir} has no adapter_config.json",
+            hint="the vcritic.json 'adapter' entry must point at it",
         )
     try:
         model = PeftModel.from_pretrained(model, adapter_dir)

@@ -98,8 +98,13 @@ def _reinit(module, std: float = 0.02) -> None:
 
 def build_llava(directory: Path, seed: int = 0) -> Path:
     import torch
-    from transformers import CLIPImageProcessor, CLIPVisionConfig, LlavaConfig, LlavaForConditionalGeneration
-    from transformers import LlavaProcessor
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
 
     torch.manual_seed(seed)
     tokenizer = train_tokenizer()
@@ -131,8 +136,14 @@ def build_llava(directory: Path, seed: int = 0) -> Path:
 
 def build_blip2(directory: Path, seed: int = 0) -> Path:
     import torch
-    from transformers import BlipImageProcessor, Blip2Config, Blip2ForConditionalGeneration, Blip2Processor
-    from transformers import Blip2QFormerConfig, Blip2VisionConfig
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        Blip2QFormerConfig,
+        Blip2VisionConfig,
+        BlipImageProcessor,
+    )
 
     torch.manual_seed(seed)
     tokenizer = train_tokenizer()
@@ -163,8 +174,14 @@ def build_blip2(directory: Path, seed: int = 0) -> Path:
 
 def build_instructblip(directory: Path, seed: int = 0) -> Path:
     import torch
-    from transformers import BlipImageProcessor, InstructBlipConfig, InstructBlipForConditionalGeneration
-    from transformers import InstructBlipProcessor, InstructBlipQFormerConfig, InstructBlipVisionConfig
+    from transformers import (
+        BlipImageProcessor,
+        InstructBlipConfig,
+        InstructBlipForConditionalGeneration,
+        InstructBlipProcessor,
+        InstructBlipQFormerConfig,
+        InstructBlipVisionConfig,
+    )
 
     torch.manual_seed(seed)
     tokenizer = train_tokenizer()
@@ -197,8 +214,13 @@ def build_instructblip(directory: Path, seed: int = 0) -> Path:
 
 def build_qwen2_5_vl(directory: Path, seed: int = 0) -> Path:
     import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor
-    from transformers import Qwen2VLImageProcessor, Qwen2VLVideoProcessor
+    from transformers import (
+        Qwen2_5_VLConfig,
+        Qwen2_5_VLForConditionalGeneration,
+        Qwen2_5_VLProcessor,
+        Qwen2VLImageProcessor,
+        Qwen2VLVideoProcessor,
+    )
 
     torch.manual_seed(seed)
     tokenizer = train_tokenizer()

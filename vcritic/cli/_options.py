@@ -24,11 +24,17 @@ AdapterOpt = Annotated[
 ]
 RevisionOpt = Annotated[
     str | None,
-    typer.Option("--revision", help="Hub revision (branch, tag or commit) when --model is a repo id.", show_default=False),
+    typer.Option(
+        "--revision",
+        help="Hub revision (branch, tag or commit) when --model is a repo id.",
+        show_default=False,
+    ),
 ]
 DeviceOpt = Annotated[
     str | None,
-    typer.Option("--device", help="cpu, cuda, cuda:N or mps. Default: cuda if available, else cpu.", show_default=False),
+    typer.Option(
+        "--device", help="cpu, cuda, cuda:N or mps. Default: cuda if available, else cpu.", show_default=False
+    ),
 ]
 DtypeOpt = Annotated[
     str | None,
@@ -40,7 +46,8 @@ DtypeOpt = Annotated[
     ),
 ]
 BatchSizeOpt = Annotated[
-    int, typer.Option("--batch-size", "-b", min=1, help="Images per forward pass. Scores do not depend on it.")
+    int,
+    typer.Option("--batch-size", "-b", min=1, help="Images per forward pass. Scores do not depend on it."),
 ]
 WorkersOpt = Annotated[
     int | None,

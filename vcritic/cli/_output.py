@@ -10,7 +10,7 @@ from rich.console import Console
 # Data (CSV, JSON, result lines) goes to stdout so it can be piped; everything meant for a human reading the
 # terminal goes to stderr.
 stdout = Console(highlight=False, soft_wrap=True)
-stderr = Console(stderr=True, highlight=False)
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def progress_enabled() -> bool:

@@ -24,8 +24,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-app.command("score", no_args_is_help=True)(score.score)
-app.command("compare")(compare.compare)
+app.command("score", no_args_is_help=True, epilog=score.EPILOG)(score.score)
+app.command("compare", epilog=compare.EPILOG)(compare.compare)
 
 
 def _version_callback(value: bool) -> None:

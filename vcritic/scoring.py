@@ -1,0 +1,172 @@
+"""Batched scoring of files: decode and tokenise in DataLoader workers while the model runs.
+
+:func:`score_paths` and :func:`compare_paths` yield one row per input, in input order, as soon as its batch is done,
+so callers can stream results to disk. A file that cannot be read becomes a row with an ``error`` and the run goes
+on. Scores do not depend on the batch size or on the other images in a batch (see ``Critic``'s left padding).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vcritic.images import load_image
+from vcritic.prompts import QUALITY
+
+if TYPE_CHECKING:
+    from vcritic.critic import Critic, Encoder
+
+MOS_SCALE = "0-100"  # what every mos column means: 0 worst, 100 best
+
+
+@dataclass
+class ScoreRow:
+    path: str
+    mos: float | None  # 0-100, higher is better
+    mos_std: float | None  # spread of the model's rating distribution, same scale
+    error: str | None = None
+
+
+@dataclass
+class CompareRow:
+    a: str
+    b: str
+    p_a_better: float | None  # P(a has better quality than b), averaged over both presentation orders
+    error: str | None = None
+
+
+def describe_error(err: BaseException) -> str:
+    """A short, path-free reason why an image could not be used."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(err, UnidentifiedImageError):
+        return "not an image, or a format Pillow cannot read"
+    if isinstance(err, Image.DecompressionBombError):
+        return "image too large to decode safely (Pillow's decompression-bomb limit)"
+    if isinstance(err, FileNotFoundError):
+        return "file not found"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    if isinstance(err, IsADirectoryError):
+        return "is a directory"
+    message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if isinstance(err, OSError) and "truncated" in message:
+        return f"truncated or corrupt image ({message})"
+    return f"{type(err).__name__}: {message}"
+
+
+class _ImageDataset:
+    """Item i: the encoded prompt(s) for input i, or the reason it failed. Runs in worker processes."""
+
+    def __init__(self, encoder: Encoder, items: Sequence[Any], encode: Callable[[Encoder, Any], list[dict]]):
+        self.encoder = encoder
+        self.items = items
+        self.encode = encode
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int):
+        try:
+            return index, self.encode(self.encoder, self.items[index]), None
+        except Exception as err:  # any decode/preprocess failure is reported on the row, not raised
+            return index, None, describe_error(err)
+
+
+class _Collate:
+    """Pads the encodings of the items that worked; keeps the failures aside. Picklable for worker processes."""
+
+    def __init__(self, encoder: Encoder):
+        self.encoder = encoder
+
+    def __call__(self, samples):
+        ok = [(index, encodings) for index, encodings, error in samples if error is None]
+        errors = {index: error for index, _, error in samples if error is not None}
+        flat = [encoding for _, encodings in ok for encoding in encodings]
+        batch = self.encoder.collate(flat) if flat else None
+        return [index for index, _ in ok], errors, batch
+
+
+def default_workers() -> int:
+    """Decode/preprocess processes: one core stays with the model, at most 4."""
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
+
+
+def _batches(critic: Critic, items: Sequence[Any], encode, batch_size: int, workers: int | None):
+    import torch
+
+    workers = default_workers() if workers is None else workers
+    if len(items) <= batch_size:
+        workers = 0  # one batch: starting processes costs more than it saves
+    loader = torch.utils.data.DataLoader(
+        _ImageDataset(critic.encoder, items, encode),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        collate_fn=_Collate(critic.encoder),
+        pin_memory=critic.device.type == "cuda",
+        prefetch_factor=2 if workers else None,
+    )
+    yield from loader
+
+
+def _encode_quality(encoder: Encoder, path) -> list[dict]:
+    return [encoder.encode(QUALITY, [load_image(path)])]
+
+
+def _encode_pair(encoder: Encoder, pair) -> list[dict]:
+    a, b = load_image(pair[0]), load_image(pair[1])
+    # Both presentation orders, interleaved: symmetric_preference() reads them back in this order.
+    return [encoder.encode_pair(a, b), encoder.encode_pair(b, a)]
+
+
+def score_paths(
+    critic: Critic,
+    paths: Sequence[str | os.PathLike],
+    *,
+    batch_size: int = 8,
+    workers: int | None = None,
+) -> Iterator[ScoreRow]:
+    """MOS (0-100) for each file, in input order, streamed batch by batch."""
+    names = [os.fspath(p) for p in paths]
+    for indices, errors, batch in _batches(critic, names, _encode_quality, batch_size, workers):
+        results = {}
+        if batch is not None:
+            out = critic.readout(QUALITY, batch)
+            means, stds = out.mean.tolist(), out.std.tolist()
+            results = {index: (means[k], stds[k]) for k, index in enumerate(indices)}
+        for index in sorted([*results, *errors]):
+            if index in errors:
+                yield ScoreRow(names[index], None, None, errors[index])
+            else:
+                yield ScoreRow(names[index], *results[index])
+
+
+def compare_paths(
+    critic: Critic,
+    pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
+    *,
+    batch_size: int = 8,
+    workers: int | None = None,
+) -> Iterator[CompareRow]:
+    """P(a better than b) for each pair, in input order. ``batch_size`` counts pairs (two prompts each)."""
+    from vcritic.critic import symmetric_preference
+
+    names = [(os.fspath(a), os.fspath(b)) for a, b in pairs]
+    for indices, errors, batch in _batches(critic, names, _encode_pair, batch_size, workers):
+        results = {}
+        if batch is not None:
+            out = critic.readout(critic.pair_question, batch)
+            results = dict(zip(indices, symmetric_preference(out.probs).tolist(), strict=True))
+        for index in sorted([*results, *errors]):
+            a, b = names[index]
+            yield CompareRow(a, b, results.get(index), errors.get(index))
+
+
+def resolve_relative(path: str, base: Path) -> str:
+    """A path from a CSV file, taken relative to the CSV's own folder unless absolute."""
+    candidate = Path(path).expanduser()
+    return os.fspath(candidate if candidate.is_absolute() else base / candidate)
