@@ -72,13 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 1
-    except Exception as err:  # click usage errors carry their own exit code (2)
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            return err.exit_code
-        raise
+    except typer.TyperException as err:  # usage errors (bad option value, unknown command): exit 2
+        show = getattr(err, "show", None)
+        if show is None:
+            raise
+        show()
+        return getattr(err, "exit_code", 2)
     return code if isinstance(code, int) else 0
 
 

@@ -1,0 +1,104 @@
+"""load_critic on real saved checkpoints: LoRA adapters, vcritic.json directories, safety refusals."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from vcritic.errors import VcriticError
+from vcritic.loading import load_critic
+
+
+@pytest.fixture(scope="module")
+def lora_dir(tiny_llava, tmp_path_factory):
+    """A real peft LoRA adapter for the tiny LLaVA, with non-zero weights so it changes the scores."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    torch.manual_seed(1)
+    base = AutoModelForImageTextToText.from_pretrained(tiny_llava)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = get_peft_model(base, config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_" in name:
+                parameter.normal_(0.0, 0.5)
+    directory = tmp_path_factory.mktemp("lora")
+    model.save_pretrained(directory)
+    return directory
+
+
+def test_adapter_changes_scores_and_merging_does_not(tiny_llava, lora_dir, sample_images):
+    images = [sample_images["astronaut"], sample_images["coffee"]]
+    base = [s.mos for s in load_critic(str(tiny_llava)).score(images)]
+    merged = [s.mos for s in load_critic(str(tiny_llava), adapter=lora_dir).score(images)]
+    unmerged = [s.mos for s in load_critic(str(tiny_llava), adapter=lora_dir, merge_adapter=False).score(images)]
+    assert max(abs(a - b) for a, b in zip(base, merged, strict=True)) > 1e-3
+    assert merged == pytest.approx(unmerged, abs=1e-4)
+
+
+def test_trained_directory_with_manifest_loads_base_plus_adapter(tiny_llava, lora_dir, tmp_path, sample_images):
+    trained = tmp_path / "trained"
+    shutil.copytree(lora_dir, trained)
+    manifest = {"format": 1, "base_model": str(tiny_llava), "adapter": ".", "trained_on": ["koniq10k"]}
+    (trained / "vcritic.json").write_text(json.dumps(manifest))
+    critic = load_critic(str(trained))
+    direct = load_critic(str(tiny_llava), adapter=lora_dir)
+    image = sample_images["chelsea"]
+    assert critic.score([image])[0].mos == pytest.approx(direct.score([image])[0].mos, abs=1e-5)
+    assert critic.info["trained_on"] == ["koniq10k"]
+
+
+def test_broken_manifest_is_a_user_error(tmp_path):
+    (tmp_path / "vcritic.json").write_text("{not json")
+    with pytest.raises(VcriticError, match="not valid JSON"):
+        load_critic(str(tmp_path))
+    (tmp_path / "vcritic.json").write_text(json.dumps({"adapter": "."}))
+    with pytest.raises(VcriticError, match="base_model"):
+        load_critic(str(tmp_path))
+
+
+def test_adapter_folder_without_config_is_refused(tiny_llava, tmp_path):
+    with pytest.raises(VcriticError, match="adapter_config.json"):
+        load_critic(str(tiny_llava), adapter=tmp_path)
+
+
+def test_pickled_weights_are_refused_unless_allowed(tiny_llava, tmp_path, sample_images):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    pickled = tmp_path / "pickled"
+    model = AutoModelForImageTextToText.from_pretrained(tiny_llava)
+    model.save_pretrained(pickled)
+    AutoProcessor.from_pretrained(tiny_llava).save_pretrained(pickled)
+    # transformers 5 only writes safetensors; old checkpoints on the hub still ship a pickled state dict.
+    for weights in pickled.glob("*.safetensors"):
+        weights.unlink()
+    torch.save(model.state_dict(), pickled / "pytorch_model.bin")
+    assert not list(pickled.glob("*.safetensors")), "the fixture must hold only pickled weights"
+    with pytest.raises(VcriticError, match="pickled") as info:
+        load_critic(str(pickled))
+    assert "--allow-pickle" in info.value.hint
+    critic = load_critic(str(pickled), allow_pickle=True)
+    assert 0 <= critic.score([sample_images["camera"]])[0].mos <= 100
+
+
+def test_text_only_checkpoint_is_refused(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from vcritic.testing import train_tokenizer
+
+    tokenizer = train_tokenizer()
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                         num_attention_heads=2)  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    with pytest.raises(VcriticError, match="image"):
+        load_critic(str(tmp_path))
+
+
+def test_missing_model_is_a_user_error(tmp_path):
+    with pytest.raises(VcriticError, match="no such checkpoint directory"):
+        load_critic(str(tmp_path / "nope"))
