@@ -70,7 +70,7 @@ def train_tokenizer(vocab_size: int = 600):
 def _llama(tokenizer, **overrides):
     from transformers import LlamaConfig
 
-    return LlamaConfig(
+    settings = dict(
         vocab_size=len(tokenizer),
         hidden_size=HIDDEN,
         intermediate_size=2 * HIDDEN,
@@ -82,8 +82,8 @@ def _llama(tokenizer, **overrides):
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         tie_word_embeddings=False,
-        **overrides,
     )
+    return LlamaConfig(**{**settings, **overrides})
 
 
 def _reinit(module, std: float = 0.02) -> None:
@@ -96,7 +96,8 @@ def _reinit(module, std: float = 0.02) -> None:
             parameter.normal_(0.0, std)
 
 
-def build_llava(directory: Path, seed: int = 0) -> Path:
+def build_llava(directory: Path, seed: int = 0, *, hidden: int = HIDDEN, layers: int = 2, image_size: int = 32) -> Path:
+    """LLaVA-1.5 layout: CLIP vision tower + projector + Llama decoder. The size knobs serve the benchmarks."""
     import torch
     from transformers import (
         CLIPImageProcessor,
@@ -108,25 +109,26 @@ def build_llava(directory: Path, seed: int = 0) -> Path:
 
     torch.manual_seed(seed)
     tokenizer = train_tokenizer()
+    patch = 8 if image_size <= 64 else 14
     vision = CLIPVisionConfig(
-        hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2, num_attention_heads=2,
-        image_size=32, patch_size=8, projection_dim=HIDDEN,
+        hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=2,
+        image_size=image_size, patch_size=patch, projection_dim=hidden,
     )  # fmt: skip
     config = LlavaConfig(
         vision_config=vision,
-        text_config=_llama(tokenizer),
+        text_config=_llama(tokenizer, hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers),
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
         vision_feature_select_strategy="default",
         vision_feature_layer=-1,
     )
     model = LlavaForConditionalGeneration(config)
     image_processor = CLIPImageProcessor(
-        size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}, do_center_crop=True
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}, do_center_crop=True
     )
     processor = LlavaProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        patch_size=8,
+        patch_size=patch,
         vision_feature_select_strategy="default",
         num_additional_image_tokens=1,  # CLIP's CLS token
         chat_template=LLAVA_TEMPLATE,
