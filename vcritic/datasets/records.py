@@ -1,0 +1,221 @@
+"""What every dataset loader yields (:class:`Record`), and the file readers they share.
+
+Loaders read the annotation files exactly as the dataset authors distribute them (CSV, XLSX, MAT). Anything
+missing is a :class:`~vcritic.errors.VcriticError` that names the file and what was expected in it, never a
+``KeyError`` from deep inside a parser.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vcritic.errors import VcriticError
+
+# The five attribute indicators of the paper (SPAQ carries their ground truth), in the paper's order.
+ATTRIBUTES = ("brightness", "colorfulness", "contrast", "noisiness", "sharpness")
+
+DOCS_HINT = "see 'Datasets and benchmarks' in the README for the expected layout"
+
+
+@dataclass(frozen=True)
+class Record:
+    """One rated image.
+
+    ``mos`` is on vcritic's 0-100 scale, higher is better, mapped linearly from the dataset's documented score range
+    (not from the min/max of the data, so it never depends on which images are loaded). ``image`` is the image's
+    name as the annotation file gives it: the stable id used in split files.
+    """
+
+    path: Path
+    mos: float
+    dataset: str
+    image: str
+    attributes: Mapping[str, float] = field(default_factory=dict)
+    ai_generated: bool | None = None
+    ref_id: str | None = None
+    official_split: str | None = None  # "train" / "val" / "test" where the authors publish a split
+
+
+def rescale(value: float, low: float, high: float) -> float:
+    """``value`` from the range [low, high] to [0, 100], linearly; values outside the range stay outside."""
+    return (float(value) - low) * 100.0 / (high - low)
+
+
+def require_file(path: Path, what: str) -> Path:
+    if not path.is_file():
+        raise VcriticError(f"{path} not found (expected {what})", hint=DOCS_HINT)
+    return path
+
+
+def require_dir(path: Path, what: str) -> Path:
+    if not path.is_dir():
+        raise VcriticError(f"folder {path} not found (expected {what})", hint=DOCS_HINT)
+    return path
+
+
+def first_dir(root: Path, names: Sequence[str], what: str) -> Path:
+    """The first of ``root/name`` that is a folder; an error naming all of them if none is."""
+    for name in names:
+        if (root / name).is_dir():
+            return root / name
+    tried = ", ".join(f"{name}/" for name in names)
+    raise VcriticError(f"no image folder in {root} (expected {what}: one of {tried})", hint=DOCS_HINT)
+
+
+def _normalise_header(name: Any) -> str:
+    return str(name if name is not None else "").strip().lstrip("\ufeff")
+
+
+def read_csv_rows(path: Path, required: Iterable[str], what: str) -> list[dict[str, str]]:
+    """Rows of a CSV file with a header; fails naming the file and the missing columns."""
+    return read_csv_table(path, required, what)[1]
+
+
+def read_csv_table(path: Path, required: Iterable[str], what: str) -> tuple[list[str], list[dict[str, str]]]:
+    """The header and rows of a CSV file; fails naming the file and the missing columns."""
+    require_file(path, what)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            header = [_normalise_header(h) for h in (reader.fieldnames or [])]
+            reader.fieldnames = header
+            rows = list(reader)
+    except UnicodeDecodeError:
+        raise VcriticError(f"{path} is not a UTF-8 text CSV file", hint=DOCS_HINT) from None
+    except csv.Error as err:
+        raise VcriticError(f"{path} is not a valid CSV file: {err}", hint=DOCS_HINT) from None
+    check_columns(path, header, required)
+    return header, rows
+
+
+def check_columns(path: Path, header: Sequence[str], required: Iterable[str]) -> None:
+    missing = [column for column in required if column not in header]
+    if missing:
+        found = ", ".join(h for h in header if h) or "none"
+        raise VcriticError(
+            f"{path} has no column {', '.join(repr(m) for m in missing)} (found: {found})",
+            hint=f"expected the file as distributed by the dataset authors; {DOCS_HINT}",
+        )
+
+
+def pick_column(path: Path, header: Sequence[str], candidates: Sequence[str], what: str) -> str:
+    """The first header (case-insensitive) among ``candidates``; an error naming them if none is there."""
+    lowered = {h.lower(): h for h in header}
+    for candidate in candidates:
+        if candidate.lower() in lowered:
+            return lowered[candidate.lower()]
+    found = ", ".join(h for h in header if h) or "none"
+    raise VcriticError(
+        f"{path} has no {what} column (looked for {', '.join(candidates)}; found: {found})", hint=DOCS_HINT
+    )
+
+
+def read_xlsx_rows(path: Path, what: str) -> list[tuple[Any, ...]]:
+    """All rows of the first sheet of an .xlsx file as tuples of cell values (openpyxl, read-only)."""
+    require_file(path, what)
+    from openpyxl import load_workbook
+
+    try:
+        workbook = load_workbook(path, read_only=True, data_only=True)
+    except Exception as err:  # openpyxl raises zipfile/KeyError/InvalidFileException for non-xlsx files
+        raise VcriticError(f"{path} is not a readable .xlsx file: {err}", hint=DOCS_HINT) from None
+    try:
+        sheet = workbook.worksheets[0]
+        return [tuple(row) for row in sheet.iter_rows(values_only=True) if any(v is not None for v in row)]
+    finally:
+        workbook.close()
+
+
+def load_mat_array(path: Path, key: str, what: str):
+    """The array stored under ``key`` in a MATLAB .mat file (scipy.io)."""
+    require_file(path, what)
+    from scipy.io import loadmat
+
+    try:
+        contents = loadmat(path)
+    except Exception as err:  # scipy raises ValueError/TypeError/MatReadError for bad files
+        raise VcriticError(f"{path} is not a readable .mat file: {err}", hint=DOCS_HINT) from None
+    if key not in contents:
+        keys = ", ".join(k for k in contents if not k.startswith("__")) or "none"
+        raise VcriticError(f"{path} has no variable {key!r} (found: {keys})", hint=f"expected {what}")
+    return contents[key]
+
+
+def parse_float(value: Any, path: Path, where: str) -> float:
+    try:
+        number = float(str(value).strip())
+    except (TypeError, ValueError):
+        raise VcriticError(f"{path}: {where} is {value!r}, not a number", hint=DOCS_HINT) from None
+    if number != number:  # NaN
+        raise VcriticError(f"{path}: {where} is empty", hint=DOCS_HINT)
+    return number
+
+
+def parse_bool(value: Any, path: Path, where: str) -> bool | None:
+    """``ai_generated`` cells: true/false, yes/no, 1/0; empty means unknown."""
+    text = str(value if value is not None else "").strip().lower()
+    if text == "":
+        return None
+    if text in ("1", "1.0", "true", "yes", "y", "ai", "generated"):
+        return True
+    if text in ("0", "0.0", "false", "no", "n", "photo", "real"):
+        return False
+    raise VcriticError(f"{path}: {where} is {value!r}", hint="use true/false, yes/no or 1/0")
+
+
+def image_path(folder: Path, name: str) -> Path:
+    """An image named in an annotation file, with either slash style, under ``folder``."""
+    return folder / Path(*name.replace("\\", "/").split("/"))
+
+
+def files_by_name(folder: Path) -> dict[str, Path]:
+    """File name -> path for every file below ``folder`` (first one wins), for datasets that use sub-folders."""
+    found: dict[str, Path] = {}
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames.sort()
+        for name in sorted(filenames):
+            found.setdefault(name, Path(dirpath) / name)
+    return found
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A registry entry: how to find a dataset under a root folder, and how to read it."""
+
+    name: str  # registry key, also the conventional sub-folder name under --root
+    title: str  # as the paper writes it
+    load: Any  # Callable[[Path], list[Record]]
+    markers: tuple[str, ...]  # annotation files (relative to the dataset folder); any one identifies the dataset
+    folders: tuple[str, ...] = ()  # other folder names the dataset is found under (the authors' own names)
+    aliases: tuple[str, ...] = ()  # other names accepted on the command line
+    mos_range: tuple[float, float] = (0.0, 100.0)  # documented range of the raw score, mapped to 0-100
+    mos_source: str = ""  # which file/column the MOS comes from
+    ai_generated: bool = False
+    split_by_reference: bool = False  # KADID-10k: split by pristine reference image, not by image
+    official_split: bool = False  # the authors publish a train/val/test split (KonIQ-10k)
+    url: str = ""
+
+    def locate(self, root: Path) -> Path | None:
+        """The dataset folder: ``root`` itself, or a sub-folder of it named as in ``folders``; None if absent."""
+        if self.is_at(root):
+            return root
+        if not root.is_dir():
+            return None
+        wanted = {normalise_name(n) for n in (self.name, *self.folders)}
+        for child in sorted(root.iterdir()):
+            if child.is_dir() and normalise_name(child.name) in wanted and self.is_at(child):
+                return child
+        return None
+
+    def is_at(self, folder: Path) -> bool:
+        return any((folder / marker).is_file() for marker in self.markers)
+
+
+def normalise_name(name: str) -> str:
+    """Dataset and folder names compare case- and punctuation-insensitively: KonIQ-10k == koniq10k."""
+    return "".join(ch for ch in name.lower() if ch.isalnum())

@@ -1,0 +1,60 @@
+"""SPAQ (Fang et al. 2020): 11,125 smartphone photos with MOS and five attribute scores, all 0-100.
+
+Layout as distributed::
+
+    spaq/
+      Annotations/MOS and Image attribute scores.xlsx   Image name, MOS, Brightness, Colorfulness, Contrast,
+                                                        Noisiness, Sharpness (0-100)
+      TestImage/                                        the images (00001.jpg, ...)
+
+SPAQ is the paper's source for the attribute indicators, which keep their 0-100 values.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vcritic.datasets.records import (
+    ATTRIBUTES,
+    DatasetSpec,
+    Record,
+    check_columns,
+    image_path,
+    parse_float,
+    read_xlsx_rows,
+    require_dir,
+)
+from vcritic.errors import VcriticError
+
+ANNOTATIONS = "Annotations/MOS and Image attribute scores.xlsx"
+COLUMNS = ("image name", "mos", *ATTRIBUTES)
+
+
+def load(root: Path) -> list[Record]:
+    path = root / ANNOTATIONS
+    rows = read_xlsx_rows(path, "the SPAQ MOS and attribute scores")
+    if not rows:
+        raise VcriticError(f"{path} is empty", hint="expected a header row and one row per image")
+    header = [str(cell).strip().lower() if cell is not None else "" for cell in rows[0]]
+    check_columns(path, header, COLUMNS)
+    at = {column: header.index(column) for column in COLUMNS}
+    images = require_dir(root / "TestImage", "the SPAQ images in TestImage/")
+
+    records = []
+    for number, row in enumerate(rows[1:], 2):
+        name = str(row[at["image name"]]).strip()
+        mos = parse_float(row[at["mos"]], path, f"row {number}, MOS")
+        attributes = {a: parse_float(row[at[a]], path, f"row {number}, {a}") for a in ATTRIBUTES}
+        records.append(Record(image_path(images, name), mos, "spaq", name, attributes=attributes, ai_generated=False))
+    return records
+
+
+SPEC = DatasetSpec(
+    name="spaq",
+    title="SPAQ",
+    load=load,
+    markers=(ANNOTATIONS,),
+    mos_range=(0.0, 100.0),
+    mos_source="MOS and Image attribute scores.xlsx: MOS (0-100)",
+    url="https://github.com/h4nwei/SPAQ",
+)
