@@ -12,7 +12,7 @@ import sys
 import typer
 
 from vcritic import __version__
-from vcritic.cli import compare, score
+from vcritic.cli import bench, compare, score
 
 app = typer.Typer(
     name="vcritic",
@@ -26,6 +26,7 @@ app = typer.Typer(
 
 app.command("score", no_args_is_help=True, epilog=score.EPILOG)(score.score)
 app.command("compare", epilog=compare.EPILOG)(compare.compare)
+app.command("bench", no_args_is_help=True, epilog=bench.EPILOG)(bench.bench)
 
 
 def _version_callback(value: bool) -> None:

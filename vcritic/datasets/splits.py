@@ -84,7 +84,10 @@ def select(records: Sequence[Record], assignment: dict[str, str], split: str) ->
     chosen = [r for r in records if assignment.get(r.image) == split]
     if not chosen:
         sides = ", ".join(sorted(set(assignment.values()))) or "none"
-        raise VcriticError(f"the {split!r} split is empty", hint=f"this split scheme has: {sides}")
+        hint = f"this split scheme has: {sides}"
+        if split == "val":
+            hint += "; a validation split exists only in the official scheme (KonIQ-10k)"
+        raise VcriticError(f"the {split!r} split is empty", hint=hint)
     return chosen
 
 

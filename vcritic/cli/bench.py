@@ -1,0 +1,428 @@
+"""``vcritic bench``: SRCC/PLCC and friends on a public IQA dataset (or a CSV manifest), the paper's protocol."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from vcritic.cli._options import (
+    AdapterOpt,
+    AllowPickleOpt,
+    BatchSizeOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    RevisionOpt,
+    TrustRemoteCodeOpt,
+    WorkersOpt,
+)
+from vcritic.errors import VcriticError
+
+EXIT_PARTIAL = 3
+EPILOG = (
+    "NAME is a dataset (koniq10k, spaq, flive, livec, cgiqa6k, kadid10k, agiqa3k, aigciqa2023), 'all' for every "
+    "dataset found under --root, or a CSV manifest (path,mos[,brightness,...,ai_generated,ref_id,split]). "
+    "--root is the dataset's folder or the folder holding it under its name (koniq10k/, spaq/, ...). "
+    "MOS is compared on a 0-100 scale, higher is better. Splits: 80/20 random per dataset, KADID-10k 65/16 "
+    "references, seed 2403 (--split-scheme official: KonIQ-10k's own split). --out DIR writes predictions.csv, "
+    "metrics.json, split.csv and pairs.csv (one folder per dataset for 'all'). Exit status: 0 done; 3 done, but "
+    "some images have no score; 1 nothing evaluated; 2 usage error."
+)
+
+
+def bench(
+    name: Annotated[str, typer.Argument(help="Dataset name, 'all', or a CSV manifest file.", show_default=False)],
+    root: Annotated[
+        Path | None,
+        typer.Option(
+            "--root",
+            help="Folder with the dataset(s), each under its name (koniq10k/, spaq/, ...). Env: VCRITIC_DATA.",
+            envvar="VCRITIC_DATA",
+            show_default=False,
+        ),
+    ] = None,
+    predictions: Annotated[
+        Path | None,
+        typer.Option(
+            "--predictions",
+            help="Evaluate a CSV written by 'vcritic score' (path,mos,...) instead of running a model.",
+            show_default=False,
+        ),
+    ] = None,
+    split: Annotated[str, typer.Option("--split", help="test, train, val (official scheme only) or all.")] = "test",
+    split_scheme: Annotated[
+        str,
+        typer.Option("--split-scheme", help="paper (seeded 80/20, KADID by reference) or official (KonIQ-10k's own)."),
+    ] = "paper",
+    limit: Annotated[
+        int | None,
+        typer.Option("--limit", min=1, help="Evaluate a seeded random subset of N images.", show_default=False),
+    ] = None,
+    pairs: Annotated[
+        int,
+        typer.Option("--pairs", min=0, help="Same-dataset pairs to sample for pair-ranking accuracy (0: skip)."),
+    ] = 1000,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            "--out", help="Folder for predictions.csv, metrics.json, split.csv, pairs.csv.", show_default=False
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace earlier results in --out.")] = False,
+    plot: Annotated[
+        bool, typer.Option("--plot", help="Save a scatter plot (predicted vs true MOS, fitted curve) as PNG.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON instead of a table.")] = False,
+    mos_range: Annotated[
+        str | None,
+        typer.Option(
+            "--mos-range", help="For a CSV manifest: its MOS range, e.g. 1-5 (default 0-100).", show_default=False
+        ),
+    ] = None,
+    model: ModelOpt = None,
+    adapter: AdapterOpt = None,
+    revision: RevisionOpt = None,
+    batch_size: BatchSizeOpt = 8,
+    workers: WorkersOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
+    allow_pickle: AllowPickleOpt = False,
+) -> None:
+    """Benchmark a model on public IQA datasets: SRCC, PLCC, KRCC, pair ranking, against the paper's numbers."""
+    import json
+
+    from vcritic.cli._output import stderr, stdout
+
+    if model is not None and predictions is not None:
+        raise VcriticError("--model and --predictions exclude each other", hint="give one of them")
+    if predictions is not None and not predictions.is_file():
+        raise VcriticError(f"predictions file {predictions} not found", hint="write it with: vcritic score -o FILE")
+    names = _dataset_names(name, root)
+    _check_out(out, overwrite, all_mode=name.lower() == "all")
+    settings = dict(split=split, scheme=split_scheme, limit=limit, pairs=pairs, batch_size=batch_size, workers=workers)
+    mos_limits = _parse_range(mos_range)
+
+    multi = name.lower() == "all"
+    benches = {}
+    incomplete = False
+    for dataset in names:  # read every dataset before spending time on the model
+        try:
+            benches[dataset] = _prepared(dataset, root, settings, mos_limits, check_images=predictions is None)
+        except VcriticError as err:
+            if not multi:
+                raise
+            stderr.print(f"[yellow]Skipping {dataset}:[/] {err}", markup=True)
+            incomplete = True
+
+    critic = None
+    if predictions is None and benches:
+        from vcritic.loading import load_critic
+
+        with stderr.status("Loading model..."):
+            critic = load_critic(
+                model,
+                adapter=adapter,
+                revision=revision,
+                device=device,
+                dtype=dtype,
+                trust_remote_code=trust_remote_code,
+                allow_pickle=allow_pickle,
+            )
+    source = {"model": critic.source if critic else model, "adapter": str(adapter) if adapter else None}
+    source["predictions"] = None
+    if predictions is not None:
+        source = {"model": None, "adapter": None, "predictions": str(predictions)}
+
+    results: dict[str, dict[str, Any]] = {}
+    for dataset, prepared in benches.items():
+        target = None if out is None else (out / prepared.name if multi else out)
+        result = _run_one(prepared, root, settings, critic, predictions, source, target, plot, multi)
+        if result is None:
+            continue
+        results[dataset] = result
+        incomplete |= bool(result["n_failed"] or result["n_missing"])
+
+    if not results:
+        raise VcriticError(
+            "no dataset could be evaluated",
+            hint="check that the predictions file covers the datasets' images" if predictions else None,
+        )
+    label = _short_label(source["model"]) if source["model"] else (predictions.name if predictions else "ours")
+    if multi:
+        summary = {"source": source, "split": split, "split_scheme": split_scheme, "datasets": results}
+        if out is not None:
+            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        if as_json:
+            typer.echo(json.dumps(summary, indent=2))
+        else:
+            _print_table2(results, label, stdout)
+    else:
+        (result,) = results.values()
+        if as_json:
+            typer.echo(json.dumps(result, indent=2))
+        else:
+            _print_single(result, label, stdout)
+    if incomplete:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+# -- steps -------------------------------------------------------------------------------------------------------
+def _dataset_names(name: str, root: Path | None) -> list[str]:
+    from vcritic.datasets import find_datasets, get_dataset
+
+    if name.lower() == "all":
+        if root is None:
+            raise VcriticError("'bench all' needs --root", hint="the folder holding koniq10k/, spaq/, ...")
+        found = find_datasets(root)
+        if not found:
+            from vcritic.datasets import DATASETS
+
+            raise VcriticError(
+                f"no dataset found under {root}",
+                hint=f"expected sub-folders named {', '.join(DATASETS)}; see 'Datasets and benchmarks' in the README",
+            )
+        return list(found)
+    if name.lower().endswith(".csv"):
+        return [name]
+    return [get_dataset(name).name]
+
+
+def _parse_range(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    parts = text.replace(",", " ").replace(":", " ").split()
+    if len(parts) == 1 and "-" in text[1:]:
+        split_at = text.index("-", 1)
+        parts = [text[:split_at], text[split_at + 1 :]]
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise VcriticError(f"--mos-range {text!r} is not LOW-HIGH", hint="e.g. --mos-range 1-5") from None
+    if not high > low:
+        raise VcriticError(f"--mos-range {text!r} is empty", hint="the highest score must exceed the lowest")
+    return low, high
+
+
+def _check_out(out: Path | None, overwrite: bool, all_mode: bool) -> None:
+    if out is None:
+        return
+    if out.exists() and not out.is_dir():
+        raise VcriticError(f"--out {out} is a file", hint="give a folder")
+    marker = out / ("summary.json" if all_mode else "metrics.json")
+    if marker.exists() and not overwrite:
+        raise VcriticError(f"{marker} already exists", hint="pass --overwrite to replace it, or choose another --out")
+
+
+def _prepared(dataset, root, settings, mos_limits, check_images: bool = False):
+    from vcritic.bench import prepare
+
+    bench = prepare(
+        dataset,
+        root,
+        split=settings["split"],
+        scheme=settings["scheme"],
+        limit=settings["limit"],
+        mos_range=mos_limits,
+    )
+    if check_images and not any(r.path.is_file() for r in bench.records[:50]):
+        example = bench.records[0].path
+        raise VcriticError(
+            f"{bench.title}: the images listed in the annotation file are missing (e.g. {example})",
+            hint="see 'Datasets and benchmarks' in the README for where the images go",
+        )
+    return bench
+
+
+def _run_one(bench, root, settings, critic, predictions_file, source, out, plot, multi) -> dict | None:
+    from vcritic import bench as benchmark
+    from vcritic.cli._output import make_progress, stderr
+    from vcritic.datasets.splits import write_split
+
+    started = time.perf_counter()
+    if predictions_file is not None:
+        roots = [bench.root, *([root] if root else [])]
+        predictions = benchmark.read_predictions(predictions_file, bench.records, roots)
+        if not any(p is not None for p in predictions):
+            if multi:
+                stderr.print(f"[dim]{bench.title}: no predictions in {predictions_file.name}, not evaluated[/]")
+                return None
+            raise VcriticError(
+                f"none of the {len(bench.records)} {bench.title} images ({bench.split} split) is in {predictions_file}",
+                hint="paths are matched after resolving; relative ones against the current folder, the CSV's "
+                "folder and --root",
+            )
+    else:
+        with make_progress() as progress:
+            task = progress.add_task(f"Scoring {bench.title}", total=len(bench.records), rate="")
+            predictions = benchmark.predict(
+                critic,
+                bench.records,
+                batch_size=settings["batch_size"],
+                workers=settings["workers"],
+                advance=lambda n: progress.update(task, advance=n),
+            )
+    usable = [p is not None and p.mos is not None for p in predictions]
+    pairs = benchmark.sample_pairs(bench.records, usable, settings["pairs"])
+    pair_probs = None
+    if critic is not None and pairs:
+        with make_progress() as progress:
+            task = progress.add_task("Comparing pairs", total=len(pairs), rate="")
+            pair_probs = benchmark.compare(
+                critic,
+                bench.records,
+                pairs,
+                batch_size=settings["batch_size"],
+                workers=settings["workers"],
+                advance=lambda n: progress.update(task, advance=n),
+            )
+    result = benchmark.evaluate(bench, predictions, pairs=pairs, pair_probs=pair_probs, source=source)
+    scored, total = result["n_scored"], result["n_images"]
+    stderr.print(f"{bench.title}: {scored} of {total} images evaluated in {time.perf_counter() - started:.1f} s")
+    if scored < total:
+        stderr.print(
+            f"[yellow]{bench.title}: {total - scored} image(s) have no score; metrics cover the other {scored}.[/]"
+        )
+    if scored == 0:
+        raise VcriticError(f"{bench.title}: no image could be scored", hint="see the error column of predictions.csv")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        benchmark.write_predictions(out / "predictions.csv", bench, predictions)
+        benchmark.write_metrics(out / "metrics.json", result)
+        write_split(bench.assignment, out / "split.csv", bench.records)
+        if pairs:
+            benchmark.write_pairs(out / "pairs.csv", bench, pairs, predictions, pair_probs)
+        stderr.print(f"Wrote predictions.csv, metrics.json, split.csv{', pairs.csv' if pairs else ''} to {out}")
+    if plot:
+        target = (out / "scatter.png") if out is not None else Path(f"{bench.name}-scatter.png")
+        benchmark.plot_scatter(target, bench, predictions, result)
+        stderr.print(f"Plot: {target}")
+    return result
+
+
+def _short_label(model: str) -> str:
+    """A local checkpoint by its folder name, a hub repo or preset as given."""
+    path = Path(model).expanduser()
+    return path.name if path.is_dir() else model
+
+
+# -- tables ------------------------------------------------------------------------------------------------------
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _pct(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.1f}%"
+
+
+def _print_single(result: dict[str, Any], label: str, console) -> None:
+    from rich.table import Table
+
+    paper = result.get("paper") or {}
+    scheme = result["split_scheme"] + (f", seed {result['split_seed']}" if result.get("split_seed") else "")
+    table = Table(
+        title=f"{result['title']}: {result['split']} split ({scheme}), {result['n_scored']} of "
+        f"{result['n_images']} images; MOS 0-100",
+        title_justify="left",
+    )
+    table.add_column("metric")
+    table.add_column(label, justify="right")
+    table.add_column("VisualCritic (paper)", justify="right")
+    mos = result["mos"]
+    table.add_row("SRCC", _num(mos["srcc"]), _num(paper.get("srcc")))
+    table.add_row("PLCC", _num(mos["plcc"]), _num(paper.get("plcc")))
+    table.add_row("PLCC (4-param. logistic)", _num(mos["plcc_logistic"]), "-")
+    table.add_row("KRCC", _num(mos["krcc"]), "-")
+    ranking = result["pair_ranking"]
+    n_pairs = ranking["n_pairs"]
+    table.add_row(
+        f"pair ranking, direct ({n_pairs} pairs)", _num(ranking["direct"]), _num(paper.get("pair_ranking_direct"))
+    )
+    table.add_row(
+        f"pair ranking, A-B scores ({n_pairs} pairs)",
+        _num(ranking["score_difference"]),
+        _num(paper.get("pair_ranking_scores")),
+    )
+    for attribute, values in (result.get("attributes") or {}).items():
+        theirs = (paper.get("attributes") or {}).get(attribute, {})
+        ours = f"{_num(values.get('srcc'))}/{_num(values.get('plcc'))}" if values.get("available") else "n/a"
+        table.add_row(
+            f"{attribute} SRCC/PLCC", ours, f"{_num(theirs.get('srcc'))}/{_num(theirs.get('plcc'))}" if theirs else "-"
+        )
+    authenticity = result.get("authenticity")
+    # Shown where there is something to show: our accuracy, or the paper's (SPAQ; AIGCIQA-2023 is its other half).
+    shown = authenticity is not None and (authenticity.get("available") or result["dataset"] in ("spaq", "aigciqa2023"))
+    if shown:
+        ours = _pct(authenticity.get("accuracy")) if authenticity.get("available") else "n/a"
+        table.add_row("authenticity accuracy", ours, _pct(paper.get("authenticity_accuracy")))
+    console.print(table)
+    notes = []
+    if ranking.get("direct_note"):
+        notes.append(f"direct pair ranking {ranking['direct_note']}")
+    if any(not v.get("available") for v in (result.get("attributes") or {}).values()):
+        notes.append("attributes n/a: the predictions have no attribute scores")
+    if shown and not authenticity.get("available"):
+        notes.append("authenticity n/a: the predictions have no authenticity readout")
+    for note in notes:
+        console.print(f"[dim]{note}[/]")
+
+
+def _print_table2(results: dict[str, dict[str, Any]], label: str, console) -> None:
+    from rich.table import Table
+
+    from vcritic.bench import PAPER_PAIR_RANKING, PAPER_TABLE2
+    from vcritic.datasets import DATASETS
+
+    columns = [n for n in DATASETS if n in PAPER_TABLE2 or n in results]
+    table = Table(title="MOS, SRCC/PLCC (the paper's Table 2 layout)", title_justify="left")
+    table.add_column("model")
+    for column in columns:
+        table.add_column(DATASETS[column].title, justify="right")
+    table.add_row("VisualCritic (paper)", *(_pair(PAPER_TABLE2.get(c)) for c in columns))
+    table.add_row(
+        label,
+        *(
+            f"{_num(results[c]['mos']['srcc'])}/{_num(results[c]['mos']['plcc'])}" if c in results else "-"
+            for c in columns
+        ),
+    )
+    console = _wide(console)
+    console.print(table)
+
+    ranking = Table(title="Pair-ranking accuracy (the paper's Table 10 layout)", title_justify="left")
+    ranking.add_column("method")
+    for column in columns:
+        ranking.add_column(DATASETS[column].title, justify="right")
+    ranking.add_row("Ranking (paper)", *(_num(PAPER_PAIR_RANKING.get(c, (None,))[0], 2) for c in columns))
+    ranking.add_row("A-B scores (paper)", *(_num(PAPER_PAIR_RANKING.get(c, (None, None))[1], 2) for c in columns))
+    ranking.add_row(f"Ranking ({label})", *(_rank(results, c, "direct") for c in columns))
+    ranking.add_row(f"A-B scores ({label})", *(_rank(results, c, "score_difference") for c in columns))
+    console.print(ranking)
+    split = next(iter(results.values()))
+    console.print(
+        f"[dim]{split['split']} split ({split['split_scheme']}"
+        f"{', seed ' + str(split['split_seed']) if split.get('split_seed') else ''}); "
+        f"'-': dataset not found under --root, or not in the paper's table.[/]"
+    )
+
+
+def _wide(console):
+    """Piped or redirected output gets room for all nine columns instead of wrapping at 80 characters."""
+    if console.is_terminal:
+        return console
+    from rich.console import Console
+
+    return Console(file=console.file, width=200, highlight=False, soft_wrap=True)
+
+
+def _pair(values: tuple[float, float] | None) -> str:
+    return "-" if values is None else f"{values[0]:.3f}/{values[1]:.3f}"
+
+
+def _rank(results: dict[str, dict[str, Any]], column: str, key: str) -> str:
+    if column not in results:
+        return "-"
+    return _num(results[column]["pair_ranking"][key], 2)
