@@ -79,3 +79,24 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
     monkeypatch.setenv("VCRITIC_NO_PROGRESS", "1")
     monkeypatch.delenv("VCRITIC_MODEL", raising=False)
+    # A test that reaches for the real hub by mistake fails at once instead of waiting on the network.
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_ENDPOINT", "HF_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def fake_hub(monkeypatch):
+    """A stand-in for the Hugging Face Hub on 127.0.0.1 (tests/hub_server.py), online for this test: HF_ENDPOINT
+    points at it. Add repos with ``fake_hub.add_repo("org/name", folder)``."""
+    import huggingface_hub.constants
+    from hub_server import FakeHub
+
+    hub = FakeHub().start()
+    monkeypatch.setenv("HF_ENDPOINT", hub.url)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    # huggingface_hub read HF_HUB_OFFLINE when it was imported; the test run may have it set.
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    yield hub
+    hub.stop()

@@ -63,7 +63,9 @@ def load_critic(
     from vcritic.runtime import resolve_device, resolve_dtype
 
     if model is None or str(model) == "":
-        raise VcriticError("no model given", hint=NO_MODEL_HINT)
+        from vcritic.presets import DEFAULT_PRESET
+
+        model = DEFAULT_PRESET  # downloaded on first use, with a notice
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
 

@@ -7,13 +7,16 @@ from typing import Annotated
 
 import typer
 
+from vcritic.presets import DEFAULT_PRESET
+
 ModelOpt = Annotated[
     str | None,
     typer.Option(
         "--model",
         "-m",
         help="Checkpoint: a local directory (a transformers image-text-to-text model, or a vcritic "
-        "trained directory with vcritic.json), a preset name or a hub repo id. Env: VCRITIC_MODEL.",
+        "trained directory with vcritic.json), a preset name (see: vcritic models) or a hub repo id. Default: "
+        f"{DEFAULT_PRESET} (downloaded on first use). Env: VCRITIC_MODEL.",
         envvar="VCRITIC_MODEL",
         show_default=False,
     ),

@@ -1,0 +1,147 @@
+"""``vcritic models``: the presets, what is in the local cache, and ``vcritic models rm`` to free disk."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+models_app = typer.Typer(
+    help="List model presets and the local cache (with sizes); remove cached models.",
+    no_args_is_help=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@models_app.callback(invoke_without_command=True)
+def list_models(
+    ctx: typer.Context,
+    long: Annotated[
+        bool, typer.Option("--long", "-l", help="Also show each preset's pinned revision and what it was trained on.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print presets and cache contents as JSON.")] = False,
+) -> None:
+    """List the presets (marking the default and what is cached) and any other models in the cache."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from vcritic.cli._output import stderr, stdout
+    from vcritic.home import hub_cache_dir
+
+    presets, others = _inventory()
+    if as_json:
+        record = {"cache_dir": str(hub_cache_dir()), "presets": presets, "other": others}
+        stdout.print(json.dumps(record, indent=2), markup=False)
+        return
+    from rich import box
+    from rich.table import Table
+
+    from vcritic.cli.download import format_size
+
+    table = Table(title="Presets (* = default)", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("name / repo", "params", "license", "cached"):  # names are what people type: never wrap them
+        table.add_column(column, no_wrap=column == "name / repo", overflow="fold")
+    for p in presets:
+        cached = {"yes": f"yes, {format_size(p['size_bytes'])}", "partial": "partial", "no": "-"}[p["cached"]]
+        name = f"{p['name']} *" if p["default"] else p["name"]
+        table.add_row(f"{name}\n[dim]{p['repo']}[/]", p["params"], p["license"], cached)
+    if long:  # one block per preset: readable at any terminal width
+        for p in presets:
+            revision = p["revision"] if p["pinned"] else f"{p['revision']} (not pinned)"
+            cached = f"yes, {format_size(p['size_bytes'])}: {p['path']}" if p["cached"] == "yes" else p["cached"]
+            lines = [
+                f"[bold]{p['name']}[/]" + (" (default)" if p["default"] else ""),
+                f"  repo      {p['repo']} @ {revision}",
+                f"  family    {p['family']}, readout {p['readout']}, {p['params']} parameters",
+                f"  license   {p['license']}",
+                f"  cached    {cached}",
+                f"  about     {p['note']}",
+            ]
+            stdout.print("\n".join(lines), highlight=False)
+    else:
+        stdout.print(table)
+    if others:
+        other_table = Table(title="Other models in the cache", title_justify="left", box=box.SIMPLE_HEAD)
+        for column in ("repo", "size", "revisions"):
+            other_table.add_column(column, overflow="fold")
+        for o in others:
+            shown = ", ".join(o["refs"] + [c[:8] for c in o["revisions"] if c not in o["ref_commits"]])
+            other_table.add_row(o["repo"], format_size(o["size_bytes"]), shown or "-")
+        stdout.print(other_table)
+    total = sum(p["size_bytes"] for p in presets) + sum(o["size_bytes"] for o in others)
+    stderr.print(
+        f"Cache: {hub_cache_dir()} ({format_size(total)}). Fetch with: vcritic download NAME; "
+        "free disk with: vcritic models rm NAME",
+        markup=False,
+    )
+
+
+@models_app.command("rm")
+def remove(
+    name: Annotated[str, typer.Argument(help="A preset name or hub repo id in the cache.", show_default=False)],
+    revision: Annotated[
+        str | None,
+        typer.Option("--revision", help="Remove only this revision (commit, or a branch name).", show_default=False),
+    ] = None,
+) -> None:
+    """Delete a cached model (all its revisions unless --revision) and free its disk space."""
+    from vcritic.cli._output import stderr
+    from vcritic.cli.download import format_size
+    from vcritic.hub import remove as remove_cached
+
+    repo, freed = remove_cached(name, revision)
+    what = f"{repo} at {revision}" if revision else repo
+    stderr.print(f"Removed {what} from the cache (freed {format_size(freed)})", markup=False)
+
+
+def _inventory() -> tuple[list[dict], list[dict]]:
+    """Presets with their cache state, and the other cached repos, as plain records."""
+    from vcritic.hub import cached_repos, cached_snapshot
+    from vcritic.presets import DEFAULT_PRESET, PRESETS
+
+    repos = cached_repos()
+    presets = []
+    for preset in PRESETS.values():
+        in_cache = repos.get(preset.repo)
+        snapshot = cached_snapshot(preset.repo, preset.revision) if in_cache else None
+        state = "yes" if snapshot is not None else ("partial" if in_cache else "no")
+        presets.append(
+            {
+                "name": preset.name,
+                "repo": preset.repo,
+                "revision": preset.revision,
+                "pinned": preset.pinned,
+                "family": preset.family,
+                "readout": preset.readout,
+                "license": preset.license,
+                "params": preset.params,
+                "note": preset.note,
+                "default": preset.name == DEFAULT_PRESET,
+                "cached": state,
+                "size_bytes": in_cache.size if in_cache else 0,
+                "path": str(snapshot) if snapshot is not None else None,
+            }
+        )
+    preset_repos = {p.repo for p in PRESETS.values()}
+    others = []
+    for repo in sorted(set(repos) - preset_repos):
+        info = repos[repo]
+        ref_commits = [_ref_commit(info.path, ref) for ref in info.refs]
+        others.append(
+            {
+                "repo": repo,
+                "size_bytes": info.size,
+                "revisions": list(info.revisions),
+                "refs": list(info.refs),
+                "ref_commits": [c for c in ref_commits if c],
+                "path": str(info.path),
+            }
+        )
+    return presets, others
+
+
+def _ref_commit(repo_path, ref: str) -> str | None:
+    try:
+        return (repo_path / "refs" / ref).read_text().strip()
+    except OSError:
+        return None
