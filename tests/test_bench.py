@@ -267,3 +267,39 @@ def test_readme_and_help_name_every_dataset():
     for name, spec in DATASETS.items():
         assert f"| `{name}/`" in readme and spec.url in readme, name
         assert name in EPILOG
+
+
+def test_cli_manifest_with_mos_range(runner, data_root, tmp_path):
+    records = bench.prepare("kadid10k", data_root, split="all").records
+    manifest = tmp_path / "mine.csv"
+    with manifest.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "mos", "ref_id"])
+        for r in records:
+            writer.writerow([os.path.relpath(r.path, tmp_path), 1 + r.mos / 25, r.ref_id])  # back to 1-5
+    scores = perfect_scores(tmp_path / "scores.csv", records)
+    args = ["bench", str(manifest), "--mos-range", "1-5", "--predictions", str(scores), "--json", "--pairs", "4"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["dataset"] == "mine" and metrics["mos_source"] == "mine.csv: mos (1-5)"
+    assert metrics["n_images"] == 4  # by reference: 1 of the 5 references (4 images) tests
+    assert metrics["mos"]["plcc"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"), [("1-5", (1.0, 5.0)), ("0,100", (0.0, 100.0)), ("-3:3", (-3.0, 3.0)), ("-1--0.5", (-1, -0.5))]
+)
+def test_mos_range_option(text, expected):
+    from vcritic.cli.bench import _parse_range
+
+    assert _parse_range(text) == expected
+
+
+def test_mos_range_option_rejects_nonsense():
+    from vcritic.cli.bench import _parse_range
+    from vcritic.errors import VcriticError
+
+    for text in ("5-1", "abc", "1-2-3"):
+        with pytest.raises(VcriticError):
+            _parse_range(text)

@@ -240,6 +240,14 @@ def test_random_split_is_80_20_deterministic_and_order_independent():
     assert splits.select(records, first, "all") == records
 
 
+def test_each_dataset_of_a_manifest_is_split_on_its_own():
+    records = fake_records(100, "a") + [Record(r.path, r.mos, "b", "b/" + r.image) for r in fake_records(50)]
+    assignment = splits.paper_split(records)
+    assert sum(v == "test" for k, v in assignment.items() if k.startswith("b/")) == 10
+    assert sum(v == "test" for k, v in assignment.items() if not k.startswith("b/")) == 20
+    assert {k: v for k, v in assignment.items() if not k.startswith("b/")} == splits.paper_split(records[:100])
+
+
 def test_kadid_split_by_reference_65_16():
     records = kadid_like()
     assert len(records) == 10125

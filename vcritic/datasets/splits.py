@@ -28,7 +28,14 @@ SPLIT_NAMES = ("train", "val", "test", "all")
 
 
 def paper_split(records: Sequence[Record], *, by_reference: bool = False, seed: int = SPLIT_SEED) -> dict[str, str]:
-    """Image name -> "train" or "test", as in the paper."""
+    """Image name -> "train" or "test", as in the paper: each dataset among ``records`` is split on its own."""
+    datasets = sorted({r.dataset for r in records})
+    if len(datasets) > 1:  # a manifest with a dataset column
+        assignment: dict[str, str] = {}
+        for name in datasets:
+            group = [r for r in records if r.dataset == name]
+            assignment.update(paper_split(group, by_reference=by_reference, seed=seed))
+        return assignment
     if by_reference:
         return _split_by_reference(records, seed)
     names = sorted({r.image for r in records})
