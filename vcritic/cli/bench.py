@@ -73,7 +73,11 @@ def bench(
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace earlier results in --out.")] = False,
     plot: Annotated[
-        bool, typer.Option("--plot", help="Save a scatter plot (predicted vs true MOS, fitted curve) as PNG.")
+        bool,
+        typer.Option(
+            "--plot",
+            help="Save a scatter plot (predicted vs true MOS, fitted curve): --out/scatter.png, else NAME-scatter.png.",
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON instead of a table.")] = False,
     mos_range: Annotated[
