@@ -80,12 +80,11 @@ def resolve_model(name: str, revision: str | None = None, *, allow_pickle: bool 
             f"{target.label} is not in the local cache and the hub is offline (HF_HUB_OFFLINE); "
             f"fetch it first with: {target.fetch_command}"
         )
-    print(
+    notice = (
         f"vcritic: {target.label} is not in the local cache; downloading it to {hub_cache_dir()} "
-        "(once: later runs use the cache)",
-        file=sys.stderr,
+        "(once: later runs use the cache)"
     )
-    return _fetch(target, allow_pickle=allow_pickle, progress=None)
+    return _fetch(target, allow_pickle=allow_pickle, progress=None, notice=notice)
 
 
 def hub_target(name: str, revision: str | None = None) -> Target:
@@ -208,7 +207,8 @@ def select_files(listing: dict[str, int] | Iterable[tuple[str, int]], *, label: 
 # --- fetching ------------------------------------------------------------------------------------------------------
 
 
-def _fetch(target: Target, *, allow_pickle: bool, progress: bool | None) -> Path:
+def _fetch(target: Target, *, allow_pickle: bool, progress: bool | None, notice: str | None = None) -> Path:
+    """Download what loading needs of ``target``; ``notice`` goes to stderr once the hub has answered."""
     from huggingface_hub import HfApi, snapshot_download
     from huggingface_hub.hf_api import RepoFile
 
@@ -221,33 +221,67 @@ def _fetch(target: Target, *, allow_pickle: bool, progress: bool | None) -> Path
         listing = {f.path: f.size for f in files if isinstance(f, RepoFile)}
         wanted = select_files(listing, label=target.label, allow_pickle=allow_pickle)
         _check_free_space(target, cache, sum(wanted.values()))
-        path = snapshot_download(
-            target.repo,
-            revision=target.revision,
-            cache_dir=cache,
-            endpoint=endpoint,
-            allow_patterns=[glob.escape(f) for f in wanted],
-            tqdm_class=_tqdm_class(progress),
-        )
+        if notice:
+            print(notice, file=sys.stderr, flush=True)
+        bars = _progress_bar_class(f"Downloading {target.name}", progress)
+        try:
+            path = snapshot_download(
+                target.repo,
+                revision=target.revision,
+                cache_dir=cache,
+                endpoint=endpoint,
+                allow_patterns=[glob.escape(f) for f in wanted],
+                tqdm_class=bars,
+            )
+        finally:
+            bars.close_all()
+    if notice:
+        size = format_size(sum(wanted.values()))
+        print(f"vcritic: downloaded {target.label} ({size})", file=sys.stderr, flush=True)
     return Path(path)
 
 
-def _tqdm_class(progress: bool | None):
-    """None keeps huggingface_hub's own bars (on stderr); a silent class when nobody is watching."""
+def _progress_bar_class(label: str, progress: bool | None):
+    """A tqdm class for snapshot_download that shows one bar on stderr: bytes of ``label`` written, rate, time left.
+
+    huggingface_hub opens three bars (a file counter, network bytes and bytes written, named in Xet terms) and never
+    closes two of them, so they print twice and run into the next line. This class shows only the bytes written,
+    under vcritic's own label, and :meth:`close_all` ends them cleanly. Silent when nobody watches stderr.
+    """
     if progress is None:
         from vcritic.cli._output import progress_enabled
 
-        progress = progress_enabled()
-    if progress:
-        return None
+        # Under a rich spinner (a command's "Loading model..."), stderr is rich's proxy and every redraw of a bar
+        # would become a new line: stay quiet there, the notice lines say what happens.
+        progress = progress_enabled() and not hasattr(sys.stderr, "rich_proxied_file")
     from tqdm.auto import tqdm
 
-    class SilentTqdm(tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
+    class DownloadBar(tqdm):
+        opened: list = []
 
-    return SilentTqdm
+        def __init__(self, *args, **kwargs):
+            kwargs.pop("name", None)
+            shown = progress and kwargs.get("unit") == "B" and not str(kwargs.get("desc", "")).startswith("Downloading")
+            if shown:
+                kwargs.pop("bar_format", None)
+                kwargs.update(desc=label, dynamic_ncols=True, leave=True)
+            kwargs["disable"] = not shown
+            super().__init__(*args, **kwargs)
+            DownloadBar.opened.append(self)
+
+        def set_description(self, desc=None, refresh=True):  # keep the label ("Reconstruction complete" is Xet talk)
+            pass
+
+        def set_description_str(self, desc=None, refresh=True):
+            pass
+
+        @classmethod
+        def close_all(cls) -> None:
+            for bar in cls.opened:
+                bar.close()
+            cls.opened.clear()
+
+    return DownloadBar
 
 
 def _free_bytes(directory: Path) -> int:
@@ -263,13 +297,17 @@ def _check_free_space(target: Target, cache: Path, total: int) -> None:
     needed, free = max(0, total - have), _free_bytes(cache)
     if needed > free:
         raise VcriticError(
-            f"not enough disk space for {target.label}: it needs {_gb(needed)}, {_gb(free)} is free in {cache}",
+            f"not enough disk space for {target.label}: it needs {format_size(needed)}, "
+            f"{format_size(free)} is free in {cache}",
             hint="free some space (vcritic models rm NAME), or set VCRITIC_HOME or HF_HUB_CACHE to a bigger disk",
         )
 
 
-def _gb(n: int) -> str:
-    return f"{n / 1e9:.1f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+def format_size(n: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} B"
 
 
 def _is_connection_error(err: BaseException) -> bool:

@@ -37,6 +37,7 @@ def download(
     """Download a model into the local cache (resumable, with a progress bar)."""
     from vcritic.cli._output import stderr, stdout
     from vcritic.hub import download as fetch
+    from vcritic.hub import format_size
 
     target, path, fetched = fetch(name, revision, allow_pickle=allow_pickle)
     size = snapshot_size(path)
@@ -60,10 +61,3 @@ def download(
 def snapshot_size(path: Path) -> int:
     """Bytes of the files a snapshot folder links to (its entries are symlinks into the cache's blobs)."""
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
-
-
-def format_size(n: int) -> str:
-    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"

@@ -36,7 +36,7 @@ def list_models(
     from rich import box
     from rich.table import Table
 
-    from vcritic.cli.download import format_size
+    from vcritic.hub import format_size
 
     table = Table(title="Presets (* = default)", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("name / repo", "params", "license", "cached"):  # names are what people type: never wrap them
@@ -86,7 +86,7 @@ def remove(
 ) -> None:
     """Delete a cached model (all its revisions unless --revision) and free its disk space."""
     from vcritic.cli._output import stderr
-    from vcritic.cli.download import format_size
+    from vcritic.hub import format_size
     from vcritic.hub import remove as remove_cached
 
     repo, freed = remove_cached(name, revision)
