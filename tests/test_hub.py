@@ -285,3 +285,11 @@ def test_remove_frees_the_cache(tiny_repo):
     assert hub.cached_repos() == {} and not (hub_cache_dir() / "models--tiny--llava").exists()
     with pytest.raises(VcriticError, match="not in the model cache"):
         hub.remove("tiny/llava")
+
+
+def test_one_progress_bar_for_a_download(tiny_repo, capsys):
+    hub.download("tiny/llava", progress=True)
+    err = capsys.readouterr().err
+    final = err.replace("\r", "\n").strip().splitlines()[-1]
+    assert final.startswith("Downloading tiny/llava: 100%") and "B/s" in final
+    assert "Reconstruct" not in err and "Fetching" not in err and "Download complete" not in err
