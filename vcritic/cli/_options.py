@@ -29,7 +29,8 @@ RevisionOpt = Annotated[
     str | None,
     typer.Option(
         "--revision",
-        help="Hub revision (branch, tag or commit) when --model is a repo id.",
+        help="Hub revision (branch, tag or commit) of the --model preset or repo id. Default: the preset's pinned "
+        "commit, or main.",
         show_default=False,
     ),
 ]
