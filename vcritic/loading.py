@@ -20,7 +20,6 @@ from typing import Any
 from vcritic.errors import VcriticError
 
 MANIFEST = "vcritic.json"
-NO_MODEL_HINT = "pass --model with a checkpoint directory or hub repo id (or set VCRITIC_MODEL)"
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
@@ -113,7 +112,7 @@ def _load_processor(directory: Path, trust_remote_code: bool):
     except ImportError as err:
         raise VcriticError(
             f"the processor of {directory} needs a missing package: {err}".splitlines()[0],
-            hint="for Qwen-VL and SmolVLM models: pip install 'vcritic[qwen]' (torchvision)",
+            hint="install the package it names (Qwen-VL and SmolVLM processors need torchvision)",
         ) from None
     except (OSError, ValueError, KeyError) as err:
         raise VcriticError(

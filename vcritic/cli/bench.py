@@ -124,18 +124,17 @@ def bench(
 
     critic = None
     if predictions is None and benches:
-        from vcritic.loading import load_critic
+        from vcritic.cli._model import load_for_command
 
-        with stderr.status("Loading model..."):
-            critic = load_critic(
-                model,
-                adapter=adapter,
-                revision=revision,
-                device=device,
-                dtype=dtype,
-                trust_remote_code=trust_remote_code,
-                allow_pickle=allow_pickle,
-            )
+        critic = load_for_command(
+            model,
+            adapter=adapter,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+        )
     source = {"model": critic.source if critic else model, "adapter": str(adapter) if adapter else None}
     source["predictions"] = None
     if predictions is not None:

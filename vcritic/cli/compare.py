@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from vcritic.cli._model import load_for_command
 from vcritic.cli._options import (
     AdapterOpt,
     AllowPickleOpt,
@@ -72,22 +73,13 @@ def compare(
     elif output is not None:
         raise VcriticError("-o is for --pairs runs", hint="use --json for a machine-readable result of one pair")
 
-    from vcritic.loading import load_critic
-
     load = dict(adapter=adapter, revision=revision, device=device, dtype=dtype,
                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)  # fmt: skip
     if pairs is not None:
-        critic = _load(load_critic, model, load)
+        critic = load_for_command(model, **load)
         _compare_many(critic, rows, fieldnames, pairs.parent, output, batch_size, workers)
     else:
-        _compare_one(load_critic, model, load, image_a, image_b, as_json)
-
-
-def _load(load_critic, model, load):
-    from vcritic.cli._output import stderr
-
-    with stderr.status("Loading model..."):
-        return load_critic(model, **load)
+        _compare_one(model, load, image_a, image_b, as_json)
 
 
 def verdict(p_a_better: float) -> str:
@@ -97,7 +89,7 @@ def verdict(p_a_better: float) -> str:
     return "a" if p_a_better > 0.5 else "b"
 
 
-def _compare_one(load_critic, model, load, image_a: Path, image_b: Path, as_json: bool) -> None:
+def _compare_one(model, load, image_a: Path, image_b: Path, as_json: bool) -> None:
     from vcritic.cli._output import stdout
     from vcritic.images import load_image
     from vcritic.scoring import describe_error
@@ -108,7 +100,7 @@ def _compare_one(load_critic, model, load, image_a: Path, image_b: Path, as_json
             images.append(load_image(path))
         except Exception as err:
             raise VcriticError(f"cannot read image {label} ({path}): {describe_error(err)}") from None
-    critic = _load(load_critic, model, load)
+    critic = load_for_command(model, **load)
     p = critic.compare([(images[0], images[1])])[0]
     better = verdict(p)
     if as_json:

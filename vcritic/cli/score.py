@@ -62,19 +62,18 @@ def score(
         raise VcriticError("no images found in the given inputs", hint="folders are searched for common image types")
     check_output(output, overwrite)
 
-    from vcritic.loading import load_critic
+    from vcritic.cli._model import load_for_command
     from vcritic.scoring import MOS_SCALE, score_paths
 
-    with stderr.status("Loading model..."):
-        critic = load_critic(
-            model,
-            adapter=adapter,
-            revision=revision,
-            device=device,
-            dtype=dtype,
-            trust_remote_code=trust_remote_code,
-            allow_pickle=allow_pickle,
-        )
+    critic = load_for_command(
+        model,
+        adapter=adapter,
+        revision=revision,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        allow_pickle=allow_pickle,
+    )
     scored: list[float] = []
     failed = 0
     started = time.perf_counter()
