@@ -136,64 +136,23 @@ def build_llava(directory: Path, seed: int = 0, *, hidden: int = HIDDEN, layers:
     return _save(model, processor, directory)
 
 
-def build_blip2(directory: Path, seed: int = 0) -> Path:
-    import torch
-    from transformers import (
-        Blip2Config,
-        Blip2ForConditionalGeneration,
-        Blip2Processor,
-        Blip2QFormerConfig,
-        Blip2VisionConfig,
-        BlipImageProcessor,
-    )
+def _build_blip(directory: Path, seed: int, *, instruct: bool) -> Path:
+    """BLIP-2 or InstructBLIP (ViT + Q-Former + Llama decoder, the MiniGPT-4 layout of the paper).
 
+    InstructBLIP's Q-Former also reads the instruction, through a tokenizer of its own."""
+    import torch
+    import transformers as tf
+
+    prefix = "InstructBlip" if instruct else "Blip2"
     torch.manual_seed(seed)
     tokenizer = train_tokenizer()
-    config = Blip2Config(
-        vision_config=Blip2VisionConfig(
+    qformer_tokenizer = train_tokenizer() if instruct else tokenizer
+    config = getattr(tf, f"{prefix}Config")(
+        vision_config=getattr(tf, f"{prefix}VisionConfig")(
             hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2, num_attention_heads=2,
             image_size=32, patch_size=8,
         ),
-        qformer_config=Blip2QFormerConfig(
-            hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2, num_attention_heads=2,
-            encoder_hidden_size=HIDDEN, vocab_size=len(tokenizer),
-        ),
-        text_config=_llama(tokenizer),
-        num_query_tokens=4,
-        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
-    )  # fmt: skip
-    model = Blip2ForConditionalGeneration(config)
-    _reinit(model.vision_model.embeddings.patch_embedding)
-    _reinit(model.query_tokens)
-    tokenizer.image_token = "<image>"
-    processor = Blip2Processor(
-        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
-        tokenizer=tokenizer,
-        num_query_tokens=4,
-    )
-    return _save(model, processor, directory)
-
-
-def build_instructblip(directory: Path, seed: int = 0) -> Path:
-    import torch
-    from transformers import (
-        BlipImageProcessor,
-        InstructBlipConfig,
-        InstructBlipForConditionalGeneration,
-        InstructBlipProcessor,
-        InstructBlipQFormerConfig,
-        InstructBlipVisionConfig,
-    )
-
-    torch.manual_seed(seed)
-    tokenizer = train_tokenizer()
-    qformer_tokenizer = train_tokenizer()
-    config = InstructBlipConfig(
-        vision_config=InstructBlipVisionConfig(
-            hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2, num_attention_heads=2,
-            image_size=32, patch_size=8,
-        ),
-        qformer_config=InstructBlipQFormerConfig(
+        qformer_config=getattr(tf, f"{prefix}QFormerConfig")(
             hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2, num_attention_heads=2,
             encoder_hidden_size=HIDDEN, vocab_size=len(qformer_tokenizer), pad_token_id=qformer_tokenizer.pad_token_id,
         ),
@@ -201,17 +160,26 @@ def build_instructblip(directory: Path, seed: int = 0) -> Path:
         num_query_tokens=4,
         image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
     )  # fmt: skip
-    model = InstructBlipForConditionalGeneration(config)
+    model = getattr(tf, f"{prefix}ForConditionalGeneration")(config)
     _reinit(model.vision_model.embeddings.patch_embedding)
     _reinit(model.query_tokens)
     tokenizer.image_token = "<image>"
-    processor = InstructBlipProcessor(
-        image_processor=BlipImageProcessor(size={"height": 32, "width": 32}),
+    extra = {"qformer_tokenizer": qformer_tokenizer} if instruct else {}
+    processor = getattr(tf, f"{prefix}Processor")(
+        image_processor=tf.BlipImageProcessor(size={"height": 32, "width": 32}),
         tokenizer=tokenizer,
-        qformer_tokenizer=qformer_tokenizer,
         num_query_tokens=4,
+        **extra,
     )
     return _save(model, processor, directory)
+
+
+def build_blip2(directory: Path, seed: int = 0) -> Path:
+    return _build_blip(directory, seed, instruct=False)
+
+
+def build_instructblip(directory: Path, seed: int = 0) -> Path:
+    return _build_blip(directory, seed, instruct=True)
 
 
 def build_qwen2_5_vl(directory: Path, seed: int = 0) -> Path:
