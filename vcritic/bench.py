@@ -24,8 +24,8 @@ from vcritic.datasets import ATTRIBUTES, Record, get_dataset, load_dataset, load
 from vcritic.datasets import splits as splitting
 from vcritic.datasets.records import read_csv_table
 from vcritic.errors import VcriticError
+from vcritic.scoring import MOS_SCALE, SCORE_FIELDS, format_number, score_fields
 
-MOS_SCALE = "0-100"
 DEFAULT_PAIRS = 1000
 PAIR_SEED = splitting.SPLIT_SEED
 
@@ -394,7 +394,7 @@ def _json_ready(value: Any) -> Any:
 
 
 # -- outputs -----------------------------------------------------------------------------------------------------
-PREDICTION_FIELDS = ["path", "mos", "mos_std", "scale", "error", "dataset", "image", "split", "mos_true"]
+PREDICTION_FIELDS = [*SCORE_FIELDS, "dataset", "image", "split", "mos_true"]
 
 
 def write_predictions(path: Path, bench: Benchmark, predictions: Sequence[Prediction | None]) -> Path:
@@ -407,15 +407,11 @@ def write_predictions(path: Path, bench: Benchmark, predictions: Sequence[Predic
             p = prediction or Prediction(None, error="no prediction for this image")
             writer.writerow(
                 {
-                    "path": str(record.path),
-                    "mos": _fmt(p.mos),
-                    "mos_std": _fmt(p.mos_std),
-                    "scale": MOS_SCALE,
-                    "error": p.error or "",
+                    **score_fields(str(record.path), p.mos, p.mos_std, p.error),
                     "dataset": record.dataset,
                     "image": record.image,
                     "split": bench.assignment.get(record.image, ""),
-                    "mos_true": _fmt(record.mos),
+                    "mos_true": format_number(record.mos),
                 }
             )
     return path
@@ -439,11 +435,11 @@ def write_pairs(
                 {
                     "a": a.image,
                     "b": b.image,
-                    "mos_true_a": _fmt(a.mos),
-                    "mos_true_b": _fmt(b.mos),
-                    "mos_a": _fmt(predictions[i].mos if predictions[i] else None),
-                    "mos_b": _fmt(predictions[j].mos if predictions[j] else None),
-                    "p_a_better": _fmt(pair_probs[k] if pair_probs else None),
+                    "mos_true_a": format_number(a.mos),
+                    "mos_true_b": format_number(b.mos),
+                    "mos_a": format_number(predictions[i].mos if predictions[i] else None),
+                    "mos_b": format_number(predictions[j].mos if predictions[j] else None),
+                    "p_a_better": format_number(pair_probs[k] if pair_probs else None),
                 }
             )
     return path
@@ -476,7 +472,9 @@ def plot_scatter(path: Path, bench: Benchmark, predictions: Sequence[Prediction 
         grid = np.linspace(x.min(), x.max(), 200)
         ax.plot(grid, logistic4(grid, *params), color="C3", label="4-parameter logistic fit")
     mos = result["mos"]
-    ax.set_title(f"{bench.title} ({bench.split}): SRCC {_fmt(mos['srcc'], 3)}, PLCC {_fmt(mos['plcc'], 3)}")
+    ax.set_title(
+        f"{bench.title} ({bench.split}): SRCC {format_number(mos['srcc'], 3)}, PLCC {format_number(mos['plcc'], 3)}"
+    )
     ax.set_xlabel("predicted MOS (0-100)")
     ax.set_ylabel("ground-truth MOS (0-100)")
     ax.legend(loc="lower right", fontsize="small")
@@ -484,7 +482,3 @@ def plot_scatter(path: Path, bench: Benchmark, predictions: Sequence[Prediction 
     fig.savefig(path, format="png")
     plt.close(fig)
     return path
-
-
-def _fmt(value: float | None, digits: int = 4) -> str:
-    return "" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"

@@ -7,6 +7,7 @@ on. Scores do not depend on the batch size or on the other images in a batch (se
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,24 @@ if TYPE_CHECKING:
     from vcritic.critic import Critic, Encoder
 
 MOS_SCALE = "0-100"  # what every mos column means: 0 worst, 100 best
+# The columns of a scores CSV; `vcritic bench --predictions` reads files that start with them.
+SCORE_FIELDS = ["path", "mos", "mos_std", "scale", "error"]
+
+
+def format_number(value: float | None, digits: int = 4) -> str:
+    """A CSV cell: empty for a missing or non-finite value."""
+    return "" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def score_fields(path: str, mos: float | None, mos_std: float | None, error: str | None) -> dict[str, str]:
+    """One row of a scores CSV, as ``vcritic score`` writes it."""
+    return {
+        "path": path,
+        "mos": format_number(mos),
+        "mos_std": format_number(mos_std),
+        "scale": MOS_SCALE,
+        "error": error or "",
+    }
 
 
 @dataclass

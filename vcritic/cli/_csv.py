@@ -41,7 +41,3 @@ def csv_output(path: Path | None, fieldnames: list[str]) -> Iterator[csv.DictWri
         writer.writeheader()
         handle.flush()
         yield writer
-
-
-def fmt(value: float | None, digits: int = 4) -> str:
-    return "" if value is None else f"{value:.{digits}f}"

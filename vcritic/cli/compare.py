@@ -140,9 +140,9 @@ def read_pairs(path: Path) -> tuple[list[dict[str, str]], list[str]]:
 
 
 def _compare_many(critic, rows, fieldnames, base: Path, output, batch_size: int, workers) -> None:
-    from vcritic.cli._csv import csv_output, fmt
+    from vcritic.cli._csv import csv_output
     from vcritic.cli._output import make_progress, stderr
-    from vcritic.scoring import compare_paths, resolve_relative
+    from vcritic.scoring import compare_paths, format_number, resolve_relative
 
     extra = [name for name in ("p_a_better", "better", "error") if name not in fieldnames]
     pairs = [(resolve_relative(row["a"], base), resolve_relative(row["b"], base)) for row in rows]
@@ -153,7 +153,7 @@ def _compare_many(critic, rows, fieldnames, base: Path, output, batch_size: int,
                                strict=True):  # fmt: skip
             ok = result.p_a_better is not None
             failed += not ok
-            writer.writerow({**row, "p_a_better": fmt(result.p_a_better), "error": result.error or "",
+            writer.writerow({**row, "p_a_better": format_number(result.p_a_better), "error": result.error or "",
                              "better": verdict(result.p_a_better) if ok else ""})  # fmt: skip
             progress.update(task, advance=1)
     stderr.print(f"Compared {len(rows) - failed} of {len(rows)} pairs" + (f" -> {output}" if output else ""))

@@ -21,7 +21,6 @@ from vcritic.cli._options import (
 )
 
 EXIT_PARTIAL = 3
-FIELDS = ["path", "mos", "mos_std", "scale", "error"]
 
 EPILOG = (
     "Output columns: path, mos (0-100, higher is better), mos_std (spread of the model's rating distribution, "
@@ -52,7 +51,7 @@ def score(
 
     Rows are written as batches finish. A file that cannot be read gets a row with an error and the run goes on.
     """
-    from vcritic.cli._csv import check_output, csv_output, fmt
+    from vcritic.cli._csv import check_output, csv_output
     from vcritic.cli._output import make_progress, stderr
     from vcritic.errors import VcriticError
     from vcritic.images import find_images
@@ -63,7 +62,7 @@ def score(
     check_output(output, overwrite)
 
     from vcritic.cli._model import load_for_command
-    from vcritic.scoring import MOS_SCALE, score_paths
+    from vcritic.scoring import SCORE_FIELDS, score_fields, score_paths
 
     critic = load_for_command(
         model,
@@ -77,18 +76,10 @@ def score(
     scored: list[float] = []
     failed = 0
     started = time.perf_counter()
-    with csv_output(output, FIELDS) as writer, make_progress() as progress:
+    with csv_output(output, SCORE_FIELDS) as writer, make_progress() as progress:
         task = progress.add_task("Scoring", total=len(paths), rate="")
         for row in score_paths(critic, paths, batch_size=batch_size, workers=workers):
-            writer.writerow(
-                {
-                    "path": row.path,
-                    "mos": fmt(row.mos),
-                    "mos_std": fmt(row.mos_std),
-                    "scale": MOS_SCALE,
-                    "error": row.error or "",
-                }
-            )
+            writer.writerow(score_fields(row.path, row.mos, row.mos_std, row.error))
             if row.error:
                 failed += 1
             else:
