@@ -95,6 +95,10 @@ class Encoder:
         images = [first, second] if question.n_images == 2 else [side_by_side(first, second)]
         return self.encode(question, images)
 
+    def encode_both_orders(self, a: Image.Image, b: Image.Image) -> list[dict[str, Any]]:
+        """(a, b) then (b, a): the interleaving :func:`symmetric_preference` reads back."""
+        return [self.encode_pair(a, b), self.encode_pair(b, a)]
+
     def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Left-pad encoded items into one batch, so every prompt ends at the last position."""
         import torch
@@ -199,7 +203,7 @@ class Critic:
             items = []
             for a, b in chunk:
                 a, b = to_rgb(a), to_rgb(b)
-                items += [self.encoder.encode_pair(a, b), self.encoder.encode_pair(b, a)]
+                items += self.encoder.encode_both_orders(a, b)
             out = self.readout(self.pair_question, self.encoder.collate(items))
             probabilities += symmetric_preference(out.probs).tolist()
         return probabilities

@@ -137,9 +137,7 @@ def _encode_quality(encoder: Encoder, path) -> list[dict]:
 
 
 def _encode_pair(encoder: Encoder, pair) -> list[dict]:
-    a, b = load_image(pair[0]), load_image(pair[1])
-    # Both presentation orders, interleaved: symmetric_preference() reads them back in this order.
-    return [encoder.encode_pair(a, b), encoder.encode_pair(b, a)]
+    return encoder.encode_both_orders(load_image(pair[0]), load_image(pair[1]))
 
 
 def score_paths(
