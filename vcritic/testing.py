@@ -46,6 +46,7 @@ def train_tokenizer(vocab_size: int = 600):
     corpus = []
     for question in QUESTIONS.values():
         for instruction in question.instructions:
+            corpus.append(user_text(question, instruction))
             for word in question.words:
                 corpus.append(user_text(question, instruction) + " " + question.answer(word))
     corpus += ["USER: ASSISTANT: Human: Assistant: user assistant image picture photo quality"] * 4
