@@ -12,7 +12,7 @@ import sys
 import typer
 
 from vcritic import __version__
-from vcritic.cli import bench, compare, download, models, score
+from vcritic.cli import bench, compare, data, download, models, score
 
 app = typer.Typer(
     name="vcritic",
@@ -29,6 +29,7 @@ app.command("compare", epilog=compare.EPILOG)(compare.compare)
 app.command("bench", no_args_is_help=True, epilog=bench.EPILOG)(bench.bench)
 app.command("download", no_args_is_help=True, epilog=download.EPILOG)(download.download)
 app.add_typer(models.models_app, name="models")
+app.add_typer(data.data_app, name="data")
 
 
 def _version_callback(value: bool) -> None:

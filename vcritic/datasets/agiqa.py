@@ -7,14 +7,22 @@ Layout as distributed::
       *.jpg      the images, beside data.csv (an images/ or image/ sub-folder is found too)
 
 ``mos_quality`` (perceptual quality; ``mos_align`` is text alignment and is not used) is on a documented 0-5 range,
-mapped linearly to 0-100.
+mapped linearly to 0-100; ``std_quality`` (the ratings' spread) becomes ``mos_std``.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from vcritic.datasets.records import DatasetSpec, Record, image_path, parse_float, read_csv_rows, rescale
+from vcritic.datasets.records import (
+    DatasetSpec,
+    Record,
+    image_path,
+    parse_float,
+    read_csv_rows,
+    rescale,
+    rescale_spread,
+)
 
 DATA = "data.csv"
 MOS_RANGE = (0.0, 5.0)
@@ -30,6 +38,11 @@ def _image_folder(root: Path, names: list[str]) -> Path:
     return root
 
 
+def _spread(row: dict[str, str], path: Path, number: int) -> float | None:
+    text = (row.get("std_quality") or "").strip()
+    return rescale_spread(parse_float(text, path, f"line {number}, std_quality"), *MOS_RANGE) if text else None
+
+
 def load(root: Path) -> list[Record]:
     rows = read_csv_rows(root / DATA, ("name", "mos_quality"), "the AGIQA-3k scores (name, mos_quality 0-5)")
     images = _image_folder(root, [row["name"].strip() for row in rows[:1]])
@@ -40,6 +53,7 @@ def load(root: Path) -> list[Record]:
             "agiqa3k",
             row["name"].strip(),
             ai_generated=True,
+            mos_std=_spread(row, root / DATA, number),
         )
         for number, row in enumerate(rows, 2)
     ]

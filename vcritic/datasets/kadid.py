@@ -6,7 +6,8 @@ Layout as distributed::
       dmos.csv   dist_img,ref_img,dmos,var (DMOS 1-5, higher is better despite the name)
       images/    I01.png (reference 01) and I01_01_01.png (reference 01, distortion 01, level 01), ...
 
-The reference id (``I01``) comes from the distorted image's name; the paper splits by it.
+``var`` is the variance of the ratings (1-5 scale); its square root becomes ``mos_std``. The reference id
+(``I01``) comes from the distorted image's name; the paper splits by it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from vcritic.datasets.records import (
     read_csv_rows,
     require_dir,
     rescale,
+    rescale_spread,
 )
 
 DMOS = "dmos.csv"
@@ -44,6 +46,10 @@ def load(root: Path) -> list[Record]:
     for number, row in enumerate(rows, 2):
         name = row["dist_img"].strip()
         dmos = parse_float(row["dmos"], root / DMOS, f"line {number}, dmos")
+        var = (row.get("var") or "").strip()
+        spread = (
+            rescale_spread(parse_float(var, root / DMOS, f"line {number}, var") ** 0.5, *MOS_RANGE) if var else None
+        )
         records.append(
             Record(
                 image_path(images, name),
@@ -52,6 +58,7 @@ def load(root: Path) -> list[Record]:
                 name,
                 ai_generated=False,
                 ref_id=reference_id(name, row["ref_img"].strip()),
+                mos_std=spread,
             )
         )
     return records

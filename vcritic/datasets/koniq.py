@@ -7,9 +7,9 @@ Layout as distributed::
       koniq10k_distributions_sets.csv         optional: ...,MOS,SD,set (MOS 0-100; set = training/validation/test)
       1024x768/                               the images (512x384/ is accepted too)
 
-MOS comes from the scores file's ``MOS`` column (1-5, mapped linearly to 0-100). The sets file, where present,
-gives the authors' own train/validation/test split (7058/1000/2015); without the scores file its ``MOS`` (already
-0-100) is used.
+MOS comes from the scores file's ``MOS`` column (1-5, mapped linearly to 0-100), the rating spread from its
+``SD``. The sets file, where present, gives the authors' own train/validation/test split (7058/1000/2015);
+without the scores file its ``MOS`` and ``SD`` (already 0-100) are used.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from vcritic.datasets.records import (
     parse_float,
     read_csv_rows,
     rescale,
+    rescale_spread,
 )
 from vcritic.errors import VcriticError
 
@@ -37,6 +38,7 @@ def load(root: Path) -> list[Record]:
     images = first_dir(root, ("1024x768", "512x384"), "the KonIQ-10k images")
     splits: dict[str, str] = {}
     sets_mos: dict[str, float] = {}
+    sets_sd: dict[str, float] = {}
     if (root / SETS).is_file():
         for number, row in enumerate(read_csv_rows(root / SETS, ("image_name", "MOS", "set"), "KonIQ-10k sets"), 2):
             name = row["image_name"].strip()
@@ -48,6 +50,8 @@ def load(root: Path) -> list[Record]:
                 )
             splits[name] = SET_NAMES[label]
             sets_mos[name] = parse_float(row["MOS"], root / SETS, f"line {number}, MOS")
+            if (row.get("SD") or "").strip():
+                sets_sd[name] = parse_float(row["SD"], root / SETS, f"line {number}, SD")  # already 0-100
 
     if (root / SCORES).is_file() or not sets_mos:
         rows = read_csv_rows(root / SCORES, ("image_name", "MOS"), "the KonIQ-10k scores (image_name, MOS 1-5)")
@@ -55,11 +59,26 @@ def load(root: Path) -> list[Record]:
             row["image_name"].strip(): rescale(parse_float(row["MOS"], root / SCORES, f"line {n}, MOS"), *MOS_RANGE)
             for n, row in enumerate(rows, 2)
         }
+        spreads = {
+            row["image_name"].strip(): rescale_spread(
+                parse_float(row["SD"], root / SCORES, f"line {n}, SD"), *MOS_RANGE
+            )
+            for n, row in enumerate(rows, 2)
+            if (row.get("SD") or "").strip()
+        }
     else:
-        scores = sets_mos  # the sets file alone: MOS already on 0-100
+        scores, spreads = sets_mos, sets_sd  # the sets file alone: MOS and SD already on 0-100
 
     return [
-        Record(image_path(images, name), mos, "koniq10k", name, ai_generated=False, official_split=splits.get(name))
+        Record(
+            image_path(images, name),
+            mos,
+            "koniq10k",
+            name,
+            ai_generated=False,
+            official_split=splits.get(name),
+            mos_std=spreads.get(name, sets_sd.get(name)),
+        )
         for name, mos in scores.items()
     ]
 

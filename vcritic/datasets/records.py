@@ -39,11 +39,17 @@ class Record:
     ai_generated: bool | None = None
     ref_id: str | None = None
     official_split: str | None = None  # "train" / "val" / "test" where the authors publish a split
+    mos_std: float | None = None  # spread of the individual ratings, 0-100 scale, where the file gives it
 
 
 def rescale(value: float, low: float, high: float) -> float:
     """``value`` from the range [low, high] to [0, 100], linearly; values outside the range stay outside."""
     return (float(value) - low) * 100.0 / (high - low)
+
+
+def rescale_spread(value: float, low: float, high: float) -> float:
+    """A standard deviation on the range [low, high] in points of the 0-100 scale (no offset, only the scale)."""
+    return float(value) * 100.0 / (high - low)
 
 
 def require_file(path: Path, what: str) -> Path:
