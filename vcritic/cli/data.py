@@ -112,6 +112,19 @@ def build(
             "--declines", min=0, help="Stage 3: decline dialogues. Default: 5% of the rest.", show_default=False
         ),
     ] = None,
+    rewrite_endpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--rewrite-endpoint",
+            help="Stages 2-3: an OpenAI-compatible server (e.g. http://localhost:8000/v1) that rewrites the template "
+            "descriptions; answers are cached, reruns never ask again. Key: env VCRITIC_REWRITE_API_KEY.",
+            show_default=False,
+        ),
+    ] = None,
+    rewrite_model: Annotated[
+        str | None,
+        typer.Option("--rewrite-model", help="The model name to ask at --rewrite-endpoint.", show_default=False),
+    ] = None,
     seed: SeedOpt = 0,
     val_fraction: ValFractionOpt = 0.02,
     overwrite: OverwriteOpt = False,
@@ -136,6 +149,8 @@ def build(
         instruct_images=instruct_images,
         samples_per_task=samples_per_task,
         declines=declines,
+        rewrite_endpoint=rewrite_endpoint,
+        rewrite_model=rewrite_model,
     )
     record = build_stage(options, log=lambda message: stderr.print(message, markup=False))
     stderr.print(summary_table(record, f"Stage {stage} dialogues in {out}"))

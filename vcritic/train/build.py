@@ -53,6 +53,8 @@ class BuildOptions:
     instruct_images: Path | None = None
     samples_per_task: int = SAMPLES_PER_TASK
     declines: int | None = None
+    rewrite_endpoint: str | None = None  # OpenAI-compatible server that rewrites the template descriptions
+    rewrite_model: str | None = None
 
 
 @dataclass
@@ -170,7 +172,31 @@ def stage2(parts: dict[str, Part], options: BuildOptions, log: Log) -> tuple[lis
         log("authenticity dialogues need photographs (KonIQ-10k) and AI-generated images (AIGCIQA-2023): skipped")
     train = stage2_dialogues({n: p.train for n, p in parts.items()}, options.seed, "train")
     val = stage2_dialogues({n: p.val for n, p in parts.items()}, options.seed, "val")
+    if options.rewrite_endpoint:
+        from vcritic.train.rewrite import Rewriter
+
+        rewriter = Rewriter(options.rewrite_endpoint, options.rewrite_model or "")
+        train, val = _rewritten(train, rewriter), _rewritten(val, rewriter)
+        log(
+            f"Descriptions rewritten by {rewriter.url}: {rewriter.asked} asked, {rewriter.cached} from the cache, "
+            f"{rewriter.kept_template} kept as templates (the rewrite lost the quality level)"
+        )
     return train, val
+
+
+def _rewritten(dialogues: list[Dialogue], rewriter) -> list[Dialogue]:
+    from dataclasses import replace
+
+    from vcritic.train.multitask import level_word
+
+    at = [i for i, d in enumerate(dialogues) if d.task == "description"]
+    texts = [dialogues[i].answer for i in at]
+    outputs = rewriter.rewrite(texts, [level_word(dialogues[i].meta["mos"]) for i in at])
+    result = list(dialogues)
+    for i, text, output in zip(at, texts, outputs, strict=True):
+        if output != text:
+            result[i] = replace(dialogues[i], answer=output, meta={**dialogues[i].meta, "template": text})
+    return result
 
 
 def _sample_per_task(dialogues: Sequence[Dialogue], cap: int, rng: random.Random) -> list[Dialogue]:
@@ -272,6 +298,10 @@ def build(options: BuildOptions, log: Log = lambda message: None) -> dict[str, A
         raise VcriticError(f"no such folder: {options.root}", hint="--root is the folder holding the datasets")
     if options.stage != 3 and (options.sources or options.instruct):
         raise VcriticError("--from and --instruct are for --stage 3", hint="drop them, or build stage 3")
+    if options.rewrite_endpoint and not options.rewrite_model:
+        raise VcriticError("--rewrite-endpoint needs --rewrite-model", hint="name the model the endpoint serves")
+    if options.rewrite_endpoint and options.stage == 1:
+        raise VcriticError("--rewrite-endpoint is for stages 2 and 3", hint="stage 1 has no descriptions")
     for path in [*options.sources, *options.instruct]:
         if not path.expanduser().exists():
             raise VcriticError(f"no such file or folder: {path}", hint="check the --from / --instruct paths")
@@ -302,6 +332,8 @@ def build(options: BuildOptions, log: Log = lambda message: None) -> dict[str, A
     if not train:
         raise VcriticError(f"stage {options.stage} produced no dialogues", hint="check the datasets under --root")
     info["val_fraction"] = options.val_fraction
+    if options.rewrite_endpoint:
+        info["rewrite"] = {"endpoint": options.rewrite_endpoint, "model": options.rewrite_model}
     record = write_data_dir(options.out, train, val, info)
     record["seconds"] = time.perf_counter() - start
     return record
