@@ -197,8 +197,8 @@ def test_stage3_mixes_built_folders_instruction_data_and_declines(tmp_path, root
 
     out = tmp_path / "stage3"
     code = main(["data", "build", "--stage", "3", "--from", f"{synth},{stage2}", "--out", str(out),
-                 "--instruct", str(llava), "--instruct", str(cc_sbu), "--instruct-images", str(images),
-                 "--samples-per-task", "5", "--declines", "4"])  # fmt: skip
+                 "--instruct", str(llava), "--instruct-images", str(images), "--instruct", str(cc_sbu),
+                 "--instruct-images", str(images), "--samples-per-task", "5", "--declines", "4"])  # fmt: skip
     assert code == 0
     train = dialogues(out)
     counts = json.loads((out / "data.json").read_text())

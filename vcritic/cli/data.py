@@ -96,10 +96,11 @@ def build(
         ),
     ] = None,
     instruct_images: Annotated[
-        Path | None,
+        list[Path] | None,
         typer.Option(
             "--instruct-images",
-            help="Folder with the --instruct images. Default: the JSON file's folder.",
+            help="Folder with the --instruct images: once for all files, or once per --instruct, in order. "
+            "Default: each JSON file's folder.",
             show_default=False,
         ),
     ] = None,
@@ -146,7 +147,7 @@ def build(
         overwrite=overwrite,
         sources=[Path(p) for p in _names(sources) or []],
         instruct=list(instruct or []),
-        instruct_images=instruct_images,
+        instruct_images=list(instruct_images or []),
         samples_per_task=samples_per_task,
         declines=declines,
         rewrite_endpoint=rewrite_endpoint,

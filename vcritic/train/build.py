@@ -50,7 +50,7 @@ class BuildOptions:
     overwrite: bool = False
     sources: list[Path] = field(default_factory=list)  # stage 3 --from
     instruct: list[Path] = field(default_factory=list)
-    instruct_images: Path | None = None
+    instruct_images: list[Path] = field(default_factory=list)  # one for all --instruct files, or one each
     samples_per_task: int = SAMPLES_PER_TASK
     declines: int | None = None
     rewrite_endpoint: str | None = None  # OpenAI-compatible server that rewrites the template descriptions
@@ -261,8 +261,15 @@ def stage3(options: BuildOptions, log: Log) -> tuple[list[Dialogue], list[Dialog
     train = _sample_per_task(pool_train, options.samples_per_task, rng)
     val = _sample_per_task(pool_val, options.samples_per_task, rng)
     instructions: list[Dialogue] = []
-    for path in options.instruct:
-        found, missing = read_instruct(path.expanduser(), options.instruct_images)
+    folders = options.instruct_images
+    if len(folders) not in (0, 1, len(options.instruct)):
+        raise VcriticError(
+            f"{len(folders)} --instruct-images for {len(options.instruct)} --instruct files",
+            hint="give one --instruct-images for all files, or one after each --instruct",
+        )
+    for number, path in enumerate(options.instruct):
+        images_dir = folders[number if len(folders) > 1 else 0] if folders else None
+        found, missing = read_instruct(path.expanduser(), images_dir)
         ok = readable([Path(d.images[0]) for d in found])
         kept = [d for d, good in zip(found, ok, strict=True) if good]
         lost = len(missing) + len(found) - len(kept)
@@ -273,7 +280,8 @@ def stage3(options: BuildOptions, log: Log) -> tuple[list[Dialogue], list[Dialog
             raise VcriticError(f"{path}: none of its images were found", hint="point --instruct-images at them")
         instructions += kept
         datasets.append(path.stem)
-    images = sorted({p for d in train for p in d.images})
+    # Declines are asked about quality-data images; instruction images only where there are none.
+    images = sorted({p for d in train for p in d.images}) or sorted({p for d in instructions for p in d.images})
     n_declines = options.declines
     if n_declines is None:
         n_declines = max(1, round(DECLINE_FRACTION * (len(train) + len(instructions))))
