@@ -130,3 +130,17 @@ def test_bad_inputs_are_one_line_errors(sources, tmp_path, capsys):
     assert "sepia" in err and "Traceback" not in err
     with pytest.raises(VcriticError, match="inside SRC_DIR"):
         synthesize(sources, sources / "out")
+
+
+def test_a_kind_that_does_not_change_a_source_is_dropped_for_it(tmp_path, sample_images):
+    folder = tmp_path / "grey"
+    folder.mkdir()
+    sample_images["camera"].save(folder / "camera.png")  # greyscale: saturation changes nothing
+    sample_images["coffee"].save(folder / "coffee.png")
+    record = synthesize(folder, tmp_path / "o", size=32, levels=3, kinds=["saturation", "blur"], val_fraction=0)
+    assert record["synth"]["dropped"] == {"camera": ["saturation"]}
+    kinds = {(row["ref_id"], row["kind"]) for row in versions(tmp_path / "o").values()}
+    assert kinds == {("camera", "pristine"), ("camera", "blur"), ("coffee", "pristine"), ("coffee", "blur"),
+                     ("coffee", "saturation")}  # fmt: skip
+    pairs = list(read_dialogues(tmp_path / "o" / "dialogues.jsonl"))
+    assert len(pairs) == (3 + 3) + (6 + 6)  # camera: blur only; coffee: blur and saturation
