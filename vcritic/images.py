@@ -7,8 +7,10 @@ sideways), transparency flattened onto white (RGBA inputs crash several peers), 
 
 from __future__ import annotations
 
+import errno
 import glob
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -82,9 +84,43 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def open_regular(path: str | os.PathLike):
+    """``path`` opened for reading in binary, refusing anything but a regular file.
+
+    A FIFO named ``x.jpg`` would block a plain ``open`` forever and a device would never end, so the file is opened
+    non-blocking and checked with ``fstat`` on the open descriptor (no window for a swap between check and open).
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", os.fspath(path))
+        if not stat.S_ISREG(mode):
+            raise NotARegularFileError(f"not a regular file ({_file_kind(mode)})")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class NotARegularFileError(OSError):
+    """A FIFO, socket or device where an image file was expected."""
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):  # fmt: skip
+        if test(mode):
+            return name
+    return "a special file"
+
+
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open ``path`` fully (so a truncated file fails here, not later) and return it as RGB."""
-    with Image.open(path) as image:
+    """Open ``path`` fully (so a truncated file fails here, not later) and return it as RGB. Only regular files are
+    opened (see :func:`open_regular`)."""
+    with open_regular(path) as handle, Image.open(handle) as image:
         image.load()
         return to_rgb(image)
 

@@ -59,11 +59,14 @@ def main(argv: list[str] | None = None) -> int:
     except VcriticError as err:
         if os.environ.get("VCRITIC_DEBUG"):
             raise
+        from rich.markup import escape
+
         from vcritic.cli._output import stderr
 
-        stderr.print(f"[bold red]Error:[/] {err.message}", markup=True, highlight=False)
+        # Messages quote file names and commands verbatim: `shot[x].png`, `pip install 'vcritic[plot]'`.
+        stderr.print(f"[bold red]Error:[/] {escape(err.message)}", markup=True, highlight=False)
         if err.hint:
-            stderr.print(f"[dim]Hint:[/] {err.hint}", markup=True, highlight=False)
+            stderr.print(f"[dim]Hint:[/] {escape(err.hint)}", markup=True, highlight=False)
         return err.exit_code
     except typer.Exit as exit_:
         return exit_.exit_code
