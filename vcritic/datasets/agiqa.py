@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vcritic.datasets.records import DatasetSpec, Record, image_path, parse_float, read_csv_rows, rescale
+from vcritic.datasets.records import DatasetSpec, Record, image_path, parse_score, read_csv_rows, rescale
 
 DATA = "data.csv"
 MOS_RANGE = (0.0, 5.0)
@@ -36,7 +36,7 @@ def load(root: Path) -> list[Record]:
     return [
         Record(
             image_path(images, row["name"].strip()),
-            rescale(parse_float(row["mos_quality"], root / DATA, f"line {number}, mos_quality"), *MOS_RANGE),
+            rescale(parse_score(row["mos_quality"], root / DATA, f"line {number}, mos_quality", MOS_RANGE), *MOS_RANGE),
             "agiqa3k",
             row["name"].strip(),
             ai_generated=True,

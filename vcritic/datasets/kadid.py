@@ -18,7 +18,7 @@ from vcritic.datasets.records import (
     DatasetSpec,
     Record,
     image_path,
-    parse_float,
+    parse_score,
     read_csv_rows,
     require_dir,
     rescale,
@@ -43,7 +43,7 @@ def load(root: Path) -> list[Record]:
     records = []
     for number, row in enumerate(rows, 2):
         name = row["dist_img"].strip()
-        dmos = parse_float(row["dmos"], root / DMOS, f"line {number}, dmos")
+        dmos = parse_score(row["dmos"], root / DMOS, f"line {number}, dmos", MOS_RANGE)
         records.append(
             Record(
                 image_path(images, name),
