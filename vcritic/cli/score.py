@@ -62,9 +62,14 @@ def score(
     from vcritic.images import find_images
     from vcritic.scoring import SCORE_FIELDS
 
-    paths = find_images(inputs)
+    skipped: list[Path] = []
+    paths = find_images(inputs, skipped)
     if not paths:
-        raise VcriticError("no images found in the given inputs", hint="folders are searched for common image types")
+        raise VcriticError(
+            "no images found in the given inputs"
+            + (f" ({len(skipped)} file(s) of other types, e.g. {skipped[0].name})" if skipped else ""),
+            hint="folders are searched for every file type Pillow can open",
+        )
     with open_output(output, SCORE_FIELDS, overwrite=overwrite, resume=resume, inputs=paths,
                      key=lambda row: row["path"]) as out:  # fmt: skip
         todo = [path for path in paths if not out.take_done(str(path))]
@@ -113,6 +118,9 @@ def score(
     if out.path is not None:
         summary += f" -> {out.path}"
     stderr.print(summary, markup=False)
+    if skipped:
+        stderr.print(f"Not scored: {len(skipped)} file(s) in the folders are not of an image type Pillow opens "
+                     f"(e.g. {skipped[0]})", markup=False)  # fmt: skip
     if failed:
         stderr.print(f"{failed} file(s) could not be scored; see the error column.", style="yellow", markup=False)
         raise typer.Exit(EXIT_PARTIAL if scored else 1)

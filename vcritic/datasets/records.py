@@ -92,6 +92,29 @@ def read_csv_table(path: Path, required: Iterable[str], what: str) -> tuple[list
     return header, rows
 
 
+def _records(path: Path, reader):
+    """The reader's records; a quote still open at the end of the file is named with the line it was opened on."""
+    line = reader.line_num
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            if "unexpected end of data" in str(err):
+                raise VcriticError(
+                    f"{path}: the record starting on line {line + 1} runs to the end of the file: a quote is not "
+                    "closed",
+                    hint='close the quote (or remove the stray " character) on that line',
+                ) from None
+            raise VcriticError(
+                f"{path}, line {reader.line_num}: bad quoting ({err}), e.g. a quote that is not closed",
+                hint='close the quote (or remove the stray " character) on that line or the one before',
+            ) from None
+        line = reader.line_num
+        yield cells
+
+
 def strict_csv_rows(path: Path, reader) -> tuple[list[str], list[dict[str, str]]]:
     header = [_normalise_header(h) for h in next(reader, [])]
     named = [h for h in header if h]
@@ -100,7 +123,7 @@ def strict_csv_rows(path: Path, reader) -> tuple[list[str], list[dict[str, str]]
         raise VcriticError(f"{path}: column {', '.join(map(repr, duplicates))} appears more than once in the header")
     rows = []
     line = reader.line_num
-    for cells in reader:
+    for cells in _records(path, reader):
         start, line = line + 1, reader.line_num
         if not any(cell.strip() for cell in cells):
             continue  # blank line
