@@ -13,21 +13,23 @@ import typer
 
 from vcritic import __version__
 from vcritic.cli import bench, compare, download, models, score
+from vcritic.cli._help import Command, Group
 
 app = typer.Typer(
     name="vcritic",
     help="Judge perceptual image quality with a multimodal model (VisualCritic). "
     "Scores are MOS on a 0-100 scale, higher is better.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    cls=Group,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-app.command("score", no_args_is_help=True, epilog=score.EPILOG)(score.score)
-app.command("compare", epilog=compare.EPILOG)(compare.compare)
-app.command("bench", no_args_is_help=True, epilog=bench.EPILOG)(bench.bench)
-app.command("download", no_args_is_help=True, epilog=download.EPILOG)(download.download)
+app.command("score", no_args_is_help=True, epilog=score.EPILOG, cls=Command)(score.score)
+app.command("compare", no_args_is_help=True, epilog=compare.EPILOG, cls=Command)(compare.compare)
+app.command("bench", no_args_is_help=True, epilog=bench.EPILOG, cls=Command)(bench.bench)
+app.command("download", no_args_is_help=True, epilog=download.EPILOG, cls=Command)(download.download)
 app.add_typer(models.models_app, name="models")
 
 
@@ -40,7 +42,7 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+        False, "--version", "-V", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """Judge perceptual image quality with a multimodal model (VisualCritic)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from vcritic.cli._options import (
     AdapterOpt,
@@ -145,7 +146,7 @@ def bench(
         except VcriticError as err:
             if not multi:
                 raise
-            stderr.print(f"[yellow]Skipping {dataset}:[/] {err}", markup=True)
+            stderr.print(f"[yellow]Skipping {escape(dataset)}:[/] {escape(str(err))}", markup=True)
             incomplete = True
 
     outputs = {}  # predictions.csv of each dataset, opened and locked before the model loads
@@ -185,8 +186,10 @@ def _evaluate_all(benches, root, settings, predictions, outputs, out, plot, mult
     model, adapter = load.pop("model"), load.get("adapter")
     if predictions is None and benches:
         from vcritic.cli._model import load_for_command
+        from vcritic.cli._output import stderr
 
         critic = load_for_command(model, **load)
+        stderr.print(f"Model: {critic.loaded}", markup=False)
     source = {"model": critic.source if critic else model, "adapter": str(adapter) if adapter else None}
     source["predictions"] = None
     if predictions is not None:
@@ -226,7 +229,6 @@ def _with_root_note(step, note: str):
 
 
 def _print_found(root: Path, note: str, console) -> None:
-    from rich.markup import escape
     from rich.table import Table
 
     from vcritic.datasets import DATASETS
@@ -241,10 +243,12 @@ def _print_found(root: Path, note: str, console) -> None:
 
 
 def _require_matplotlib() -> None:
-    import importlib.util
-
-    if importlib.util.find_spec("matplotlib") is None:
-        raise VcriticError("--plot needs matplotlib, which is not installed", hint="pip install 'vcritic[plot]'")
+    """Before the run, not after it: --plot is drawn once every image is scored."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        hint = "pip install 'vcritic[plot]'"
+        raise VcriticError("--plot needs matplotlib, which is not installed", hint=hint) from None
 
 
 def _open_predictions(target: Path, overwrite: bool, resume: bool, predictions_file: Path | None):
@@ -340,7 +344,8 @@ def _run_one(bench, root, settings, critic, predictions_file, source, out, plot,
         predictions = benchmark.read_predictions(predictions_file, bench.records, roots)
         if not any(p is not None for p in predictions):
             if multi:
-                stderr.print(f"[dim]{bench.title}: no predictions in {predictions_file.name}, not evaluated[/]")
+                stderr.print(f"{bench.title}: no predictions in {predictions_file.name}, not evaluated", style="dim",
+                             markup=False)  # fmt: skip
                 return None
             raise VcriticError(
                 f"none of the {len(bench.records)} {bench.title} images ({bench.split} split) is in {predictions_file}",
@@ -365,11 +370,11 @@ def _run_one(bench, root, settings, critic, predictions_file, source, out, plot,
             )
     result = benchmark.evaluate(bench, predictions, pairs=pairs, pair_probs=pair_probs, source=source)
     scored, total = result["n_scored"], result["n_images"]
-    stderr.print(f"{bench.title}: {scored} of {total} images evaluated in {time.perf_counter() - started:.1f} s")
+    elapsed = time.perf_counter() - started
+    stderr.print(f"{bench.title}: {scored} of {total} images evaluated in {elapsed:.1f} s", markup=False)
     if scored < total:
-        stderr.print(
-            f"[yellow]{bench.title}: {total - scored} image(s) have no score; metrics cover the other {scored}.[/]"
-        )
+        stderr.print(f"{bench.title}: {total - scored} image(s) have no score; metrics cover the other {scored}.",
+                     style="yellow", markup=False)  # fmt: skip
     if scored == 0:
         raise VcriticError(f"{bench.title}: no image could be scored", hint="see the error column of predictions.csv")
     if out is not None:
@@ -381,11 +386,12 @@ def _run_one(bench, root, settings, critic, predictions_file, source, out, plot,
         write_split(bench.assignment, out / "split.csv", bench.records)
         if pairs:
             benchmark.write_pairs(out / "pairs.csv", bench, pairs, predictions, pair_probs)
-        stderr.print(f"Wrote predictions.csv, metrics.json, split.csv{', pairs.csv' if pairs else ''} to {out}")
+        stderr.print(f"Wrote predictions.csv, metrics.json, split.csv{', pairs.csv' if pairs else ''} to {out}",
+                     markup=False)  # fmt: skip
     if plot:
         target = (out / "scatter.png") if out is not None else Path(f"{bench.name}-scatter.png")
         benchmark.plot_scatter(target, bench, predictions, result)
-        stderr.print(f"Plot: {target}")
+        stderr.print(f"Plot: {target}", markup=False)
     return result
 
 
@@ -409,7 +415,7 @@ def _predict(bench, critic, settings, output) -> list:
             output.write(benchmark.prediction_row(bench, record, prediction))
 
     with make_progress() as progress:
-        task = progress.add_task(f"Scoring {bench.title}", total=len(todo), rate="")
+        task = progress.add_task(f"Scoring {escape(bench.title)}", total=len(todo), rate="")
         fresh = benchmark.predict(critic, todo, batch_size=settings["batch_size"], workers=settings["workers"],
                                   advance=lambda n: progress.update(task, advance=n), on_prediction=keep)  # fmt: skip
     known.update(zip((str(r.path) for r in todo), fresh, strict=True))
@@ -437,12 +443,12 @@ def _print_single(result: dict[str, Any], label: str, console) -> None:
     paper = result.get("paper") or {}
     scheme = result["split_scheme"] + (f", seed {result['split_seed']}" if result.get("split_seed") else "")
     table = Table(
-        title=f"{result['title']}: {result['split']} split ({scheme}), {result['n_scored']} of "
+        title=f"{escape(result['title'])}: {result['split']} split ({scheme}), {result['n_scored']} of "
         f"{result['n_images']} images; MOS 0-100",
         title_justify="left",
     )
     table.add_column("metric")
-    table.add_column(label, justify="right")
+    table.add_column(escape(label), justify="right")
     table.add_column("VisualCritic (paper)", justify="right")
     mos = result["mos"]
     table.add_row("SRCC", _num(mos["srcc"]), _num(paper.get("srcc")))
@@ -480,7 +486,7 @@ def _print_single(result: dict[str, Any], label: str, console) -> None:
     if shown and not authenticity.get("available"):
         notes.append("authenticity n/a: the predictions have no authenticity readout")
     for note in notes:
-        console.print(f"[dim]{note}[/]")
+        console.print(note, style="dim", markup=False)
 
 
 def _print_table2(results: dict[str, dict[str, Any]], label: str, console) -> None:
@@ -496,7 +502,7 @@ def _print_table2(results: dict[str, dict[str, Any]], label: str, console) -> No
         table.add_column(DATASETS[column].title, justify="right")
     table.add_row("VisualCritic (paper)", *(_pair(PAPER_TABLE2.get(c)) for c in columns))
     table.add_row(
-        label,
+        escape(label),
         *(
             f"{_num(results[c]['mos']['srcc'])}/{_num(results[c]['mos']['plcc'])}" if c in results else "-"
             for c in columns
@@ -511,8 +517,8 @@ def _print_table2(results: dict[str, dict[str, Any]], label: str, console) -> No
         ranking.add_column(DATASETS[column].title, justify="right")
     ranking.add_row("Ranking (paper)", *(_num(PAPER_PAIR_RANKING.get(c, (None,))[0], 2) for c in columns))
     ranking.add_row("A-B scores (paper)", *(_num(PAPER_PAIR_RANKING.get(c, (None, None))[1], 2) for c in columns))
-    ranking.add_row(f"Ranking ({label})", *(_rank(results, c, "direct") for c in columns))
-    ranking.add_row(f"A-B scores ({label})", *(_rank(results, c, "score_difference") for c in columns))
+    ranking.add_row(f"Ranking ({escape(label)})", *(_rank(results, c, "direct") for c in columns))
+    ranking.add_row(f"A-B scores ({escape(label)})", *(_rank(results, c, "score_difference") for c in columns))
     console.print(ranking)
     split = next(iter(results.values()))
     console.print(

@@ -161,6 +161,7 @@ def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batc
         if resume:
             stderr.print(f"Resuming {output}: {out.rows_before} row(s) already there, {len(todo)} pair(s) to go",
                          markup=False)  # fmt: skip
+        critic = None
         if todo:
             critic = load_for_command(model, **load)
             results = compare_paths(critic, [resolved[k] for k in todo], batch_size=batch_size, workers=workers)
@@ -174,6 +175,8 @@ def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batc
                     progress.update(task, advance=1)
     total = out.total_rows
     stderr.print(f"Compared {total - failed} of {total} pairs" + (f" -> {out.path}" if out.path else ""), markup=False)
+    if critic is not None:
+        stderr.print(f"Model: {critic.loaded}", markup=False)
     if failed:
         stderr.print(f"{failed} pair(s) could not be compared; see the error column.", style="yellow", markup=False)
         raise typer.Exit(3 if failed < total else 1)

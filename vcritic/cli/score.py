@@ -83,6 +83,7 @@ def score(
         scored = [float(row["mos"]) for row in previous if row.get("mos") and not row.get("error")]
         failed = len(previous) - len(scored)
         started = time.perf_counter()
+        critic = None
         if todo:
             from vcritic.cli._model import load_for_command
             from vcritic.scoring import score_fields, score_paths
@@ -118,6 +119,8 @@ def score(
     if out.path is not None:
         summary += f" -> {out.path}"
     stderr.print(summary, markup=False)
+    if critic is not None:
+        stderr.print(f"Model: {critic.loaded}", markup=False)
     if skipped:
         stderr.print(f"Not scored: {len(skipped)} file(s) in the folders are not of an image type Pillow opens "
                      f"(e.g. {skipped[0]})", markup=False)  # fmt: skip
