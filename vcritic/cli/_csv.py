@@ -43,7 +43,7 @@ def _is_stdout(path: Path | None) -> bool:
 
 def _encode_row(fieldnames: Sequence[str], row: dict[str, str]) -> bytes:
     buffer = io.StringIO()
-    csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n", extrasaction="ignore").writerow(row)
+    csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n").writerow(row)
     return buffer.getvalue().encode("utf-8")
 
 
