@@ -222,3 +222,21 @@ def test_an_unclosed_quote_in_an_annotation_file_does_not_merge_records(tmp_path
     scores.write_text("".join(lines))
     with pytest.raises(VcriticError, match="line 5: bad quoting"):
         load_dataset("koniq10k", fixture.folder)
+
+
+@PROPERTY
+@given(rows=st.lists(st.lists(cells, min_size=2, max_size=2), min_size=1, max_size=8), cut=st.floats(0, 1))
+def test_resume_reader_keeps_exactly_the_whole_rows_of_a_torn_file(rows, cut):
+    from vcritic.cli._csv import parse_whole_rows
+
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows([["path", "error"], *rows])
+    data = buffer.getvalue().encode("utf-8")
+    torn = data[: int(cut * len(data))]  # a write cut off anywhere, even inside a quoted newline or a UTF-8 char
+    records, end = parse_whole_rows(torn)
+    expected = [["path", "error"], *rows]
+    assert records == expected[: len(records)]  # a prefix of what was written, nothing merged or invented
+    assert end <= len(torn) and torn[:end] == data[:end]
+    if torn == data:
+        assert records == expected and end == len(data)
+    assert parse_whole_rows(torn[:end]) == (records, end)  # what resume keeps reads back the same
