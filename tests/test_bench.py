@@ -303,3 +303,38 @@ def test_mos_range_option_rejects_nonsense():
     for text in ("5-1", "abc", "1-2-3"):
         with pytest.raises(VcriticError):
             _parse_range(text)
+
+
+def test_bench_resume_continues_predictions_and_matches_a_full_run(runner, data_root, tiny_llava, tmp_path):
+    args = ["bench", "spaq", "--root", str(data_root), "-m", str(tiny_llava), "--split", "all", "--pairs", "0"]
+    args += ["--workers", "0", "--json"]
+    full = runner.invoke(app, [*args, "--out", str(tmp_path / "full")])
+    assert full.exit_code == 0, full.output
+    out = tmp_path / "cut"
+    out.mkdir()
+    lines = (tmp_path / "full" / "predictions.csv").read_text().splitlines(keepends=True)
+    (out / "predictions.csv").write_text("".join(lines[:4]) + lines[4][:10])  # 3 rows and a torn one, as a kill leaves
+    refused = runner.invoke(app, [*args, "--out", str(out)])
+    assert refused.exit_code == 1 and "--resume" in str(refused.exception)
+    resumed = runner.invoke(app, [*args, "--out", str(out), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    rows = list(csv.DictReader((out / "predictions.csv").open()))
+    assert sorted(r["path"] for r in rows) == sorted(line.split(",")[0] for line in lines[1:])
+    resumed_mos = json.loads((out / "metrics.json").read_text())["mos"]
+    full_mos = json.loads((tmp_path / "full" / "metrics.json").read_text())["mos"]
+    for metric in ("srcc", "plcc", "krcc"):
+        assert resumed_mos[metric] == pytest.approx(full_mos[metric], abs=1e-3)
+
+
+def test_bench_without_root_looks_in_vcritic_data_and_says_where(runner, data_root, monkeypatch, tmp_path):
+    empty = tmp_path / "nothing"
+    empty.mkdir()
+    monkeypatch.setenv("VCRITIC_DATA", str(empty))
+    (tmp_path / "p.csv").write_text("path,mos\n")
+    result = runner.invoke(app, ["bench", "konIQ", "--predictions", str(tmp_path / "p.csv")])
+    assert result.exit_code == 1
+    assert f"KonIQ-10k not found in {empty}" in str(result.exception) and "VCRITIC_DATA" in str(result.exception)
+    monkeypatch.setenv("VCRITIC_DATA", str(data_root))
+    listing = runner.invoke(app, ["bench", "--list"])
+    assert listing.exit_code == 0
+    assert str(data_root / "koniq10k") in listing.output and "spaq" in listing.output

@@ -167,3 +167,56 @@ def test_installed_entry_point_scores_a_folder(image_dir, tiny_llava, tmp_path):
     assert proc.stdout == ""  # the CSV went to the file; only the summary goes to stderr
     assert "Scored 7 of 7 images" in proc.stderr
     assert len(read_csv(out.read_text())) == 7
+
+
+def test_user_text_is_printed_verbatim_not_as_markup(image_dir, capsys):
+    missing = image_dir / "shot[x].png"
+    assert main(["compare", str(missing), str(image_dir / "astronaut.png"), "-m", "no-such"]) == 1
+    assert f"cannot read image A ({missing}): file not found" in capsys.readouterr().err
+
+
+def test_bench_plot_without_matplotlib_fails_before_the_run(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if it were not installed
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,mos\na.png,50\n")
+    assert main(["bench", str(manifest), "--plot", "-m", "no-such-model"]) == 1
+    err = capsys.readouterr().err
+    assert "--plot needs matplotlib" in err and "pip install 'vcritic[plot]'" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["compare", "a.png"], ["compare", "a.png", "b.png", "--pairs", "p.csv"], ["compare", "a.png", "b.png", "-o", "x"]],
+)
+def test_compare_usage_errors_exit_2(args):
+    assert main(args) == 2
+
+
+def test_version_completion_and_help_without_type_noise(runner):
+    assert runner.invoke(app, ["-V"]).output == runner.invoke(app, ["--version"]).output
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "150"}).output
+    assert "--install-completion" in top
+    for command in ("score", "compare", "bench", "download"):
+        text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "150"}).output
+        assert "<bool>" not in text and "<list[str]>" not in text, command
+    score_help = runner.invoke(app, ["score", "--help"], env={"COLUMNS": "150"}).output
+    assert score_help.count("VCRITIC_MODEL") == 1
+
+
+def test_python_dash_m_vcritic_runs_the_cli():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, "-m", "vcritic", "-V"], capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": root}, timeout=60)  # fmt: skip
+    assert result.returncode == 0 and result.stdout.startswith("vcritic ")
+
+
+def test_progress_is_logged_in_lines_without_a_terminal(runner, image_dir, tiny_llava, tmp_path, monkeypatch):
+    from vcritic.cli import _output
+
+    monkeypatch.delenv("VCRITIC_NO_PROGRESS")
+    monkeypatch.setattr(_output, "LOG_INTERVAL_S", 0.0)
+    result = runner.invoke(app, ["score", str(image_dir), "-m", str(tiny_llava), "-o", str(tmp_path / "s.csv"),
+                                 "-b", "2", "--workers", "0"])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "Scoring: 2/6 (33%)" in result.output and "Scoring: 6/6 (100%)" in result.output
+    assert f"Model: {tiny_llava}, loaded in " in result.output

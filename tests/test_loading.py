@@ -102,3 +102,55 @@ def test_text_only_checkpoint_is_refused(tmp_path):
 def test_missing_model_is_a_user_error(tmp_path):
     with pytest.raises(VcriticError, match="no such checkpoint directory"):
         load_critic(str(tmp_path / "nope"))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda data: b"", id="0-byte"),
+        pytest.param(lambda data: data[: len(data) // 2], id="truncated"),
+        pytest.param(lambda data: data[:8] + b"{not json" + data[17:], id="bad-header"),
+        pytest.param(lambda data: (10**12).to_bytes(8, "little") + data[8:], id="header-length"),
+    ],
+)
+def test_damaged_safetensors_is_one_line_naming_the_file(tiny_llava, tmp_path, damage):
+    copy = shutil.copytree(tiny_llava, tmp_path / "model")
+    weights = copy / "model.safetensors"
+    weights.write_bytes(damage(weights.read_bytes()))
+    with pytest.raises(VcriticError) as caught:
+        load_critic(str(copy))
+    assert caught.value.message.startswith(f"{weights} is not a readable safetensors file")
+    assert "\n" not in str(caught.value) and "download it again" in caught.value.hint
+
+
+def _adapter_for(base_dir, directory):
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    model = get_peft_model(
+        AutoModelForImageTextToText.from_pretrained(base_dir),
+        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+    )
+    model.save_pretrained(directory)
+    return directory
+
+
+def test_adapter_for_another_base_model_is_refused(tiny_llava, tiny_models, tmp_path, recwarn):
+    from vcritic.testing import build_llava
+
+    # Same family, other sizes: peft itself fails on the shapes; we name both models.
+    wider = _adapter_for(build_llava(tmp_path / "wide", hidden=64), tmp_path / "wide-lora")
+    with pytest.raises(VcriticError, match=r"it was made for .*wide\): size mismatch for "):
+        load_critic(str(tiny_llava), adapter=wider)
+    # Another family whose layer names partly match: peft only warned and the run went on; now it is refused.
+    other = _adapter_for(tiny_models("blip2"), tmp_path / "blip2-lora")
+    with pytest.raises(VcriticError, match=r"does not fit the model .* \(it was made for .*blip2\)"):
+        load_critic(str(tiny_llava), adapter=other)
+    assert not [w for w in recwarn if "missing adapter keys" in str(w.message)]
+
+
+def test_corrupt_adapter_weights_are_one_line(tiny_llava, lora_dir, tmp_path):
+    copy = shutil.copytree(lora_dir, tmp_path / "lora")
+    (copy / "adapter_model.safetensors").write_bytes(b"\x00" * 5)
+    with pytest.raises(VcriticError, match="adapter_model.safetensors is not a readable safetensors file, 5 bytes"):
+        load_critic(str(tiny_llava), adapter=copy)

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from vcritic.errors import VcriticError
-from vcritic.images import find_images, load_image, side_by_side, to_rgb
+from vcritic.images import UnreadableImageError, find_images, load_image, side_by_side, to_rgb
 from vcritic.prompts import COMPARE, QUALITY, Question, render_prompt, vicuna_prompt
 from vcritic.readout import answer_token_ids, expectation
 from vcritic.runtime import resolve_device, resolve_dtype
@@ -130,7 +130,7 @@ def test_truncated_file_fails_at_load(tmp_path):
     path = tmp_path / "cut.png"
     Image.new("RGB", (64, 64), (1, 2, 3)).save(path)
     path.write_bytes(path.read_bytes()[:60])
-    with pytest.raises(OSError):
+    with pytest.raises(UnreadableImageError, match="truncated or corrupt image"):
         load_image(path)
 
 

@@ -147,13 +147,21 @@ def predict(
     batch_size: int = 8,
     workers: int | None = None,
     advance: Callable[[int], None] | None = None,
+    on_prediction: Callable[[Record, Prediction], None] | None = None,
 ) -> list[Prediction]:
-    """MOS for every record from the model, in record order, streamed in batches."""
+    """MOS for every record from the model, in record order, streamed in batches; ``on_prediction`` sees each one
+    as soon as it is known (to write it to disk)."""
     from vcritic.scoring import score_paths
 
     predictions = []
-    for row in score_paths(critic, [str(r.path) for r in records], batch_size=batch_size, workers=workers):
+    for record, row in zip(
+        records,
+        score_paths(critic, [str(r.path) for r in records], batch_size=batch_size, workers=workers),
+        strict=True,
+    ):
         predictions.append(Prediction(row.mos, row.mos_std, row.error))
+        if on_prediction:
+            on_prediction(record, predictions[-1])
         if advance:
             advance(1)
     return predictions
@@ -398,23 +406,31 @@ PREDICTION_FIELDS = [*SCORE_FIELDS, "dataset", "image", "split", "mos_true"]
 
 
 def write_predictions(path: Path, bench: Benchmark, predictions: Sequence[Prediction | None]) -> Path:
-    """Per-image CSV. ``path,mos,mos_std,scale,error`` as ``vcritic score`` writes them (``mos`` is the prediction),
-    so the file can be fed back with ``--predictions``; then the dataset, image name, split and ground truth."""
+    """Per-image CSV (see :func:`prediction_row`), written whole."""
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=PREDICTION_FIELDS, lineterminator="\n")
         writer.writeheader()
         for record, prediction in zip(bench.records, predictions, strict=True):
-            p = prediction or Prediction(None, error="no prediction for this image")
-            writer.writerow(
-                {
-                    **score_fields(str(record.path), p.mos, p.mos_std, p.error),
-                    "dataset": record.dataset,
-                    "image": record.image,
-                    "split": bench.assignment.get(record.image, ""),
-                    "mos_true": format_number(record.mos),
-                }
-            )
+            writer.writerow(prediction_row(bench, record, prediction))
     return path
+
+
+def prediction_row(bench: Benchmark, record: Record, prediction: Prediction | None) -> dict[str, str]:
+    """One row of predictions.csv: ``path,mos,mos_std,scale,error`` as ``vcritic score`` writes them (``mos`` is
+    the prediction), so the file can be fed back with ``--predictions``; then dataset, image name, split and truth."""
+    p = prediction or Prediction(None, error="no prediction for this image")
+    return {
+        **score_fields(str(record.path), p.mos, p.mos_std, p.error),
+        "dataset": record.dataset,
+        "image": record.image,
+        "split": bench.assignment.get(record.image, ""),
+        "mos_true": format_number(record.mos),
+    }
+
+
+def prediction_from_row(row: dict[str, str], path: Path) -> Prediction:
+    """A row of a predictions CSV back as a :class:`Prediction` (what ``--resume`` reads)."""
+    return _prediction(row, [a for a in ATTRIBUTES if a in row], path)
 
 
 def write_pairs(

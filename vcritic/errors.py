@@ -20,3 +20,9 @@ class VcriticError(Exception):
 
     def __str__(self) -> str:
         return self.message if not self.hint else f"{self.message} ({self.hint})"
+
+
+class UsageError(VcriticError):
+    """The command line itself is wrong (missing or conflicting arguments): exit code 2, as for Typer's own."""
+
+    exit_code = 2

@@ -47,3 +47,9 @@ def hub_offline() -> bool:
 
     constants = sys.modules.get("huggingface_hub.constants")
     return bool(getattr(constants, "HF_HUB_OFFLINE", False))
+
+
+def data_root() -> Path:
+    """Where ``vcritic bench`` looks for datasets without ``--root``: ``$VCRITIC_DATA``, else ``<home>/datasets``."""
+    env = os.environ.get("VCRITIC_DATA")
+    return Path(env).expanduser() if env else vcritic_home() / "datasets"

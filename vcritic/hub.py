@@ -166,10 +166,8 @@ def _cached_commit(storage: Path, revision: str) -> str | None:
 
 
 def _cached_listing(repo: str, commit: str, cache: Path) -> dict[str, int] | None:
-    try:
-        from huggingface_hub import get_cached_repo_tree
-    except ImportError:  # huggingface_hub < 2.x keeps no listing
-        return None
+    from huggingface_hub import get_cached_repo_tree  # since huggingface_hub 1.23, our lowest version
+
     try:
         files = get_cached_repo_tree(repo, revision=commit, cache_dir=cache)
     except Exception as err:  # CachedRepoTreeNotFoundError (named differently across versions)

@@ -7,8 +7,12 @@ sideways), transparency flattened onto white (RGBA inputs crash several peers), 
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import functools
 import glob
 import os
+import stat
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,23 +20,39 @@ from PIL import Image, ImageOps
 
 from vcritic.errors import VcriticError
 
-IMAGE_EXTENSIONS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pnm", ".jfif"}
-)
+# Pillow formats that only identify a file and need an external handler (Ghostscript, a GRIB library) to decode it.
+_NOT_IMAGES = frozenset({"BUFR", "EPS", "GRIB", "HDF5", "MPEG", "PDF", "WMF"})
 
 
-def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+@functools.cache
+def image_extensions() -> frozenset[str]:
+    """File extensions a folder scan picks up: every format this Pillow can open, plugins included (HEIC/HEIF
+    when pillow-heif is installed; AVIF where Pillow was built with it)."""
+    with contextlib.suppress(ImportError):
+        from pillow_heif import register_heif_opener  # optional plugin: registers HEIC/HEIF with Pillow
+
+        register_heif_opener()
+    Image.init()
+    return frozenset(
+        ext.lower()
+        for ext, fmt in Image.registered_extensions().items()
+        if fmt in Image.OPEN and fmt not in _NOT_IMAGES
+    )
+
+
+def find_images(inputs: Iterable[str | os.PathLike], skipped: list[Path] | None = None) -> list[Path]:
     """Expand files, folders (recursively, image extensions only, hidden entries skipped) and glob patterns.
 
     Files named explicitly are kept whatever their extension, so a bad one is reported instead of silently
     dropped. Folders are listed in sorted order; the result keeps the order of ``inputs`` and has no duplicates.
+    Files in folders that are not of a type Pillow opens are appended to ``skipped`` when it is given.
     """
     found: list[Path] = []
     for item in inputs:
         text = os.fspath(item)
         path = Path(text).expanduser()
         if path.is_dir():
-            found.extend(_walk_images(path))
+            found.extend(_walk_images(path, skipped))
         elif path.exists():
             found.append(path)
         elif glob.has_magic(text):
@@ -40,20 +60,25 @@ def find_images(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             if not matches:
                 raise VcriticError(f"no files match {text!r}", hint="check the pattern (quote it for the shell)")
             for match in map(Path, matches):
-                found.extend(_walk_images(match) if match.is_dir() else [match])
+                found.extend(_walk_images(match, skipped) if match.is_dir() else [match])
         else:
             raise VcriticError(f"no such file or folder: {text}", hint="check the path")
     unique = list(dict.fromkeys(found))
     return unique
 
 
-def _walk_images(root: Path) -> list[Path]:
+def _walk_images(root: Path, skipped: list[Path] | None) -> list[Path]:
     files = []
+    extensions = image_extensions()
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
         for name in sorted(filenames):
-            if not name.startswith(".") and Path(name).suffix.lower() in IMAGE_EXTENSIONS:
+            if name.startswith("."):
+                continue
+            if Path(name).suffix.lower() in extensions:
                 files.append(Path(dirpath) / name)
+            elif skipped is not None:
+                skipped.append(Path(dirpath) / name)
     return files
 
 
@@ -82,11 +107,78 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def open_regular(path: str | os.PathLike):
+    """``path`` opened for reading in binary, refusing anything but a regular file.
+
+    A FIFO named ``x.jpg`` would block a plain ``open`` forever and a device would never end, so the file is opened
+    non-blocking and checked with ``fstat`` on the open descriptor (no window for a swap between check and open).
+    """
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise IsADirectoryError(errno.EISDIR, "is a directory", os.fspath(path))
+        if not stat.S_ISREG(mode):
+            raise NotARegularFileError(f"not a regular file ({_file_kind(mode)})")
+        if hasattr(os, "set_blocking"):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+class NotARegularFileError(OSError):
+    """A FIFO, socket or device where an image file was expected."""
+
+
+def _file_kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device")):  # fmt: skip
+        if test(mode):
+            return name
+    return "a special file"
+
+
+class UnreadableImageError(VcriticError):
+    """An input that cannot be used as an image; the message says why, without the path."""
+
+
 def load_image(path: str | os.PathLike) -> Image.Image:
-    """Open ``path`` fully (so a truncated file fails here, not later) and return it as RGB."""
-    with Image.open(path) as image:
-        image.load()
-        return to_rgb(image)
+    """Open ``path`` fully (so a truncated file fails here, not later) and return it as RGB. Only regular files are
+    opened (see :func:`open_regular`). Whatever is wrong with the file raises :class:`UnreadableImageError`."""
+    try:
+        with open_regular(path) as handle, Image.open(handle) as image:
+            image.load()
+            return to_rgb(image)
+    except Exception as err:  # decoders raise many types (OSError, ValueError, SyntaxError, struct.error, ...)
+        raise UnreadableImageError(describe_image_error(err)) from err
+
+
+def describe_image_error(err: BaseException) -> str:
+    """A short, path-free reason why an image could not be used."""
+    from PIL import UnidentifiedImageError
+
+    if isinstance(err, UnidentifiedImageError):
+        return "not an image, or a format Pillow cannot read"
+    if isinstance(err, Image.DecompressionBombError):
+        return "image too large to decode safely (Pillow's decompression-bomb limit)"
+    if isinstance(err, OSError) and err.errno == errno.ELOOP:
+        return "symbolic link loop"
+    if isinstance(err, FileNotFoundError):
+        return "file not found"
+    if isinstance(err, PermissionError):
+        return "permission denied"
+    if isinstance(err, IsADirectoryError):
+        return "is a directory"
+    if isinstance(err, VcriticError):
+        return err.message
+    if isinstance(err, NotARegularFileError):
+        return str(err)
+    message = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if isinstance(err, OSError) and "truncated" in message:
+        return f"truncated or corrupt image ({message})"
+    return f"{type(err).__name__}: {message}"
 
 
 def side_by_side(left: Image.Image, right: Image.Image, height: int = 448) -> Image.Image:

@@ -14,6 +14,7 @@ Device, dtype and attention implementation are decided here and nowhere else.
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -164,6 +165,31 @@ def _load_model(directory: Path, dtype, trust_remote_code: bool, allow_pickle: b
             f"could not load the model from {directory}: {text.splitlines()[0]}",
             hint="the folder needs config.json and *.safetensors weights",
         ) from None
+    except Exception as err:
+        if type(err).__name__ != "SafetensorError":  # safetensors' error type has moved between releases
+            raise
+        raise _corrupt_weights(directory, err) from None
+
+
+def _corrupt_weights(directory: Path, err: Exception) -> VcriticError:
+    """Name the weights file that safetensors could not read (0 bytes, cut short, a broken header)."""
+    from safetensors import safe_open
+
+    culprit = None
+    for path in sorted(directory.glob("*.safetensors")):
+        try:
+            with safe_open(path, "pt"):
+                pass
+        except Exception:
+            culprit = path
+            break
+    where = culprit or directory
+    size = f", {culprit.stat().st_size} bytes" if culprit else ""
+    return VcriticError(
+        f"{where} is not a readable safetensors file{size}: {str(err).splitlines()[0]}",
+        hint="it is empty, cut short or damaged: download it again (vcritic models rm NAME, then vcritic download "
+        "NAME) or save the checkpoint again",
+    )
 
 
 def _apply_adapter(model, adapter_dir: Path, merge: bool):
@@ -174,11 +200,59 @@ def _apply_adapter(model, adapter_dir: Path, merge: bool):
             f"{adapter_dir} has no adapter_config.json",
             hint="the vcritic.json 'adapter' entry must point at it",
         )
+    base_name = model.name_or_path
+    made_for = _adapter_base(adapter_dir)
+    origin = f" (it was made for {made_for})" if made_for and made_for != base_name else ""
     try:
-        model = PeftModel.from_pretrained(model, adapter_dir)
+        with warnings.catch_warnings():
+            # Missing adapter keys are checked below and refused with a clearer message than peft's warning.
+            warnings.filterwarnings("ignore", message="Found missing adapter keys")
+            model = PeftModel.from_pretrained(model, adapter_dir)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
+        lines = str(err).splitlines() or [type(err).__name__]
+        reason = next((line.strip() for line in lines if "size mismatch" in line), lines[0])
         raise VcriticError(
-            f"could not apply the adapter in {adapter_dir}: {str(err).splitlines()[0]}",
-            hint="check that the adapter was trained on this base model",
+            f"could not apply the adapter in {adapter_dir} to {base_name}{origin}: {reason}",
+            hint="use the adapter with the base model it was trained on",
         ) from None
+    except Exception as err:
+        if type(err).__name__ != "SafetensorError":
+            raise
+        raise _corrupt_weights(adapter_dir, err) from None
+    _check_adapter_fits(model, adapter_dir, base_name, origin)
     return model.merge_and_unload() if merge else model
+
+
+def _adapter_base(adapter_dir: Path) -> str | None:
+    try:
+        config = json.loads((adapter_dir / "adapter_config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return config.get("base_model_name_or_path") if isinstance(config, dict) else None
+
+
+def _check_adapter_fits(model, adapter_dir: Path, base_name: str, origin: str) -> None:
+    """Refuse an adapter made for another base model. peft only warns when the layers it adapts here get no weights
+    from the file (or the file has weights for layers this model lacks), and the result is a silently different
+    model; matching shapes are already enforced by peft's loading."""
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.is_file():
+        return  # pickled adapters (--allow-pickle): peft's own checks only
+    from safetensors import safe_open
+
+    with safe_open(weights, "pt") as handle:
+        saved = set(handle.keys())
+    adapted = {key.replace(".default.", ".") for key in model.state_dict() if "lora_" in key}
+    saved = {key for key in saved if "lora_" in key}
+    missing, unexpected = sorted(adapted - saved), sorted(saved - adapted)
+    if not (missing or unexpected):
+        return
+    problem = (
+        f"{len(missing)} adapted weight(s) of this model are not in it (e.g. {missing[0]})"
+        if missing
+        else f"it has {len(unexpected)} weight(s) for layers this model lacks (e.g. {unexpected[0]})"
+    )
+    raise VcriticError(
+        f"the adapter in {adapter_dir} does not fit the model {base_name}{origin}: {problem}",
+        hint="use the adapter with the base model it was trained on",
+    )

@@ -59,22 +59,9 @@ class CompareRow:
 
 def describe_error(err: BaseException) -> str:
     """A short, path-free reason why an image could not be used."""
-    from PIL import Image, UnidentifiedImageError
+    from vcritic.images import describe_image_error
 
-    if isinstance(err, UnidentifiedImageError):
-        return "not an image, or a format Pillow cannot read"
-    if isinstance(err, Image.DecompressionBombError):
-        return "image too large to decode safely (Pillow's decompression-bomb limit)"
-    if isinstance(err, FileNotFoundError):
-        return "file not found"
-    if isinstance(err, PermissionError):
-        return "permission denied"
-    if isinstance(err, IsADirectoryError):
-        return "is a directory"
-    message = str(err).splitlines()[0] if str(err) else type(err).__name__
-    if isinstance(err, OSError) and "truncated" in message:
-        return f"truncated or corrupt image ({message})"
-    return f"{type(err).__name__}: {message}"
+    return describe_image_error(err)
 
 
 class _ImageDataset:

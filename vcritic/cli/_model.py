@@ -2,15 +2,39 @@
 
 from __future__ import annotations
 
+import time
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What a command's summary says about its model: which one, at which revision, and how long loading took."""
+
+    name: str
+    revision: str | None  # the commit of a hub snapshot; None for a local folder
+    seconds: float
+
+    def __str__(self) -> str:
+        at = f" @ {self.revision[:12]}" if self.revision else ""
+        return f"{self.name}{at}, loaded in {self.seconds:.1f} s"
+
 
 def load_for_command(model: str | None, *, revision: str | None = None, allow_pickle: bool = False, **options):
-    """``load_critic`` for the CLI. Resolving the checkpoint before the "Loading model..." spinner lets a first-use
-    download show its own progress bar; ``load_critic`` then finds the model in the cache without network access."""
+    """``load_critic`` for the CLI. Resolving the checkpoint before the "Loading ..." spinner lets a first-use
+    download show its own progress bar; ``load_critic`` then finds the model in the cache without network access.
+    The critic gets a ``loaded`` attribute (:class:`Loaded`) for the command's summary."""
+    from rich.markup import escape
+
     from vcritic.cli._output import stderr
     from vcritic.hub import resolve_model
     from vcritic.loading import load_critic
     from vcritic.presets import DEFAULT_PRESET
 
-    resolve_model(model or DEFAULT_PRESET, revision, allow_pickle=allow_pickle)
-    with stderr.status("Loading model..."):
-        return load_critic(model, revision=revision, allow_pickle=allow_pickle, **options)
+    name = model or DEFAULT_PRESET
+    directory = resolve_model(name, revision, allow_pickle=allow_pickle)
+    started = time.perf_counter()
+    with stderr.status(f"Loading {escape(name)}..."):
+        critic = load_critic(model, revision=revision, allow_pickle=allow_pickle, **options)
+    commit = directory.name if directory.parent.name == "snapshots" else None  # the hub cache's layout
+    critic.loaded = Loaded(name, commit, time.perf_counter() - started)
+    return critic

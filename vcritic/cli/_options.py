@@ -16,7 +16,7 @@ ModelOpt = Annotated[
         "-m",
         help="Checkpoint: a local directory (a transformers image-text-to-text model, or a vcritic "
         "trained directory with vcritic.json), a preset name (see: vcritic models) or a hub repo id. Default: "
-        f"{DEFAULT_PRESET} (downloaded on first use). Env: VCRITIC_MODEL.",
+        f"{DEFAULT_PRESET} (downloaded on first use).",
         envvar="VCRITIC_MODEL",
         show_default=False,
     ),

@@ -13,6 +13,9 @@ stdout = Console(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+LOG_INTERVAL_S = 30.0  # without a terminal, one progress line this often
+
+
 def progress_enabled() -> bool:
     """Progress bars only when a person is watching stderr (and not in CI logs or pipes)."""
     if os.environ.get("VCRITIC_NO_PROGRESS"):
@@ -21,7 +24,10 @@ def progress_enabled() -> bool:
 
 
 def make_progress(enabled: bool | None = None):
-    """A rich progress bar on stderr: what it is doing, count, rate and time left."""
+    """A rich progress bar on stderr: what it is doing, count, rate and time left. When stderr is not a terminal
+    (a log file, CI, nohup) a line every ``LOG_INTERVAL_S`` instead; ``VCRITIC_NO_PROGRESS=1`` silences both."""
+    if enabled is None and not progress_enabled() and not os.environ.get("VCRITIC_NO_PROGRESS"):
+        return LogProgress()
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -42,3 +48,52 @@ def make_progress(enabled: bool | None = None):
         disable=not (progress_enabled() if enabled is None else enabled),
         transient=False,
     )
+
+
+class LogProgress:
+    """The subset of rich's Progress that the commands use, printed as periodic plain lines."""
+
+    def __init__(self):
+        self.tasks: dict[int, dict] = {}
+
+    def __enter__(self) -> LogProgress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            for task in self.tasks.values():
+                if task["done"] and task["done"] != task["logged"]:
+                    self._log(task)
+
+    def add_task(self, description: str, total: int | None = None, **fields) -> int:
+        import time
+
+        key = len(self.tasks)
+        now = time.monotonic()
+        self.tasks[key] = {"description": description, "total": total, "done": 0, "logged": 0, "start": now,
+                           "last": now}  # fmt: skip
+        return key
+
+    def update(self, key: int, advance: int = 0, **fields) -> None:
+        import time
+
+        task = self.tasks[key]
+        task["done"] += advance
+        if time.monotonic() - task["last"] >= LOG_INTERVAL_S:
+            self._log(task)
+
+    def _log(self, task: dict) -> None:
+        import datetime
+        import time
+
+        now = time.monotonic()
+        elapsed = max(now - task["start"], 1e-9)
+        rate = task["done"] / elapsed
+        line = f"{task['description']}: {task['done']}"
+        if task["total"]:
+            line += f"/{task['total']} ({100 * task['done'] / task['total']:.0f}%)"
+        line += f", {rate:.1f}/s"
+        if task["total"] and rate > 0 and task["done"] < task["total"]:
+            line += f", {datetime.timedelta(seconds=round((task['total'] - task['done']) / rate))} left"
+        stderr.print(line, markup=False, highlight=False)
+        task["last"], task["logged"] = now, task["done"]

@@ -13,21 +13,23 @@ import typer
 
 from vcritic import __version__
 from vcritic.cli import bench, compare, data, download, models, score
+from vcritic.cli._help import Command, Group
 
 app = typer.Typer(
     name="vcritic",
     help="Judge perceptual image quality with a multimodal model (VisualCritic). "
     "Scores are MOS on a 0-100 scale, higher is better.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    cls=Group,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-app.command("score", no_args_is_help=True, epilog=score.EPILOG)(score.score)
-app.command("compare", epilog=compare.EPILOG)(compare.compare)
-app.command("bench", no_args_is_help=True, epilog=bench.EPILOG)(bench.bench)
-app.command("download", no_args_is_help=True, epilog=download.EPILOG)(download.download)
+app.command("score", no_args_is_help=True, epilog=score.EPILOG, cls=Command)(score.score)
+app.command("compare", no_args_is_help=True, epilog=compare.EPILOG, cls=Command)(compare.compare)
+app.command("bench", no_args_is_help=True, epilog=bench.EPILOG, cls=Command)(bench.bench)
+app.command("download", no_args_is_help=True, epilog=download.EPILOG, cls=Command)(download.download)
 app.add_typer(models.models_app, name="models")
 app.add_typer(data.data_app, name="data")
 
@@ -41,7 +43,7 @@ def _version_callback(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(
-        False, "--version", callback=_version_callback, is_eager=True, help="Print the version and exit."
+        False, "--version", "-V", callback=_version_callback, is_eager=True, help="Print the version and exit."
     ),
 ) -> None:
     """Judge perceptual image quality with a multimodal model (VisualCritic)."""
@@ -60,11 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     except VcriticError as err:
         if os.environ.get("VCRITIC_DEBUG"):
             raise
+        from rich.markup import escape
+
         from vcritic.cli._output import stderr
 
-        stderr.print(f"[bold red]Error:[/] {err.message}", markup=True, highlight=False)
+        # Messages quote file names and commands verbatim: `shot[x].png`, `pip install 'vcritic[plot]'`.
+        stderr.print(f"[bold red]Error:[/] {escape(err.message)}", markup=True, highlight=False)
         if err.hint:
-            stderr.print(f"[dim]Hint:[/] {err.hint}", markup=True, highlight=False)
+            stderr.print(f"[dim]Hint:[/] {escape(err.hint)}", markup=True, highlight=False)
         return err.exit_code
     except typer.Exit as exit_:
         return exit_.exit_code

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import time
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from vcritic.cli._options import (
     AdapterOpt,
@@ -19,7 +22,7 @@ from vcritic.cli._options import (
     TrustRemoteCodeOpt,
     WorkersOpt,
 )
-from vcritic.errors import VcriticError
+from vcritic.errors import UsageError, VcriticError
 
 EXIT_PARTIAL = 3
 EPILOG = (
@@ -34,16 +37,21 @@ EPILOG = (
 
 
 def bench(
-    name: Annotated[str, typer.Argument(help="Dataset name, 'all', or a CSV manifest file.", show_default=False)],
+    name: Annotated[
+        str | None, typer.Argument(help="Dataset name, 'all', or a CSV manifest file.", show_default=False)
+    ] = None,
     root: Annotated[
         Path | None,
         typer.Option(
             "--root",
-            help="Folder with the dataset(s), each under its name (koniq10k/, spaq/, ...). Env: VCRITIC_DATA.",
-            envvar="VCRITIC_DATA",
+            help="Folder with the dataset(s), each under its name (koniq10k/, spaq/, ...). Default: $VCRITIC_DATA, "
+            "else the datasets/ folder in vcritic's home.",
             show_default=False,
         ),
     ] = None,
+    list_datasets: Annotated[
+        bool, typer.Option("--list", help="List the datasets, and whether and where each was found.")
+    ] = False,
     predictions: Annotated[
         Path | None,
         typer.Option(
@@ -72,6 +80,10 @@ def bench(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace earlier results in --out.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue an interrupted run: keep the rows of --out/predictions.csv."),
+    ] = False,
     plot: Annotated[
         bool,
         typer.Option(
@@ -100,13 +112,27 @@ def bench(
     import json
 
     from vcritic.cli._output import stderr, stdout
+    from vcritic.home import data_root
 
+    if root is None:
+        root, root_note = data_root(), " (the default: $VCRITIC_DATA, else the datasets/ folder in vcritic's home)"
+    else:
+        root_note = ""
+    if list_datasets:
+        _print_found(root, root_note, stdout)
+        return
+    if name is None:
+        raise UsageError("bench needs a dataset name, 'all' or a CSV manifest", hint="vcritic bench --list shows them")
+    if plot:
+        _require_matplotlib()
+    if resume and predictions is not None:
+        raise UsageError("--resume is for model runs", hint="evaluating --predictions takes no time to redo")
     if model is not None and predictions is not None:
         raise VcriticError("--model and --predictions exclude each other", hint="give one of them")
     if predictions is not None and not predictions.is_file():
         raise VcriticError(f"predictions file {predictions} not found", hint="write it with: vcritic score -o FILE")
-    names = _dataset_names(name, root)
-    _check_out(out, overwrite, all_mode=name.lower() == "all")
+    names = _with_root_note(lambda: _dataset_names(name, root), root_note)
+    _check_out(out, overwrite, resume, all_mode=name.lower() == "all")
     settings = dict(split=split, scheme=split_scheme, limit=limit, pairs=pairs, batch_size=batch_size, workers=workers)
     mos_limits = _parse_range(mos_range)
 
@@ -115,45 +141,27 @@ def bench(
     incomplete = False
     for dataset in names:  # read every dataset before spending time on the model
         try:
-            benches[dataset] = _prepared(dataset, root, settings, mos_limits, check_images=predictions is None)
+            step = functools.partial(_prepared, dataset, root, settings, mos_limits, check_images=predictions is None)
+            benches[dataset] = _with_root_note(step, root_note)
         except VcriticError as err:
             if not multi:
                 raise
-            stderr.print(f"[yellow]Skipping {dataset}:[/] {err}", markup=True)
+            stderr.print(f"[yellow]Skipping {escape(dataset)}:[/] {escape(str(err))}", markup=True)
             incomplete = True
 
-    critic = None
-    if predictions is None and benches:
-        from vcritic.cli._model import load_for_command
-
-        critic = load_for_command(
-            model,
-            adapter=adapter,
-            revision=revision,
-            device=device,
-            dtype=dtype,
-            trust_remote_code=trust_remote_code,
-            allow_pickle=allow_pickle,
-        )
-    source = {"model": critic.source if critic else model, "adapter": str(adapter) if adapter else None}
-    source["predictions"] = None
-    if predictions is not None:
-        source = {"model": None, "adapter": None, "predictions": str(predictions)}
-
-    results: dict[str, dict[str, Any]] = {}
-    for dataset, prepared in benches.items():
-        target = None if out is None else (out / prepared.name if multi else out)
-        result = _run_one(prepared, root, settings, critic, predictions, source, target, plot, multi)
-        if result is None:
-            continue
-        results[dataset] = result
-        incomplete |= bool(result["n_failed"] or result["n_missing"])
-
-    if not results:
-        raise VcriticError(
-            "no dataset could be evaluated",
-            hint="check that the predictions file covers the datasets' images" if predictions else None,
-        )
+    outputs = {}  # predictions.csv of each dataset, opened and locked before the model loads
+    if out is not None:
+        for dataset, prepared in benches.items():
+            target = out / prepared.name if multi else out
+            outputs[dataset] = _open_predictions(target, overwrite, resume, predictions)
+    with contextlib.ExitStack() as stack:
+        for output in outputs.values():
+            stack.enter_context(output)
+        results, source, incomplete = _evaluate_all(
+            benches, root, settings, predictions, outputs, out, plot, multi, incomplete,
+            dict(model=model, adapter=adapter, revision=revision, device=device, dtype=dtype,
+                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle),
+        )  # fmt: skip
     label = _short_label(source["model"]) if source["model"] else (predictions.name if predictions else "ours")
     if multi:
         summary = {"source": source, "split": split, "split_scheme": split_scheme, "datasets": results}
@@ -171,6 +179,86 @@ def bench(
             _print_single(result, label, stdout)
     if incomplete:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _evaluate_all(benches, root, settings, predictions, outputs, out, plot, multi, incomplete, load):
+    critic = None
+    model, adapter = load.pop("model"), load.get("adapter")
+    if predictions is None and benches:
+        from vcritic.cli._model import load_for_command
+        from vcritic.cli._output import stderr
+
+        critic = load_for_command(model, **load)
+        stderr.print(f"Model: {critic.loaded}", markup=False)
+    source = {"model": critic.source if critic else model, "adapter": str(adapter) if adapter else None}
+    source["predictions"] = None
+    if predictions is not None:
+        source = {"model": None, "adapter": None, "predictions": str(predictions)}
+
+    results: dict[str, dict[str, Any]] = {}
+    for dataset, prepared in benches.items():
+        target = None if out is None else (out / prepared.name if multi else out)
+        result = _run_one(
+            prepared, root, settings, critic, predictions, source, target, plot, multi, outputs.get(dataset)
+        )
+        if result is None:
+            continue
+        results[dataset] = result
+        incomplete |= bool(result["n_failed"] or result["n_missing"])
+
+    if not results:
+        raise VcriticError(
+            "no dataset could be evaluated",
+            hint="check that the predictions file covers the datasets' images" if predictions else None,
+        )
+    return results, source, incomplete
+
+
+def _with_root_note(step, note: str):
+    """Run ``step``; when --root was not given, say in its error which default folder was searched."""
+    try:
+        return step()
+    except VcriticError as err:
+        if not note:
+            raise
+        raise VcriticError(
+            err.message + note,
+            hint="unpack each dataset there under its name (koniq10k/, spaq/, ...; vcritic bench --list shows what "
+            "is found), set VCRITIC_DATA to the folder holding them, or pass --root DIR",
+        ) from None
+
+
+def _print_found(root: Path, note: str, console) -> None:
+    from rich.table import Table
+
+    from vcritic.datasets import DATASETS
+
+    table = Table(title=f"Datasets under {escape(str(root))}{escape(note)}", title_justify="left")
+    for column in ("name", "dataset", "found at", "where to get it"):
+        table.add_column(column)
+    for name, spec in DATASETS.items():
+        folder = spec.locate(root) if root.is_dir() else None
+        table.add_row(name, spec.title, escape(str(folder)) if folder else "-", spec.url)
+    _wide(console).print(table)
+
+
+def _require_matplotlib() -> None:
+    """Before the run, not after it: --plot is drawn once every image is scored."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        hint = "pip install 'vcritic[plot]'"
+        raise VcriticError("--plot needs matplotlib, which is not installed", hint=hint) from None
+
+
+def _open_predictions(target: Path, overwrite: bool, resume: bool, predictions_file: Path | None):
+    from vcritic.bench import PREDICTION_FIELDS
+    from vcritic.cli._csv import open_output
+
+    target.mkdir(parents=True, exist_ok=True)
+    inputs = [predictions_file] if predictions_file is not None else []
+    return open_output(target / "predictions.csv", PREDICTION_FIELDS, overwrite=overwrite,
+                       resume=resume, inputs=inputs, key=lambda row: row["path"], option="--out")  # fmt: skip
 
 
 # -- steps -------------------------------------------------------------------------------------------------------
@@ -210,14 +298,19 @@ def _parse_range(text: str | None) -> tuple[float, float] | None:
     return low, high
 
 
-def _check_out(out: Path | None, overwrite: bool, all_mode: bool) -> None:
+def _check_out(out: Path | None, overwrite: bool, resume: bool, all_mode: bool) -> None:
     if out is None:
+        if resume:
+            raise UsageError("--resume needs --out", hint="it continues the predictions.csv an earlier run left there")
         return
     if out.exists() and not out.is_dir():
         raise VcriticError(f"--out {out} is a file", hint="give a folder")
     marker = out / ("summary.json" if all_mode else "metrics.json")
-    if marker.exists() and not overwrite:
-        raise VcriticError(f"{marker} already exists", hint="pass --overwrite to replace it, or choose another --out")
+    if marker.exists() and not (overwrite or resume):
+        raise VcriticError(
+            f"{marker} already exists",
+            hint="pass --overwrite to replace it, --resume to continue it, or choose another --out",
+        )
 
 
 def _prepared(dataset, root, settings, mos_limits, check_images: bool = False):
@@ -240,7 +333,7 @@ def _prepared(dataset, root, settings, mos_limits, check_images: bool = False):
     return bench
 
 
-def _run_one(bench, root, settings, critic, predictions_file, source, out, plot, multi) -> dict | None:
+def _run_one(bench, root, settings, critic, predictions_file, source, out, plot, multi, output=None) -> dict | None:
     from vcritic import bench as benchmark
     from vcritic.cli._output import make_progress, stderr
     from vcritic.datasets.splits import write_split
@@ -251,7 +344,8 @@ def _run_one(bench, root, settings, critic, predictions_file, source, out, plot,
         predictions = benchmark.read_predictions(predictions_file, bench.records, roots)
         if not any(p is not None for p in predictions):
             if multi:
-                stderr.print(f"[dim]{bench.title}: no predictions in {predictions_file.name}, not evaluated[/]")
+                stderr.print(f"{bench.title}: no predictions in {predictions_file.name}, not evaluated", style="dim",
+                             markup=False)  # fmt: skip
                 return None
             raise VcriticError(
                 f"none of the {len(bench.records)} {bench.title} images ({bench.split} split) is in {predictions_file}",
@@ -259,15 +353,7 @@ def _run_one(bench, root, settings, critic, predictions_file, source, out, plot,
                 "folder and --root",
             )
     else:
-        with make_progress() as progress:
-            task = progress.add_task(f"Scoring {bench.title}", total=len(bench.records), rate="")
-            predictions = benchmark.predict(
-                critic,
-                bench.records,
-                batch_size=settings["batch_size"],
-                workers=settings["workers"],
-                advance=lambda n: progress.update(task, advance=n),
-            )
+        predictions = _predict(bench, critic, settings, output)
     usable = [p is not None and p.mos is not None for p in predictions]
     pairs = benchmark.sample_pairs(bench.records, usable, settings["pairs"])
     pair_probs = None
@@ -284,26 +370,56 @@ def _run_one(bench, root, settings, critic, predictions_file, source, out, plot,
             )
     result = benchmark.evaluate(bench, predictions, pairs=pairs, pair_probs=pair_probs, source=source)
     scored, total = result["n_scored"], result["n_images"]
-    stderr.print(f"{bench.title}: {scored} of {total} images evaluated in {time.perf_counter() - started:.1f} s")
+    elapsed = time.perf_counter() - started
+    stderr.print(f"{bench.title}: {scored} of {total} images evaluated in {elapsed:.1f} s", markup=False)
     if scored < total:
-        stderr.print(
-            f"[yellow]{bench.title}: {total - scored} image(s) have no score; metrics cover the other {scored}.[/]"
-        )
+        stderr.print(f"{bench.title}: {total - scored} image(s) have no score; metrics cover the other {scored}.",
+                     style="yellow", markup=False)  # fmt: skip
     if scored == 0:
         raise VcriticError(f"{bench.title}: no image could be scored", hint="see the error column of predictions.csv")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        benchmark.write_predictions(out / "predictions.csv", bench, predictions)
+        if predictions_file is not None:  # model runs wrote their rows as they went
+            for record, prediction in zip(bench.records, predictions, strict=True):
+                output.write(benchmark.prediction_row(bench, record, prediction))
         benchmark.write_metrics(out / "metrics.json", result)
         write_split(bench.assignment, out / "split.csv", bench.records)
         if pairs:
             benchmark.write_pairs(out / "pairs.csv", bench, pairs, predictions, pair_probs)
-        stderr.print(f"Wrote predictions.csv, metrics.json, split.csv{', pairs.csv' if pairs else ''} to {out}")
+        stderr.print(f"Wrote predictions.csv, metrics.json, split.csv{', pairs.csv' if pairs else ''} to {out}",
+                     markup=False)  # fmt: skip
     if plot:
         target = (out / "scatter.png") if out is not None else Path(f"{bench.name}-scatter.png")
         benchmark.plot_scatter(target, bench, predictions, result)
-        stderr.print(f"Plot: {target}")
+        stderr.print(f"Plot: {target}", markup=False)
     return result
+
+
+def _predict(bench, critic, settings, output) -> list:
+    """Model predictions for every record, each written to ``output`` (predictions.csv) as it is known; records
+    already there (``--resume``) are read back instead of scored again."""
+    from vcritic import bench as benchmark
+    from vcritic.cli._output import make_progress, stderr
+
+    known = {}
+    if output is not None:
+        for row in output.existing_rows():
+            known.setdefault(row["path"], benchmark.prediction_from_row(row, output.path))
+        if output.rows_before:
+            stderr.print(f"{bench.title}: resuming, {output.rows_before} prediction(s) already in {output.path}",
+                         markup=False)  # fmt: skip
+    todo = [record for record in bench.records if str(record.path) not in known]
+
+    def keep(record, prediction) -> None:
+        if output is not None:
+            output.write(benchmark.prediction_row(bench, record, prediction))
+
+    with make_progress() as progress:
+        task = progress.add_task(f"Scoring {escape(bench.title)}", total=len(todo), rate="")
+        fresh = benchmark.predict(critic, todo, batch_size=settings["batch_size"], workers=settings["workers"],
+                                  advance=lambda n: progress.update(task, advance=n), on_prediction=keep)  # fmt: skip
+    known.update(zip((str(r.path) for r in todo), fresh, strict=True))
+    return [known[str(record.path)] for record in bench.records]
 
 
 def _short_label(model: str) -> str:
@@ -327,12 +443,12 @@ def _print_single(result: dict[str, Any], label: str, console) -> None:
     paper = result.get("paper") or {}
     scheme = result["split_scheme"] + (f", seed {result['split_seed']}" if result.get("split_seed") else "")
     table = Table(
-        title=f"{result['title']}: {result['split']} split ({scheme}), {result['n_scored']} of "
+        title=f"{escape(result['title'])}: {result['split']} split ({scheme}), {result['n_scored']} of "
         f"{result['n_images']} images; MOS 0-100",
         title_justify="left",
     )
     table.add_column("metric")
-    table.add_column(label, justify="right")
+    table.add_column(escape(label), justify="right")
     table.add_column("VisualCritic (paper)", justify="right")
     mos = result["mos"]
     table.add_row("SRCC", _num(mos["srcc"]), _num(paper.get("srcc")))
@@ -370,7 +486,7 @@ def _print_single(result: dict[str, Any], label: str, console) -> None:
     if shown and not authenticity.get("available"):
         notes.append("authenticity n/a: the predictions have no authenticity readout")
     for note in notes:
-        console.print(f"[dim]{note}[/]")
+        console.print(note, style="dim", markup=False)
 
 
 def _print_table2(results: dict[str, dict[str, Any]], label: str, console) -> None:
@@ -386,7 +502,7 @@ def _print_table2(results: dict[str, dict[str, Any]], label: str, console) -> No
         table.add_column(DATASETS[column].title, justify="right")
     table.add_row("VisualCritic (paper)", *(_pair(PAPER_TABLE2.get(c)) for c in columns))
     table.add_row(
-        label,
+        escape(label),
         *(
             f"{_num(results[c]['mos']['srcc'])}/{_num(results[c]['mos']['plcc'])}" if c in results else "-"
             for c in columns
@@ -401,8 +517,8 @@ def _print_table2(results: dict[str, dict[str, Any]], label: str, console) -> No
         ranking.add_column(DATASETS[column].title, justify="right")
     ranking.add_row("Ranking (paper)", *(_num(PAPER_PAIR_RANKING.get(c, (None,))[0], 2) for c in columns))
     ranking.add_row("A-B scores (paper)", *(_num(PAPER_PAIR_RANKING.get(c, (None, None))[1], 2) for c in columns))
-    ranking.add_row(f"Ranking ({label})", *(_rank(results, c, "direct") for c in columns))
-    ranking.add_row(f"A-B scores ({label})", *(_rank(results, c, "score_difference") for c in columns))
+    ranking.add_row(f"Ranking ({escape(label)})", *(_rank(results, c, "direct") for c in columns))
+    ranking.add_row(f"A-B scores ({escape(label)})", *(_rank(results, c, "score_difference") for c in columns))
     console.print(ranking)
     split = next(iter(results.values()))
     console.print(

@@ -21,7 +21,7 @@ from vcritic.cli._options import (
     TrustRemoteCodeOpt,
     WorkersOpt,
 )
-from vcritic.errors import VcriticError
+from vcritic.errors import UsageError, VcriticError
 
 EPILOG = (
     "P(A better) is read from the model's answer-word probabilities with the pair shown in both orders and "
@@ -49,6 +49,9 @@ def compare(
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output file if it exists.")] = False,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="With --pairs: keep the rows already in -o, compare only the others.")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result of A vs B as JSON.")] = False,
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
@@ -61,25 +64,22 @@ def compare(
     allow_pickle: AllowPickleOpt = False,
 ) -> None:
     """Which of two images has better quality, with P(A better than B)."""
-    from vcritic.cli._csv import check_output
-
-    if pairs is not None:
-        if image_a is not None or image_b is not None:
-            raise VcriticError("give either two images or --pairs, not both")
-        rows, fieldnames = read_pairs(pairs)
-        check_output(output, overwrite)
-    elif image_a is None or image_b is None:
-        raise VcriticError("compare needs two images", hint="vcritic compare A B, or vcritic compare --pairs pairs.csv")
-    elif output is not None:
-        raise VcriticError("-o is for --pairs runs", hint="use --json for a machine-readable result of one pair")
-
     load = dict(adapter=adapter, revision=revision, device=device, dtype=dtype,
                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)  # fmt: skip
     if pairs is not None:
-        critic = load_for_command(model, **load)
-        _compare_many(critic, rows, fieldnames, pairs.parent, output, batch_size, workers)
-    else:
-        _compare_one(model, load, image_a, image_b, as_json)
+        if image_a is not None or image_b is not None:
+            raise UsageError("give either two images or --pairs, not both")
+        if as_json:
+            raise UsageError("--json is for one pair", hint="--pairs writes a CSV (-o)")
+        _compare_many(model, load, pairs, output, overwrite, resume, batch_size, workers)
+        return
+    if image_a is None or image_b is None:
+        raise UsageError("compare needs two images", hint="vcritic compare A B, or vcritic compare --pairs pairs.csv")
+    if output is not None or overwrite or resume:
+        raise UsageError(
+            "-o, --overwrite and --resume are for --pairs runs", hint="use --json for a machine-readable result"
+        )
+    _compare_one(model, load, image_a, image_b, as_json)
 
 
 def verdict(p_a_better: float) -> str:
@@ -116,47 +116,67 @@ def _compare_one(model, load, image_a: Path, image_b: Path, as_json: bool) -> No
 
 
 def read_pairs(path: Path) -> tuple[list[dict[str, str]], list[str]]:
-    """Rows of a pairs CSV (must have columns a and b) and its column names."""
+    """Rows of a pairs CSV (must have columns a and b, each filled in every row) and its column names."""
+    from vcritic.datasets.records import strict_csv_rows
+
+    hint = "it must be a UTF-8 CSV with a header naming columns a and b, one pair per row"
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            fieldnames = list(reader.fieldnames or [])
-            rows = list(reader)
+            reader = csv.reader(handle, strict=True)
+            fieldnames, rows = strict_csv_rows(path, reader)
     except FileNotFoundError:
         raise VcriticError(f"pairs file not found: {path}", hint="check the path") from None
     except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise VcriticError(
-            f"cannot read pairs file {path}: {err}", hint="it must be a UTF-8 CSV with a header"
-        ) from None
+        raise VcriticError(f"cannot read pairs file {path}: {err}", hint=hint) from None
     missing = [column for column in ("a", "b") if column not in fieldnames]
     if missing:
         raise VcriticError(
             f"{path} has no column {' or '.join(missing)} (columns: {', '.join(fieldnames) or 'none'})",
             hint="the header must name the two image columns a and b",
         )
+    for number, row in enumerate(rows, start=2):
+        empty = [column for column in ("a", "b") if not row[column].strip()]
+        if empty:
+            raise VcriticError(f"{path}: pair {number - 1} has no image in column {' and '.join(empty)}", hint=hint)
     if not rows:
         raise VcriticError(f"{path} has no pairs", hint="add rows with two image paths each")
     return rows, fieldnames
 
 
-def _compare_many(critic, rows, fieldnames, base: Path, output, batch_size: int, workers) -> None:
-    from vcritic.cli._csv import csv_output
+def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batch_size: int, workers) -> None:
+    from vcritic.cli._csv import open_output
     from vcritic.cli._output import make_progress, stderr
     from vcritic.scoring import compare_paths, format_number, resolve_relative
 
+    rows, fieldnames = read_pairs(pairs_file)
     extra = [name for name in ("p_a_better", "better", "error") if name not in fieldnames]
-    pairs = [(resolve_relative(row["a"], base), resolve_relative(row["b"], base)) for row in rows]
+    resolved = [(resolve_relative(row["a"], pairs_file.parent), resolve_relative(row["b"], pairs_file.parent))
+                for row in rows]  # fmt: skip
+    inputs = [pairs_file, *(path for pair in resolved for path in pair)]
     failed = 0
-    with csv_output(output, fieldnames + extra) as writer, make_progress() as progress:
-        task = progress.add_task("Comparing", total=len(rows), rate="")
-        for row, result in zip(rows, compare_paths(critic, pairs, batch_size=batch_size, workers=workers),
-                               strict=True):  # fmt: skip
-            ok = result.p_a_better is not None
-            failed += not ok
-            writer.writerow({**row, "p_a_better": format_number(result.p_a_better), "error": result.error or "",
-                             "better": verdict(result.p_a_better) if ok else ""})  # fmt: skip
-            progress.update(task, advance=1)
-    stderr.print(f"Compared {len(rows) - failed} of {len(rows)} pairs" + (f" -> {output}" if output else ""))
+    with open_output(output, fieldnames + extra, overwrite=overwrite, resume=resume, inputs=inputs,
+                     key=lambda row: (row["a"], row["b"])) as out:  # fmt: skip
+        todo = [k for k, row in enumerate(rows) if not out.take_done((row["a"], row["b"]))]
+        failed = sum(1 for row in out.existing_rows() if row.get("error"))
+        if resume:
+            stderr.print(f"Resuming {output}: {out.rows_before} row(s) already there, {len(todo)} pair(s) to go",
+                         markup=False)  # fmt: skip
+        critic = None
+        if todo:
+            critic = load_for_command(model, **load)
+            results = compare_paths(critic, [resolved[k] for k in todo], batch_size=batch_size, workers=workers)
+            with make_progress() as progress:
+                task = progress.add_task("Comparing", total=len(todo), rate="")
+                for k, result in zip(todo, results, strict=True):
+                    ok = result.p_a_better is not None
+                    failed += not ok
+                    out.write({**rows[k], "p_a_better": format_number(result.p_a_better), "error": result.error or "",
+                               "better": verdict(result.p_a_better) if ok else ""})  # fmt: skip
+                    progress.update(task, advance=1)
+    total = out.total_rows
+    stderr.print(f"Compared {total - failed} of {total} pairs" + (f" -> {out.path}" if out.path else ""), markup=False)
+    if critic is not None:
+        stderr.print(f"Model: {critic.loaded}", markup=False)
     if failed:
-        stderr.print(f"[yellow]{failed} pair(s) could not be compared; see the error column.[/]")
-        raise typer.Exit(3 if failed < len(rows) else 1)
+        stderr.print(f"{failed} pair(s) could not be compared; see the error column.", style="yellow", markup=False)
+        raise typer.Exit(3 if failed < total else 1)

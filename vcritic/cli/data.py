@@ -8,9 +8,12 @@ from typing import Annotated
 
 import typer
 
+from vcritic.cli._help import Command, Group
+
 data_app = typer.Typer(
     help="Build training dialogues: from rated IQA datasets (build) or from your own pristine images (synth).",
     no_args_is_help=True,
+    cls=Group,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -54,7 +57,7 @@ def _names(text: str | None) -> list[str] | None:
     return [n.strip() for n in text.split(",") if n.strip()] if text else None
 
 
-@data_app.command("build", no_args_is_help=True, epilog=BUILD_EPILOG)
+@data_app.command("build", no_args_is_help=True, epilog=BUILD_EPILOG, cls=Command)
 def build(
     stage: Annotated[int, typer.Option("--stage", min=1, max=3, help="Curriculum stage: 1, 2 or 3.")],
     out: OutOpt,
@@ -62,8 +65,8 @@ def build(
         Path | None,
         typer.Option(
             "--root",
-            help="Folder with the datasets, each under its name (koniq10k/, spaq/, ...). Env: VCRITIC_DATA.",
-            envvar="VCRITIC_DATA",
+            help="Folder with the datasets, each under its name (koniq10k/, spaq/, ...). Default: $VCRITIC_DATA, "
+            "else the datasets/ folder in vcritic's home (as for bench).",
             show_default=False,
         ),
     ] = None,
@@ -136,6 +139,18 @@ def build(
     from vcritic.train.build import build as build_stage
     from vcritic.train.datadir import summary_table
 
+    if root is None and not sources:  # stage 3 from built folders needs no datasets
+        from vcritic.errors import VcriticError
+        from vcritic.home import data_root
+
+        root = data_root()
+        if not root.is_dir():
+            raise VcriticError(
+                f"no --root given and no datasets folder at {root} (the default: $VCRITIC_DATA, else the datasets/ "
+                "folder in vcritic's home)",
+                hint="pass --root with the folder holding the datasets"
+                + (", or --from DIR,... with folders built earlier" if stage == 3 else ""),
+            )
     options = BuildOptions(
         stage=stage,
         out=out,
@@ -164,7 +179,7 @@ def build(
     )
 
 
-@data_app.command("synth", no_args_is_help=True, epilog=SYNTH_EPILOG)
+@data_app.command("synth", no_args_is_help=True, epilog=SYNTH_EPILOG, cls=Command)
 def synth(
     src: Annotated[Path, typer.Argument(help="Folder of pristine images (searched recursively).", show_default=False)],
     out: OutOpt,

@@ -7,10 +7,13 @@ from typing import Annotated
 
 import typer
 
+from vcritic.cli._help import Command, Group
+
 models_app = typer.Typer(
     help="List model presets and the local cache (with sizes); remove cached models.",
     no_args_is_help=False,
     context_settings={"help_option_names": ["-h", "--help"]},
+    cls=Group,
 )
 
 
@@ -34,6 +37,7 @@ def list_models(
         stdout.print(json.dumps(record, indent=2), markup=False)
         return
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     from vcritic.hub import format_size
@@ -48,7 +52,9 @@ def list_models(
     if long:  # one block per preset: readable at any terminal width
         for p in presets:
             revision = p["revision"] if p["pinned"] else f"{p['revision']} (not pinned)"
-            cached = f"yes, {format_size(p['size_bytes'])}: {p['path']}" if p["cached"] == "yes" else p["cached"]
+            cached = p["cached"]
+            if cached == "yes":
+                cached = f"yes, {format_size(p['size_bytes'])}: {escape(str(p['path']))}"
             lines = [
                 f"[bold]{p['name']}[/]" + (" (default)" if p["default"] else ""),
                 f"  repo      {p['repo']} @ {revision}",
@@ -66,7 +72,7 @@ def list_models(
             other_table.add_column(column, overflow="fold")
         for o in others:
             shown = ", ".join(o["refs"] + [c[:8] for c in o["revisions"] if c not in o["ref_commits"]])
-            other_table.add_row(o["repo"], format_size(o["size_bytes"]), shown or "-")
+            other_table.add_row(escape(o["repo"]), format_size(o["size_bytes"]), escape(shown) or "-")
         stdout.print(other_table)
     total = sum(p["size_bytes"] for p in presets) + sum(o["size_bytes"] for o in others)
     stderr.print(
@@ -76,7 +82,7 @@ def list_models(
     )
 
 
-@models_app.command("rm")
+@models_app.command("rm", cls=Command)
 def remove(
     name: Annotated[str, typer.Argument(help="A preset name or hub repo id in the cache.", show_default=False)],
     revision: Annotated[

@@ -37,6 +37,10 @@ def score(
         typer.Option("--output", "-o", help="CSV file to write; '-' or leave out for stdout.", show_default=False),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output file if it exists.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option("--resume", help="Continue an interrupted run: keep the rows in -o, score only the other images."),
+    ] = False,
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
@@ -49,50 +53,77 @@ def score(
 ) -> None:
     """Score image quality: MOS on a 0-100 scale (higher is better) for each image, as CSV.
 
-    Rows are written as batches finish. A file that cannot be read gets a row with an error and the run goes on.
+    Each row is written as soon as its batch finishes; a killed run leaves a valid CSV that --resume continues. A
+    file that cannot be read gets a row with an error and the run goes on.
     """
-    from vcritic.cli._csv import check_output, csv_output
+    from vcritic.cli._csv import open_output
     from vcritic.cli._output import make_progress, stderr
     from vcritic.errors import VcriticError
     from vcritic.images import find_images
+    from vcritic.scoring import SCORE_FIELDS
 
-    paths = find_images(inputs)
+    skipped: list[Path] = []
+    paths = find_images(inputs, skipped)
     if not paths:
-        raise VcriticError("no images found in the given inputs", hint="folders are searched for common image types")
-    check_output(output, overwrite)
+        raise VcriticError(
+            "no images found in the given inputs"
+            + (f" ({len(skipped)} file(s) of other types, e.g. {skipped[0].name})" if skipped else ""),
+            hint="folders are searched for every file type Pillow can open",
+        )
+    with open_output(output, SCORE_FIELDS, overwrite=overwrite, resume=resume, inputs=paths,
+                     key=lambda row: row["path"]) as out:  # fmt: skip
+        todo = [path for path in paths if not out.take_done(str(path))]
+        previous = out.existing_rows()
+        if resume:
+            stderr.print(
+                f"Resuming {output}: {out.rows_before} row(s) already there, {len(todo)} image(s) to go"
+                + (f" (cut off a torn last line of {out.torn_bytes} bytes)" if out.torn_bytes else ""),
+                markup=False,
+            )
+        scored = [float(row["mos"]) for row in previous if row.get("mos") and not row.get("error")]
+        failed = len(previous) - len(scored)
+        started = time.perf_counter()
+        critic = None
+        if todo:
+            from vcritic.cli._model import load_for_command
+            from vcritic.scoring import score_fields, score_paths
 
-    from vcritic.cli._model import load_for_command
-    from vcritic.scoring import SCORE_FIELDS, score_fields, score_paths
-
-    critic = load_for_command(
-        model,
-        adapter=adapter,
-        revision=revision,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
-        allow_pickle=allow_pickle,
-    )
-    scored: list[float] = []
-    failed = 0
-    started = time.perf_counter()
-    with csv_output(output, SCORE_FIELDS) as writer, make_progress() as progress:
-        task = progress.add_task("Scoring", total=len(paths), rate="")
-        for row in score_paths(critic, paths, batch_size=batch_size, workers=workers):
-            writer.writerow(score_fields(row.path, row.mos, row.mos_std, row.error))
-            if row.error:
-                failed += 1
-            else:
-                scored.append(row.mos)
-            elapsed = time.perf_counter() - started
-            progress.update(task, advance=1, rate=f"{(len(scored) + failed) / max(elapsed, 1e-9):.1f} img/s")
+            critic = load_for_command(
+                model,
+                adapter=adapter,
+                revision=revision,
+                device=device,
+                dtype=dtype,
+                trust_remote_code=trust_remote_code,
+                allow_pickle=allow_pickle,
+            )
+            started = time.perf_counter()
+            with make_progress() as progress:
+                task = progress.add_task("Scoring", total=len(todo), rate="")
+                rows = score_paths(critic, todo, batch_size=batch_size, workers=workers)
+                for done, row in enumerate(rows, start=1):
+                    out.write(score_fields(row.path, row.mos, row.mos_std, row.error))
+                    if row.error:
+                        failed += 1
+                    else:
+                        scored.append(row.mos)
+                    rate = done / max(time.perf_counter() - started, 1e-9)
+                    progress.update(task, advance=1, rate=f"{rate:.1f} img/s")
     elapsed = time.perf_counter() - started
-    summary = f"Scored {len(scored)} of {len(paths)} images in {elapsed:.1f} s ({len(paths) / elapsed:.1f} img/s)"
+    total = out.total_rows
+    summary = f"Scored {len(scored)} of {total} images"
+    if todo:
+        summary += f" in {elapsed:.1f} s ({len(todo) / max(elapsed, 1e-9):.1f} img/s)"
     if scored:
         summary += f"; MOS (0-100) mean {sum(scored) / len(scored):.1f}, min {min(scored):.1f}, max {max(scored):.1f}"
-    if output is not None and str(output) != "-":
-        summary += f" -> {output}"
-    stderr.print(summary)
+    if out.path is not None:
+        summary += f" -> {out.path}"
+    stderr.print(summary, markup=False)
+    if critic is not None:
+        stderr.print(f"Model: {critic.loaded}", markup=False)
+    if skipped:
+        stderr.print(f"Not scored: {len(skipped)} file(s) in the folders are not of an image type Pillow opens "
+                     f"(e.g. {skipped[0]})", markup=False)  # fmt: skip
     if failed:
-        stderr.print(f"[yellow]{failed} file(s) could not be scored; see the error column.[/]")
+        stderr.print(f"{failed} file(s) could not be scored; see the error column.", style="yellow", markup=False)
         raise typer.Exit(EXIT_PARTIAL if scored else 1)

@@ -19,6 +19,7 @@ from vcritic.datasets.records import (
     Record,
     image_path,
     parse_float,
+    parse_score,
     read_csv_rows,
     rescale,
     rescale_spread,
@@ -49,7 +50,7 @@ def load(root: Path) -> list[Record]:
     return [
         Record(
             image_path(images, row["name"].strip()),
-            rescale(parse_float(row["mos_quality"], root / DATA, f"line {number}, mos_quality"), *MOS_RANGE),
+            rescale(parse_score(row["mos_quality"], root / DATA, f"line {number}, mos_quality", MOS_RANGE), *MOS_RANGE),
             "agiqa3k",
             row["name"].strip(),
             ai_generated=True,

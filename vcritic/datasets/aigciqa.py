@@ -17,7 +17,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vcritic.datasets.records import DatasetSpec, Record, image_path, load_mat_array, read_xlsx_rows, require_dir
+from vcritic.datasets.records import (
+    DatasetSpec,
+    Record,
+    image_path,
+    load_mat_array,
+    parse_score,
+    read_xlsx_rows,
+    require_dir,
+)
 from vcritic.errors import VcriticError
 
 QUALITY = "DATA/MOS/mosz1.mat"
@@ -61,7 +69,8 @@ def load(root: Path) -> list[Record]:
             model, file = index[i]
             candidates = [f"allimg/{file}", *([f"{model}/{file}"] if model else []), f"allimg/{i}.png"]
         name = _find(images, candidates)
-        records.append(Record(image_path(images, name), float(mos), "aigciqa2023", name, ai_generated=True))
+        score = parse_score(mos, root / QUALITY, f"entry {i + 1}", MOS_RANGE)
+        records.append(Record(image_path(images, name), score, "aigciqa2023", name, ai_generated=True))
     return records
 
 

@@ -22,7 +22,7 @@ from vcritic.datasets.records import (
     Record,
     files_by_name,
     image_path,
-    parse_float,
+    parse_score,
     require_dir,
     require_file,
     rescale,
@@ -58,7 +58,7 @@ def load(root: Path) -> list[Record]:
         name = row[name_at].strip()
         direct = image_path(images, name)
         where = direct if direct.is_file() else located.get(Path(name).name, direct)
-        mos = rescale(parse_float(row[mos_at], path, f"line {number}, MOS"), *MOS_RANGE)
+        mos = rescale(parse_score(row[mos_at], path, f"line {number}, MOS", MOS_RANGE), *MOS_RANGE)
         records.append(Record(where, mos, "cgiqa6k", name, ai_generated=True))
     return records
 

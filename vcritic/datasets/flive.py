@@ -13,9 +13,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vcritic.datasets.records import DatasetSpec, Record, image_path, parse_float, read_csv_rows
+from vcritic.datasets.records import DatasetSpec, Record, image_path, parse_score, read_csv_rows
 
 LABELS = "labels_image.csv"
+MOS_RANGE = (0.0, 100.0)
 
 
 def load(root: Path) -> list[Record]:
@@ -24,7 +25,7 @@ def load(root: Path) -> list[Record]:
     return [
         Record(
             image_path(images, row["name"].strip()),
-            parse_float(row["mos"], root / LABELS, f"line {number}, mos"),
+            parse_score(row["mos"], root / LABELS, f"line {number}, mos", MOS_RANGE),
             "flive",
             row["name"].strip(),
             ai_generated=False,
@@ -40,7 +41,7 @@ SPEC = DatasetSpec(
     markers=(LABELS,),
     folders=("FLIVE_Database", "paq2piq", "livefb"),
     aliases=("paq2piq", "paq-2-piq", "livefb", "live-fb"),
-    mos_range=(0.0, 100.0),
+    mos_range=MOS_RANGE,
     mos_source="labels_image.csv: mos (0-100)",
     url="https://github.com/niu-haoran/FLIVE_Database",
 )

@@ -20,6 +20,7 @@ from vcritic.datasets.records import (
     Record,
     image_path,
     parse_float,
+    parse_score,
     read_csv_rows,
     require_dir,
     rescale,
@@ -45,7 +46,7 @@ def load(root: Path) -> list[Record]:
     records = []
     for number, row in enumerate(rows, 2):
         name = row["dist_img"].strip()
-        dmos = parse_float(row["dmos"], root / DMOS, f"line {number}, dmos")
+        dmos = parse_score(row["dmos"], root / DMOS, f"line {number}, dmos", MOS_RANGE)
         var = (row.get("var") or "").strip()
         spread = (
             rescale_spread(parse_float(var, root / DMOS, f"line {number}, var") ** 0.5, *MOS_RANGE) if var else None

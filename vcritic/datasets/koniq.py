@@ -22,6 +22,7 @@ from vcritic.datasets.records import (
     first_dir,
     image_path,
     parse_float,
+    parse_score,
     read_csv_rows,
     rescale,
     rescale_spread,
@@ -31,6 +32,7 @@ from vcritic.errors import VcriticError
 SCORES = "koniq10k_scores_and_distributions.csv"
 SETS = "koniq10k_distributions_sets.csv"
 MOS_RANGE = (1.0, 5.0)
+SETS_MOS_RANGE = (0.0, 100.0)  # the sets file gives MOS already rescaled to 0-100
 SET_NAMES = {"training": "train", "train": "train", "validation": "val", "val": "val", "test": "test"}
 
 
@@ -49,14 +51,16 @@ def load(root: Path) -> list[Record]:
                     hint="expected training, validation or test",
                 )
             splits[name] = SET_NAMES[label]
-            sets_mos[name] = parse_float(row["MOS"], root / SETS, f"line {number}, MOS")
+            sets_mos[name] = parse_score(row["MOS"], root / SETS, f"line {number}, MOS", SETS_MOS_RANGE)
             if (row.get("SD") or "").strip():
                 sets_sd[name] = parse_float(row["SD"], root / SETS, f"line {number}, SD")  # already 0-100
 
     if (root / SCORES).is_file() or not sets_mos:
         rows = read_csv_rows(root / SCORES, ("image_name", "MOS"), "the KonIQ-10k scores (image_name, MOS 1-5)")
         scores = {
-            row["image_name"].strip(): rescale(parse_float(row["MOS"], root / SCORES, f"line {n}, MOS"), *MOS_RANGE)
+            row["image_name"].strip(): rescale(
+                parse_score(row["MOS"], root / SCORES, f"line {n}, MOS", MOS_RANGE), *MOS_RANGE
+            )
             for n, row in enumerate(rows, 2)
         }
         spreads = {

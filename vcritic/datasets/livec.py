@@ -16,11 +16,12 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from vcritic.datasets.records import DatasetSpec, Record, image_path, load_mat_array, require_dir
+from vcritic.datasets.records import DatasetSpec, Record, image_path, load_mat_array, parse_score, require_dir
 from vcritic.errors import VcriticError
 
 NAMES = "Data/AllImages_release.mat"
 MOS = "Data/AllMOS_release.mat"
+MOS_RANGE = (0.0, 100.0)
 TRAINING_IMAGE = re.compile(r"^t[1-7]\.bmp$", re.IGNORECASE)
 
 
@@ -47,8 +48,14 @@ def load(root: Path) -> list[Record]:
         )
     images = require_dir(root / "Images", "the LIVEC images in Images/")
     return [
-        Record(image_path(images, name), float(score), "livec", name, ai_generated=False)
-        for name, score in zip(names, mos, strict=True)
+        Record(
+            image_path(images, name),
+            parse_score(score, root / MOS, f"entry {k + 1}", MOS_RANGE),
+            "livec",
+            name,
+            ai_generated=False,
+        )  # fmt: skip
+        for k, (name, score) in enumerate(zip(names, mos, strict=True))
         if not TRAINING_IMAGE.match(name)
     ]
 
@@ -60,7 +67,7 @@ SPEC = DatasetSpec(
     markers=(MOS,),
     folders=("ChallengeDB_release", "live-challenge", "clive"),
     aliases=("clive", "live-challenge", "live-itw", "challengedb"),
-    mos_range=(0.0, 100.0),
+    mos_range=MOS_RANGE,
     mos_source="Data/AllMOS_release.mat: AllMOS_release (0-100)",
     url="https://live.ece.utexas.edu/research/ChallengeDB/index.html",
 )

@@ -22,6 +22,7 @@ from vcritic.datasets.records import (
     Record,
     parse_bool,
     parse_float,
+    parse_score,
     pick_column,
     read_csv_table,
     rescale,
@@ -60,7 +61,7 @@ def load_manifest(path: Path, mos_range: tuple[float, float] = (0.0, 100.0)) -> 
         records.append(
             Record(
                 image if image.is_absolute() else base / image,
-                rescale(parse_float(row[mos_column], path, f"line {number}, mos"), low, high),
+                rescale(parse_score(row[mos_column], path, f"line {number}, mos", mos_range), low, high),
                 (row.get(lowered.get("dataset", ""), "") or "").strip() or default_dataset,
                 name,
                 attributes={a: parse_float(row[c], path, f"line {number}, {a}") for a, c in attributes},

@@ -8,6 +8,7 @@ missing is a :class:`~vcritic.errors.VcriticError` that names the file and what 
 from __future__ import annotations
 
 import csv
+import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -83,19 +84,66 @@ def read_csv_rows(path: Path, required: Iterable[str], what: str) -> list[dict[s
 
 
 def read_csv_table(path: Path, required: Iterable[str], what: str) -> tuple[list[str], list[dict[str, str]]]:
-    """The header and rows of a CSV file; fails naming the file and the missing columns."""
+    """The header and rows of a CSV file; fails naming the file (and line) for missing or duplicate columns, a row
+    with more or fewer cells than the header, and a quote left open (which would merge records silently)."""
     require_file(path, what)
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            header = [_normalise_header(h) for h in (reader.fieldnames or [])]
-            reader.fieldnames = header
-            rows = list(reader)
+            header, rows = strict_csv_rows(path, csv.reader(handle, strict=True))
     except UnicodeDecodeError:
         raise VcriticError(f"{path} is not a UTF-8 text CSV file", hint=DOCS_HINT) from None
     except csv.Error as err:
         raise VcriticError(f"{path} is not a valid CSV file: {err}", hint=DOCS_HINT) from None
     check_columns(path, header, required)
+    return header, rows
+
+
+def _records(path: Path, reader):
+    """The reader's records; a quote still open at the end of the file is named with the line it was opened on."""
+    line = reader.line_num
+    while True:
+        try:
+            cells = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            if "unexpected end of data" in str(err):
+                raise VcriticError(
+                    f"{path}: the record starting on line {line + 1} runs to the end of the file: a quote is not "
+                    "closed",
+                    hint='close the quote (or remove the stray " character) on that line',
+                ) from None
+            raise VcriticError(
+                f"{path}, line {reader.line_num}: bad quoting ({err}), e.g. a quote that is not closed",
+                hint='close the quote (or remove the stray " character) on that line or the one before',
+            ) from None
+        line = reader.line_num
+        yield cells
+
+
+def strict_csv_rows(path: Path, reader) -> tuple[list[str], list[dict[str, str]]]:
+    header = [_normalise_header(h) for h in next(reader, [])]
+    named = [h for h in header if h]
+    duplicates = sorted({h for h in named if named.count(h) > 1})
+    if duplicates:
+        raise VcriticError(f"{path}: column {', '.join(map(repr, duplicates))} appears more than once in the header")
+    rows = []
+    line = reader.line_num
+    for cells in _records(path, reader):
+        start, line = line + 1, reader.line_num
+        if not any(cell.strip() for cell in cells):
+            continue  # blank line
+        if line > start:
+            raise VcriticError(
+                f"{path}: the record starting on line {start} runs to line {line}: a quote is not closed",
+                hint='close the quote (or remove the stray " character) on that line',
+            )
+        if len(cells) != len(header):
+            raise VcriticError(
+                f"{path}, line {start}: {len(cells)} cells where the header has {len(header)}",
+                hint="every row needs one cell per column (quote cells that contain commas)",
+            )
+        rows.append(dict(zip(header, cells, strict=True)))
     return header, rows
 
 
@@ -157,8 +205,21 @@ def parse_float(value: Any, path: Path, where: str) -> float:
         number = float(str(value).strip())
     except (TypeError, ValueError):
         raise VcriticError(f"{path}: {where} is {value!r}, not a number", hint=DOCS_HINT) from None
-    if number != number:  # NaN
-        raise VcriticError(f"{path}: {where} is empty", hint=DOCS_HINT)
+    if not math.isfinite(number):
+        raise VcriticError(f"{path}: {where} is {value!r}, not a finite number", hint=DOCS_HINT)
+    return number
+
+
+def parse_score(value: Any, path: Path, where: str, score_range: tuple[float, float]) -> float:
+    """A score cell, refused (naming file and place) when it is not a number or lies outside ``score_range``, the
+    range the dataset documents: such a value means a wrong file or a wrong range, not a very good image."""
+    number = parse_float(value, path, where)
+    low, high = score_range
+    if not low <= number <= high:
+        raise VcriticError(
+            f"{path}: {where} is {number:g}, outside the documented range {low:g}-{high:g}",
+            hint="check the file (or, for a CSV manifest, --mos-range)",
+        )
     return number
 
 

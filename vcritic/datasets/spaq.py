@@ -20,7 +20,7 @@ from vcritic.datasets.records import (
     Record,
     check_columns,
     image_path,
-    parse_float,
+    parse_score,
     read_xlsx_rows,
     require_dir,
 )
@@ -28,6 +28,7 @@ from vcritic.errors import VcriticError
 
 ANNOTATIONS = "Annotations/MOS and Image attribute scores.xlsx"
 COLUMNS = ("image name", "mos", *ATTRIBUTES)
+MOS_RANGE = (0.0, 100.0)  # MOS and the five attributes alike
 
 
 def load(root: Path) -> list[Record]:
@@ -43,8 +44,8 @@ def load(root: Path) -> list[Record]:
     records = []
     for number, row in enumerate(rows[1:], 2):
         name = str(row[at["image name"]]).strip()
-        mos = parse_float(row[at["mos"]], path, f"row {number}, MOS")
-        attributes = {a: parse_float(row[at[a]], path, f"row {number}, {a}") for a in ATTRIBUTES}
+        mos = parse_score(row[at["mos"]], path, f"row {number}, MOS", MOS_RANGE)
+        attributes = {a: parse_score(row[at[a]], path, f"row {number}, {a}", MOS_RANGE) for a in ATTRIBUTES}
         records.append(Record(image_path(images, name), mos, "spaq", name, attributes=attributes, ai_generated=False))
     return records
 
@@ -54,7 +55,7 @@ SPEC = DatasetSpec(
     title="SPAQ",
     load=load,
     markers=(ANNOTATIONS,),
-    mos_range=(0.0, 100.0),
+    mos_range=MOS_RANGE,
     mos_source="MOS and Image attribute scores.xlsx: MOS (0-100)",
     url="https://github.com/h4nwei/SPAQ",
 )

@@ -70,8 +70,10 @@ class Part:
 def _opens(path: Path) -> bool:
     from PIL import Image
 
-    try:
-        with Image.open(path) as image:
+    from vcritic.images import open_regular
+
+    try:  # open_regular: a FIFO or device named like an image must not block the build
+        with open_regular(path) as handle, Image.open(handle) as image:
             image.verify()  # reads the header and checks the data without decoding every pixel
         return True
     except Exception:  # PIL raises many types (OSError, SyntaxError, struct.error...) for broken files

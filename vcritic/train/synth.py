@@ -235,7 +235,7 @@ def synthesize(
     """
     from PIL import Image
 
-    from vcritic.images import find_images, load_image
+    from vcritic.images import UnreadableImageError, find_images, load_image
     from vcritic.train.datadir import VAL_FRACTION, check_out, held_out_groups, rng_for, write_data_dir
     from vcritic.train.relativity import pair_dialogues
 
@@ -269,7 +269,7 @@ def synthesize(
         index, path, ref = job
         try:
             pristine = prepare_source(load_image(path), size)
-        except (OSError, ValueError, Image.DecompressionBombError) as err:
+        except (UnreadableImageError, OSError, ValueError, Image.DecompressionBombError) as err:
             return f"{path}: {err}"
         return _write_versions(out, pristine, ref, kinds, levels, seed * 1_000_003 + index * 101)
 
