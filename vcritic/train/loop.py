@@ -37,6 +37,16 @@ class TrainingInterrupted(VcriticError):
 
 
 @dataclass
+class Trained:
+    """What a run produced: the output folder, and the trained model in memory (unmerged peft model)."""
+
+    output: Path
+    model: Any
+    processor: Any
+    family: Any
+
+
+@dataclass
 class TrainData:
     dialogues: list[Dialogue]
     val: list[Dialogue]
@@ -128,8 +138,8 @@ def train(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     on_event: Callable[[dict[str, Any]], None] | None = None,
-) -> Path:
-    """Train one stage and write the trained directory to ``output``; returns it.
+) -> Trained:
+    """Train one stage and write the trained directory to ``output``.
 
     ``on_event`` receives progress records (``{"event": "start" | "step" | "eval" | "checkpoint" | "done", ...}``)
     on the main process.
@@ -304,7 +314,7 @@ def train(
         _export(accelerator.unwrap_model(net), loaded, output, model, revision, stage, config, train_data)
         emit({"event": "done", "step": step, "output": str(output)})
     accelerator.wait_for_everyone()
-    return output
+    return Trained(output, accelerator.unwrap_model(net), loaded.processor, family)
 
 
 def _keep_only(weights: dict, names: set[str]) -> None:
