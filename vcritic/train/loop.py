@@ -254,6 +254,8 @@ def train(
     last_saved = step
     try:
         while step < config.steps:
+            # accelerate's loader sets its own epoch counter on the sampler when iterated; keep both at ours.
+            loader.set_epoch(epoch)
             sampler.set_epoch(epoch)
             batches = accelerator.skip_first_batches(loader, skip) if skip else loader
             for batch in batches:
