@@ -264,10 +264,24 @@ def test_two_process_accelerate_launch_writes_one_output(tiny_llava, pair_data, 
     out = tmp_path / "ddp"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
     # accelerate's --cpu launcher starts one process; --multi_gpu starts torchrun, and --device cpu makes it gloo.
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-               "-m", "vcritic", "train", "--stage", "1", "--model", str(tiny_llava), "--data", str(pair_data),
-               "--output", str(out), "--config", "tiny", "--steps", "3", "--batch-size", "2", "--device", "cpu"]  # fmt: skip
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    args = ["--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out), "--config", "tiny"]
+    command = [
+        *launch,
+        "-m",
+        "vcritic",
+        "train",
+        "--stage",
+        "1",
+        *args,
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es)" in result.stderr and "4 samples/step" in result.stderr
