@@ -142,6 +142,10 @@ def test_interrupt_then_resume_gives_the_weights_of_one_run(tiny_llava, pair_dat
     assert not (split / "vcritic.json").exists()
     with pytest.raises(VcriticError, match="already exists"):
         train(model=str(tiny_llava), data=pair_data, output=split, stage=1, config=config)
+    # What a kill while saving leaves behind: a temporary folder, and a folder without its position file.
+    (split / "checkpoints" / ".tmp-step-6").mkdir()
+    (split / "checkpoints" / "step-7").mkdir()
+    (split / "checkpoints" / "step-7" / "model.safetensors").write_bytes(b"partial")
     train(model=str(tiny_llava), data=pair_data, output=split, stage=1, config=config, resume=True)
 
     a, b = _state(whole / "adapter_model.safetensors"), _state(split / "adapter_model.safetensors")
@@ -181,6 +185,16 @@ def test_stage_two_on_stage_one_loads_alone(tiny_llava, pair_data, tmp_path):
     with torch.no_grad():
         expected = [s.mos for s in in_memory.score(images)]
     assert [s.mos for s in critic.score(images)] == pytest.approx(expected, abs=1e-4)
+
+
+def test_gradient_checkpointing_gives_the_same_losses(tiny_llava, pair_data, tmp_path):
+    curves = []
+    for checkpointing in (False, True):
+        out = tmp_path / f"gc-{checkpointing}"
+        config = _config(steps=3, batch_size=4, gradient_checkpointing=checkpointing)
+        train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=config)
+        curves.append([r["loss"] for r in _metrics(out)])
+    assert curves[1] == pytest.approx(curves[0], abs=1e-5)
 
 
 @pytest.mark.parametrize("family", family_params(("blip2", "instructblip", "qwen2_5_vl")))
