@@ -76,8 +76,8 @@ def read_data(folder: Path) -> TrainData:
     return TrainData(dialogues, val, folder, info)
 
 
-def prepare_output(output: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to overwrite a previous output unless asked; with ``overwrite``, clear it (only if vcritic wrote it)."""
+def check_output(output: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse, before any work, an output that would be overwritten without ``overwrite`` (or not resumed)."""
     if resume:
         if not checkpoint_dirs(output):
             raise VcriticError(f"nothing to resume in {output}: no checkpoint", hint="start the run without --resume")
@@ -94,6 +94,11 @@ def prepare_output(output: Path, *, resume: bool, overwrite: bool) -> None:
                 f"{output} is not a vcritic training output; --overwrite only replaces those",
                 hint="choose an empty or new folder",
             )
+
+
+def _create_output(output: Path) -> None:
+    """A fresh output folder (an earlier output there was accepted by :func:`check_output`)."""
+    if output.is_dir() and any(output.iterdir()):
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
 
@@ -171,15 +176,10 @@ def train(
         rng_types=[],  # the data order is a function of seed and epoch; nothing to synchronise
     )
     main = accelerator.is_main_process
-    if main:
-        prepare_output(output, resume=resume, overwrite=overwrite)
-    accelerator.wait_for_everyone()
+    check_output(output, resume=resume, overwrite=overwrite)
     if resume:
         config = _resume_config(output, stage, model, data_dir, config)
     train_data = read_data(data_dir)
-    if main and not resume:
-        run = {"stage": stage, "model": model, "revision": revision, "data": str(data_dir.resolve())}
-        (output / RUN).write_text(json.dumps({**run, "config": config.to_dict()}, indent=2) + "\n")
 
     set_seed(config.seed)
     loaded = load_model(
@@ -191,6 +191,12 @@ def train(
     )
     family = Family.detect(loaded.model.config.model_type, loaded.processor)
     net = attach_adapter(loaded.model, config)
+    # The output is created only once the data and model are known to load, so a typo costs no --overwrite.
+    if main and not resume:
+        _create_output(output)
+        run = {"stage": stage, "model": model, "revision": revision, "data": str(data_dir.resolve())}
+        (output / RUN).write_text(json.dumps({**run, "config": config.to_dict()}, indent=2) + "\n")
+    accelerator.wait_for_everyone()
     trained = trainable_names(net)
     encoder = Encoder(loaded.processor, family)
     dataset = DialogueDataset(train_data.dialogues, train_data.root, encoder)
