@@ -216,7 +216,7 @@ def train(
     net, optimizer, loader = accelerator.prepare(net, optimizer, loader)
     # The scheduler steps once per optimizer step here, not once per process as a prepared one would.
     accelerator.register_for_checkpointing(scheduler)
-    # Checkpoints hold the trained weights only; the frozen base is reloaded from the checkpoint it came from.
+    # Checkpoints hold the trained weights only; on resume the frozen rest comes from --model again.
     accelerator.register_save_state_pre_hook(lambda _models, weights, _dir: [_keep_only(w, trained) for w in weights])
 
     step = 0
@@ -256,7 +256,7 @@ def train(
             emit({"event": "checkpoint", "step": step, "path": str(path)})
 
     net.train()
-    losses: list[float] = []
+    losses: list = []  # this step's micro-batch losses (tensors, read out only when logged)
     started, start_step = time.monotonic(), step
     last_saved = step
     try:
@@ -293,7 +293,8 @@ def train(
                         raise VcriticError(f"the loss became {mean} at step {step}", hint="lower --lr")
                     if main:
                         _append_metrics(output / METRICS, record)
-                        emit({"event": "step", **record, "elapsed_s": elapsed})
+                        eta = (config.steps - step) * elapsed / (step - start_step)
+                        emit({"event": "step", **record, "elapsed_s": elapsed, "eta_s": eta})
                     losses.clear()
                 if config.eval_every and step % config.eval_every == 0 and train_data.val:
                     results = _evaluate(accelerator, net, loaded.processor, family, torch_dtype, train_data, config)
@@ -309,7 +310,7 @@ def train(
             else:
                 epoch, skip = epoch + 1, 0
     except KeyboardInterrupt:
-        if step > last_saved:
+        if step > last_saved or not checkpoint_dirs(output):
             checkpoint()
         raise TrainingInterrupted(
             f"interrupted at step {step} of {config.steps}; checkpoint saved",
