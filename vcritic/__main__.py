@@ -1,4 +1,4 @@
-"""``python -m vcritic``: the same as the ``vcritic`` command."""
+"""``python -m vcritic``: the same as the ``vcritic`` command (and ``accelerate launch -m vcritic train ...``)."""
 
 from vcritic.cli.app import run
 
