@@ -24,7 +24,7 @@ from vcritic.datasets import ATTRIBUTES, Record, get_dataset, load_dataset, load
 from vcritic.datasets import splits as splitting
 from vcritic.datasets.records import read_csv_table
 from vcritic.errors import VcriticError
-from vcritic.scoring import MOS_SCALE, SCORE_FIELDS, format_number, score_fields
+from vcritic.scoring import MOS_SCALE, format_number, score_columns, score_fields
 
 DEFAULT_PAIRS = 1000
 PAIR_SEED = splitting.SPLIT_SEED
@@ -61,12 +61,12 @@ PAPER_ATTRIBUTES: dict[str, tuple[float, float]] = {
 PAPER_AUTHENTICITY = 0.703
 
 NO_ATTRIBUTE_READOUT = (
-    "not available: the predictions have no attribute scores (the model core reads out MOS and pairwise "
-    "comparison only)"
+    "not available: the predictions have no score for this attribute (write them with vcritic score --tasks "
+    "attributes, or run bench with --model)"
 )
 NO_AUTHENTICITY_READOUT = (
-    "not available: the predictions have no authenticity readout (the model core reads out MOS and pairwise "
-    "comparison only)"
+    "not available: the predictions have no p_ai_generated column (write them with vcritic score --tasks "
+    "authenticity, or run bench with --model)"
 )
 
 
@@ -79,6 +79,7 @@ class Prediction:
     error: str | None = None
     attributes: dict[str, float] = field(default_factory=dict)
     p_ai_generated: float | None = None  # P(the image is AI-generated), where a readout gives one
+    attributes_std: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -140,20 +141,36 @@ def prepare(
 
 
 # -- predictions -------------------------------------------------------------------------------------------------
+def benchmark_tasks(records: Sequence[Record]) -> tuple[str, ...]:
+    """What to read out for a dataset: MOS, plus the attributes and authenticity where it has labels for them."""
+    tasks = ["mos"]
+    if any(r.attributes for r in records):
+        tasks.append("attributes")
+    if any(r.ai_generated is not None for r in records):
+        tasks.append("authenticity")
+    return tuple(tasks)
+
+
 def predict(
     critic,
     records: Sequence[Record],
     *,
+    tasks: Sequence[str] | None = None,
     batch_size: int = 8,
     workers: int | None = None,
     advance: Callable[[int], None] | None = None,
 ) -> list[Prediction]:
-    """MOS for every record from the model, in record order, streamed in batches."""
+    """The model's read-outs for every record (default: :func:`benchmark_tasks`), in record order, streamed in
+    batches; all questions about an image share one encoding of it."""
     from vcritic.scoring import score_paths
 
+    tasks = benchmark_tasks(records) if tasks is None else tasks
+    paths = [str(r.path) for r in records]
     predictions = []
-    for row in score_paths(critic, [str(r.path) for r in records], batch_size=batch_size, workers=workers):
-        predictions.append(Prediction(row.mos, row.mos_std, row.error))
+    for row in score_paths(critic, paths, tasks=tasks, batch_size=batch_size, workers=workers):
+        predictions.append(
+            Prediction(row.mos, row.mos_std, row.error, row.attributes, row.p_ai_generated, row.attributes_std)
+        )
         if advance:
             advance(1)
     return predictions
@@ -394,20 +411,34 @@ def _json_ready(value: Any) -> Any:
 
 
 # -- outputs -----------------------------------------------------------------------------------------------------
-PREDICTION_FIELDS = [*SCORE_FIELDS, "dataset", "image", "split", "mos_true"]
+BENCH_FIELDS = ["dataset", "image", "split", "mos_true"]
 
 
 def write_predictions(path: Path, bench: Benchmark, predictions: Sequence[Prediction | None]) -> Path:
-    """Per-image CSV. ``path,mos,mos_std,scale,error`` as ``vcritic score`` writes them (``mos`` is the prediction),
-    so the file can be fed back with ``--predictions``; then the dataset, image name, split and ground truth."""
+    """Per-image CSV. The columns ``vcritic score --tasks ...`` writes (``mos`` etc. are the predictions), so the
+    file can be fed back with ``--predictions``; then the dataset, image name, split and ground truth."""
+    tasks = ["mos"]
+    if any(p is not None and p.attributes for p in predictions):
+        tasks.append("attributes")
+    if any(p is not None and p.p_ai_generated is not None for p in predictions):
+        tasks.append("authenticity")
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PREDICTION_FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(handle, fieldnames=[*score_columns(tasks), *BENCH_FIELDS], lineterminator="\n")
         writer.writeheader()
         for record, prediction in zip(bench.records, predictions, strict=True):
             p = prediction or Prediction(None, error="no prediction for this image")
             writer.writerow(
                 {
-                    **score_fields(str(record.path), p.mos, p.mos_std, p.error),
+                    **score_fields(
+                        str(record.path),
+                        p.mos,
+                        p.mos_std,
+                        p.error,
+                        tasks=tasks,
+                        attributes=p.attributes,
+                        attributes_std=p.attributes_std,
+                        p_ai_generated=p.p_ai_generated,
+                    ),
                     "dataset": record.dataset,
                     "image": record.image,
                     "split": bench.assignment.get(record.image, ""),

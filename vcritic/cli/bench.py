@@ -366,9 +366,9 @@ def _print_single(result: dict[str, Any], label: str, console) -> None:
     if ranking.get("direct_note"):
         notes.append(f"direct pair ranking {ranking['direct_note']}")
     if any(not v.get("available") for v in (result.get("attributes") or {}).values()):
-        notes.append("attributes n/a: the predictions have no attribute scores")
+        notes.append("attributes n/a: the predictions have no attribute scores (vcritic score --tasks attributes)")
     if shown and not authenticity.get("available"):
-        notes.append("authenticity n/a: the predictions have no authenticity readout")
+        notes.append("authenticity n/a: the predictions have no p_ai_generated (vcritic score --tasks authenticity)")
     for note in notes:
         console.print(f"[dim]{note}[/]")
 
