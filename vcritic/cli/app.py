@@ -12,7 +12,7 @@ import sys
 import typer
 
 from vcritic import __version__
-from vcritic.cli import bench, compare, download, models, score
+from vcritic.cli import bench, compare, describe, download, models, score
 
 app = typer.Typer(
     name="vcritic",
@@ -26,6 +26,7 @@ app = typer.Typer(
 
 app.command("score", no_args_is_help=True, epilog=score.EPILOG)(score.score)
 app.command("compare", epilog=compare.EPILOG)(compare.compare)
+app.command("describe", no_args_is_help=True, epilog=describe.EPILOG)(describe.describe)
 app.command("bench", no_args_is_help=True, epilog=bench.EPILOG)(bench.bench)
 app.command("download", no_args_is_help=True, epilog=download.EPILOG)(download.download)
 app.add_typer(models.models_app, name="models")
