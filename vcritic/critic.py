@@ -210,10 +210,10 @@ class Critic:
         from vcritic.results import scores_from_readouts
         from vcritic.tasks import parse_tasks, task_questions
 
-        pictures, single = _as_images(images)
         questions = task_questions(parse_tasks(tasks))
         if not questions:
             raise VcriticError("score needs at least one task", hint="tasks: mos, attributes, authenticity or all")
+        pictures, single = _as_images(images)
         results: list[Score] = []
         for start in range(0, len(pictures), batch_size):
             items = [self.encoder.encode_questions(questions, p) for p in pictures[start : start + batch_size]]
@@ -310,7 +310,7 @@ def _as_images(images) -> tuple[list[Image.Image], bool]:
             f"cannot read an image from a {type(item).__name__}", hint="pass a file path, a PIL image or a list of them"
         )
 
-    if isinstance(images, Image.Image | str | os.PathLike):
+    if not isinstance(images, list | tuple):
         return [one(images)], True
     items = list(images)
     if not items:

@@ -43,7 +43,7 @@ def _has_processor_files(directory: Path) -> bool:
 
 
 def load_critic(
-    model: str | Path | None,
+    model: str | Path | None = None,
     *,
     adapter: str | Path | None = None,
     revision: str | None = None,
@@ -55,6 +55,9 @@ def load_critic(
 ):
     """Load ``model`` (+ optional LoRA ``adapter``) for scoring: eval mode, no gradients, on ``device``.
 
+    ``model`` is a local directory, a preset name or a hub repo id; left out, the CLI's default ($VCRITIC_MODEL,
+    else the default preset).
+
     ``device``/``dtype`` default to CUDA+bfloat16 when a GPU is there, CPU+float32 otherwise (see
     :mod:`vcritic.runtime`). The adapter is merged into the weights for speed unless ``merge_adapter`` is False.
     """
@@ -62,9 +65,12 @@ def load_critic(
     from vcritic.runtime import resolve_device, resolve_dtype
 
     if model is None or str(model) == "":
+        import os
+
         from vcritic.presets import DEFAULT_PRESET
 
-        model = DEFAULT_PRESET  # downloaded on first use, with a notice
+        # What the CLI's --model defaults to: $VCRITIC_MODEL, else the default preset (downloaded on first use).
+        model = os.environ.get("VCRITIC_MODEL") or DEFAULT_PRESET
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
 
