@@ -197,14 +197,16 @@ def score_paths(
     tasks: Sequence[str] = DEFAULT_TASKS,
     batch_size: int = 8,
     workers: int | None = None,
+    questions: Sequence[Question] | None = None,
 ) -> Iterator[ScoreRow]:
     """The ``tasks`` read-outs (default MOS, 0-100) for each file, in input order, streamed batch by batch.
 
-    All questions about an image share one encoding of it (see :mod:`vcritic.shared_prefix`).
+    All questions about an image share one encoding of it (see :mod:`vcritic.shared_prefix`). ``questions``
+    replaces the tasks' questions by any subset of them (benchmarks ask one at a time).
     """
     from vcritic.results import scores_from_readouts
 
-    questions = task_questions(tasks)
+    questions = tuple(questions) if questions is not None else task_questions(tasks)
     names = [os.fspath(p) for p in paths]
     encode = _EncodeQuestions(questions)
     for indices, errors, batch in _batches(critic, names, encode, batch_size, workers, questions=True):
