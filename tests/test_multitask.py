@@ -38,6 +38,7 @@ def _value(score, question) -> float:
     return score.attributes[question.name]
 
 
+@pytest.mark.slow
 def test_every_output_in_range_and_equal_to_asking_one_question_at_a_time(critic, sample_images):
     images = list(sample_images.values())  # different sizes, aspect ratios and modes
     together = critic.score(images, tasks="all", batch_size=len(images))
@@ -60,6 +61,7 @@ def test_every_output_in_range_and_equal_to_asking_one_question_at_a_time(critic
             assert _value(one_image, question) == pytest.approx(expected, abs=TOLERANCE), question.name
 
 
+@pytest.mark.slow
 def test_all_tasks_equal_the_union_of_single_task_runs_through_the_file_pipeline(critic, image_dir):
     files = sorted(image_dir.iterdir())
     every = list(score_paths(critic, files, tasks=("mos", "attributes", "authenticity"), batch_size=4, workers=0))
@@ -87,6 +89,24 @@ def test_describe_is_deterministic_and_streamed_as_written(critic, sample_images
     assert printed.getvalue().strip() == first.text  # the streamer saw exactly the returned text
     assert first.score.mos == pytest.approx(critic.score(image).mos, abs=TOLERANCE)
     assert first.score.attributes == {} and second.score is None
+
+
+def test_a_prompt_split_that_does_not_reproduce_the_full_prompt_falls_back_to_full_prompts(tiny_llava, sample_images):
+    """If prefix + suffix tokens ever differ from the full prompt's tokens, the check on the first image catches it
+    and every image gets full prompts (one batch per image), with the same numbers."""
+    from vcritic.shared_prefix import PromptSplit
+
+    critic = load_critic(str(tiny_llava), device="cpu")
+    questions = task_questions(["attributes"])
+    image = sample_images["coffee"]
+    shared = critic.score(image, tasks="attributes")
+    split = PromptSplit(critic.encoder, questions)
+    split.suffix_ids = [ids[1:] for ids in split.suffix_ids]  # as if the tokenizer merged across the boundary
+    critic.encoder._splits[tuple(q.name for q in questions)] = split
+    fallback = critic.score(image, tasks="attributes")
+    assert split.exact is False
+    assert "full" in critic.encoder.encode_questions(questions, image)
+    assert fallback.attributes == pytest.approx(shared.attributes, abs=TOLERANCE)
 
 
 def test_attribute_questions_read_the_same_level_words_as_mos():
