@@ -109,6 +109,10 @@ def test_api_input_errors_are_vcritic_errors(critic, tmp_path):
         critic.score(3)
     with pytest.raises(VcriticError, match="no images given"):
         critic.score([])
+    with pytest.raises(VcriticError, match="compare needs two images"):
+        critic.compare(tmp_path / "a.png")
+    with pytest.raises(VcriticError, match="two lists of the same length"):
+        critic.compare([tmp_path / "a.png", tmp_path / "b.png"], [tmp_path / "a.png"])
     with pytest.raises(VcriticError, match="needs at least one task"):
         critic.score(tmp_path, tasks="none")
 

@@ -213,10 +213,11 @@ class Critic:
         questions = task_questions(parse_tasks(tasks))
         if not questions:
             raise VcriticError("score needs at least one task", hint="tasks: mos, attributes, authenticity or all")
-        pictures, single = _as_images(images)
+        pictures, single = _as_list(images)
         results: list[Score] = []
         for start in range(0, len(pictures), batch_size):
-            items = [self.encoder.encode_questions(questions, p) for p in pictures[start : start + batch_size]]
+            chunk = [_as_image(p) for p in pictures[start : start + batch_size]]
+            items = [self.encoder.encode_questions(questions, p) for p in chunk]
             results += scores_from_readouts(questions, self.read(questions, self.encoder.collate_questions(items)))
         return results[0] if single else results
 
@@ -227,19 +228,20 @@ class Critic:
         list of ``(a, b)`` pairs, give a list.
         """
         if b is None:
+            if not isinstance(a, list | tuple) or not all(isinstance(pair, list | tuple) for pair in a):
+                raise VcriticError("compare needs two images", hint="compare(a, b), or compare([(a, b), ...])")
             pairs, single = list(a), False
         else:
-            firsts, single = _as_images(a)
-            seconds, single_b = _as_images(b)
+            firsts, single = _as_list(a)
+            seconds, single_b = _as_list(b)
             if single != single_b or len(firsts) != len(seconds):
                 raise VcriticError("compare(a, b) needs two images, or two lists of the same length")
             pairs = list(zip(firsts, seconds, strict=True))
-        pairs = [(_as_images(x)[0][0], _as_images(y)[0][0]) for x, y in pairs]
         results: list[Comparison] = []
         for start in range(0, len(pairs), batch_size):
             items = []
             for x, y in pairs[start : start + batch_size]:
-                items += self.encoder.encode_both_orders(x, y)
+                items += self.encoder.encode_both_orders(_as_image(x), _as_image(y))
             out = self.readout(self.pair_question, self.encoder.collate(items))
             results += [Comparison(p) for p in symmetric_preference(out.probs).tolist()]
         return results[0] if single else results
@@ -257,10 +259,10 @@ class Critic:
         receives the text as it is generated."""
         from vcritic.tasks import parse_tasks
 
-        pictures, single = _as_images(images)
+        pictures, single = _as_list(images)
         wanted = parse_tasks(tasks)
         results = []
-        for picture in pictures:
+        for picture in map(_as_image, pictures):
             text = self.generate(picture, max_new_tokens=max_new_tokens, streamer=streamer)
             score = self.score(picture, tasks=wanted) if wanted else None
             results.append(Description(text, score))
@@ -288,34 +290,35 @@ class Critic:
         return self.tokenizer.decode(generated, skip_special_tokens=True).strip()
 
 
-def _as_images(images) -> tuple[list[Image.Image], bool]:
-    """A path, a PIL image or a list/tuple of either -> RGB images, and whether one image was given."""
+def _as_list(images) -> tuple[list, bool]:
+    """A path, a PIL image or a list/tuple of either -> a list, and whether one image was given."""
+    if not isinstance(images, list | tuple):
+        return [images], True
+    if not images:
+        raise VcriticError("no images given", hint="pass a file path, a PIL image or a list of them")
+    return list(images), False
+
+
+def _as_image(item) -> Image.Image:
+    """A path or PIL image as 8-bit RGB; loaded only when its batch runs, so long lists of paths stay cheap."""
     import os
 
     from PIL import Image
 
     from vcritic.images import load_image, to_rgb
 
-    def one(item) -> Image.Image:
-        if isinstance(item, Image.Image):
-            return to_rgb(item)
-        if isinstance(item, str | os.PathLike):
-            try:
-                return load_image(item)
-            except (OSError, ValueError) as err:
-                from vcritic.scoring import describe_error
+    if isinstance(item, Image.Image):
+        return to_rgb(item)
+    if isinstance(item, str | os.PathLike):
+        try:
+            return load_image(item)
+        except (OSError, ValueError) as err:
+            from vcritic.scoring import describe_error
 
-                raise VcriticError(f"cannot use {os.fspath(item)}: {describe_error(err)}") from None
-        raise VcriticError(
-            f"cannot read an image from a {type(item).__name__}", hint="pass a file path, a PIL image or a list of them"
-        )
-
-    if not isinstance(images, list | tuple):
-        return [one(images)], True
-    items = list(images)
-    if not items:
-        raise VcriticError("no images given", hint="pass a file path, a PIL image or a list of them")
-    return [one(item) for item in items], False
+            raise VcriticError(f"cannot use {os.fspath(item)}: {describe_error(err)}") from None
+    raise VcriticError(
+        f"cannot read an image from a {type(item).__name__}", hint="pass a file path, a PIL image or a list of them"
+    )
 
 
 def symmetric_preference(probs: torch.Tensor) -> torch.Tensor:
