@@ -109,6 +109,25 @@ def test_a_prompt_split_that_does_not_reproduce_the_full_prompt_falls_back_to_fu
     assert fallback.attributes == pytest.approx(shared.attributes, abs=TOLERANCE)
 
 
+def test_a_template_that_puts_the_question_before_the_image_gets_full_prompts(tiny_llava, sample_images):
+    from vcritic.testing import LLAVA_TEMPLATE
+
+    critic = load_critic(str(tiny_llava), device="cpu")
+    # The same LLaVA template with the text before the image: no common prefix holds the image.
+    critic.processor.chat_template = LLAVA_TEMPLATE.replace(
+        "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+        "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}",
+        "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
+        "{% for item in message['content'] %}{% if item['type'] == 'image' %}\n<image>{% endif %}{% endfor %}",
+    )
+    assert critic.prompt(QUALITY).startswith("USER: <IQA_QUANT>")
+    image = sample_images["rocket"]
+    score = critic.score(image, tasks="all")
+    assert "full" in critic.encoder.encode_questions(task_questions(["attributes"]), image)
+    for question in task_questions(["mos", "attributes", "authenticity"]):
+        assert _value(score, question) == pytest.approx(_alone(critic, question, image), abs=TOLERANCE)
+
+
 def test_attribute_questions_read_the_same_level_words_as_mos():
     for question in ATTRIBUTE_QUESTIONS.values():
         assert question.choices == QUALITY.choices  # so every attribute is on MOS's 0-100 scale

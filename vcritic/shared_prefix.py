@@ -43,7 +43,9 @@ class PromptSplit:
         self.shared_text = common[:cut]
         tokenizer = getattr(encoder.processor, "tokenizer", encoder.processor)
         self.suffix_ids = [tokenizer(p[cut:], add_special_tokens=False)["input_ids"] for p in prompts]
-        self.exact: bool | None = None  # unknown until the first image has been checked
+        # Unknown until the first image has been checked; no shared prefix where the image is not in it (a template
+        # that puts the question first).
+        self.exact: bool | None = False if placeholder and cut == 0 else None
 
     def check(self, encoder: Encoder, questions: Sequence[Question], prefix: dict, image: Image.Image) -> bool:
         import torch
