@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from vcritic import bench
 from vcritic.cli.app import app, main
-from vcritic.datasets import DATASETS
+from vcritic.datasets import ATTRIBUTES, DATASETS
+from vcritic.scoring import score_columns
 
 
 @pytest.fixture(scope="module")
@@ -161,7 +162,7 @@ def test_outputs_round_trip_and_plot(data_root, tmp_path):
     result = bench.evaluate(prepared, predictions)
     csv_path = bench.write_predictions(tmp_path / "predictions.csv", prepared, predictions)
     rows = list(csv.DictReader(csv_path.open()))
-    assert list(rows[0]) == bench.PREDICTION_FIELDS
+    assert list(rows[0]) == [*score_columns(), *bench.BENCH_FIELDS]
     assert rows[0]["error"] == "file not found" and rows[0]["mos"] == ""
     assert float(rows[1]["mos_true"]) == pytest.approx(prepared.records[1].mos, abs=1e-4)
     again = bench.evaluate(prepared, bench.read_predictions(csv_path, prepared.records))
@@ -231,9 +232,18 @@ def test_bench_end_to_end_with_a_tiny_model(runner, data_root, tiny_llava, tmp_p
     assert -1 <= metrics["mos"]["srcc"] <= 1 and -1 <= metrics["mos"]["plcc"] <= 1
     ranking = metrics["pair_ranking"]
     assert ranking["n_pairs"] == ranking["n_direct"] == 8 and 0 <= ranking["direct"] <= 1
-    assert metrics["attributes"]["sharpness"]["available"] is False  # no attribute readout yet: not faked
+    # Table 4 from the model: every SPAQ attribute and authenticity (SPAQ images are photographs) are read out.
+    for attribute in ATTRIBUTES:
+        values = metrics["attributes"][attribute]
+        assert values["available"] is True and values["n"] == 12 and -1 <= values["srcc"] <= 1
+    assert metrics["authenticity"]["available"] is True and metrics["authenticity"]["n"] == 12
+    assert 0 <= metrics["authenticity"]["accuracy"] <= 1
+    assert "n/a" not in result.stdout and "sharpness SRCC/PLCC" in result.stdout
     rows = list(csv.DictReader((out / "predictions.csv").open()))
     assert len(rows) == 12 and all(0 <= float(row["mos"]) <= 100 and row["scale"] == "0-100" for row in rows)
+    assert list(rows[0]) == [*score_columns(("mos", "attributes", "authenticity")), *bench.BENCH_FIELDS]
+    assert all(0 <= float(row[a]) <= 100 for row in rows for a in ATTRIBUTES)
+    assert all(0 <= float(row["p_ai_generated"]) <= 1 for row in rows)
     pairs = list(csv.DictReader((out / "pairs.csv").open()))
     assert len(pairs) == 8 and all(0 <= float(p["p_a_better"]) <= 1 for p in pairs)
     assert (out / "scatter.png").read_bytes()[:4] == b"\x89PNG"
@@ -246,6 +256,22 @@ def test_bench_end_to_end_with_a_tiny_model(runner, data_root, tiny_llava, tmp_p
     replay = json.loads(again.stdout)
     assert correlations(replay) == pytest.approx(correlations(metrics), abs=1e-3)
     assert replay["pair_ranking"]["score_difference"] == pytest.approx(ranking["score_difference"])
+    for attribute in ATTRIBUTES:
+        assert replay["attributes"][attribute]["srcc"] == pytest.approx(metrics["attributes"][attribute]["srcc"])
+    assert replay["authenticity"] == metrics["authenticity"]
+
+
+@pytest.mark.slow
+def test_bench_reads_authenticity_on_ai_generated_sets(runner, data_root, tiny_llava, tmp_path):
+    args = ["bench", "aigciqa2023", "--root", str(data_root), "-m", str(tiny_llava), "--split", "all"]
+    result = runner.invoke(app, [*args, "--pairs", "0", "--json", "--workers", "0", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)
+    assert metrics["attributes"] is None  # AIGCIQA-2023 has no attribute labels: no attribute columns either
+    rows = list(csv.DictReader((tmp_path / "predictions.csv").open()))
+    assert "brightness" not in rows[0] and all(0 <= float(row["p_ai_generated"]) <= 1 for row in rows)
+    expected = sum(float(row["p_ai_generated"]) > 0.5 for row in rows) / len(rows)  # every image is AI-generated
+    assert metrics["authenticity"] == {"available": True, "n": len(rows), "accuracy": pytest.approx(expected)}
 
 
 @pytest.mark.slow

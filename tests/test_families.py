@@ -39,12 +39,12 @@ def test_score_does_not_depend_on_batch_neighbours(critic, sample_images):
 
 def test_compare_is_symmetric(critic, sample_images):
     a, b, c = sample_images["astronaut"], sample_images["coffee"], sample_images["rocket"]
-    forward = critic.compare([(a, b), (b, c)])
-    backward = critic.compare([(b, a), (c, b)])
+    forward = [c.p_a_better for c in critic.compare([(a, b), (b, c)])]
+    backward = [c.p_a_better for c in critic.compare([b, c], [a, b])]
     for p, q in zip(forward, backward, strict=True):
         assert 0.0 < p < 1.0
         assert p + q == pytest.approx(1.0, abs=1e-6)
-    assert critic.compare([(a, a)])[0] == pytest.approx(0.5, abs=1e-6)
+    assert critic.compare(a, a).p_a_better == pytest.approx(0.5, abs=1e-6)
 
 
 def test_file_pipeline_matches_in_memory_scores_and_reports_bad_files(critic, image_dir, sample_images):
@@ -67,7 +67,7 @@ def test_file_pipeline_matches_in_memory_scores_and_reports_bad_files(critic, im
 def test_pair_pipeline_matches_in_memory_compare(critic, image_dir, sample_images):
     a, b = image_dir / "astronaut.png", image_dir / "logo.png"
     rows = list(compare_paths(critic, [(a, b), (b, a), (a, image_dir / "missing.png")], batch_size=2, workers=0))
-    expected = critic.compare([(sample_images["astronaut"], sample_images["logo"])])[0]
+    expected = critic.compare(sample_images["astronaut"], sample_images["logo"]).p_a_better
     assert rows[0].p_a_better == pytest.approx(expected, abs=1e-6)
     assert rows[0].p_a_better + rows[1].p_a_better == pytest.approx(1.0, abs=1e-6)
     assert rows[2].p_a_better is None and rows[2].error == "file not found"

@@ -122,7 +122,8 @@ def test_training_learns_changes_only_trainable_weights_and_loads_back_identical
         expected = [s.mos for s in in_memory.score(images)]
     assert [s.mos for s in critic.score(images)] == pytest.approx(expected, abs=1e-4)
     pairs = list(zip(images[::2], images[1::2], strict=True))
-    assert critic.compare(pairs) == pytest.approx(in_memory.compare(pairs), abs=1e-5)
+    expected_p = [c.p_a_better for c in in_memory.compare(pairs)]
+    assert [c.p_a_better for c in critic.compare(pairs)] == pytest.approx(expected_p, abs=1e-5)
 
 
 def test_interrupt_then_resume_gives_the_weights_of_one_run(tiny_llava, pair_data, tmp_path):
@@ -205,7 +206,7 @@ def test_every_family_trains_and_loads_back(tiny_models, family, pair_data, tmp_
     losses = [r["loss"] for r in _metrics(out)]
     assert len(losses) == 2 and all(loss > 0 for loss in losses)
     critic = load_critic(out)
-    assert 0.0 <= critic.compare([(Image.new("RGB", (40, 40)), Image.new("RGB", (40, 40), "white"))])[0] <= 1.0
+    assert 0.0 <= critic.compare(Image.new("RGB", (40, 40)), Image.new("RGB", (40, 40), "white")).p_a_better <= 1.0
 
 
 def test_periodic_evaluation_reports_pair_accuracy_and_srcc(tiny_llava, tmp_path, sample_images):
@@ -315,7 +316,7 @@ def test_two_process_accelerate_launch_writes_one_output(tiny_llava, pair_data, 
     assert (out / "checkpoints" / "step-3" / "random_states_1.pkl").is_file()  # both processes' RNG states
     assert len(_metrics(out)) == 1
     critic = load_critic(out)
-    assert 0.0 <= critic.compare([(Image.new("RGB", (40, 40)), Image.new("RGB", (40, 40), "white"))])[0] <= 1.0
+    assert 0.0 <= critic.compare(Image.new("RGB", (40, 40)), Image.new("RGB", (40, 40), "white")).p_a_better <= 1.0
 
 
 @pytest.mark.slow

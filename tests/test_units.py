@@ -65,8 +65,13 @@ def test_answer_words_are_single_tokens_read_in_context(tokenizer):
 
 def test_answer_words_sharing_a_first_token_are_refused(tokenizer):
     clash = Question("clash", "", ("q",), "It is", ((" excellent", 1.0), (" excellent!", 0.0)))
-    with pytest.raises(VcriticError, match="share a first token"):
-        answer_token_ids(tokenizer, clash)
+    with pytest.raises(VcriticError) as caught:
+        answer_token_ids(tokenizer, clash, model="org/some-model")
+    # The message names the model and both words, on one line.
+    assert caught.value.message == (
+        "the tokenizer of org/some-model splits the answer words 'excellent' and 'excellent!' for 'clash' into "
+        "tokens that start the same, so they cannot be told apart"
+    )
 
 
 def test_expectation_of_uniform_and_certain_distributions():

@@ -3,29 +3,36 @@
 The public Python API is imported lazily so ``import vcritic`` (and ``vcritic --help``) stays fast::
 
     import vcritic
-    critic = vcritic.load_critic("path/or/preset")
-    scores = critic.score([img1, img2])         # list[Score]: mos and mos_std on a 0-100 scale
-    p = critic.compare([(img_a, img_b)])        # P(a better than b), symmetric in argument order
+    critic = vcritic.load_critic()               # the CLI's default model; or a path, preset or repo id
+    score = critic.score("photo.jpg", tasks="all")  # Score: mos, attributes (0-100), p_ai_generated (0-1)
+    scores = critic.score([img1, "b.png"])        # a list in, a list out; PIL images or paths
+    critic.compare("a.png", "b.png").p_a_better   # P(a better than b), symmetric in argument order
+    critic.describe("photo.jpg").text             # the written assessment (greedy: same image, same text)
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Critic", "VcriticError", "load_critic", "__version__"]
+_LAZY = {
+    "load_critic": "vcritic.loading",
+    "Critic": "vcritic.critic",
+    "Score": "vcritic.results",
+    "Comparison": "vcritic.results",
+    "Description": "vcritic.results",
+    "VcriticError": "vcritic.errors",
+}
+
+__all__ = [*_LAZY, "__version__"]
 
 
 def __getattr__(name: str):
-    if name == "load_critic":
-        from vcritic.loading import load_critic
+    if name in _LAZY:
+        import importlib
 
-        return load_critic
-    if name == "Critic":
-        from vcritic.critic import Critic
-
-        return Critic
-    if name == "VcriticError":
-        from vcritic.errors import VcriticError
-
-        return VcriticError
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(name)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

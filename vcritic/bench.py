@@ -24,7 +24,7 @@ from vcritic.datasets import ATTRIBUTES, Record, get_dataset, load_dataset, load
 from vcritic.datasets import splits as splitting
 from vcritic.datasets.records import read_csv_table
 from vcritic.errors import VcriticError
-from vcritic.scoring import MOS_SCALE, SCORE_FIELDS, format_number, score_fields
+from vcritic.scoring import MOS_SCALE, format_number, score_columns, score_fields
 
 DEFAULT_PAIRS = 1000
 PAIR_SEED = splitting.SPLIT_SEED
@@ -61,12 +61,12 @@ PAPER_ATTRIBUTES: dict[str, tuple[float, float]] = {
 PAPER_AUTHENTICITY = 0.703
 
 NO_ATTRIBUTE_READOUT = (
-    "not available: the predictions have no attribute scores (the model core reads out MOS and pairwise "
-    "comparison only)"
+    "not available: the predictions have no score for this attribute (write them with vcritic score --tasks "
+    "attributes, or run bench with --model)"
 )
 NO_AUTHENTICITY_READOUT = (
-    "not available: the predictions have no authenticity readout (the model core reads out MOS and pairwise "
-    "comparison only)"
+    "not available: the predictions have no p_ai_generated column (write them with vcritic score --tasks "
+    "authenticity, or run bench with --model)"
 )
 
 
@@ -79,6 +79,7 @@ class Prediction:
     error: str | None = None
     attributes: dict[str, float] = field(default_factory=dict)
     p_ai_generated: float | None = None  # P(the image is AI-generated), where a readout gives one
+    attributes_std: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -94,6 +95,11 @@ class Benchmark:
     scheme: str
     mos_source: str
     mos_range: tuple[float, float]
+
+    @property
+    def tasks(self) -> tuple[str, ...]:
+        """What the model reads out for it (see :func:`benchmark_tasks`)."""
+        return benchmark_tasks(self.records)
 
 
 def prepare(
@@ -140,26 +146,40 @@ def prepare(
 
 
 # -- predictions -------------------------------------------------------------------------------------------------
+def benchmark_tasks(records: Sequence[Record]) -> tuple[str, ...]:
+    """What to read out for a dataset: MOS, plus the attributes and authenticity where it has labels for them."""
+    tasks = ["mos"]
+    if any(r.attributes for r in records):
+        tasks.append("attributes")
+    if any(r.ai_generated is not None for r in records):
+        tasks.append("authenticity")
+    return tuple(tasks)
+
+
 def predict(
     critic,
     records: Sequence[Record],
     *,
+    tasks: Sequence[str] | None = None,
     batch_size: int = 8,
     workers: int | None = None,
     advance: Callable[[int], None] | None = None,
     on_prediction: Callable[[Record, Prediction], None] | None = None,
 ) -> list[Prediction]:
-    """MOS for every record from the model, in record order, streamed in batches; ``on_prediction`` sees each one
-    as soon as it is known (to write it to disk)."""
+    """The model's read-outs for every record (default: :func:`benchmark_tasks`), in record order, streamed in
+    batches; all questions about an image share one encoding of it. ``on_prediction`` sees each prediction as soon
+    as it is known (to write it to disk)."""
     from vcritic.scoring import score_paths
 
+    tasks = benchmark_tasks(records) if tasks is None else tasks
+    paths = [str(r.path) for r in records]
     predictions = []
     for record, row in zip(
-        records,
-        score_paths(critic, [str(r.path) for r in records], batch_size=batch_size, workers=workers),
-        strict=True,
+        records, score_paths(critic, paths, tasks=tasks, batch_size=batch_size, workers=workers), strict=True
     ):
-        predictions.append(Prediction(row.mos, row.mos_std, row.error))
+        predictions.append(
+            Prediction(row.mos, row.mos_std, row.error, row.attributes, row.p_ai_generated, row.attributes_std)
+        )
         if on_prediction:
             on_prediction(record, predictions[-1])
         if advance:
@@ -402,25 +422,48 @@ def _json_ready(value: Any) -> Any:
 
 
 # -- outputs -----------------------------------------------------------------------------------------------------
-PREDICTION_FIELDS = [*SCORE_FIELDS, "dataset", "image", "split", "mos_true"]
+BENCH_FIELDS = ["dataset", "image", "split", "mos_true"]
 
 
 def write_predictions(path: Path, bench: Benchmark, predictions: Sequence[Prediction | None]) -> Path:
-    """Per-image CSV (see :func:`prediction_row`), written whole."""
+    """Per-image CSV (see :func:`prediction_row`), written whole; the read-out columns are those the predictions
+    have."""
+    tasks = ["mos"]
+    if any(p is not None and p.attributes for p in predictions):
+        tasks.append("attributes")
+    if any(p is not None and p.p_ai_generated is not None for p in predictions):
+        tasks.append("authenticity")
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=PREDICTION_FIELDS, lineterminator="\n")
+        writer = csv.DictWriter(handle, fieldnames=prediction_columns(tasks), lineterminator="\n")
         writer.writeheader()
         for record, prediction in zip(bench.records, predictions, strict=True):
-            writer.writerow(prediction_row(bench, record, prediction))
+            writer.writerow(prediction_row(bench, record, prediction, tasks))
     return path
 
 
-def prediction_row(bench: Benchmark, record: Record, prediction: Prediction | None) -> dict[str, str]:
-    """One row of predictions.csv: ``path,mos,mos_std,scale,error`` as ``vcritic score`` writes them (``mos`` is
-    the prediction), so the file can be fed back with ``--predictions``; then dataset, image name, split and truth."""
+def prediction_columns(tasks: Sequence[str]) -> list[str]:
+    """The header of predictions.csv: the columns ``vcritic score --tasks ...`` writes, then :data:`BENCH_FIELDS`."""
+    return [*score_columns(tasks), *BENCH_FIELDS]
+
+
+def prediction_row(
+    bench: Benchmark, record: Record, prediction: Prediction | None, tasks: Sequence[str] | None = None
+) -> dict[str, str]:
+    """One row of predictions.csv: the read-outs as ``vcritic score`` writes them (``mos`` etc. are the
+    predictions), so the file can be fed back with ``--predictions``; then dataset, image name, split and truth."""
     p = prediction or Prediction(None, error="no prediction for this image")
+    tasks = bench.tasks if tasks is None else tasks
     return {
-        **score_fields(str(record.path), p.mos, p.mos_std, p.error),
+        **score_fields(
+            str(record.path),
+            p.mos,
+            p.mos_std,
+            p.error,
+            tasks=tasks,
+            attributes=p.attributes,
+            attributes_std=p.attributes_std,
+            p_ai_generated=p.p_ai_generated,
+        ),
         "dataset": record.dataset,
         "image": record.image,
         "split": bench.assignment.get(record.image, ""),

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from vcritic.prompts import COMPARE, COMPARE_SIDE_BY_SIDE, QUALITY, Question, render_prompt
+from vcritic.errors import VcriticError
+from vcritic.prompts import COMPARE, COMPARE_SIDE_BY_SIDE, DESCRIBE, Question, render_prompt
 from vcritic.readout import Readout, answer_token_ids, expectation
+from vcritic.results import Comparison, Description, Score
 
 if TYPE_CHECKING:
     import torch
@@ -47,15 +49,6 @@ class Family:
         return cls(model_type, multi_image=True, image_placeholder=getattr(token, "content", token))
 
 
-@dataclass
-class Score:
-    """MOS on a 0-100 scale (higher is better) and the spread of the model's rating distribution."""
-
-    mos: float
-    mos_std: float
-    probs: dict[str, float] = field(default_factory=dict)
-
-
 class Encoder:
     """The CPU half of a :class:`Critic`: prompt rendering, tokenising and padding, no model.
 
@@ -71,6 +64,7 @@ class Encoder:
         qformer = getattr(processor, "qformer_tokenizer", None)
         self.qformer_pad_id = (qformer.pad_token_id or 0) if qformer is not None else 0
         self._prompts: dict[tuple[str, str | None], str] = {}
+        self._splits: dict[tuple[str, ...], Any] = {}  # shared_prefix.PromptSplit per question set
 
     @property
     def pair_question(self) -> Question:
@@ -98,6 +92,17 @@ class Encoder:
             raise ValueError(f"{question.name} takes {question.n_images} image(s), got {len(images)}")
         text = self.prompt(question, instruction)
         return dict(self.processor(images=list(images), text=[text], return_tensors="pt"))
+
+    def encode_questions(self, questions: Sequence[Question], image: Image.Image) -> dict[str, Any]:
+        """One image with several questions, encoded so that the image is encoded once (see shared_prefix)."""
+        from vcritic.shared_prefix import encode_questions
+
+        return encode_questions(self, questions, image)
+
+    def collate_questions(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+        from vcritic.shared_prefix import collate_questions
+
+        return collate_questions(self, items)
 
     def encode_pair(self, first: Image.Image, second: Image.Image) -> dict[str, Any]:
         """One comparison prompt; single-image families get the pair as one side-by-side picture."""
@@ -166,12 +171,12 @@ class Critic:
 
     def token_ids(self, question: Question) -> list[int]:
         if question.name not in self._token_ids:
-            self._token_ids[question.name] = answer_token_ids(self.tokenizer, question)
+            self._token_ids[question.name] = answer_token_ids(self.tokenizer, question, model=self.source)
         return self._token_ids[question.name]
 
     # -- model side ----------------------------------------------------------------------------------------------
-    def readout(self, question: Question, batch: dict[str, Any]) -> Readout:
-        """One forward pass over a collated batch; the answer-word distribution at the last position."""
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        """Tensors to the model's device; floating-point ones (pixels) to its dtype."""
         import torch
 
         inputs = {}
@@ -181,44 +186,149 @@ class Critic:
                 if value.is_floating_point():
                     value = value.to(self.dtype)
             inputs[key] = value
+        return inputs
+
+    def last_logits(self, batch: dict[str, Any]) -> torch.Tensor:
+        """One forward pass over a collated batch: next-token logits at the last position, ``[B, vocab]``."""
+        import torch
+
+        inputs = self.to_device(batch)
         if self._accepts_logits_to_keep:
             inputs["logits_to_keep"] = 1  # only the answer position: skips a [B, L, vocab] projection
         if self._accepts_use_cache:
             inputs["use_cache"] = False
         with torch.inference_mode():
-            logits = self.model(**inputs).logits[:, -1, :]
-            return expectation(logits, self.token_ids(question), question.values)
+            return self.model(**inputs).logits[:, -1, :]
 
-    # -- convenience API for in-memory images --------------------------------------------------------------------
-    def score(self, images: Sequence[Image.Image], batch_size: int = 8) -> list[Score]:
-        """MOS (0-100, higher is better) for each image. Images are converted with ``images.to_rgb``."""
-        from vcritic.images import to_rgb
+    def readout(self, question: Question, batch: dict[str, Any]) -> Readout:
+        """One forward pass over a collated batch; the answer-word distribution at the last position."""
+        return expectation(self.last_logits(batch), self.token_ids(question), question.values)
 
-        words = [w.strip() for w in QUALITY.words]
+    def read(self, questions: Sequence[Question], batch: dict[str, Any]) -> list[Readout]:
+        """Every question about every image of a :meth:`Encoder.collate_questions` batch, one Readout per question;
+        the image and the shared prompt prefix are encoded once (see :mod:`vcritic.shared_prefix`)."""
+        from vcritic.shared_prefix import answer_logits
+
+        logits = answer_logits(self, batch)
+        return [expectation(logits[:, j], self.token_ids(q), q.values) for j, q in enumerate(questions)]
+
+    # -- Python API ----------------------------------------------------------------------------------------------
+    def score(self, images, *, tasks: str | Sequence[str] = "mos", batch_size: int = 8) -> Score | list[Score]:
+        """Read out ``tasks`` ("mos", "attributes", "authenticity", "all") for a path, a PIL image or a list of either.
+
+        Returns one :class:`Score` for one image, a list for a list. MOS and attributes are 0-100 (higher = more),
+        ``p_ai_generated`` 0-1.
+        """
+        from vcritic.results import scores_from_readouts
+        from vcritic.tasks import parse_tasks, task_questions
+
+        questions = task_questions(parse_tasks(tasks))
+        if not questions:
+            raise VcriticError("score needs at least one task", hint="tasks: mos, attributes, authenticity or all")
+        pictures, single = _as_list(images)
         results: list[Score] = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start : start + batch_size]
-            batch = self.encoder.collate([self.encoder.encode(QUALITY, [to_rgb(image)]) for image in chunk])
-            out = self.readout(QUALITY, batch)
-            for i in range(len(chunk)):
-                probs = dict(zip(words, out.probs[i].tolist(), strict=True))
-                results.append(Score(float(out.mean[i]), float(out.std[i]), probs))
-        return results
+        for start in range(0, len(pictures), batch_size):
+            chunk = [_as_image(p) for p in pictures[start : start + batch_size]]
+            items = [self.encoder.encode_questions(questions, p) for p in chunk]
+            results += scores_from_readouts(questions, self.read(questions, self.encoder.collate_questions(items)))
+        return results[0] if single else results
 
-    def compare(self, pairs: Sequence[tuple[Image.Image, Image.Image]], batch_size: int = 8) -> list[float]:
-        """P(first image of each pair has better quality than the second), averaged over both orders."""
-        from vcritic.images import to_rgb
+    def compare(self, a, b=None, *, batch_size: int = 8) -> Comparison | list[Comparison]:
+        """P(a has better quality than b), averaged over both presentation orders.
 
-        probabilities: list[float] = []
+        ``compare(a, b)`` with a path or PIL image each gives one :class:`Comparison`; lists of equal length, or one
+        list of ``(a, b)`` pairs, give a list.
+        """
+        if b is None:
+            if not isinstance(a, list | tuple) or not all(isinstance(pair, list | tuple) for pair in a):
+                raise VcriticError("compare needs two images", hint="compare(a, b), or compare([(a, b), ...])")
+            pairs, single = list(a), False
+        else:
+            firsts, single = _as_list(a)
+            seconds, single_b = _as_list(b)
+            if single != single_b or len(firsts) != len(seconds):
+                raise VcriticError("compare(a, b) needs two images, or two lists of the same length")
+            pairs = list(zip(firsts, seconds, strict=True))
+        results: list[Comparison] = []
         for start in range(0, len(pairs), batch_size):
-            chunk = pairs[start : start + batch_size]
             items = []
-            for a, b in chunk:
-                a, b = to_rgb(a), to_rgb(b)
-                items += self.encoder.encode_both_orders(a, b)
+            for x, y in pairs[start : start + batch_size]:
+                items += self.encoder.encode_both_orders(_as_image(x), _as_image(y))
             out = self.readout(self.pair_question, self.encoder.collate(items))
-            probabilities += symmetric_preference(out.probs).tolist()
-        return probabilities
+            results += [Comparison(p) for p in symmetric_preference(out.probs).tolist()]
+        return results[0] if single else results
+
+    def describe(
+        self,
+        images,
+        *,
+        tasks: str | Sequence[str] = "all",
+        max_new_tokens: int = 160,
+        streamer=None,
+    ) -> Description | list[Description]:
+        """The model's written assessment of each image (greedy decoding: the same image gives the same text), with
+        the ``tasks`` read out beside it (``"none"`` for text only). ``streamer``: a transformers streamer that
+        receives the text as it is generated."""
+        from vcritic.tasks import parse_tasks
+
+        pictures, single = _as_list(images)
+        wanted = parse_tasks(tasks)
+        results = []
+        for picture in map(_as_image, pictures):
+            text = self.generate(picture, max_new_tokens=max_new_tokens, streamer=streamer)
+            score = self.score(picture, tasks=wanted) if wanted else None
+            results.append(Description(text, score))
+        return results[0] if single else results
+
+    def generate(self, image: Image.Image, *, max_new_tokens: int = 160, streamer=None) -> str:
+        """Greedy free text for the DESCRIBE question about one image (the only place vcritic generates)."""
+        import torch
+
+        inputs = self.to_device(self.encoder.encode(DESCRIBE, [image]))
+        with torch.inference_mode():
+            ids = self.model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=self.encoder.pad_token_id,
+                streamer=streamer,
+            )
+        prompt = inputs["input_ids"][0]
+        generated = ids[0]
+        # Decoder-only wrappers return prompt + answer; BLIP-family generate returns only the new tokens.
+        if generated.shape[0] >= prompt.shape[0] and torch.equal(generated[: prompt.shape[0]], prompt):
+            generated = generated[prompt.shape[0] :]
+        return self.tokenizer.decode(generated, skip_special_tokens=True).strip()
+
+
+def _as_list(images) -> tuple[list, bool]:
+    """A path, a PIL image or a list/tuple of either -> a list, and whether one image was given."""
+    if not isinstance(images, list | tuple):
+        return [images], True
+    if not images:
+        raise VcriticError("no images given", hint="pass a file path, a PIL image or a list of them")
+    return list(images), False
+
+
+def _as_image(item) -> Image.Image:
+    """A path or PIL image as 8-bit RGB; loaded only when its batch runs, so long lists of paths stay cheap."""
+    import os
+
+    from PIL import Image
+
+    from vcritic.images import UnreadableImageError, load_image, to_rgb
+
+    if isinstance(item, Image.Image):
+        return to_rgb(item)
+    if isinstance(item, str | os.PathLike):
+        try:
+            return load_image(item)
+        except UnreadableImageError as err:  # its message says why, without the path
+            raise VcriticError(f"cannot use {os.fspath(item)}: {err.message}") from None
+    raise VcriticError(
+        f"cannot read an image from a {type(item).__name__}", hint="pass a file path, a PIL image or a list of them"
+    )
 
 
 def symmetric_preference(probs: torch.Tensor) -> torch.Tensor:

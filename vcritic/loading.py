@@ -117,7 +117,7 @@ def load_model(
 
 
 def load_critic(
-    model: str | Path | None,
+    model: str | Path | None = None,
     *,
     adapter: str | Path | None = None,
     revision: str | None = None,
@@ -128,6 +128,9 @@ def load_critic(
     merge_adapter: bool = True,
 ):
     """Load ``model`` (+ optional LoRA ``adapter``) for scoring: eval mode, no gradients, on ``device``.
+
+    ``model`` is a local directory, a preset name or a hub repo id; left out, the CLI's default ($VCRITIC_MODEL,
+    else the default preset).
 
     ``device``/``dtype`` default to CUDA+bfloat16 when a GPU is there, CPU+float32 otherwise (see
     :mod:`vcritic.runtime`). The adapter is merged into the weights for speed unless ``merge_adapter`` is False.
@@ -164,9 +167,12 @@ def load_critic(
 
 
 def _default_model() -> str:
+    """What the CLI's --model defaults to: $VCRITIC_MODEL, else the default preset (downloaded on first use)."""
+    import os
+
     from vcritic.presets import DEFAULT_PRESET
 
-    return DEFAULT_PRESET
+    return os.environ.get("VCRITIC_MODEL") or DEFAULT_PRESET
 
 
 def _load_processor(directory: Path, trust_remote_code: bool):

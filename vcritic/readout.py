@@ -18,8 +18,11 @@ if TYPE_CHECKING:
     from vcritic.prompts import Question
 
 
-def answer_token_ids(tokenizer, question: Question) -> list[int]:
+def answer_token_ids(tokenizer, question: Question, model: str = "this model") -> list[int]:
     """The token id each answer word starts with, when it follows the answer prefix.
+
+    Only the first token of each word is read, so the words must start with different tokens; ``model`` names the
+    checkpoint in the error when they do not.
 
     Tokenising the prefix with and without the word (instead of the word alone) gets the id the model really sees
     there: SentencePiece and byte-level BPE both fold the leading space into the word's first token.
@@ -34,15 +37,18 @@ def answer_token_ids(tokenizer, question: Question) -> list[int]:
             common += 1
         if common >= len(full):
             raise VcriticError(
-                f"the tokenizer cannot read out the answer word {word.strip()!r} for {question.name!r}",
-                hint="this checkpoint's tokenizer is not supported; report it with the model name",
+                f"the tokenizer of {model} cannot read out the answer word {word.strip()!r} for {question.name!r}",
+                hint="this checkpoint's tokenizer is not supported for this task; report it with the model name",
             )
         ids.append(full[common])
-    if len(set(ids)) != len(ids):
-        raise VcriticError(
-            f"answer words for {question.name!r} share a first token in this tokenizer",
-            hint="this checkpoint's tokenizer is not supported; report it with the model name",
-        )
+    for i, first in enumerate(ids):
+        if first in ids[:i]:
+            other = question.words[ids.index(first)].strip()
+            raise VcriticError(
+                f"the tokenizer of {model} splits the answer words {other!r} and {question.words[i].strip()!r} "
+                f"for {question.name!r} into tokens that start the same, so they cannot be told apart",
+                hint="this checkpoint's tokenizer is not supported for this task; report it with the model name",
+            )
     return ids
 
 

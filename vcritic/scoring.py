@@ -10,19 +10,35 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vcritic.datasets.records import ATTRIBUTES
 from vcritic.images import load_image
-from vcritic.prompts import QUALITY
+from vcritic.tasks import DEFAULT_TASKS, task_questions
 
 if TYPE_CHECKING:
     from vcritic.critic import Critic, Encoder
+    from vcritic.prompts import Question
 
-MOS_SCALE = "0-100"  # what every mos column means: 0 worst, 100 best
-# The columns of a scores CSV; `vcritic bench --predictions` reads files that start with them.
-SCORE_FIELDS = ["path", "mos", "mos_std", "scale", "error"]
+MOS_SCALE = "0-100"  # what every mos and attribute column means: 0 lowest, 100 highest
+
+
+def score_columns(tasks: Sequence[str] = DEFAULT_TASKS) -> list[str]:
+    """The columns of a scores CSV for ``tasks``; `vcritic bench --predictions` reads any of these layouts."""
+    columns = ["path"]
+    if "mos" in tasks:
+        columns += ["mos", "mos_std"]
+    if "attributes" in tasks:
+        columns += [name for attribute in ATTRIBUTES for name in (attribute, f"{attribute}_std")]
+    if "authenticity" in tasks:
+        columns += ["p_ai_generated"]
+    return [*columns, "scale", "error"]
+
+
+# The default (MOS only) layout.
+SCORE_FIELDS = score_columns()
 
 
 def format_number(value: float | None, digits: int = 4) -> str:
@@ -30,15 +46,25 @@ def format_number(value: float | None, digits: int = 4) -> str:
     return "" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
-def score_fields(path: str, mos: float | None, mos_std: float | None, error: str | None) -> dict[str, str]:
-    """One row of a scores CSV, as ``vcritic score`` writes it."""
-    return {
-        "path": path,
-        "mos": format_number(mos),
-        "mos_std": format_number(mos_std),
-        "scale": MOS_SCALE,
-        "error": error or "",
-    }
+def score_fields(
+    path: str,
+    mos: float | None,
+    mos_std: float | None,
+    error: str | None,
+    *,
+    tasks: Sequence[str] = DEFAULT_TASKS,
+    attributes: dict[str, float] | None = None,
+    attributes_std: dict[str, float] | None = None,
+    p_ai_generated: float | None = None,
+) -> dict[str, str]:
+    """One row of a scores CSV, as ``vcritic score --tasks ...`` writes it (the columns of :func:`score_columns`)."""
+    attributes, attributes_std = attributes or {}, attributes_std or {}
+    row = {"path": path, "mos": format_number(mos), "mos_std": format_number(mos_std)}
+    for attribute in ATTRIBUTES:
+        row[attribute] = format_number(attributes.get(attribute))
+        row[f"{attribute}_std"] = format_number(attributes_std.get(attribute))
+    row.update(p_ai_generated=format_number(p_ai_generated, 6), scale=MOS_SCALE, error=error or "")
+    return {column: row[column] for column in score_columns(tasks)}
 
 
 @dataclass
@@ -47,6 +73,22 @@ class ScoreRow:
     mos: float | None  # 0-100, higher is better
     mos_std: float | None  # spread of the model's rating distribution, same scale
     error: str | None = None
+    attributes: dict[str, float] = field(default_factory=dict)  # 0-100, higher = more of the attribute
+    attributes_std: dict[str, float] = field(default_factory=dict)
+    p_ai_generated: float | None = None  # 0-1
+
+    def fields(self, tasks: Sequence[str] = DEFAULT_TASKS) -> dict[str, str]:
+        """This row as a scores-CSV row."""
+        return score_fields(
+            self.path,
+            self.mos,
+            self.mos_std,
+            self.error,
+            tasks=tasks,
+            attributes=self.attributes,
+            attributes_std=self.attributes_std,
+            p_ai_generated=self.p_ai_generated,
+        )
 
 
 @dataclass
@@ -85,15 +127,27 @@ class _ImageDataset:
 class _Collate:
     """Pads the encodings of the items that worked; keeps the failures aside. Picklable for worker processes."""
 
-    def __init__(self, encoder: Encoder):
+    def __init__(self, encoder: Encoder, questions: bool = False):
         self.encoder = encoder
+        self.questions = questions  # items are Encoder.encode_questions results
 
     def __call__(self, samples):
         ok = [(index, encodings) for index, encodings, error in samples if error is None]
         errors = {index: error for index, _, error in samples if error is not None}
         flat = [encoding for _, encodings in ok for encoding in encodings]
-        batch = self.encoder.collate(flat) if flat else None
+        collate = self.encoder.collate_questions if self.questions else self.encoder.collate
+        batch = collate(flat) if flat else None
         return [index for index, _ in ok], errors, batch
+
+
+class _EncodeQuestions:
+    """Worker-side encoding of one file for a set of questions (image encoded once). Picklable."""
+
+    def __init__(self, questions: Sequence[Question]):
+        self.questions = tuple(questions)
+
+    def __call__(self, encoder: Encoder, path) -> list[dict]:
+        return [encoder.encode_questions(self.questions, load_image(path))]
 
 
 def default_workers() -> int:
@@ -101,7 +155,7 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def _batches(critic: Critic, items: Sequence[Any], encode, batch_size: int, workers: int | None):
+def _batches(critic: Critic, items: Sequence[Any], encode, batch_size: int, workers: int | None, questions=False):
     import torch
 
     workers = default_workers() if workers is None else workers
@@ -112,15 +166,11 @@ def _batches(critic: Critic, items: Sequence[Any], encode, batch_size: int, work
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
-        collate_fn=_Collate(critic.encoder),
+        collate_fn=_Collate(critic.encoder, questions),
         pin_memory=critic.device.type == "cuda",
         prefetch_factor=2 if workers else None,
     )
     yield from loader
-
-
-def _encode_quality(encoder: Encoder, path) -> list[dict]:
-    return [encoder.encode(QUALITY, [load_image(path)])]
 
 
 def _encode_pair(encoder: Encoder, pair) -> list[dict]:
@@ -131,22 +181,32 @@ def score_paths(
     critic: Critic,
     paths: Sequence[str | os.PathLike],
     *,
+    tasks: Sequence[str] = DEFAULT_TASKS,
     batch_size: int = 8,
     workers: int | None = None,
+    questions: Sequence[Question] | None = None,
 ) -> Iterator[ScoreRow]:
-    """MOS (0-100) for each file, in input order, streamed batch by batch."""
+    """The ``tasks`` read-outs (default MOS, 0-100) for each file, in input order, streamed batch by batch.
+
+    All questions about an image share one encoding of it (see :mod:`vcritic.shared_prefix`). ``questions``
+    replaces the tasks' questions by any subset of them (benchmarks ask one at a time).
+    """
+    from vcritic.results import scores_from_readouts
+
+    questions = tuple(questions) if questions is not None else task_questions(tasks)
     names = [os.fspath(p) for p in paths]
-    for indices, errors, batch in _batches(critic, names, _encode_quality, batch_size, workers):
+    encode = _EncodeQuestions(questions)
+    for indices, errors, batch in _batches(critic, names, encode, batch_size, workers, questions=True):
         results = {}
         if batch is not None:
-            out = critic.readout(QUALITY, batch)
-            means, stds = out.mean.tolist(), out.std.tolist()
-            results = {index: (means[k], stds[k]) for k, index in enumerate(indices)}
+            scores = scores_from_readouts(questions, critic.read(questions, batch))
+            results = dict(zip(indices, scores, strict=True))
         for index in sorted([*results, *errors]):
             if index in errors:
                 yield ScoreRow(names[index], None, None, errors[index])
             else:
-                yield ScoreRow(names[index], *results[index])
+                s = results[index]
+                yield ScoreRow(names[index], s.mos, s.mos_std, None, s.attributes, s.attributes_std, s.p_ai_generated)
 
 
 def compare_paths(

@@ -76,3 +76,13 @@ AllowPickleOpt = Annotated[
         help="Allow loading pickled .bin weights (can execute code). Off by default: safetensors only.",
     ),
 ]
+TasksOpt = Annotated[
+    str,
+    typer.Option(
+        "--tasks",
+        "-t",
+        help="What to read out, comma-separated: mos (0-100), attributes (brightness, colorfulness, contrast, "
+        "noisiness, sharpness; 0-100 each, higher = more), authenticity (p_ai_generated, 0-1), or all. The image "
+        "is encoded once for all of them.",
+    ),
+]

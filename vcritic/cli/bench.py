@@ -153,7 +153,7 @@ def bench(
     if out is not None:
         for dataset, prepared in benches.items():
             target = out / prepared.name if multi else out
-            outputs[dataset] = _open_predictions(target, overwrite, resume, predictions)
+            outputs[dataset] = _open_predictions(target, prepared, overwrite, resume, predictions)
     with contextlib.ExitStack() as stack:
         for output in outputs.values():
             stack.enter_context(output)
@@ -251,13 +251,14 @@ def _require_matplotlib() -> None:
         raise VcriticError("--plot needs matplotlib, which is not installed", hint=hint) from None
 
 
-def _open_predictions(target: Path, overwrite: bool, resume: bool, predictions_file: Path | None):
-    from vcritic.bench import PREDICTION_FIELDS
+def _open_predictions(target: Path, bench, overwrite: bool, resume: bool, predictions_file: Path | None):
+    from vcritic.bench import prediction_columns
     from vcritic.cli._csv import open_output
 
     target.mkdir(parents=True, exist_ok=True)
     inputs = [predictions_file] if predictions_file is not None else []
-    return open_output(target / "predictions.csv", PREDICTION_FIELDS, overwrite=overwrite,
+    columns = prediction_columns(bench.tasks)
+    return open_output(target / "predictions.csv", columns, overwrite=overwrite,
                        resume=resume, inputs=inputs, key=lambda row: row["path"], option="--out")  # fmt: skip
 
 
@@ -416,8 +417,9 @@ def _predict(bench, critic, settings, output) -> list:
 
     with make_progress() as progress:
         task = progress.add_task(f"Scoring {escape(bench.title)}", total=len(todo), rate="")
-        fresh = benchmark.predict(critic, todo, batch_size=settings["batch_size"], workers=settings["workers"],
-                                  advance=lambda n: progress.update(task, advance=n), on_prediction=keep)  # fmt: skip
+        fresh = benchmark.predict(critic, todo, tasks=bench.tasks, batch_size=settings["batch_size"],
+                                  workers=settings["workers"], advance=lambda n: progress.update(task, advance=n),
+                                  on_prediction=keep)  # fmt: skip
     known.update(zip((str(r.path) for r in todo), fresh, strict=True))
     return [known[str(record.path)] for record in bench.records]
 
@@ -482,9 +484,9 @@ def _print_single(result: dict[str, Any], label: str, console) -> None:
     if ranking.get("direct_note"):
         notes.append(f"direct pair ranking {ranking['direct_note']}")
     if any(not v.get("available") for v in (result.get("attributes") or {}).values()):
-        notes.append("attributes n/a: the predictions have no attribute scores")
+        notes.append("attributes n/a: the predictions have no attribute scores (vcritic score --tasks attributes)")
     if shown and not authenticity.get("available"):
-        notes.append("authenticity n/a: the predictions have no authenticity readout")
+        notes.append("authenticity n/a: the predictions have no p_ai_generated (vcritic score --tasks authenticity)")
     for note in notes:
         console.print(note, style="dim", markup=False)
 

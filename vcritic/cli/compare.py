@@ -101,7 +101,7 @@ def _compare_one(model, load, image_a: Path, image_b: Path, as_json: bool) -> No
         except Exception as err:
             raise VcriticError(f"cannot read image {label} ({path}): {describe_error(err)}") from None
     critic = load_for_command(model, **load)
-    p = critic.compare([(images[0], images[1])])[0]
+    p = critic.compare(images[0], images[1]).p_a_better
     better = verdict(p)
     if as_json:
         result = {"a": str(image_a), "b": str(image_b), "p_a_better": round(p, 6), "better": better,

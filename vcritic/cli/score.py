@@ -16,6 +16,7 @@ from vcritic.cli._options import (
     DtypeOpt,
     ModelOpt,
     RevisionOpt,
+    TasksOpt,
     TrustRemoteCodeOpt,
     WorkersOpt,
 )
@@ -24,7 +25,9 @@ EXIT_PARTIAL = 3
 
 EPILOG = (
     "Output columns: path, mos (0-100, higher is better), mos_std (spread of the model's rating distribution, "
-    "same 0-100 scale), scale (always '0-100'), error (why a file could not be scored; empty otherwise). "
+    "same 0-100 scale); with --tasks attributes: brightness, colorfulness, contrast, noisiness, sharpness (0-100, "
+    "higher = more of it, as SPAQ's raters scored it) each with a _std column; with --tasks authenticity: "
+    "p_ai_generated (0-1); then scale (always '0-100') and error (why a file could not be scored; empty otherwise). "
     "Exit status: 0 every image scored; 3 finished, but some rows have an error; 1 nothing was scored "
     "(bad model, bad option, no images); 2 usage error."
 )
@@ -41,6 +44,7 @@ def score(
         bool,
         typer.Option("--resume", help="Continue an interrupted run: keep the rows in -o, score only the other images."),
     ] = False,
+    tasks: TasksOpt = "mos",
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
@@ -51,7 +55,8 @@ def score(
     trust_remote_code: TrustRemoteCodeOpt = False,
     allow_pickle: AllowPickleOpt = False,
 ) -> None:
-    """Score image quality: MOS on a 0-100 scale (higher is better) for each image, as CSV.
+    """Score image quality: MOS on a 0-100 scale (higher is better) for each image, as CSV; --tasks adds the five
+    attributes and P(AI-generated).
 
     Each row is written as soon as its batch finishes; a killed run leaves a valid CSV that --resume continues. A
     file that cannot be read gets a row with an error and the run goes on.
@@ -60,8 +65,12 @@ def score(
     from vcritic.cli._output import make_progress, stderr
     from vcritic.errors import VcriticError
     from vcritic.images import find_images
-    from vcritic.scoring import SCORE_FIELDS
+    from vcritic.scoring import score_columns
+    from vcritic.tasks import parse_tasks
 
+    wanted = parse_tasks(tasks)
+    if not wanted:
+        raise VcriticError("--tasks none leaves nothing to score", hint="use mos, attributes, authenticity or all")
     skipped: list[Path] = []
     paths = find_images(inputs, skipped)
     if not paths:
@@ -70,7 +79,7 @@ def score(
             + (f" ({len(skipped)} file(s) of other types, e.g. {skipped[0].name})" if skipped else ""),
             hint="folders are searched for every file type Pillow can open",
         )
-    with open_output(output, SCORE_FIELDS, overwrite=overwrite, resume=resume, inputs=paths,
+    with open_output(output, score_columns(wanted), overwrite=overwrite, resume=resume, inputs=paths,
                      key=lambda row: row["path"]) as out:  # fmt: skip
         todo = [path for path in paths if not out.take_done(str(path))]
         previous = out.existing_rows()
@@ -81,12 +90,13 @@ def score(
                 markup=False,
             )
         scored = [float(row["mos"]) for row in previous if row.get("mos") and not row.get("error")]
-        failed = len(previous) - len(scored)
+        failed = sum(1 for row in previous if row.get("error"))
+        ok = len(previous) - failed
         started = time.perf_counter()
         critic = None
         if todo:
             from vcritic.cli._model import load_for_command
-            from vcritic.scoring import score_fields, score_paths
+            from vcritic.scoring import score_paths
 
             critic = load_for_command(
                 model,
@@ -100,18 +110,20 @@ def score(
             started = time.perf_counter()
             with make_progress() as progress:
                 task = progress.add_task("Scoring", total=len(todo), rate="")
-                rows = score_paths(critic, todo, batch_size=batch_size, workers=workers)
+                rows = score_paths(critic, todo, tasks=wanted, batch_size=batch_size, workers=workers)
                 for done, row in enumerate(rows, start=1):
-                    out.write(score_fields(row.path, row.mos, row.mos_std, row.error))
+                    out.write(row.fields(wanted))
                     if row.error:
                         failed += 1
                     else:
-                        scored.append(row.mos)
+                        ok += 1
+                        if row.mos is not None:
+                            scored.append(row.mos)
                     rate = done / max(time.perf_counter() - started, 1e-9)
                     progress.update(task, advance=1, rate=f"{rate:.1f} img/s")
     elapsed = time.perf_counter() - started
     total = out.total_rows
-    summary = f"Scored {len(scored)} of {total} images"
+    summary = f"Scored {ok} of {total} images"
     if todo:
         summary += f" in {elapsed:.1f} s ({len(todo) / max(elapsed, 1e-9):.1f} img/s)"
     if scored:
@@ -126,4 +138,4 @@ def score(
                      f"(e.g. {skipped[0]})", markup=False)  # fmt: skip
     if failed:
         stderr.print(f"{failed} file(s) could not be scored; see the error column.", style="yellow", markup=False)
-        raise typer.Exit(EXIT_PARTIAL if scored else 1)
+        raise typer.Exit(EXIT_PARTIAL if ok else 1)

@@ -21,7 +21,7 @@ def evaluate(critic, dialogues: Sequence[Dialogue], root: Path, batch_size: int 
     pairs = [d for d in dialogues if d.question == COMPARE.name and len(d.images) == 2]
     if pairs:
         images = [(load_image(path(d.images[0])), load_image(path(d.images[1]))) for d in pairs]
-        p_first = critic.compare(images, batch_size=batch_size)
+        p_first = [c.p_a_better for c in critic.compare(images, batch_size=batch_size)]
         first_better = [d.answer == COMPARE.answer(" first") for d in pairs]
         results["pair_accuracy"] = pair_accuracy(p_first, first_better)
         results["pairs"] = len(pairs)

@@ -1,0 +1,134 @@
+"""``vcritic describe``: the model's written quality assessment of each image, streamed as it is generated."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+
+from vcritic.cli._options import (
+    AdapterOpt,
+    AllowPickleOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ModelOpt,
+    RevisionOpt,
+    TrustRemoteCodeOpt,
+)
+
+EXIT_PARTIAL = 3
+
+EPILOG = (
+    "Text output: per image, its path, the assessment as the model writes it, then the numbers read out "
+    "(MOS and attributes 0-100, higher = more; P(AI-generated) 0-1). --json: one JSON object per line and image: "
+    "path, text, mos, mos_std, attributes, p_ai_generated (those asked for with --tasks), error. Decoding is "
+    "greedy, so the same image and model give the same text. The numbers come from the answer-word probabilities "
+    "as in vcritic score, not from the text. Exit status: 0 done; 3 done, but some images could not be read; "
+    "1 nothing described; 2 usage error."
+)
+
+DescribeTasksOpt = Annotated[
+    str,
+    typer.Option(
+        "--tasks",
+        "-t",
+        help="Numbers to read out beside the text, comma-separated: mos, attributes, authenticity, all or none.",
+    ),
+]
+
+
+def describe(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image on stdout, no streaming.")] = False,
+    max_new_tokens: Annotated[
+        int, typer.Option("--max-new-tokens", min=1, help="Longest description, in tokens.")
+    ] = 160,
+    tasks: DescribeTasksOpt = "all",
+    model: ModelOpt = None,
+    adapter: AdapterOpt = None,
+    revision: RevisionOpt = None,
+    device: DeviceOpt = None,
+    dtype: DtypeOpt = None,
+    trust_remote_code: TrustRemoteCodeOpt = False,
+    allow_pickle: AllowPickleOpt = False,
+) -> None:
+    """Explain the quality of each image in words (the paper's qualitative evaluation), with its scores."""
+    from vcritic.cli._model import load_for_command
+    from vcritic.cli._output import stderr, stdout
+    from vcritic.errors import VcriticError
+    from vcritic.images import find_images, load_image
+    from vcritic.scoring import describe_error
+    from vcritic.tasks import parse_tasks
+
+    wanted = parse_tasks(tasks)
+    paths = find_images(inputs)
+    if not paths:
+        raise VcriticError("no images found in the given inputs", hint="folders are searched for common image types")
+    critic = load_for_command(
+        model,
+        adapter=adapter,
+        revision=revision,
+        device=device,
+        dtype=dtype,
+        trust_remote_code=trust_remote_code,
+        allow_pickle=allow_pickle,
+    )
+    streamer = None if as_json else _streamer(critic.tokenizer)
+    failed = 0
+    for path in paths:
+        try:
+            image = load_image(path)
+        except Exception as err:  # a bad file is reported and skipped, the others are still described
+            failed += 1
+            reason = describe_error(err)
+            if as_json:
+                stdout.print(json.dumps({"path": str(path), "text": None, "error": reason}), markup=False)
+            else:
+                stderr.print(f"[yellow]{path}: {reason}[/]")
+            continue
+        if not as_json:
+            stdout.print(f"{path}:", markup=False)
+        result = critic.describe(image, tasks=wanted, max_new_tokens=max_new_tokens, streamer=streamer)
+        if as_json:
+            stdout.print(json.dumps(_as_dict(str(path), result)), markup=False)
+        elif result.score is not None:
+            stdout.print(_readout_line(result.score), markup=False)
+    if failed:
+        stderr.print(f"[yellow]{failed} file(s) could not be described.[/]")
+        raise typer.Exit(EXIT_PARTIAL if failed < len(paths) else 1)
+
+
+def _streamer(tokenizer):
+    """Prints the new text to stdout as tokens arrive (transformers' own streamer), then a newline."""
+    from transformers import TextStreamer
+
+    return TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+
+
+def _as_dict(path: str, result) -> dict:
+    out = {"path": path, "text": result.text}
+    score = result.score
+    if score is not None:
+        if score.mos is not None:
+            out.update(mos=_round(score.mos), mos_std=_round(score.mos_std))
+        if score.attributes:
+            out["attributes"] = {name: _round(value) for name, value in score.attributes.items()}
+        if score.p_ai_generated is not None:
+            out["p_ai_generated"] = _round(score.p_ai_generated, 6)
+    out["error"] = None
+    return out
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _readout_line(score) -> str:
+    parts = []
+    if score.mos is not None:
+        parts.append(f"MOS {score.mos:.1f}/100")
+    parts += [f"{name} {value:.1f}" for name, value in score.attributes.items()]
+    if score.p_ai_generated is not None:
+        parts.append(f"P(AI-generated) {score.p_ai_generated:.2f}")
+    return "  ".join(parts)

@@ -1,0 +1,68 @@
+"""What the Python API returns: plain dataclasses, no tensors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from vcritic.prompts import ATTRIBUTE_QUESTIONS, AUTHENTICITY_QUESTION, QUALITY
+
+if TYPE_CHECKING:
+    from vcritic.prompts import Question
+    from vcritic.readout import Readout
+
+
+@dataclass
+class Score:
+    """The read-outs asked for (None / empty where a task was not asked).
+
+    ``mos`` and each attribute are 0-100 (higher = better quality / more of the attribute), with the spread of the
+    model's level distribution in ``*_std``; ``p_ai_generated`` is P(AI-generated) in 0-1; ``probs`` is the MOS
+    distribution over the level words.
+    """
+
+    mos: float | None = None
+    mos_std: float | None = None
+    attributes: dict[str, float] = field(default_factory=dict)
+    attributes_std: dict[str, float] = field(default_factory=dict)
+    p_ai_generated: float | None = None
+    probs: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class Comparison:
+    """P(the first image has better quality than the second), symmetric: compare(b, a) = 1 - compare(a, b)."""
+
+    p_a_better: float
+
+    @property
+    def better(self) -> str:
+        return "a" if self.p_a_better > 0.5 else "b" if self.p_a_better < 0.5 else "tie"
+
+
+@dataclass
+class Description:
+    """The model's written assessment of an image, with the numbers read out beside it (None if none asked)."""
+
+    text: str
+    score: Score | None = None
+
+
+def scores_from_readouts(questions: Sequence[Question], readouts: Sequence[Readout]) -> list[Score]:
+    """One :class:`Score` per image from the per-question readouts of a batch."""
+    count = len(readouts[0].mean)
+    scores = [Score() for _ in range(count)]
+    for question, readout in zip(questions, readouts, strict=True):
+        means, stds = readout.mean.tolist(), readout.std.tolist()
+        for i, score in enumerate(scores):
+            if question.name == QUALITY.name:
+                score.mos, score.mos_std = means[i], stds[i]
+                words = [w.strip() for w in question.words]
+                score.probs = dict(zip(words, readout.probs[i].tolist(), strict=True))
+            elif question.name in ATTRIBUTE_QUESTIONS:
+                score.attributes[question.name] = means[i]
+                score.attributes_std[question.name] = stds[i]
+            elif question.name == AUTHENTICITY_QUESTION.name:
+                score.p_ai_generated = means[i]
+    return scores

@@ -1,0 +1,174 @@
+"""Many questions about one image for the price of one image encoding: a shared-prefix KV cache.
+
+Every quality prompt starts the same way (template header, then the image tokens) and differs only after the image
+(task identifier, instruction, answer prefix). So the prefix runs through the whole model once, with the vision
+tower, and its key/value cache is repeated for each question; the language model then reads only the short
+per-question suffixes, as one batch, and each row's next-token distribution is taken at its own last token.
+
+- Suffixes are padded on the right: under causal attention padding *after* a token cannot change it, so the
+  numbers equal those of the full prompt alone (to float rounding) and do not depend on the other questions.
+- Positions continue from the prefix. Qwen2-VL/2.5-VL use 3-D multimodal rotary positions: text after the image
+  sits at ``index + rope_delta``, which the prefix pass computed, so the suffix gets explicit position ids.
+- InstructBLIP's Q-Former reads the instruction, so its image tokens differ per question and there is no common
+  prefix to cache: its questions run as one batch of full prompts (one forward, the vision tower once per question).
+- The prompt is split as text, just after the image placeholder (a special token, where tokenisation restarts).
+  The first image checks that prefix + suffix tokens equal the full prompt's tokens; a tokenizer for which they do
+  not (e.g. SentencePiece adding a leading space to the suffix) gets full prompts per question, still in one batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from vcritic.critic import Critic, Encoder
+    from vcritic.prompts import Question
+
+# Families whose image tokens depend on the question (Q-Former conditioned on the instruction).
+QUESTION_DEPENDENT_IMAGE = frozenset({"instructblip", "instructblipvideo"})
+
+
+class PromptSplit:
+    """The text shared by a set of prompts (up to the image) and each prompt's token suffix; checked once."""
+
+    def __init__(self, encoder: Encoder, questions: Sequence[Question]):
+        prompts = [encoder.prompt(q) for q in questions]
+        placeholder = encoder.family.image_placeholder
+        common = _common_prefix(prompts)
+        cut = common.rfind(placeholder) + len(placeholder) if placeholder and placeholder in common else 0
+        self.shared_text = common[:cut]
+        tokenizer = getattr(encoder.processor, "tokenizer", encoder.processor)
+        self.suffix_ids = [tokenizer(p[cut:], add_special_tokens=False)["input_ids"] for p in prompts]
+        # Unknown until the first image has been checked; no shared prefix where the image is not in it (a template
+        # that puts the question first).
+        self.exact: bool | None = False if placeholder and cut == 0 else None
+
+    def check(self, encoder: Encoder, questions: Sequence[Question], prefix: dict, image: Image.Image) -> bool:
+        import torch
+
+        head = prefix["input_ids"][0]
+        for question, suffix in zip(questions, self.suffix_ids, strict=True):
+            full = encoder.encode(question, [image])["input_ids"][0]
+            if not torch.equal(full, torch.cat([head, torch.tensor(suffix, dtype=head.dtype)])):
+                return False
+        return True
+
+
+def encode_questions(encoder: Encoder, questions: Sequence[Question], image: Image.Image) -> dict[str, Any]:
+    """One image with several questions, unpadded: ``{"prefix", "suffix_ids"}`` or ``{"full": [...]}``."""
+    if len(questions) == 1:
+        return {"full": [encoder.encode(questions[0], [image])]}
+    key = tuple(q.name for q in questions)
+    split = encoder._splits.get(key)
+    if split is None:
+        split = encoder._splits[key] = PromptSplit(encoder, questions)
+    if encoder.family.model_type not in QUESTION_DEPENDENT_IMAGE and split.exact is not False:
+        prefix = dict(encoder.processor(images=[image], text=[split.shared_text], return_tensors="pt"))
+        if split.exact is None:
+            split.exact = split.check(encoder, questions, prefix, image)
+        if split.exact:
+            return {"prefix": prefix, "suffix_ids": split.suffix_ids}
+    return {"full": [encoder.encode(q, [image]) for q in questions]}
+
+
+def collate_questions(encoder: Encoder, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Batch of :func:`encode_questions` items (same questions, same mode); rows are image-major."""
+    import torch
+
+    if "full" in items[0]:
+        return {"full": encoder.collate([enc for item in items for enc in item["full"]]), "n": len(items[0]["full"])}
+    suffixes = [ids for item in items for ids in item["suffix_ids"]]
+    width = max(len(ids) for ids in suffixes)
+    suffix_ids = torch.full((len(suffixes), width), encoder.pad_token_id, dtype=torch.long)
+    suffix_mask = torch.zeros((len(suffixes), width), dtype=torch.long)
+    for row, ids in enumerate(suffixes):
+        suffix_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        suffix_mask[row, : len(ids)] = 1
+    return {
+        "prefix": encoder.collate([item["prefix"] for item in items]),
+        "suffix_ids": suffix_ids,
+        "suffix_mask": suffix_mask,
+        "n": len(items[0]["suffix_ids"]),
+    }
+
+
+def answer_logits(critic: Critic, batch: dict[str, Any]) -> torch.Tensor:
+    """Next-token logits at each question's answer position: ``[n_images, n_questions, vocab]``."""
+    import torch
+
+    n = batch["n"]
+    if "full" in batch:
+        logits = critic.last_logits(batch["full"])
+        return logits.view(-1, n, logits.shape[-1])
+
+    model = critic._base_model()
+    prefix = critic.to_device(batch["prefix"])
+    options = {"use_cache": True}
+    if critic._accepts_logits_to_keep:
+        options["logits_to_keep"] = 1
+    with torch.inference_mode():
+        out = model(**prefix, **options)
+        cache = _find_cache(out)
+        cache.batch_repeat_interleave(n)
+        suffix_ids = batch["suffix_ids"].to(critic.device)
+        suffix_mask = batch["suffix_mask"].to(critic.device)
+        prefix_mask = prefix["attention_mask"]
+        mask = torch.cat([prefix_mask.repeat_interleave(n, dim=0), suffix_mask], dim=1)
+        decoder = _text_decoder(model)
+        inputs = {
+            "inputs_embeds": model.get_input_embeddings()(suffix_ids),
+            "attention_mask": mask,
+            "use_cache": True,
+            _cache_argument(decoder): cache,
+        }
+        deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
+        if deltas is not None and hasattr(model.model, "get_rope_index"):
+            # Text after the image sits at (index among real tokens) + rope_delta, on all three rotary axes.
+            start = prefix_mask.sum(dim=1, keepdim=True) + deltas.to(prefix_mask.device)
+            steps = torch.arange(suffix_ids.shape[1], device=critic.device)
+            positions = (start + steps).repeat_interleave(n, dim=0)
+            inputs["position_ids"] = positions.unsqueeze(0).expand(3, -1, -1)
+        hidden = decoder(**inputs).last_hidden_state
+        last = suffix_mask.sum(dim=1) - 1
+        hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+        logits = model.get_output_embeddings()(hidden)
+    return logits.view(-1, n, logits.shape[-1])
+
+
+def _common_prefix(texts: Sequence[str]) -> str:
+    first, last = min(texts), max(texts)
+    size = 0
+    while size < min(len(first), len(last)) and first[size] == last[size]:
+        size += 1
+    return first[:size]
+
+
+def _find_cache(out):
+    """The KV cache of a forward pass; BLIP-2 keeps it on the language model's own output."""
+    sources = [out, getattr(out, "language_model_outputs", None)]
+    # transformers renamed past_key_values to cache in 5.x; the old name warns, so it is tried last.
+    for name in ("cache", "past_key_values"):
+        for source in sources:
+            cache = getattr(source, name, None) if source is not None else None
+            if cache is not None:
+                return cache
+    raise RuntimeError(f"{type(out).__name__} returned no KV cache")
+
+
+def _text_decoder(model):
+    """The language model without its head (BLIP-2's ``get_decoder`` is a whole causal LM)."""
+    decoder = model.get_decoder()
+    while decoder.get_output_embeddings() is not None and decoder.get_decoder() is not decoder:
+        decoder = decoder.get_decoder()
+    return decoder
+
+
+def _cache_argument(decoder) -> str:
+    import inspect
+
+    # transformers renamed past_key_values to cache in 5.x; accept either.
+    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
