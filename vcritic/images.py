@@ -67,6 +67,19 @@ def find_images(inputs: Iterable[str | os.PathLike], skipped: list[Path] | None 
     return unique
 
 
+def require_images(inputs: Iterable[str | os.PathLike], skipped: list[Path] | None = None) -> list[Path]:
+    """:func:`find_images`, refusing an empty result with a message that says what else the folders held."""
+    skipped = [] if skipped is None else skipped
+    paths = find_images(inputs, skipped)
+    if not paths:
+        raise VcriticError(
+            "no images found in the given inputs"
+            + (f" ({len(skipped)} file(s) of other types, e.g. {skipped[0].name})" if skipped else ""),
+            hint="folders are searched for every file type Pillow can open",
+        )
+    return paths
+
+
 def _walk_images(root: Path, skipped: list[Path] | None) -> list[Path]:
     files = []
     extensions = image_extensions()

@@ -56,15 +56,12 @@ def describe(
     """Explain the quality of each image in words (the paper's qualitative evaluation), with its scores."""
     from vcritic.cli._model import load_for_command
     from vcritic.cli._output import stderr, stdout
-    from vcritic.errors import VcriticError
-    from vcritic.images import find_images, load_image
+    from vcritic.images import load_image, require_images
     from vcritic.scoring import describe_error
     from vcritic.tasks import parse_tasks
 
     wanted = parse_tasks(tasks)
-    paths = find_images(inputs)
-    if not paths:
-        raise VcriticError("no images found in the given inputs", hint="folders are searched for common image types")
+    paths = require_images(inputs)
     critic = load_for_command(
         model,
         adapter=adapter,

@@ -64,7 +64,7 @@ def score(
     from vcritic.cli._csv import open_output
     from vcritic.cli._output import make_progress, stderr
     from vcritic.errors import VcriticError
-    from vcritic.images import find_images
+    from vcritic.images import require_images
     from vcritic.scoring import score_columns
     from vcritic.tasks import parse_tasks
 
@@ -72,13 +72,7 @@ def score(
     if not wanted:
         raise VcriticError("--tasks none leaves nothing to score", hint="use mos, attributes, authenticity or all")
     skipped: list[Path] = []
-    paths = find_images(inputs, skipped)
-    if not paths:
-        raise VcriticError(
-            "no images found in the given inputs"
-            + (f" ({len(skipped)} file(s) of other types, e.g. {skipped[0].name})" if skipped else ""),
-            hint="folders are searched for every file type Pillow can open",
-        )
+    paths = require_images(inputs, skipped)
     with open_output(output, score_columns(wanted), overwrite=overwrite, resume=resume, inputs=paths,
                      key=lambda row: row["path"]) as out:  # fmt: skip
         todo = [path for path in paths if not out.take_done(str(path))]

@@ -58,6 +58,8 @@ def train(
 
     Stage N+1 continues from stage N: pass the stage-N output as --model.
     """
+    from rich.markup import escape
+
     from vcritic.cli._output import make_progress, progress_enabled, stderr
     from vcritic.train.config import load_config
     from vcritic.train.loop import train as run_training
@@ -97,7 +99,7 @@ def train(
             )
             progress.console.print(f"step {record['step']}: validation {figures}")
         elif event == "warning":
-            progress.console.print(f"[yellow]Warning:[/] {record['message']}", markup=True)
+            progress.console.print(f"[yellow]Warning:[/] {escape(record['message'])}", markup=True)
         elif event == "done":
             progress.update(task, completed=record["step"])
 
