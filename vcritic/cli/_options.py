@@ -86,3 +86,34 @@ TasksOpt = Annotated[
         "is encoded once for all of them.",
     ),
 ]
+MaxPixelsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-pixels",
+        min=1,
+        help="Pixel budget per image for Qwen2-VL/2.5-VL (one visual token per 28x28 px): lower is faster and "
+        "lighter, higher sees more detail. Default: the checkpoint's (12845056 for Qwen2.5-VL: a 1024x768 image "
+        "is 999 tokens). Refused for fixed-size towers (LLaVA, BLIP-2, InstructBLIP).",
+        show_default=False,
+    ),
+]
+ImageSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--image-size",
+        min=1,
+        help="Resize every image to this square side first, the paper's fixed input (224 or 448; 256 visual "
+        "tokens at 448 for Qwen2-VL/2.5-VL, which take multiples of 28). Fixed-size towers accept only their own "
+        "size. Default: the checkpoint's resizing.",
+        show_default=False,
+    ),
+]
+DeviceMapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--device-map",
+        help="'auto': spread a model too large for one GPU over all visible GPUs (accelerate's big-model loading). "
+        "Default: the whole model on --device.",
+        show_default=False,
+    ),
+]

@@ -14,8 +14,11 @@ from vcritic.cli._options import (
     AdapterOpt,
     AllowPickleOpt,
     BatchSizeOpt,
+    DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
+    ImageSizeOpt,
+    MaxPixelsOpt,
     ModelOpt,
     RevisionOpt,
     TrustRemoteCodeOpt,
@@ -62,10 +65,14 @@ def compare(
     dtype: DtypeOpt = None,
     trust_remote_code: TrustRemoteCodeOpt = False,
     allow_pickle: AllowPickleOpt = False,
+    max_pixels: MaxPixelsOpt = None,
+    image_size: ImageSizeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Which of two images has better quality, with P(A better than B)."""
     load = dict(adapter=adapter, revision=revision, device=device, dtype=dtype,
-                trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)  # fmt: skip
+                trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+                max_pixels=max_pixels, image_size=image_size, device_map=device_map)  # fmt: skip
     if pairs is not None:
         if image_a is not None or image_b is not None:
             raise UsageError("give either two images or --pairs, not both")

@@ -12,8 +12,11 @@ from vcritic.cli._options import (
     AdapterOpt,
     AllowPickleOpt,
     BatchSizeOpt,
+    DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
+    ImageSizeOpt,
+    MaxPixelsOpt,
     ModelOpt,
     RevisionOpt,
     TasksOpt,
@@ -54,6 +57,9 @@ def score(
     dtype: DtypeOpt = None,
     trust_remote_code: TrustRemoteCodeOpt = False,
     allow_pickle: AllowPickleOpt = False,
+    max_pixels: MaxPixelsOpt = None,
+    image_size: ImageSizeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Score image quality: MOS on a 0-100 scale (higher is better) for each image, as CSV; --tasks adds the five
     attributes and P(AI-generated).
@@ -106,6 +112,9 @@ def score(
                 dtype=dtype,
                 trust_remote_code=trust_remote_code,
                 allow_pickle=allow_pickle,
+                max_pixels=max_pixels,
+                image_size=image_size,
+                device_map=device_map,
             )
             started = time.perf_counter()
             with make_progress() as progress:
