@@ -49,9 +49,28 @@ DtypeOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _batch_size(value: str) -> int | str:
+    from vcritic.errors import VcriticError
+    from vcritic.memory import parse_batch_size
+
+    try:
+        return parse_batch_size(value)
+    except VcriticError:  # a usage error (exit 2), as for Typer's own type checks
+        raise typer.BadParameter(f"{value!r} is not a positive number or 'auto'") from None
+
+
 BatchSizeOpt = Annotated[
-    int,
-    typer.Option("--batch-size", "-b", min=1, help="Images per forward pass. Scores do not depend on it."),
+    str,
+    typer.Option(
+        "--batch-size",
+        "-b",
+        callback=_batch_size,
+        help="Images per forward pass, or 'auto' (CUDA: from free GPU memory and one measured image; CPU: 8). On "
+        "CUDA out-of-memory the batch is halved and retried. Scores do not depend on it (CPU, float32; see README "
+        "Performance for GPU).",
+    ),
 ]
 WorkersOpt = Annotated[
     int | None,

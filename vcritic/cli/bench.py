@@ -104,7 +104,7 @@ def bench(
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
-    batch_size: BatchSizeOpt = 8,
+    batch_size: BatchSizeOpt = "8",
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,

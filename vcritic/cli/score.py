@@ -51,7 +51,7 @@ def score(
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
-    batch_size: BatchSizeOpt = 8,
+    batch_size: BatchSizeOpt = "8",
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
@@ -116,10 +116,13 @@ def score(
                 image_size=image_size,
                 device_map=device_map,
             )
+            from vcritic.memory import BatchPlan
+
+            plan = BatchPlan(batch_size)
             started = time.perf_counter()
             with make_progress() as progress:
                 task = progress.add_task("Scoring", total=len(todo), rate="")
-                rows = score_paths(critic, todo, tasks=wanted, batch_size=batch_size, workers=workers)
+                rows = score_paths(critic, todo, tasks=wanted, batch_size=plan, workers=workers)
                 for done, row in enumerate(rows, start=1):
                     out.write(row.fields(wanted))
                     if row.error:
@@ -134,7 +137,7 @@ def score(
     total = out.total_rows
     summary = f"Scored {ok} of {total} images"
     if todo:
-        summary += f" in {elapsed:.1f} s ({len(todo) / max(elapsed, 1e-9):.1f} img/s)"
+        summary += f" in {elapsed:.1f} s ({len(todo) / max(elapsed, 1e-9):.1f} img/s, {plan.describe()})"
     if scored:
         summary += f"; MOS (0-100) mean {sum(scored) / len(scored):.1f}, min {min(scored):.1f}, max {max(scored):.1f}"
     if out.path is not None:
