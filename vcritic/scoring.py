@@ -2,7 +2,8 @@
 
 :func:`score_paths` and :func:`compare_paths` yield one row per input, in input order, as soon as its batch is done,
 so callers can stream results to disk. A file that cannot be read becomes a row with an ``error`` and the run goes
-on. Scores do not depend on the batch size or on the other images in a batch (see ``Critic``'s left padding).
+on. On CPU in float32 scores do not depend on the batch size or the other images in a batch (see ``Critic``'s left
+padding); on a GPU in bfloat16 they move by up to a few MOS points (README, Performance).
 """
 
 from __future__ import annotations
