@@ -100,3 +100,21 @@ def test_device_map_auto_loads_through_the_one_loading_path(tiny_llava, sample_i
     assert placed.device.type == "cpu"  # no GPU here: everything lands on the CPU
     plain = load_critic(tiny_llava, device="cpu")
     assert placed.score(image).mos == pytest.approx(plain.score(image).mos, abs=1e-5)
+
+
+def test_commands_that_do_not_split_refuse_several_processes(monkeypatch, tiny_llava, tmp_path):
+    from typer.testing import CliRunner
+
+    from vcritic.cli.app import app
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    result = CliRunner().invoke(app, ["bench", "koniq10k", "-m", str(tiny_llava)])
+    assert isinstance(result.exception, VcriticError)
+    assert result.exception.message == "vcritic bench does not run data-parallel yet; only score does"
+    assert "--predictions scores.csv" in result.exception.hint
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (20, 20)).save(image)
+    result = CliRunner().invoke(app, ["compare", str(image), str(image), "-m", str(tiny_llava)])
+    assert "vcritic compare does not run data-parallel yet" in str(result.exception)

@@ -95,3 +95,14 @@ def team_for(device: str | None, device_map: str | None = None) -> Team | None:
             hint="run it without accelerate launch, or leave --device-map out",
         )
     return Team(device)
+
+
+def single_process_only(command: str) -> None:
+    """Refuse a command that does not split its work, when launched as several processes (each would redo it all
+    and race for the same output)."""
+    if launched_processes() > 1:
+        hint = {
+            "bench": "score the images data-parallel (accelerate launch -m vcritic score ... -o scores.csv), then "
+            "vcritic bench NAME --predictions scores.csv",
+        }.get(command, "run it as one process, without accelerate launch")
+        raise VcriticError(f"vcritic {command} does not run data-parallel yet; only score does", hint=hint)

@@ -115,6 +115,9 @@ def bench(
     device_map: DeviceMapOpt = None,
 ) -> None:
     """Benchmark a model on public IQA datasets: SRCC, PLCC, KRCC, pair ranking, against the paper's numbers."""
+    from vcritic.distributed import single_process_only
+
+    single_process_only("bench")
     import json
 
     from vcritic.cli._output import stderr, stdout

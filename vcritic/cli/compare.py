@@ -70,6 +70,9 @@ def compare(
     device_map: DeviceMapOpt = None,
 ) -> None:
     """Which of two images has better quality, with P(A better than B)."""
+    from vcritic.distributed import single_process_only
+
+    single_process_only("compare")
     load = dict(adapter=adapter, revision=revision, device=device, dtype=dtype,
                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
                 max_pixels=max_pixels, image_size=image_size, device_map=device_map)  # fmt: skip

@@ -60,6 +60,9 @@ def describe(
     device_map: DeviceMapOpt = None,
 ) -> None:
     """Explain the quality of each image in words (the paper's qualitative evaluation), with its scores."""
+    from vcritic.distributed import single_process_only
+
+    single_process_only("describe")
     from vcritic.cli._model import load_for_command
     from vcritic.cli._output import stderr, stdout
     from vcritic.errors import VcriticError
