@@ -83,6 +83,7 @@ def test_compare_pairs_survive_out_of_memory_too(critic, thirteen):
         got = [r.p_a_better for r in compare_paths(critic, pairs, batch_size=plan, workers=0)]
     assert got == pytest.approx(reference, abs=1e-5)
     assert plan.current == 1  # 6 -> 3 -> 1 pair(s), i.e. 2 rows
+    assert plan.describe() == "batch size 1 (halved from 6 after running out of GPU memory)"
 
 
 def test_out_of_memory_with_worker_processes(critic, thirteen):

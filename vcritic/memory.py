@@ -40,6 +40,7 @@ class BatchPlan:
     requested: int | str = CPU_DEFAULT
     current: int | None = None
     halvings: int = 0
+    before_halving: int | None = None  # the size the run started at, once it had to halve
 
     def __post_init__(self):
         self.requested = parse_batch_size(self.requested)
@@ -54,6 +55,8 @@ class BatchPlan:
         """Halve after an out-of-memory error; False when already at one."""
         if not self.current or self.current <= 1:
             return False
+        if self.before_halving is None:
+            self.before_halving = self.current
         self.current = max(1, self.current // 2)
         self.halvings += 1
         return True
@@ -64,8 +67,7 @@ class BatchPlan:
             return f"batch size {self.requested}"
         text = f"batch size {self.current}"
         if self.halvings:
-            start = self.current * 2**self.halvings
-            return f"{text} (halved from {start} after running out of GPU memory)"
+            return f"{text} (halved from {self.before_halving} after running out of GPU memory)"
         return f"{text} (auto)" if self.requested == AUTO else text
 
 
