@@ -67,6 +67,7 @@ BatchSizeOpt = Annotated[
         "--batch-size",
         "-b",
         callback=_batch_size,
+        metavar="N|auto",
         help="Images per forward pass, or 'auto' (CUDA: from free GPU memory and one measured image; CPU: 8). On "
         "CUDA out-of-memory the batch is halved and retried. Scores do not depend on it (CPU, float32; see README "
         "Performance for GPU).",
