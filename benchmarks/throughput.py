@@ -1,5 +1,17 @@
 """Scoring throughput and batch invariance, measured side by side in one run.
 
+Two modes. ``--arch`` builds a full-size random model of a released architecture in memory (no download; see
+:data:`ARCHES`) and measures, in one run: forward-only and end-to-end images/s per batch size and image size, the
+vision / adapter / language-model / pipeline split, score drift between batch sizes, peak memory, and MFU against
+the card's bf16 peak. ``--scale tiny`` runs the same code with tiny dimensions, so it is tested on CPU before a GPU
+session spends its minutes. Figures go to stdout as a table and to ``--out`` (default ``$OUT/throughput.jsonl``
+where ``$OUT`` is set) as JSON lines, one per figure, as they come::
+
+    python benchmarks/throughput.py --arch qwen2.5-vl-7b                  # full size, CUDA bf16
+    python benchmarks/throughput.py --arch llava-1.5-7b --scale tiny      # the same code path on CPU, in seconds
+
+Without ``--arch``, the original mode:
+
 Scores the same folder of images with several (batch size, workers) settings through the real file pipeline
 (`vcritic.scoring.score_paths`) and prints images/s, the speed-up over the peers' batch-size-1 inline setting, the
 largest score difference from that setting (batch invariance, 0-100 scale) and, on CUDA, the peak memory.
@@ -32,15 +44,333 @@ def make_images(folder: Path, count: int) -> list[Path]:
     return paths
 
 
+# -- --arch: full-size random models of released architectures ------------------------------------------------------
+_LLAMA_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
+                 num_key_value_heads=32, max_position_embeddings=4096)  # fmt: skip
+# Sizes from the public config.json of each checkpoint; the tiny builders of vcritic.testing give the layout, the
+# tokenizer (trained on the fly) and the processor, and these numbers replace the dimensions.
+ARCHES = {
+    "qwen2.5-vl-7b": dict(
+        family="qwen2_5_vl",
+        text_config=dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                         num_key_value_heads=4, vocab_size=152064, max_position_embeddings=128000,
+                         rope_parameters={"rope_type": "default", "rope_theta": 1e6, "mrope_section": [16, 24, 24]}),
+        vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
+                           window_size=112, fullatt_block_indexes=[7, 15, 23, 31]),
+    ),  # Qwen/Qwen2.5-VL-7B-Instruct; 12845056 max pixels: 999 tokens for 1024x768
+    "llava-1.5-7b": dict(
+        family="llava",
+        text_config=dict(_LLAMA_7B, vocab_size=32064),
+        vision_config=dict(hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16,
+                           image_size=336, patch_size=14, projection_dim=768),
+        top=dict(vision_feature_layer=-2),
+        image_size=336,  # CLIP ViT-L/14-336: 576 tokens per image
+    ),  # llava-hf/llava-1.5-7b-hf
+    "instructblip-vicuna-7b": dict(
+        family="instructblip",
+        text_config=dict(_LLAMA_7B, vocab_size=32001),
+        vision_config=dict(hidden_size=1408, intermediate_size=6144, num_hidden_layers=39, num_attention_heads=16,
+                           image_size=224, patch_size=14),
+        qformer_config=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                            encoder_hidden_size=1408, vocab_size=30523),
+        top=dict(num_query_tokens=32),
+        image_size=224,  # EVA ViT-g/14 at 224 px, 32 query tokens
+    ),  # Salesforce/instructblip-vicuna-7b
+}  # fmt: skip
+QWEN_PIXELS = (3136, 12845056)  # the released Qwen2.5-VL preprocessor's min/max pixels
+BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "H800": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
+# Derived from the layer count in the configs' own __init__: rebuilt, not copied from the tiny config.
+_DERIVED = ("head_dim", "layer_types", "max_window_layers")
+
+
+def _grown(sub_config, overrides: dict):
+    values = {k: v for k, v in sub_config.to_dict().items() if k not in _DERIVED}
+    return type(sub_config)(**{**values, **overrides})
+
+
+def build_arch(name: str, scale: str, folder: Path, device, dtype):
+    """A random model of ``name`` (full or tiny dims) in memory on ``device``, wrapped as a Critic, and its size."""
+    import torch
+    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers.image_utils import SizeDict
+
+    from vcritic.critic import Critic, Family
+    from vcritic.testing import build_tiny
+
+    spec = ARCHES[name]
+    tiny = build_tiny(spec["family"], folder / "tiny")  # tokenizer, processor and token ids
+    processor = AutoProcessor.from_pretrained(tiny)
+    config = AutoConfig.from_pretrained(tiny)
+    if spec["family"] == "qwen2_5_vl":  # the released pixel budget at both scales: same token counts
+        processor.image_processor.size = SizeDict(shortest_edge=QWEN_PIXELS[0], longest_edge=QWEN_PIXELS[1])
+    if scale == "full":
+        for key in ("text_config", "vision_config", "qformer_config"):
+            if key in spec:
+                setattr(config, key, _grown(getattr(config, key), spec[key]))
+        for key, value in spec.get("top", {}).items():
+            setattr(config, key, value)
+        side = spec.get("image_size")
+        if spec["family"] == "llava":
+            processor.image_processor.size = SizeDict(shortest_edge=side)
+            processor.image_processor.crop_size = SizeDict(height=side, width=side)
+            processor.patch_size = spec["vision_config"]["patch_size"]
+        elif side:
+            processor.image_processor.size = SizeDict(height=side, width=side)
+            processor.num_query_tokens = spec["top"]["num_query_tokens"]
+    started = time.perf_counter()
+    with torch.device(device):
+        model = AutoModelForImageTextToText.from_config(config, dtype=dtype, attn_implementation="sdpa")
+    model.eval().requires_grad_(False)
+    if spec["family"] == "instructblip":  # see vcritic.testing: BLIP's random init is blind to the image
+        with torch.no_grad():
+            model.vision_model.embeddings.patch_embedding.weight.normal_(0.0, 0.02)
+            model.query_tokens.normal_(0.0, 0.02)
+    seconds = time.perf_counter() - started
+    family = Family.detect(config.model_type, processor)
+    critic = Critic(model, processor, family=family, device=torch.device(device), dtype=dtype, source=f"random {name}")
+    params = sum(p.numel() for p in model.parameters())
+    return critic, params, seconds
+
+
+def _parts(model) -> dict[str, object]:
+    """The vision tower, adapter and language model of a wrapper, by the names transformers gives them."""
+    found = {}
+    for part, names in (("vision", ("visual", "vision_tower", "vision_model")), ("adapter", ("qformer",)),
+                        ("lm", ("language_model",))):  # fmt: skip
+        for module_name, module in model.named_modules():
+            if module_name.split(".")[-1] in names:
+                found[part] = module
+                break
+    return found
+
+
+class PartTimer:
+    """Forward hooks that time each part (CUDA events on a GPU, wall clock on CPU)."""
+
+    def __init__(self, model, device):
+        import torch
+
+        self.cuda = device.type == "cuda"
+        self.spans: dict[str, list] = {}
+        self.handles = []
+        for part, module in _parts(model).items():
+            self.handles.append(module.register_forward_pre_hook(lambda m, a, p=part: self._mark(p, 0)))
+            self.handles.append(module.register_forward_hook(lambda m, a, o, p=part: self._mark(p, 1)))
+        self._torch = torch
+
+    def _mark(self, part: str, end: int) -> None:
+        if self.cuda:
+            event = self._torch.cuda.Event(enable_timing=True)
+            event.record()
+        else:
+            event = time.perf_counter()
+        spans = self.spans.setdefault(part, [])
+        if end:
+            spans[-1][1] = event
+        else:
+            spans.append([event, None])
+
+    def seconds(self) -> dict[str, float]:
+        if self.cuda:
+            self._torch.cuda.synchronize()
+            return {p: sum(a.elapsed_time(b) for a, b in s) / 1000 for p, s in self.spans.items()}
+        return {p: sum(b - a for a, b in s) for p, s in self.spans.items()}
+
+    def reset(self) -> None:
+        self.spans = {}
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+def _sync(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _peak_mib(device) -> float:
+    import resource
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # the process's peak RSS
+
+
+def _reset_peak(device) -> None:
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+
+
+def _peak_tflops(device, given: float | None) -> float | None:
+    import torch
+
+    if given:
+        return given
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in BF16_PEAK_TFLOPS.items() if key in name), None)
+
+
+def _flops_per_image(critic, batch) -> float:
+    """Model FLOPs of one forward of a one-image batch (matmuls and attention, torch's own counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vcritic.prompts import QUALITY
+
+    with FlopCounterMode(display=False) as counter:
+        critic.read([QUALITY], batch)
+    return float(counter.get_total_flops())
+
+
+def run_arch(args) -> None:
+    import json
+    import os
+
+    import torch
+
+    from vcritic.prompts import QUALITY
+    from vcritic.runtime import resolve_device, resolve_dtype
+    from vcritic.scoring import score_paths
+
+    device = resolve_device(args.device)
+    dtype = resolve_dtype(args.dtype, device)
+    tiny = args.scale == "tiny"
+    count = args.images or (8 if tiny else 64)
+    out = args.out or (os.path.join(os.environ["OUT"], "throughput.jsonl") if os.environ.get("OUT") else None)
+    sink = open(out, "a", encoding="utf-8") if out else None  # noqa: SIM115 - stays open for the whole run
+
+    def emit(record: dict) -> None:
+        record = {"arch": args.arch, "scale": args.scale, **record}
+        if sink:
+            sink.write(json.dumps(record) + "\n")
+            sink.flush()
+
+    # The issue's two settings: the paper's fixed 448 px input, and KonIQ's 1024x768 at the processor's defaults.
+    sizes = [("448x448", (448, 448), [1, 8, 32]), ("1024x768", (1024, 768), [1, 16])]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        critic, params, build_s = build_arch(args.arch, args.scale, folder, device, dtype)
+        name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+        peak = _peak_tflops(device, args.peak_tflops)
+        print(f"arch: {args.arch} ({args.scale}), {params / 1e9:.4g} B parameters, built in {build_s:.1f} s; "
+              f"device: {name}, dtype: {str(dtype).removeprefix('torch.')}, images/setting: {count}")  # fmt: skip
+        emit({"figure": "model", "params": params, "build_s": build_s, "device": name, "dtype": str(dtype),
+              "peak_tflops": peak})  # fmt: skip
+        timer = PartTimer(critic.model, device)
+        print(f"{'image':>9} {'batch':>5} {'tokens':>6} {'fwd img/s':>9} {'e2e img/s':>9} {'e2e/fwd':>7} "
+              f"{'vision':>6} {'adapter':>7} {'lm':>5} {'other':>5} {'pipe':>5} {'max|dMOS|':>9} {'peak MiB':>9} "
+              f"{'TFLOP/s':>8} {'MFU':>6}")  # fmt: skip
+        for label, (width, height), batch_sizes in sizes:
+            batch_sizes = args.batch_sizes or ([1, 4] if tiny else batch_sizes)
+            paths = _jpegs(folder / label, count, width, height)
+            encodings = [critic.encoder.encode_questions([QUALITY], _open(p)) for p in paths]
+            tokens = int(encodings[0]["full"][0]["input_ids"].shape[1])
+            one = critic.encoder.collate_questions(encodings[:1])
+            critic.read([QUALITY], one)  # warm-up: kernels, allocator
+            flops = _flops_per_image(critic, one)
+            reference = None
+            for batch_size in batch_sizes:
+                # Forward only: pre-encoded, pre-collated batches (host-to-device copy included).
+                batches = [critic.encoder.collate_questions(encodings[i : i + batch_size])
+                           for i in range(0, count, batch_size)]  # fmt: skip
+                critic.read([QUALITY], batches[0])
+                _sync(device)
+                _reset_peak(device)
+                timer.reset()
+                start = time.perf_counter()
+                for batch in batches:
+                    critic.read([QUALITY], batch)
+                _sync(device)
+                forward_s = time.perf_counter() - start
+                split = timer.seconds()
+                # End to end: JPEG files in, rows out, through the real pipeline (workers decode while it runs).
+                start = time.perf_counter()
+                rows = list(score_paths(critic, paths, batch_size=batch_size, workers=args.workers))
+                _sync(device)
+                e2e_s = time.perf_counter() - start
+                assert all(row.error is None for row in rows), [row.error for row in rows if row.error][:3]
+                scores = [row.mos for row in rows]
+                reference = reference or scores
+                drift = max(abs(a - b) for a, b in zip(scores, reference, strict=True))
+                fwd_rate, e2e_rate = count / forward_s, count / e2e_s
+                achieved = flops * fwd_rate / 1e12
+                mfu = achieved / peak if peak else None
+                parts = {p: split.get(p, 0.0) / forward_s for p in ("vision", "adapter", "lm")}
+                other = max(0.0, 1 - sum(parts.values()))
+                record = {"figure": "throughput", "image": label, "batch": batch_size, "tokens": tokens,
+                          "forward_img_s": fwd_rate, "e2e_img_s": e2e_rate, "split_s": split, "forward_s": forward_s,
+                          "e2e_s": e2e_s, "pipeline_share": 1 - forward_s / e2e_s, "max_abs_dmos_vs_batch1": drift,
+                          "peak_mib": _peak_mib(device), "flops_per_image": flops, "tflops": achieved,
+                          "mfu": mfu}  # fmt: skip
+                emit(record)
+                mfu_text = f"{mfu:>6.1%}" if mfu is not None else f"{'-':>6}"
+                print(f"{label:>9} {batch_size:>5} {tokens:>6} {fwd_rate:>9.2f} {e2e_rate:>9.2f} "
+                      f"{e2e_rate / fwd_rate:>7.2f} {parts['vision']:>6.0%} {parts['adapter']:>7.0%} "
+                      f"{parts['lm']:>5.0%} {other:>5.0%} {record['pipeline_share']:>5.0%} {drift:>9.2e} "
+                      f"{record['peak_mib']:>9.0f} {achieved:>8.3g} {mfu_text}", flush=True)  # fmt: skip
+        timer.remove()
+    if sink:
+        sink.close()
+        print(f"figures: {out}")
+
+
+def _jpegs(folder: Path, count: int, width: int, height: int) -> list[Path]:
+    """``count`` natural images (scikit-image's, else seeded noise over gradients where it is not installed, as on
+    a bare GPU machine) at exactly ``width`` x ``height``, as JPEG files."""
+    import numpy as np
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        from skimage import data
+
+        sources = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
+    except ImportError:
+        rng = np.random.default_rng(0)
+        ramp = np.linspace(0, 255, 256, dtype=np.float32)
+        sources = [np.clip(ramp[None, :, None] * (k + 1) / 4 + rng.normal(0, 20 * k + 5, (192, 256, 3)), 0, 255)
+                   .astype(np.uint8) for k in range(4)]  # fmt: skip
+    paths = []
+    for i in range(count):
+        image = Image.fromarray(sources[i % len(sources)]).convert("RGB").resize((width, height))
+        path = folder / f"img{i:04d}.jpg"
+        image.save(path, quality=90 - i % 30)  # different files, so scores differ between images
+        paths.append(path)
+    return paths
+
+
+def _open(path: Path):
+    from vcritic.images import load_image
+
+    return load_image(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--arch", choices=sorted(ARCHES), help="a full-size random model of this architecture")
+    parser.add_argument("--scale", choices=("full", "tiny"), default="full", help="with --arch: real or tiny dims")
+    parser.add_argument("--out", help="with --arch: JSON-lines file for the figures (default $OUT/throughput.jsonl)")
+    parser.add_argument("--peak-tflops", type=float, help="with --arch: the card's dense bf16 peak, for MFU")
     parser.add_argument("--model", help="checkpoint (default: a random LLaVA, hidden 256, 4 layers, 224 px)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None)
-    parser.add_argument("--images", type=int, default=96)
-    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
+    parser.add_argument("--images", type=int, default=None, help="images per setting (default 96; --arch: 64, tiny 8)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=None, help="default 1 8 32 (tiny --arch: 1 4)")
     parser.add_argument("--workers", type=int, default=None, help="workers for batched runs (default: vcritic's)")
     args = parser.parse_args()
+    if args.arch:
+        run_arch(args)
+        return
+    args.images = args.images or 96
+    args.batch_sizes = args.batch_sizes or [1, 8, 32]
 
     import torch
 

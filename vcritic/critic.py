@@ -90,8 +90,11 @@ class Encoder:
         """Tokenise one prompt with its images, unpadded (a batch of one)."""
         if len(images) != question.n_images:
             raise ValueError(f"{question.name} takes {question.n_images} image(s), got {len(images)}")
+        from vcritic.resolution import fit_image
+
         text = self.prompt(question, instruction)
-        return dict(self.processor(images=list(images), text=[text], return_tensors="pt"))
+        images = [fit_image(self.processor, image) for image in images]
+        return dict(self.processor(images=images, text=[text], return_tensors="pt"))
 
     def encode_questions(self, questions: Sequence[Question], image: Image.Image) -> dict[str, Any]:
         """One image with several questions, encoded so that the image is encoded once (see shared_prefix)."""

@@ -78,12 +78,17 @@ def load_model(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     merge_adapter: bool = True,
+    max_pixels: int | None = None,
+    image_size: int | None = None,
+    device_map: str | None = None,
 ) -> Loaded:
     """Resolve ``model`` (a preset, hub id, folder or vcritic trained directory), load it in ``dtype`` with its
     processor, and apply its adapters in order (all merged, except the last when ``merge_adapter`` is False).
 
     Scoring (:func:`load_critic`) and training both load through here; the model is left on the CPU in train
-    mode with gradients enabled, as ``from_pretrained`` returns it.
+    mode with gradients enabled, as ``from_pretrained`` returns it. ``max_pixels``/``image_size`` set how large
+    images are seen (:mod:`vcritic.resolution`); ``device_map`` (e.g. "auto") is passed to ``from_pretrained`` to
+    spread a model too large for one GPU over all visible ones.
     """
     from vcritic.hub import resolve_model
 
@@ -110,7 +115,10 @@ def load_model(
         adapter_dirs.append(adapter_dir)
 
     processor = _load_processor(processor_dir, trust_remote_code)
-    net = _load_model(base_dir, dtype, trust_remote_code, allow_pickle)
+    from vcritic.resolution import configure_resolution
+
+    configure_resolution(processor, max_pixels=max_pixels, image_size=image_size)  # before the weights: fail fast
+    net = _load_model(base_dir, dtype, trust_remote_code, allow_pickle, device_map)
     for i, adapter_dir in enumerate(adapter_dirs):
         net = _apply_adapter(net, adapter_dir, merge_adapter or i < len(adapter_dirs) - 1)
     return Loaded(net, processor, manifest, directory)
@@ -126,6 +134,9 @@ def load_critic(
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
     merge_adapter: bool = True,
+    max_pixels: int | None = None,
+    image_size: int | None = None,
+    device_map: str | None = None,
 ):
     """Load ``model`` (+ optional LoRA ``adapter``) for scoring: eval mode, no gradients, on ``device``.
 
@@ -134,6 +145,8 @@ def load_critic(
 
     ``device``/``dtype`` default to CUDA+bfloat16 when a GPU is there, CPU+float32 otherwise (see
     :mod:`vcritic.runtime`). The adapter is merged into the weights for speed unless ``merge_adapter`` is False.
+    ``max_pixels``/``image_size``: how large images are seen (:mod:`vcritic.resolution`). ``device_map="auto"``
+    spreads the model over every visible GPU (accelerate's big-model loading) instead of moving it to ``device``.
     """
     from vcritic.runtime import resolve_device, resolve_dtype
 
@@ -147,9 +160,15 @@ def load_critic(
         trust_remote_code=trust_remote_code,
         allow_pickle=allow_pickle,
         merge_adapter=merge_adapter,
+        max_pixels=max_pixels,
+        image_size=image_size,
+        device_map=device_map,
     )
     net = loaded.model
-    net.to(torch_device)
+    if device_map is None:
+        net.to(torch_device)
+    else:  # inputs go where the first layers are; accelerate's hooks move activations between devices
+        torch_device = _input_device(net, torch_device)
     net.eval()
     net.requires_grad_(False)
 
@@ -198,7 +217,17 @@ def _load_processor(directory: Path, trust_remote_code: bool):
     return processor
 
 
-def _load_model(directory: Path, dtype, trust_remote_code: bool, allow_pickle: bool):
+def _input_device(net, fallback):
+    import torch
+
+    placed = getattr(net, "hf_device_map", None) or {}
+    for where in placed.values():
+        if where not in ("cpu", "disk"):
+            return torch.device(where if isinstance(where, str) else f"cuda:{where}")
+    return fallback
+
+
+def _load_model(directory: Path, dtype, trust_remote_code: bool, allow_pickle: bool, device_map: str | None = None):
     from transformers import AutoModelForImageTextToText
     from transformers.utils import logging as hf_logging
 
@@ -206,6 +235,8 @@ def _load_model(directory: Path, dtype, trust_remote_code: bool, allow_pickle: b
     hf_logging.disable_progress_bar()
 
     kwargs = dict(dtype=dtype, trust_remote_code=trust_remote_code)
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     if not allow_pickle:
         kwargs["use_safetensors"] = True  # never unpickle weights unless asked: a .bin can run code
     try:

@@ -2,7 +2,8 @@
 
 :func:`score_paths` and :func:`compare_paths` yield one row per input, in input order, as soon as its batch is done,
 so callers can stream results to disk. A file that cannot be read becomes a row with an ``error`` and the run goes
-on. Scores do not depend on the batch size or on the other images in a batch (see ``Critic``'s left padding).
+on. On CPU in float32 scores do not depend on the batch size or the other images in a batch (see ``Critic``'s left
+padding); on a GPU in bfloat16 they move by up to a few MOS points (README, Performance).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from vcritic.tasks import DEFAULT_TASKS, task_questions
 
 if TYPE_CHECKING:
     from vcritic.critic import Critic, Encoder
+    from vcritic.memory import BatchPlan
     from vcritic.prompts import Question
 
 MOS_SCALE = "0-100"  # what every mos and attribute column means: 0 lowest, 100 highest
@@ -155,14 +157,17 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def _batches(critic: Critic, items: Sequence[Any], encode, batch_size: int, workers: int | None, questions=False):
+def _loader(critic: Critic, items: Sequence[Any], start: int, encode, batch_size: int, workers: int | None, questions):
     import torch
 
+    dataset = _ImageDataset(critic.encoder, items, encode)
+    if start:
+        dataset = torch.utils.data.Subset(dataset, range(start, len(items)))  # items keep their own index
     workers = default_workers() if workers is None else workers
-    if len(items) <= batch_size:
+    if len(items) - start <= batch_size:
         workers = 0  # one batch: starting processes costs more than it saves
-    loader = torch.utils.data.DataLoader(
-        _ImageDataset(critic.encoder, items, encode),
+    return torch.utils.data.DataLoader(
+        dataset,
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
@@ -170,7 +175,52 @@ def _batches(critic: Critic, items: Sequence[Any], encode, batch_size: int, work
         pin_memory=critic.device.type == "cuda",
         prefetch_factor=2 if workers else None,
     )
-    yield from loader
+
+
+def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: int | None, run, questions=False):
+    """``(indices, errors, run(batch))`` per batch, in input order, with the batch size of
+    :class:`~vcritic.memory.BatchPlan` (``auto`` measured first); a batch that runs out of GPU memory is run again at
+    half the size (see :mod:`vcritic.memory`), so no row is lost and none is scored twice."""
+    from vcritic.memory import TOO_LARGE, BatchPlan, auto_batch_size, is_out_of_memory, release_cached_memory
+
+    plan = BatchPlan.of(batch_size)
+    if plan.current is None:
+        plan.current = auto_batch_size(critic.device, lambda: _run_one(critic, items, encode, run, questions))
+    start = 0
+    while start < len(items):
+        halved = False
+        for indices, errors, batch in _loader(critic, items, start, encode, plan.current, workers, questions):
+            outputs = None
+            if batch is not None:
+                try:
+                    outputs = run(batch)
+                except Exception as err:
+                    if not is_out_of_memory(err):
+                        raise
+                    halved = plan.halve()
+                    if halved:
+                        break
+                    errors = {**errors, **dict.fromkeys(indices, TOO_LARGE)}  # one image alone does not fit
+                    indices = []
+                finally:
+                    batch = None
+            start += len(indices) + len(errors)
+            yield indices, errors, outputs
+        if halved:
+            release_cached_memory(critic.device)
+        elif start < len(items):  # the loader ended early: nothing is left that it could give
+            break
+
+
+def _run_one(critic: Critic, items: Sequence[Any], encode, run, questions) -> None:
+    """One image through ``run``, for the ``auto`` measurement (the first of the first few that can be read)."""
+    for index, item in enumerate(items[:8]):
+        try:
+            encodings = encode(critic.encoder, item)
+        except Exception:
+            continue
+        run(_Collate(critic.encoder, questions)([(index, encodings, None)])[2])
+        return
 
 
 def _encode_pair(encoder: Encoder, pair) -> list[dict]:
@@ -182,25 +232,27 @@ def score_paths(
     paths: Sequence[str | os.PathLike],
     *,
     tasks: Sequence[str] = DEFAULT_TASKS,
-    batch_size: int = 8,
+    batch_size: int | str | BatchPlan = 8,
     workers: int | None = None,
     questions: Sequence[Question] | None = None,
 ) -> Iterator[ScoreRow]:
     """The ``tasks`` read-outs (default MOS, 0-100) for each file, in input order, streamed batch by batch.
 
     All questions about an image share one encoding of it (see :mod:`vcritic.shared_prefix`). ``questions``
-    replaces the tasks' questions by any subset of them (benchmarks ask one at a time).
+    replaces the tasks' questions by any subset of them (benchmarks ask one at a time). ``batch_size``: a number,
+    ``"auto"`` or a :class:`~vcritic.memory.BatchPlan` (which then reports the size it ended at).
     """
     from vcritic.results import scores_from_readouts
 
     questions = tuple(questions) if questions is not None else task_questions(tasks)
     names = [os.fspath(p) for p in paths]
     encode = _EncodeQuestions(questions)
-    for indices, errors, batch in _batches(critic, names, encode, batch_size, workers, questions=True):
-        results = {}
-        if batch is not None:
-            scores = scores_from_readouts(questions, critic.read(questions, batch))
-            results = dict(zip(indices, scores, strict=True))
+
+    def run(batch):
+        return scores_from_readouts(questions, critic.read(questions, batch))
+
+    for indices, errors, scores in _batches(critic, names, encode, batch_size, workers, run, questions=True):
+        results = dict(zip(indices, scores, strict=True)) if scores is not None else {}
         for index in sorted([*results, *errors]):
             if index in errors:
                 yield ScoreRow(names[index], None, None, errors[index])
@@ -213,18 +265,19 @@ def compare_paths(
     critic: Critic,
     pairs: Sequence[tuple[str | os.PathLike, str | os.PathLike]],
     *,
-    batch_size: int = 8,
+    batch_size: int | str | BatchPlan = 8,
     workers: int | None = None,
 ) -> Iterator[CompareRow]:
     """P(a better than b) for each pair, in input order. ``batch_size`` counts pairs (two prompts each)."""
     from vcritic.critic import symmetric_preference
 
     names = [(os.fspath(a), os.fspath(b)) for a, b in pairs]
-    for indices, errors, batch in _batches(critic, names, _encode_pair, batch_size, workers):
-        results = {}
-        if batch is not None:
-            out = critic.readout(critic.pair_question, batch)
-            results = dict(zip(indices, symmetric_preference(out.probs).tolist(), strict=True))
+
+    def run(batch):
+        return symmetric_preference(critic.readout(critic.pair_question, batch).probs).tolist()
+
+    for indices, errors, probs in _batches(critic, names, _encode_pair, batch_size, workers, run):
+        results = dict(zip(indices, probs, strict=True)) if probs is not None else {}
         for index in sorted([*results, *errors]):
             a, b = names[index]
             yield CompareRow(a, b, results.get(index), errors.get(index))

@@ -60,6 +60,9 @@ class PromptSplit:
 
 def encode_questions(encoder: Encoder, questions: Sequence[Question], image: Image.Image) -> dict[str, Any]:
     """One image with several questions, unpadded: ``{"prefix", "suffix_ids"}`` or ``{"full": [...]}``."""
+    from vcritic.resolution import fit_image
+
+    image = fit_image(encoder.processor, image)  # once, not once per question
     if len(questions) == 1:
         return {"full": [encoder.encode(questions[0], [image])]}
     key = tuple(q.name for q in questions)

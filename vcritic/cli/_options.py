@@ -49,9 +49,29 @@ DtypeOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _batch_size(value: str) -> int | str:
+    from vcritic.errors import VcriticError
+    from vcritic.memory import parse_batch_size
+
+    try:
+        return parse_batch_size(value)
+    except VcriticError:  # a usage error (exit 2), as for Typer's own type checks
+        raise typer.BadParameter(f"{value!r} is not a positive number or 'auto'") from None
+
+
 BatchSizeOpt = Annotated[
-    int,
-    typer.Option("--batch-size", "-b", min=1, help="Images per forward pass. Scores do not depend on it."),
+    str,
+    typer.Option(
+        "--batch-size",
+        "-b",
+        callback=_batch_size,
+        metavar="N|auto",
+        help="Images per forward pass, or 'auto' (CUDA: from free GPU memory and one measured image; CPU: 8). On "
+        "CUDA out-of-memory the batch is halved and retried. Scores do not depend on it (CPU, float32; see README "
+        "Performance for GPU).",
+    ),
 ]
 WorkersOpt = Annotated[
     int | None,
@@ -84,5 +104,36 @@ TasksOpt = Annotated[
         help="What to read out, comma-separated: mos (0-100), attributes (brightness, colorfulness, contrast, "
         "noisiness, sharpness; 0-100 each, higher = more), authenticity (p_ai_generated, 0-1), or all. The image "
         "is encoded once for all of them.",
+    ),
+]
+MaxPixelsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-pixels",
+        min=1,
+        help="Pixel budget per image for Qwen2-VL/2.5-VL (one visual token per 28x28 px): lower is faster and "
+        "lighter, higher sees more detail. Default: the checkpoint's (12845056 for Qwen2.5-VL: a 1024x768 image "
+        "is 999 tokens). Refused for fixed-size towers (LLaVA, BLIP-2, InstructBLIP).",
+        show_default=False,
+    ),
+]
+ImageSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--image-size",
+        min=1,
+        help="Resize every image to this square side first, the paper's fixed input (224 or 448; 256 visual "
+        "tokens at 448 for Qwen2-VL/2.5-VL, which take multiples of 28). Fixed-size towers accept only their own "
+        "size. Default: the checkpoint's resizing.",
+        show_default=False,
+    ),
+]
+DeviceMapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--device-map",
+        help="'auto': spread a model too large for one GPU over all visible GPUs (accelerate's big-model loading). "
+        "Default: the whole model on --device.",
+        show_default=False,
     ),
 ]

@@ -15,8 +15,11 @@ from vcritic.cli._options import (
     AdapterOpt,
     AllowPickleOpt,
     BatchSizeOpt,
+    DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
+    ImageSizeOpt,
+    MaxPixelsOpt,
     ModelOpt,
     RevisionOpt,
     TrustRemoteCodeOpt,
@@ -101,14 +104,20 @@ def bench(
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
-    batch_size: BatchSizeOpt = 8,
+    batch_size: BatchSizeOpt = "8",
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     trust_remote_code: TrustRemoteCodeOpt = False,
     allow_pickle: AllowPickleOpt = False,
+    max_pixels: MaxPixelsOpt = None,
+    image_size: ImageSizeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Benchmark a model on public IQA datasets: SRCC, PLCC, KRCC, pair ranking, against the paper's numbers."""
+    from vcritic.distributed import single_process_only
+
+    single_process_only("bench")
     import json
 
     from vcritic.cli._output import stderr, stdout
@@ -160,7 +169,8 @@ def bench(
         results, source, incomplete = _evaluate_all(
             benches, root, settings, predictions, outputs, out, plot, multi, incomplete,
             dict(model=model, adapter=adapter, revision=revision, device=device, dtype=dtype,
-                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle),
+                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, max_pixels=max_pixels,
+                 image_size=image_size, device_map=device_map),
         )  # fmt: skip
     label = _short_label(source["model"]) if source["model"] else (predictions.name if predictions else "ours")
     if multi:

@@ -14,8 +14,11 @@ from vcritic.cli._options import (
     AdapterOpt,
     AllowPickleOpt,
     BatchSizeOpt,
+    DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
+    ImageSizeOpt,
+    MaxPixelsOpt,
     ModelOpt,
     RevisionOpt,
     TrustRemoteCodeOpt,
@@ -56,16 +59,23 @@ def compare(
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
-    batch_size: BatchSizeOpt = 8,
+    batch_size: BatchSizeOpt = "8",
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     trust_remote_code: TrustRemoteCodeOpt = False,
     allow_pickle: AllowPickleOpt = False,
+    max_pixels: MaxPixelsOpt = None,
+    image_size: ImageSizeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Which of two images has better quality, with P(A better than B)."""
+    from vcritic.distributed import single_process_only
+
+    single_process_only("compare")
     load = dict(adapter=adapter, revision=revision, device=device, dtype=dtype,
-                trust_remote_code=trust_remote_code, allow_pickle=allow_pickle)  # fmt: skip
+                trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
+                max_pixels=max_pixels, image_size=image_size, device_map=device_map)  # fmt: skip
     if pairs is not None:
         if image_a is not None or image_b is not None:
             raise UsageError("give either two images or --pairs, not both")
@@ -143,9 +153,10 @@ def read_pairs(path: Path) -> tuple[list[dict[str, str]], list[str]]:
     return rows, fieldnames
 
 
-def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batch_size: int, workers) -> None:
+def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batch_size, workers) -> None:
     from vcritic.cli._csv import open_output
     from vcritic.cli._output import make_progress, stderr
+    from vcritic.memory import BatchPlan
     from vcritic.scoring import compare_paths, format_number, resolve_relative
 
     rows, fieldnames = read_pairs(pairs_file)
@@ -162,9 +173,10 @@ def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batc
             stderr.print(f"Resuming {output}: {out.rows_before} row(s) already there, {len(todo)} pair(s) to go",
                          markup=False)  # fmt: skip
         critic = None
+        plan = BatchPlan(batch_size)
         if todo:
             critic = load_for_command(model, **load)
-            results = compare_paths(critic, [resolved[k] for k in todo], batch_size=batch_size, workers=workers)
+            results = compare_paths(critic, [resolved[k] for k in todo], batch_size=plan, workers=workers)
             with make_progress() as progress:
                 task = progress.add_task("Comparing", total=len(todo), rate="")
                 for k, result in zip(todo, results, strict=True):
@@ -174,7 +186,9 @@ def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batc
                                "better": verdict(result.p_a_better) if ok else ""})  # fmt: skip
                     progress.update(task, advance=1)
     total = out.total_rows
-    stderr.print(f"Compared {total - failed} of {total} pairs" + (f" -> {out.path}" if out.path else ""), markup=False)
+    done = f" ({plan.describe()})" if critic is not None else ""
+    stderr.print(f"Compared {total - failed} of {total} pairs{done}" + (f" -> {out.path}" if out.path else ""),
+                 markup=False)  # fmt: skip
     if critic is not None:
         stderr.print(f"Model: {critic.loaded}", markup=False)
     if failed:

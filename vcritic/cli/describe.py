@@ -10,8 +10,11 @@ import typer
 from vcritic.cli._options import (
     AdapterOpt,
     AllowPickleOpt,
+    DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
+    ImageSizeOpt,
+    MaxPixelsOpt,
     ModelOpt,
     RevisionOpt,
     TrustRemoteCodeOpt,
@@ -52,8 +55,14 @@ def describe(
     dtype: DtypeOpt = None,
     trust_remote_code: TrustRemoteCodeOpt = False,
     allow_pickle: AllowPickleOpt = False,
+    max_pixels: MaxPixelsOpt = None,
+    image_size: ImageSizeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Explain the quality of each image in words (the paper's qualitative evaluation), with its scores."""
+    from vcritic.distributed import single_process_only
+
+    single_process_only("describe")
     from vcritic.cli._model import load_for_command
     from vcritic.cli._output import stderr, stdout
     from vcritic.images import load_image, require_images
@@ -70,6 +79,9 @@ def describe(
         dtype=dtype,
         trust_remote_code=trust_remote_code,
         allow_pickle=allow_pickle,
+        max_pixels=max_pixels,
+        image_size=image_size,
+        device_map=device_map,
     )
     streamer = None if as_json else _streamer(critic.tokenizer)
     failed = 0

@@ -12,8 +12,11 @@ from vcritic.cli._options import (
     AdapterOpt,
     AllowPickleOpt,
     BatchSizeOpt,
+    DeviceMapOpt,
     DeviceOpt,
     DtypeOpt,
+    ImageSizeOpt,
+    MaxPixelsOpt,
     ModelOpt,
     RevisionOpt,
     TasksOpt,
@@ -48,12 +51,15 @@ def score(
     model: ModelOpt = None,
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
-    batch_size: BatchSizeOpt = 8,
+    batch_size: BatchSizeOpt = "8",
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
     trust_remote_code: TrustRemoteCodeOpt = False,
     allow_pickle: AllowPickleOpt = False,
+    max_pixels: MaxPixelsOpt = None,
+    image_size: ImageSizeOpt = None,
+    device_map: DeviceMapOpt = None,
 ) -> None:
     """Score image quality: MOS on a 0-100 scale (higher is better) for each image, as CSV; --tasks adds the five
     attributes and P(AI-generated).
@@ -73,53 +79,88 @@ def score(
         raise VcriticError("--tasks none leaves nothing to score", hint="use mos, attributes, authenticity or all")
     skipped: list[Path] = []
     paths = require_images(inputs, skipped)
-    with open_output(output, score_columns(wanted), overwrite=overwrite, resume=resume, inputs=paths,
-                     key=lambda row: row["path"]) as out:  # fmt: skip
-        todo = [path for path in paths if not out.take_done(str(path))]
-        previous = out.existing_rows()
-        if resume:
-            stderr.print(
-                f"Resuming {output}: {out.rows_before} row(s) already there, {len(todo)} image(s) to go"
-                + (f" (cut off a torn last line of {out.torn_bytes} bytes)" if out.torn_bytes else ""),
-                markup=False,
-            )
-        scored = [float(row["mos"]) for row in previous if row.get("mos") and not row.get("error")]
-        failed = sum(1 for row in previous if row.get("error"))
-        ok = len(previous) - failed
-        started = time.perf_counter()
-        critic = None
+    from vcritic.distributed import team_for
+    from vcritic.memory import BatchPlan
+
+    team = team_for(device, device_map)  # several processes under accelerate launch: each scores a shard
+
+    def load():
+        from vcritic.cli._model import load_for_command
+
+        return load_for_command(
+            model,
+            adapter=adapter,
+            revision=revision,
+            device=team.device(device) if team else device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+            max_pixels=max_pixels,
+            image_size=image_size,
+            device_map=device_map,
+        )
+
+    plan = BatchPlan(batch_size)
+    if team is not None and not team.is_main:
+        todo = team.share(None)  # None: process 0 stopped before scoring, and said why
         if todo:
-            from vcritic.cli._model import load_for_command
             from vcritic.scoring import score_paths
 
-            critic = load_for_command(
-                model,
-                adapter=adapter,
-                revision=revision,
-                device=device,
-                dtype=dtype,
-                trust_remote_code=trust_remote_code,
-                allow_pickle=allow_pickle,
-            )
+            rows = score_paths(load(), team.shard(todo), tasks=wanted, batch_size=plan, workers=workers)
+            for _ in team.gather_in_order(rows, len(todo)):
+                pass
+        return
+    shared = team is None
+    try:
+        with open_output(output, score_columns(wanted), overwrite=overwrite, resume=resume, inputs=paths,
+                         key=lambda row: row["path"]) as out:  # fmt: skip
+            todo = [path for path in paths if not out.take_done(str(path))]
+            if not shared:
+                shared = team.share(todo) is not None
+            previous = out.existing_rows()
+            if resume:
+                stderr.print(
+                    f"Resuming {output}: {out.rows_before} row(s) already there, {len(todo)} image(s) to go"
+                    + (f" (cut off a torn last line of {out.torn_bytes} bytes)" if out.torn_bytes else ""),
+                    markup=False,
+                )
+            scored = [float(row["mos"]) for row in previous if row.get("mos") and not row.get("error")]
+            failed = sum(1 for row in previous if row.get("error"))
+            ok = len(previous) - failed
             started = time.perf_counter()
-            with make_progress() as progress:
-                task = progress.add_task("Scoring", total=len(todo), rate="")
-                rows = score_paths(critic, todo, tasks=wanted, batch_size=batch_size, workers=workers)
-                for done, row in enumerate(rows, start=1):
-                    out.write(row.fields(wanted))
-                    if row.error:
-                        failed += 1
+            critic = None
+            if todo:
+                from vcritic.scoring import score_paths
+
+                critic = load()
+                started = time.perf_counter()
+                with make_progress() as progress:
+                    task = progress.add_task("Scoring", total=len(todo), rate="")
+                    if team is None:
+                        rows = score_paths(critic, todo, tasks=wanted, batch_size=plan, workers=workers)
                     else:
-                        ok += 1
-                        if row.mos is not None:
-                            scored.append(row.mos)
-                    rate = done / max(time.perf_counter() - started, 1e-9)
-                    progress.update(task, advance=1, rate=f"{rate:.1f} img/s")
+                        mine = score_paths(critic, team.shard(todo), tasks=wanted, batch_size=plan, workers=workers)
+                        rows = team.gather_in_order(mine, len(todo))
+                    for done, row in enumerate(rows, start=1):
+                        out.write(row.fields(wanted))
+                        if row.error:
+                            failed += 1
+                        else:
+                            ok += 1
+                            if row.mos is not None:
+                                scored.append(row.mos)
+                        rate = done / max(time.perf_counter() - started, 1e-9)
+                        progress.update(task, advance=1, rate=f"{rate:.1f} img/s")
+    except BaseException:
+        if not shared:
+            team.share(None)  # let the other processes stop instead of waiting for a list of inputs
+        raise
     elapsed = time.perf_counter() - started
     total = out.total_rows
     summary = f"Scored {ok} of {total} images"
     if todo:
-        summary += f" in {elapsed:.1f} s ({len(todo) / max(elapsed, 1e-9):.1f} img/s)"
+        processes = f", {team.size} processes" if team else ""
+        summary += f" in {elapsed:.1f} s ({len(todo) / max(elapsed, 1e-9):.1f} img/s, {plan.describe()}{processes})"
     if scored:
         summary += f"; MOS (0-100) mean {sum(scored) / len(scored):.1f}, min {min(scored):.1f}, max {max(scored):.1f}"
     if out.path is not None:

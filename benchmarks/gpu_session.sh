@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One GPU lease, every figure of issue 9: run from the repository root on the device machine.
+#
+#   bash benchmarks/gpu_session.sh                 # all three architectures, Qwen2.5-VL-7B first
+#   ARCHES="qwen2.5-vl-7b" bash benchmarks/gpu_session.sh
+#   SCALE=tiny IMAGES=2 bash benchmarks/gpu_session.sh   # the same steps on CPU in a minute, to check it first
+#
+# Packages missing there (SPEC.md: platformdirs, openpyxl; transformers 5.24 to match CI) travel as wheels in .whl/
+# (carry: [".whl"]); prepare them here with pip download as the device README shows, e.g.
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_17_x86_64 -d .whl transformers==5.24.0 platformdirs openpyxl et-xmlfile
+# Figures go to $OUT/throughput.jsonl as they come (a run cut off by the time limit keeps what it measured) and the
+# log to $OUT/throughput.log.
+set -u
+OUT="${OUT:-/tmp/vcritic-gpu}"
+mkdir -p "$OUT"
+if compgen -G ".whl/*.whl" > /dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+        || exit 1
+    export PYTHONPATH="/tmp/site:${PYTHONPATH:-}"
+fi
+export PYTHONPATH="$PWD:${PYTHONPATH:-}"
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+} 2>&1 | tee "$OUT/throughput.log"
+for arch in ${ARCHES:-qwen2.5-vl-7b llava-1.5-7b instructblip-vicuna-7b}; do
+    python3 benchmarks/throughput.py --arch "$arch" --scale "${SCALE:-full}" --images "${IMAGES:-64}" \
+        --out "$OUT/throughput.jsonl" \
+        2>&1 | tee -a "$OUT/throughput.log"
+done

@@ -1,0 +1,108 @@
+"""Batch size that fits: ``--batch-size auto`` and halving on CUDA out-of-memory.
+
+- ``auto`` on CUDA: one image is run alone first and the peak memory it adds is measured; the batch size is then
+  ``min(AUTO_MAX, floor(AUTO_FRACTION x free GPU memory / that peak))``, free memory counting what torch's cache holds
+  unused. On CPU (and MPS) it is :data:`CPU_DEFAULT`: there is no memory figure worth trusting and larger batches
+  gain little there.
+- A batch that raises ``torch.cuda.OutOfMemoryError`` is retried at half the size, and every later batch runs at
+  that size; the rows already written stay. An image that does not fit even alone gets an error row and the run goes
+  on. :class:`BatchPlan` carries the size in use, so a command's summary can report where it ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vcritic.errors import VcriticError
+
+AUTO = "auto"
+CPU_DEFAULT = 8
+AUTO_MAX = 128
+AUTO_FRACTION = 0.8  # of free memory: activations are not exactly linear in the batch, and the allocator fragments
+TOO_LARGE = "out of GPU memory even alone: lower --max-pixels or --image-size, or use a larger GPU"
+
+
+def parse_batch_size(value: str | int) -> int | str:
+    """``--batch-size``: a positive integer or ``auto``."""
+    if isinstance(value, int) or str(value).strip().isdigit():
+        number = int(value)
+        if number >= 1:
+            return number
+    elif str(value).strip().lower() == AUTO:
+        return AUTO
+    raise VcriticError(f"--batch-size {value!r} is not a positive number or 'auto'", hint="e.g. --batch-size 16")
+
+
+@dataclass
+class BatchPlan:
+    """The batch size asked for and the one in use (``None`` until ``auto`` has been measured)."""
+
+    requested: int | str = CPU_DEFAULT
+    current: int | None = None
+    halvings: int = 0
+    before_halving: int | None = None  # the size the run started at, once it had to halve
+
+    def __post_init__(self):
+        self.requested = parse_batch_size(self.requested)
+        if self.current is None and self.requested != AUTO:
+            self.current = int(self.requested)
+
+    @classmethod
+    def of(cls, batch_size: int | str | BatchPlan) -> BatchPlan:
+        return batch_size if isinstance(batch_size, BatchPlan) else cls(batch_size)
+
+    def halve(self) -> bool:
+        """Halve after an out-of-memory error; False when already at one."""
+        if not self.current or self.current <= 1:
+            return False
+        if self.before_halving is None:
+            self.before_halving = self.current
+        self.current = max(1, self.current // 2)
+        self.halvings += 1
+        return True
+
+    def describe(self) -> str:
+        """For a summary: "batch size 8", "batch size 16 (auto)", "batch size 4 (halved from 16 after OOM)"."""
+        if self.current is None:
+            return f"batch size {self.requested}"
+        text = f"batch size {self.current}"
+        if self.halvings:
+            return f"{text} (halved from {self.before_halving} after running out of GPU memory)"
+        return f"{text} (auto)" if self.requested == AUTO else text
+
+
+def is_out_of_memory(err: BaseException) -> bool:
+    import torch
+
+    return isinstance(err, torch.cuda.OutOfMemoryError)
+
+
+def release_cached_memory(device) -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def auto_batch_size(device, run_one) -> int:
+    """The ``auto`` rule (module docstring). ``run_one()`` runs the model on one image; called only on CUDA."""
+    if device.type != "cuda":
+        return CPU_DEFAULT
+    import torch
+
+    release_cached_memory(device)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    try:
+        run_one()
+    except torch.cuda.OutOfMemoryError:
+        return 1
+    torch.cuda.synchronize(device)
+    per_image = max(torch.cuda.max_memory_allocated(device) - before, 1)
+    free, _ = torch.cuda.mem_get_info(device)
+    free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+    return max(1, min(AUTO_MAX, int(AUTO_FRACTION * free / per_image)))

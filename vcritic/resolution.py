@@ -1,0 +1,129 @@
+"""How large the model sees each image: ``--max-pixels`` and ``--image-size``, applied to the processor in one place.
+
+Families differ in what they can change:
+
+- Qwen2-VL/2.5-VL resize every image to a pixel budget (sides multiples of 28 = 14 px patches x 2x2 merge, area
+  between the image processor's ``shortest_edge`` and ``longest_edge``, i.e. min/max pixels); one visual token per
+  28x28 px. ``max_pixels`` lowers (or raises) that budget; ``image_size`` S resizes every image to S x S first (S a
+  multiple of 28), the paper's fixed square input.
+- CLIP/EVA/BLIP towers (LLaVA, BLIP-2, InstructBLIP) take one fixed size, the one their position embeddings were
+  trained at; only that size is accepted, and ``max_pixels`` is refused.
+- Anything else is refused with a clear error rather than silently ignored.
+
+:func:`configure_resolution` is called by :func:`vcritic.loading.load_model`, so scoring and training share it; the
+fixed square size travels on the processor (``vcritic_image_size``) so the picklable :class:`~vcritic.critic.Encoder`
+(and its DataLoader workers) applies it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from vcritic.errors import VcriticError
+
+if TYPE_CHECKING:
+    from PIL import Image
+
+FIXED_SIZE_ATTRIBUTE = "vcritic_image_size"
+
+
+def _pixel_budget_factor(image_processor) -> int | None:
+    """Patch x merge size of a pixel-budget (Qwen2-VL style) image processor, else None."""
+    size = getattr(image_processor, "size", None)
+    patch, merge = getattr(image_processor, "patch_size", None), getattr(image_processor, "merge_size", None)
+    if size is None or not patch or not merge or getattr(size, "longest_edge", None) is None:
+        return None
+    return int(patch) * int(merge)
+
+
+def native_size(image_processor) -> int | None:
+    """The one square side a fixed-size processor feeds the model (crop size, else resize size), if it has one."""
+    for name in ("crop_size", "size"):
+        size = getattr(image_processor, name, None)
+        height, width = getattr(size, "height", None), getattr(size, "width", None)
+        cropped = name == "size" or getattr(image_processor, "do_center_crop", True)
+        if height and width and height == width and cropped:
+            return int(height)
+    return None
+
+
+def configure_resolution(processor, *, max_pixels: int | None = None, image_size: int | None = None) -> None:
+    """Set the processor so every image is seen at ``max_pixels`` / ``image_size``; refuse what the family cannot do.
+
+    Left at None, the checkpoint's own settings stay (see the README for the token counts).
+    """
+    if max_pixels is None and image_size is None:
+        return
+    image_processor = getattr(processor, "image_processor", None)
+    kind = type(image_processor).__name__
+    factor = _pixel_budget_factor(image_processor)
+    if factor is not None:
+        size = image_processor.size
+        low = int(size.shortest_edge or factor * factor)
+        if image_size is not None:
+            if image_size % factor or image_size < factor:
+                raise VcriticError(
+                    f"--image-size {image_size} is not a multiple of {factor} ({kind} uses {factor} px tiles)",
+                    hint=f"use e.g. {max(factor, round(image_size / factor) * factor)} (224 and 448 both work)",
+                )
+            area = image_size * image_size
+            low, high = min(low, area), max(area, max_pixels or area)
+            setattr(processor, FIXED_SIZE_ATTRIBUTE, image_size)
+        else:
+            high = max_pixels
+        if high < low:
+            raise VcriticError(
+                f"--max-pixels {max_pixels} is below this processor's minimum of {low} pixels",
+                hint=f"use at least {low} ({factor}x{factor} px make one visual token)",
+            )
+        _set_size(image_processor, low, high)
+        return
+    native = native_size(image_processor)
+    if native is None:
+        raise VcriticError(
+            f"this model's image processor ({kind}) has no resolution setting vcritic can change",
+            hint="leave out --max-pixels and --image-size for this model",
+        )
+    if max_pixels is not None:
+        raise VcriticError(
+            f"--max-pixels does not apply: {kind} resizes every image to {native}x{native}",
+            hint=f"leave it out (or use --image-size {native}); pixel budgets are for Qwen2-VL/2.5-VL",
+        )
+    if image_size != native:
+        raise VcriticError(
+            f"--image-size {image_size} does not fit this model: its vision tower takes {native}x{native} images",
+            hint=f"use --image-size {native} or leave it out",
+        )
+
+
+def _set_size(image_processor, low: int, high: int) -> None:
+    from transformers.image_utils import SizeDict
+
+    image_processor.size = SizeDict(shortest_edge=low, longest_edge=high)
+
+
+def fixed_size(processor) -> int | None:
+    return getattr(processor, FIXED_SIZE_ATTRIBUTE, None)
+
+
+def fit_image(processor, image: Image.Image) -> Image.Image:
+    """``image`` resized to the processor's fixed square size where one was configured; unchanged otherwise."""
+    side = fixed_size(processor)
+    if side is None or image.size == (side, side):
+        return image
+    from PIL import Image
+
+    return image.resize((side, side), Image.Resampling.BICUBIC)
+
+
+def visual_tokens(processor, width: int, height: int) -> int | None:
+    """Visual tokens the language model reads for one ``width`` x ``height`` image (None if unknown)."""
+    image_processor = getattr(processor, "image_processor", None)
+    factor = _pixel_budget_factor(image_processor)
+    if factor is None:
+        return None
+    side = fixed_size(processor)
+    if side is not None:
+        width = height = side
+    patches = image_processor.get_number_of_image_patches(height, width, {})
+    return patches // (int(image_processor.merge_size) ** 2)
