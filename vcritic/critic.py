@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from PIL import Image
 
 # Token-aligned inputs: left-padded to the longest prompt in the batch.
-_TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids")
+_TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "labels")
+# Padding values of the token-aligned inputs that are not 0 (labels: -100, ignored by the loss).
+_PAD_FILL = {"labels": -100}
 # InstructBLIP's Q-Former sees the instruction too; it is bidirectional with a mask, so right padding is fine.
 _QFORMER_KEYS = ("qformer_input_ids", "qformer_attention_mask")
 # Model types whose processor takes a single image per prompt and prepends its query tokens itself.
@@ -68,24 +70,30 @@ class Encoder:
         self.pad_token_id = pad if pad is not None else (tokenizer.eos_token_id or 0)
         qformer = getattr(processor, "qformer_tokenizer", None)
         self.qformer_pad_id = (qformer.pad_token_id or 0) if qformer is not None else 0
-        self._prompts: dict[str, str] = {}
+        self._prompts: dict[tuple[str, str | None], str] = {}
 
     @property
     def pair_question(self) -> Question:
         return COMPARE if self.family.multi_image else COMPARE_SIDE_BY_SIDE
 
-    def prompt(self, question: Question) -> str:
-        if question.name not in self._prompts:
-            self._prompts[question.name] = render_prompt(
-                self.processor, question, image_placeholder=self.family.image_placeholder
+    def prompt(self, question: Question, instruction: str | None = None) -> str:
+        """The rendered prompt, ending with the answer prefix; ``instruction`` (a paraphrase, for training) defaults
+        to the canonical one that scoring asks."""
+        key = (question.name, instruction)
+        if key not in self._prompts:
+            self._prompts[key] = render_prompt(
+                self.processor, question, image_placeholder=self.family.image_placeholder, instruction=instruction
             )
-        return self._prompts[question.name]
+        return self._prompts[key]
 
-    def encode(self, question: Question, images: Sequence[Image.Image]) -> dict[str, Any]:
+    def encode(
+        self, question: Question, images: Sequence[Image.Image], instruction: str | None = None
+    ) -> dict[str, Any]:
         """Tokenise one prompt with its images, unpadded (a batch of one)."""
         if len(images) != question.n_images:
             raise ValueError(f"{question.name} takes {question.n_images} image(s), got {len(images)}")
-        return dict(self.processor(images=list(images), text=[self.prompt(question)], return_tensors="pt"))
+        text = self.prompt(question, instruction)
+        return dict(self.processor(images=list(images), text=[text], return_tensors="pt"))
 
     def encode_pair(self, first: Image.Image, second: Image.Image) -> dict[str, Any]:
         """One comparison prompt; single-image families get the pair as one side-by-side picture."""
@@ -109,7 +117,7 @@ class Encoder:
         for key in items[0]:
             tensors = [item[key] for item in items]
             if key in _TEXT_KEYS:
-                fill = self.pad_token_id if key == "input_ids" else 0
+                fill = self.pad_token_id if key == "input_ids" else _PAD_FILL.get(key, 0)
                 batch[key] = torch.cat([_pad(t, length, fill, left=True) for t in tensors])
             elif key in _QFORMER_KEYS:
                 fill = self.qformer_pad_id if key == "qformer_input_ids" else 0

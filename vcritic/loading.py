@@ -8,12 +8,16 @@ where training changed it, the processor)::
     {"format": 1, "base_model": "Qwen/Qwen2.5-VL-7B-Instruct", "base_revision": null, "adapter": ".",
      "trained_on": ["koniq10k", ...], "description": "..."}
 
+A later training stage lists every adapter of the chain instead, merged in order:
+``"adapters": ["previous/1", "."]``.
+
 Device, dtype and attention implementation are decided here and nowhere else.
 """
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +46,70 @@ def _has_processor_files(directory: Path) -> bool:
     )
 
 
+def manifest_adapters(manifest: dict[str, Any]) -> list[str]:
+    """The adapters of a trained directory, in the order they are merged: a stage-N+1 model lists its earlier
+    stages' adapters (copied into its own folder) before its own, so it loads alone."""
+    adapters = manifest.get("adapters")
+    if adapters is None:
+        return [manifest.get("adapter", ".")]
+    if not isinstance(adapters, list) or not all(isinstance(a, str) for a in adapters):
+        raise VcriticError(f"{MANIFEST}: 'adapters' must be a list of folders", hint='e.g. ["previous/1", "."]')
+    return adapters
+
+
+@dataclass
+class Loaded:
+    """A model and its processor as loaded from a checkpoint, before any decision about training or scoring."""
+
+    model: Any
+    processor: Any
+    manifest: dict[str, Any] | None
+    directory: Path  # where ``model`` resolved to
+
+
+def load_model(
+    model: str | Path | None,
+    *,
+    dtype,
+    adapter: str | Path | None = None,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    merge_adapter: bool = True,
+) -> Loaded:
+    """Resolve ``model`` (a preset, hub id, folder or vcritic trained directory), load it in ``dtype`` with its
+    processor, and apply its adapters in order (all merged, except the last when ``merge_adapter`` is False).
+
+    Scoring (:func:`load_critic`) and training both load through here; the model is left on the CPU in train
+    mode with gradients enabled, as ``from_pretrained`` returns it.
+    """
+    from vcritic.hub import resolve_model
+
+    if model is None or str(model) == "":
+        model = _default_model()  # downloaded on first use, with a notice
+    directory = resolve_model(str(model), revision, allow_pickle=allow_pickle)
+    manifest = read_manifest(directory)
+    base_dir, adapter_dirs, processor_dir = directory, [], directory
+    if manifest is not None:
+        base_dir = resolve_model(str(manifest["base_model"]), manifest.get("base_revision"), allow_pickle=allow_pickle)
+        adapter_dirs = [directory / name for name in manifest_adapters(manifest)]
+        processor_dir = directory if _has_processor_files(directory) else base_dir
+    if adapter is not None:
+        adapter_dir = Path(adapter).expanduser()
+        if not (adapter_dir / "adapter_config.json").is_file():
+            raise VcriticError(
+                f"{adapter_dir} is not a peft adapter directory (no adapter_config.json)",
+                hint="pass the folder that peft's save_pretrained wrote",
+            )
+        adapter_dirs.append(adapter_dir)
+
+    processor = _load_processor(processor_dir, trust_remote_code)
+    net = _load_model(base_dir, dtype, trust_remote_code, allow_pickle)
+    for i, adapter_dir in enumerate(adapter_dirs):
+        net = _apply_adapter(net, adapter_dir, merge_adapter or i < len(adapter_dirs) - 1)
+    return Loaded(net, processor, manifest, directory)
+
+
 def load_critic(
     model: str | Path | None,
     *,
@@ -58,35 +126,20 @@ def load_critic(
     ``device``/``dtype`` default to CUDA+bfloat16 when a GPU is there, CPU+float32 otherwise (see
     :mod:`vcritic.runtime`). The adapter is merged into the weights for speed unless ``merge_adapter`` is False.
     """
-    from vcritic.hub import resolve_model
     from vcritic.runtime import resolve_device, resolve_dtype
 
-    if model is None or str(model) == "":
-        from vcritic.presets import DEFAULT_PRESET
-
-        model = DEFAULT_PRESET  # downloaded on first use, with a notice
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
-
-    directory = resolve_model(str(model), revision, allow_pickle=allow_pickle)
-    manifest = read_manifest(directory)
-    base_dir, adapter_dir, processor_dir = directory, None, directory
-    if manifest is not None:
-        base_dir = resolve_model(str(manifest["base_model"]), manifest.get("base_revision"), allow_pickle=allow_pickle)
-        adapter_dir = directory / manifest.get("adapter", ".")
-        processor_dir = directory if _has_processor_files(directory) else base_dir
-    if adapter is not None:
-        adapter_dir = Path(adapter).expanduser()
-        if not (adapter_dir / "adapter_config.json").is_file():
-            raise VcriticError(
-                f"{adapter_dir} is not a peft adapter directory (no adapter_config.json)",
-                hint="pass the folder that peft's save_pretrained wrote",
-            )
-
-    processor = _load_processor(processor_dir, trust_remote_code)
-    net = _load_model(base_dir, torch_dtype, trust_remote_code, allow_pickle)
-    if adapter_dir is not None:
-        net = _apply_adapter(net, adapter_dir, merge_adapter)
+    loaded = load_model(
+        model,
+        dtype=torch_dtype,
+        adapter=adapter,
+        revision=revision,
+        trust_remote_code=trust_remote_code,
+        allow_pickle=allow_pickle,
+        merge_adapter=merge_adapter,
+    )
+    net = loaded.model
     net.to(torch_device)
     net.eval()
     net.requires_grad_(False)
@@ -95,13 +148,19 @@ def load_critic(
 
     return Critic(
         net,
-        processor,
-        family=Family.detect(net.config.model_type, processor),
+        loaded.processor,
+        family=Family.detect(net.config.model_type, loaded.processor),
         device=torch_device,
         dtype=torch_dtype,
-        source=str(model),
-        info=manifest,
+        source=str(model) if model else _default_model(),
+        info=loaded.manifest,
     )
+
+
+def _default_model() -> str:
+    from vcritic.presets import DEFAULT_PRESET
+
+    return DEFAULT_PRESET
 
 
 def _load_processor(directory: Path, trust_remote_code: bool):

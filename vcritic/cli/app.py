@@ -12,7 +12,7 @@ import sys
 import typer
 
 from vcritic import __version__
-from vcritic.cli import bench, compare, data, download, models, score
+from vcritic.cli import bench, compare, data, download, models, score, train
 
 app = typer.Typer(
     name="vcritic",
@@ -28,6 +28,7 @@ app.command("score", no_args_is_help=True, epilog=score.EPILOG)(score.score)
 app.command("compare", epilog=compare.EPILOG)(compare.compare)
 app.command("bench", no_args_is_help=True, epilog=bench.EPILOG)(bench.bench)
 app.command("download", no_args_is_help=True, epilog=download.EPILOG)(download.download)
+app.command("train", no_args_is_help=True, epilog=train.EPILOG)(train.train)
 app.add_typer(models.models_app, name="models")
 app.add_typer(data.data_app, name="data")
 

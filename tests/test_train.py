@@ -1,0 +1,218 @@
+"""Training runs on tiny random models: learning, saving and loading back, resume, the stage chain, the CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import family_params
+from PIL import Image, ImageEnhance, ImageFilter
+
+from vcritic.cli.app import main
+from vcritic.critic import Critic
+from vcritic.errors import VcriticError
+from vcritic.loading import load_critic
+from vcritic.prompts import COMPARE, QUALITY
+from vcritic.train.config import load_config
+from vcritic.train.dialogues import Dialogue, write_dialogues
+from vcritic.train.loop import TrainingInterrupted, train
+
+
+def write_pairs(folder: Path, sources, n: int = 8, *, quality: bool = False) -> Path:
+    """``n`` (pristine, degraded) pairs from natural pictures, each in both orders, plus rating dialogues."""
+    import numpy as np
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    degrade = [
+        lambda im: im.filter(ImageFilter.GaussianBlur(4)),
+        lambda im: ImageEnhance.Brightness(im).enhance(0.3),
+        lambda im: ImageEnhance.Contrast(im).enhance(0.2),
+        lambda im: Image.fromarray(np.clip(np.asarray(im) + rng.normal(0, 60, (128, 128, 3)), 0, 255).astype("uint8")),
+    ]
+    dialogues = []
+    for i in range(n):
+        src = sources[i % len(sources)].convert("RGB")
+        x, y = int(rng.integers(0, src.width - 128)), int(rng.integers(0, src.height - 128))
+        good = src.crop((x, y, x + 128, y + 128))
+        good.save(folder / f"{i}-good.png")
+        degrade[i % len(degrade)](good).save(folder / f"{i}-bad.png")
+        pair = (f"{i}-good.png", f"{i}-bad.png")
+        dialogues.append(Dialogue("compare", "relativity", pair, COMPARE.instruction, COMPARE.answer(" first")))
+        dialogues.append(
+            Dialogue("compare", "relativity", pair[::-1], COMPARE.instructions[1], COMPARE.answer(" second"))
+        )
+        if quality:
+            for name, word, mos in ((pair[0], " good", 80.0), (pair[1], " bad", 10.0)):
+                dialogues.append(
+                    Dialogue(
+                        "quality", "quality", (name,), QUALITY.instruction, QUALITY.answer(word), meta={"mos": mos}
+                    )
+                )
+    write_dialogues(folder / "dialogues.jsonl", dialogues)
+    return folder
+
+
+@pytest.fixture
+def pair_data(tmp_path, sample_images):
+    data = write_pairs(tmp_path / "data", [sample_images[k] for k in ("astronaut", "chelsea", "coffee", "rocket")])
+    (data / "data.json").write_text(json.dumps({"format": 1, "stage": 1, "seed": 0, "datasets": ["synthetic"]}))
+    return data
+
+
+def _config(**overrides):
+    return load_config(1, "tiny", {"save_every": 0, "log_every": 1, **overrides})
+
+
+def _metrics(output: Path) -> list[dict]:
+    return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(path)
+
+
+def test_training_learns_changes_only_trainable_weights_and_loads_back_identically(tiny_llava, pair_data, tmp_path):
+    out = tmp_path / "out"
+    trained = train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=24))
+
+    losses = [r["loss"] for r in _metrics(out) if "loss" in r]
+    assert len(losses) == 24
+    assert sum(losses[-4:]) / 4 < 0.7 * sum(losses[:4]) / 4
+
+    manifest = json.loads((out / "vcritic.json").read_text())
+    assert manifest["base_model"] == str(tiny_llava.resolve())
+    assert (manifest["stage"], manifest["adapters"], manifest["trained_on"]) == (1, ["."], ["synthetic"])
+    assert manifest["config"]["steps"] == 24 and (out / "adapter_model.safetensors").is_file()
+
+    critic = load_critic(out)  # no extra flag: vcritic.json says what to load
+    before = load_critic(tiny_llava).model.state_dict()
+    after = critic.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed, "nothing trained"
+    assert not any("vision_tower" in k for k in changed)  # frozen
+    assert any("multi_modal_projector" in k for k in changed) and "lm_head.weight" in changed
+    assert any("q_proj" in k for k in changed)  # LoRA merged into the language model
+    assert not any("embed_tokens" in k for k in changed)
+
+    trained.model.eval()
+    in_memory = Critic(
+        trained.model,
+        trained.processor,
+        family=trained.family,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        source="x",
+    )
+    images = [Image.open(p) for p in sorted(pair_data.glob("*.png"))[:6]]
+    with torch.no_grad():
+        expected = [s.mos for s in in_memory.score(images)]
+    assert [s.mos for s in critic.score(images)] == pytest.approx(expected, abs=1e-4)
+    pairs = list(zip(images[::2], images[1::2], strict=True))
+    assert critic.compare(pairs) == pytest.approx(in_memory.compare(pairs), abs=1e-5)
+
+
+def test_interrupt_then_resume_gives_the_weights_of_one_run(tiny_llava, pair_data, tmp_path):
+    config = _config(steps=8, save_every=2, lora_dropout=0.1, grad_accum=2, batch_size=4)  # dropout: RNG restored
+    whole = tmp_path / "whole"
+    train(model=str(tiny_llava), data=pair_data, output=whole, stage=1, config=config)
+
+    def interrupt_at_step_5(record):
+        if record["event"] == "step" and record["step"] == 5:
+            raise KeyboardInterrupt
+
+    split = tmp_path / "split"
+    with pytest.raises(TrainingInterrupted) as err:
+        train(model=str(tiny_llava), data=pair_data, output=split, stage=1, config=config, on_event=interrupt_at_step_5)
+    assert err.value.exit_code == 130 and "--resume" in err.value.hint
+    assert sorted(p.name for p in (split / "checkpoints").iterdir()) == ["step-4", "step-5"]  # saved on Ctrl-C
+    assert not (split / "vcritic.json").exists()
+    with pytest.raises(VcriticError, match="already exists"):
+        train(model=str(tiny_llava), data=pair_data, output=split, stage=1, config=config)
+    train(model=str(tiny_llava), data=pair_data, output=split, stage=1, config=config, resume=True)
+
+    a, b = _state(whole / "adapter_model.safetensors"), _state(split / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+    steps, curve = zip(*[(r["step"], r["loss"]) for r in _metrics(whole)], strict=True)
+    assert [r["step"] for r in _metrics(split)] == list(steps) == list(range(1, 9))
+    assert [r["loss"] for r in _metrics(split)] == pytest.approx(curve, abs=1e-6)
+
+
+def test_stage_two_on_stage_one_loads_alone(tiny_llava, pair_data, tmp_path):
+    stage1 = tmp_path / "stage1"
+    train(model=str(tiny_llava), data=pair_data, output=stage1, stage=1, config=_config(steps=3))
+    one = load_critic(stage1).model.state_dict()
+
+    stage2 = tmp_path / "stage2"
+    trained = train(model=str(stage1), data=pair_data, output=stage2, stage=2, config=_config(steps=3, lr=5e-3))
+    manifest = json.loads((stage2 / "vcritic.json").read_text())
+    assert manifest["base_model"] == str(tiny_llava.resolve())
+    assert manifest["adapters"] == ["previous/1", "."] and manifest["stages"] == [1, 2]
+    shutil.rmtree(stage1)  # the stage-2 folder needs nothing from it
+
+    critic = load_critic(stage2)
+    two = critic.model.state_dict()
+    assert not torch.equal(one["lm_head.weight"], two["lm_head.weight"])  # stage 2 trained on top of stage 1
+    trained.model.eval()
+    in_memory = Critic(
+        trained.model,
+        trained.processor,
+        family=trained.family,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        source="x",
+    )
+    images = [Image.open(p) for p in sorted(pair_data.glob("*.png"))[:4]]
+    with torch.no_grad():
+        expected = [s.mos for s in in_memory.score(images)]
+    assert [s.mos for s in critic.score(images)] == pytest.approx(expected, abs=1e-4)
+
+
+@pytest.mark.parametrize("family", family_params(("blip2", "instructblip", "qwen2_5_vl")))
+def test_every_family_trains_and_loads_back(tiny_models, family, pair_data, tmp_path):
+    out = tmp_path / "out"
+    config = _config(steps=2, batch_size=4, train_modules=["projector", "lm_head"])
+    train(model=str(tiny_models(family)), data=pair_data, output=out, stage=1, config=config)
+    losses = [r["loss"] for r in _metrics(out)]
+    assert len(losses) == 2 and all(loss > 0 for loss in losses)
+    critic = load_critic(out)
+    assert 0.0 <= critic.compare([(Image.new("RGB", (40, 40)), Image.new("RGB", (40, 40), "white"))])[0] <= 1.0
+
+
+def test_periodic_evaluation_reports_pair_accuracy_and_srcc(tiny_llava, tmp_path, sample_images):
+    data = write_pairs(tmp_path / "data", [sample_images["astronaut"], sample_images["coffee"]], n=4, quality=True)
+    shutil.copy(data / "dialogues.jsonl", data / "val.jsonl")
+    out = tmp_path / "out"
+    train(model=str(tiny_llava), data=data, output=out, stage=1, config=_config(steps=2, eval_every=2, batch_size=4))
+    evals = [r["eval"] for r in _metrics(out) if "eval" in r]
+    assert len(evals) == 1
+    assert evals[0]["pairs"] == 8 and evals[0]["rated"] == 8
+    assert 0.0 <= evals[0]["pair_accuracy"] <= 1.0 and -1.0 <= evals[0]["srcc"] <= 1.0
+
+
+def test_cli_trains_refuses_to_overwrite_and_the_output_scores(tiny_llava, pair_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out)]
+    assert main([*args, "--config", "tiny", "--steps", "2", "--batch-size", "4", "--save-every", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "step 2/2" in err and "loss" in err and "Trained model written to" in err
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-1", "step-2"]
+
+    assert main([*args, "--config", "tiny", "--steps", "2"]) == 1
+    assert "already exists" in capsys.readouterr().err
+    assert main([*args, "--config", "tiny", "--steps", "2", "--lr", "1e-2", "--resume"]) == 1
+    assert "cannot resume with a different lr" in capsys.readouterr().err
+    assert main([*args, "--config", "nope"]) == 1
+    assert "unknown config 'nope'" in capsys.readouterr().err
+
+    image = tmp_path / "x.png"
+    Image.new("RGB", (48, 48), (120, 30, 30)).save(image)
+    assert main(["score", str(image), "--model", str(out)]) == 0
+    assert capsys.readouterr().out.startswith("path,mos,mos_std,scale,error")

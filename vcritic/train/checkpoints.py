@@ -1,0 +1,75 @@
+"""Checkpoints of a run, ``OUT/checkpoints/step-N``: written atomically, the newest ``keep`` kept.
+
+A checkpoint is written into a hidden temporary folder, flushed to disk, then renamed into place, so a kill while
+saving leaves the previous checkpoint intact and never a half-written one under a final name.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+CHECKPOINTS = "checkpoints"
+POSITION = "position.json"
+_STEP = re.compile(r"^step-(\d+)$")
+
+
+def checkpoint_dirs(output: Path) -> list[Path]:
+    """Complete checkpoints of ``output``, oldest first."""
+    folder = output / CHECKPOINTS
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := _STEP.match(p.name)) and (p / POSITION).is_file()]
+    return [p for _, p in sorted(found)]
+
+
+def read_position(checkpoint: Path) -> dict:
+    return json.loads((checkpoint / POSITION).read_text())
+
+
+def save_checkpoint(accelerator, output: Path, step: int, position: dict, keep: int) -> Path:
+    """``accelerator.save_state`` (model, optimizer, scheduler, RNG) plus the data position, atomically."""
+    folder = output / CHECKPOINTS
+    final = folder / f"step-{step}"
+    tmp = folder / f".tmp-step-{step}"
+    if accelerator.is_main_process:
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(str(tmp))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (tmp / POSITION).write_text(json.dumps({"step": step, **position}))
+        _fsync_tree(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(folder)
+        for old in checkpoint_dirs(output)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    accelerator.wait_for_everyone()
+    return final
+
+
+def _fsync_tree(root: Path) -> None:
+    for path in root.rglob("*"):
+        if path.is_file():
+            with path.open("rb") as handle:
+                os.fsync(handle.fileno())
+    _fsync_dir(root)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot sync a directory; the rename is still atomic
+    finally:
+        os.close(fd)

@@ -1,0 +1,396 @@
+"""``vcritic train``: one stage of the curriculum on ``accelerate``, written as a vcritic trained directory.
+
+The run folder ``OUT`` holds, as it goes: ``run.json`` (what was asked: model, data, stage, config),
+``metrics.jsonl`` (one JSON object per log line), ``checkpoints/step-N`` (resumable state), and at the end the
+trained directory itself: ``vcritic.json``, the peft adapter (safetensors), the processor files and, for a stage
+trained on top of an earlier one, that stage's adapters under ``previous/``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vcritic.errors import VcriticError
+from vcritic.loading import MANIFEST, manifest_adapters
+from vcritic.train.checkpoints import checkpoint_dirs, read_position, save_checkpoint
+from vcritic.train.config import TrainConfig
+from vcritic.train.dialogues import Dialogue, read_dialogues
+
+RUN = "run.json"
+METRICS = "metrics.jsonl"
+PREVIOUS = "previous"
+# Keys that may change when a run is resumed: they do not alter what is computed up to the checkpoint.
+RESUMABLE_CHANGES = ("steps", "log_every", "save_every", "eval_every", "keep_checkpoints", "eval_samples", "workers")
+
+
+class TrainingInterrupted(VcriticError):
+    """Ctrl-C during training: a checkpoint was saved; exit status 130."""
+
+    exit_code = 130
+
+
+@dataclass
+class Trained:
+    """What a run produced: the output folder, and the trained model in memory (unmerged peft model)."""
+
+    output: Path
+    model: Any
+    processor: Any
+    family: Any
+
+
+@dataclass
+class TrainData:
+    dialogues: list[Dialogue]
+    val: list[Dialogue]
+    root: Path
+    info: dict[str, Any]
+
+
+def read_data(folder: Path) -> TrainData:
+    """A folder written by ``vcritic data build`` / ``vcritic data synth``: dialogues.jsonl, val.jsonl, data.json."""
+    folder = Path(folder).expanduser()
+    path = folder / "dialogues.jsonl"
+    if not path.is_file():
+        raise VcriticError(f"{folder} has no dialogues.jsonl", hint="build it with: vcritic data build --out DIR")
+    dialogues = list(read_dialogues(path))
+    if not dialogues:
+        raise VcriticError(f"{path} has no dialogues", hint="rebuild it with: vcritic data build")
+    val = list(read_dialogues(folder / "val.jsonl")) if (folder / "val.jsonl").is_file() else []
+    info: dict[str, Any] = {}
+    if (folder / "data.json").is_file():
+        try:
+            info = json.loads((folder / "data.json").read_text())
+        except json.JSONDecodeError as err:
+            raise VcriticError(
+                f"{folder / 'data.json'} is not valid JSON: {err.msg}", hint="rebuild the data"
+            ) from None
+    return TrainData(dialogues, val, folder, info)
+
+
+def prepare_output(output: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse to overwrite a previous output unless asked; with ``overwrite``, clear it (only if vcritic wrote it)."""
+    if resume:
+        if not checkpoint_dirs(output):
+            raise VcriticError(f"nothing to resume in {output}: no checkpoint", hint="start the run without --resume")
+        return
+    if output.exists() and not output.is_dir():
+        raise VcriticError(f"{output} exists and is not a folder", hint="choose another --output")
+    if output.is_dir() and any(output.iterdir()):
+        ours = (output / RUN).is_file() or (output / MANIFEST).is_file()
+        if not overwrite:
+            hint = "pass --resume to continue it, or --overwrite to start again" if ours else "choose an empty folder"
+            raise VcriticError(f"{output} already exists and is not empty", hint=hint)
+        if not ours:
+            raise VcriticError(
+                f"{output} is not a vcritic training output; --overwrite only replaces those",
+                hint="choose an empty or new folder",
+            )
+        shutil.rmtree(output)
+    output.mkdir(parents=True, exist_ok=True)
+
+
+def _resume_config(output: Path, stage: int, model: str, data: Path, config: TrainConfig) -> TrainConfig:
+    """The saved run's config; only keys that do not change the computation may differ."""
+    run = json.loads((output / RUN).read_text())
+    if run["stage"] != stage:
+        raise VcriticError(f"{output} was a stage-{run['stage']} run, not stage {stage}", hint="use its --stage")
+    if run["model"] != model or Path(run["data"]) != data.resolve():
+        raise VcriticError(
+            f"{output} was started with --model {run['model']} --data {run['data']}",
+            hint="resume with the same --model and --data",
+        )
+    saved = run["config"]
+    changed = [k for k, v in config.to_dict().items() if saved.get(k) != v and k not in RESUMABLE_CHANGES]
+    if changed:
+        raise VcriticError(
+            f"cannot resume with a different {', '.join(changed)}: the run was started with other values",
+            hint=f"on --resume only {', '.join(RESUMABLE_CHANGES)} may change",
+        )
+    return TrainConfig(**{**saved, **{k: getattr(config, k) for k in RESUMABLE_CHANGES}})
+
+
+def _base_entry(model: str) -> str:
+    """How ``vcritic.json`` names the base: a local folder by absolute path, presets and hub ids as given."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.is_dir() else model
+
+
+def train(
+    *,
+    model: str,
+    data: str | Path,
+    output: str | Path,
+    stage: int,
+    config: TrainConfig,
+    resume: bool = False,
+    overwrite: bool = False,
+    revision: str | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    trust_remote_code: bool = False,
+    allow_pickle: bool = False,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+) -> Trained:
+    """Train one stage and write the trained directory to ``output``.
+
+    ``on_event`` receives progress records (``{"event": "start" | "step" | "eval" | "checkpoint" | "done", ...}``)
+    on the main process.
+    """
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import GradientAccumulationPlugin, set_seed
+
+    from vcritic.critic import Encoder, Family
+    from vcritic.loading import load_model
+    from vcritic.runtime import resolve_device, resolve_dtype
+    from vcritic.train.collate import DialogueDataset, TrainingCollate
+    from vcritic.train.model import answer_loss, attach_adapter, trainable_names
+    from vcritic.train.sampler import TaskBatchSampler, lr_at
+
+    output = Path(output).expanduser()
+    data_dir = Path(data).expanduser()
+    emit = on_event or (lambda record: None)
+    torch_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, torch_device)
+    half = torch_dtype in (torch.bfloat16, torch.float16) and torch_device.type == "cuda"
+    accelerator = Accelerator(
+        cpu=torch_device.type == "cpu",
+        mixed_precision=("bf16" if torch_dtype == torch.bfloat16 else "fp16") if half else "no",
+        gradient_accumulation_plugin=GradientAccumulationPlugin(
+            num_steps=config.grad_accum, sync_with_dataloader=False
+        ),
+        rng_types=[],  # the data order is a function of seed and epoch; nothing to synchronise
+    )
+    main = accelerator.is_main_process
+    if main:
+        prepare_output(output, resume=resume, overwrite=overwrite)
+    accelerator.wait_for_everyone()
+    if resume:
+        config = _resume_config(output, stage, model, data_dir, config)
+    train_data = read_data(data_dir)
+    if main and not resume:
+        run = {"stage": stage, "model": model, "revision": revision, "data": str(data_dir.resolve())}
+        (output / RUN).write_text(json.dumps({**run, "config": config.to_dict()}, indent=2) + "\n")
+
+    set_seed(config.seed)
+    loaded = load_model(
+        model,
+        dtype=torch_dtype,
+        revision=revision,
+        trust_remote_code=trust_remote_code,
+        allow_pickle=allow_pickle,
+    )
+    family = Family.detect(loaded.model.config.model_type, loaded.processor)
+    net = attach_adapter(loaded.model, config)
+    trained = trainable_names(net)
+    encoder = Encoder(loaded.processor, family)
+    dataset = DialogueDataset(train_data.dialogues, train_data.root, encoder)
+    sampler = TaskBatchSampler([d.task for d in train_data.dialogues], config.batch_size, config.seed)
+    loader = torch.utils.data.DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=TrainingCollate(encoder),
+        num_workers=config.workers,
+        # Its own generator, so creating an iterator (at an epoch start, or mid-epoch on resume) does not draw
+        # from the global RNG that dropout uses: a resumed run then repeats an uninterrupted one exactly.
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    params = [p for p in net.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step, config) / config.lr)
+    net, optimizer, loader = accelerator.prepare(net, optimizer, loader)
+    # The scheduler steps once per optimizer step here, not once per process as a prepared one would.
+    accelerator.register_for_checkpointing(scheduler)
+    # Checkpoints hold the trained weights only; the frozen base is reloaded from the checkpoint it came from.
+    accelerator.register_save_state_pre_hook(lambda _models, weights, _dir: [_keep_only(w, trained) for w in weights])
+
+    step = 0
+    if resume:
+        checkpoint = checkpoint_dirs(output)[-1]
+        accelerator.load_state(str(checkpoint), strict=False)
+        step = read_position(checkpoint)["step"]
+        if main:
+            _truncate_metrics(output / METRICS, step)
+    per_epoch = len(loader)
+    if per_epoch == 0:
+        raise VcriticError("no training batch: every task has fewer dialogues than processes", hint="add data")
+    micro = step * config.grad_accum
+    epoch, skip = divmod(micro, per_epoch)
+    n_processes = accelerator.num_processes
+    samples_per_step = config.samples_per_step * n_processes
+    if main:
+        emit(
+            {
+                "event": "start",
+                "step": step,
+                "steps": config.steps,
+                "dialogues": len(train_data.dialogues),
+                "trainable": sum(p.numel() for p in params),
+                "total": sum(p.numel() for p in net.parameters()),
+                "processes": n_processes,
+                "samples_per_step": samples_per_step,
+                "device": str(accelerator.device),
+            }
+        )
+        if train_data.info.get("stage") not in (None, stage):
+            emit({"event": "warning", "message": f"{data_dir} was built for stage {train_data.info['stage']}"})
+
+    def checkpoint() -> None:
+        path = save_checkpoint(accelerator, output, step, {"epoch": epoch}, config.keep_checkpoints)
+        if main:
+            emit({"event": "checkpoint", "step": step, "path": str(path)})
+
+    net.train()
+    losses: list[float] = []
+    started, start_step = time.monotonic(), step
+    last_saved = step
+    try:
+        while step < config.steps:
+            # accelerate's loader sets its own epoch counter on the sampler when iterated; keep both at ours.
+            loader.set_epoch(epoch)
+            sampler.set_epoch(epoch)
+            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
+            for batch in batches:
+                with accelerator.accumulate(net):
+                    loss = answer_loss(net, batch, torch_dtype)
+                    accelerator.backward(loss)
+                    if accelerator.sync_gradients and config.max_grad_norm > 0:
+                        accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                    optimizer.step()
+                    optimizer.zero_grad()
+                losses.append(loss.detach().float())
+                if not accelerator.sync_gradients:
+                    continue
+                scheduler.step()
+                step += 1
+                if step % config.log_every == 0 or step == config.steps:
+                    mean = accelerator.reduce(torch.stack(losses).mean(), "mean").item()
+                    elapsed = time.monotonic() - started
+                    rate = (step - start_step) * samples_per_step / max(elapsed, 1e-9)
+                    record = {
+                        "step": step,
+                        "loss": round(mean, 6),
+                        "lr": lr_at(step - 1, config),
+                        "samples_per_s": round(rate, 3),
+                        "epoch": epoch,
+                    }
+                    if not math.isfinite(mean):
+                        raise VcriticError(f"the loss became {mean} at step {step}", hint="lower --lr")
+                    if main:
+                        _append_metrics(output / METRICS, record)
+                        emit({"event": "step", **record, "elapsed_s": elapsed})
+                    losses.clear()
+                if config.eval_every and step % config.eval_every == 0 and train_data.val:
+                    results = _evaluate(accelerator, net, loaded.processor, family, torch_dtype, train_data, config)
+                    if main and results:
+                        record = {"step": step, "eval": results}
+                        _append_metrics(output / METRICS, record)
+                        emit({"event": "eval", **record})
+                if config.save_every and step % config.save_every == 0 and step < config.steps:
+                    checkpoint()
+                    last_saved = step
+                if step >= config.steps:
+                    break
+            else:
+                epoch, skip = epoch + 1, 0
+    except KeyboardInterrupt:
+        if step > last_saved:
+            checkpoint()
+        raise TrainingInterrupted(
+            f"interrupted at step {step} of {config.steps}; checkpoint saved",
+            hint=f"continue with the same command plus --resume (output: {output})",
+        ) from None
+
+    if step > last_saved or not checkpoint_dirs(output):
+        checkpoint()
+    accelerator.wait_for_everyone()
+    if main:
+        _export(accelerator.unwrap_model(net), loaded, output, model, revision, stage, config, train_data)
+        emit({"event": "done", "step": step, "output": str(output)})
+    accelerator.wait_for_everyone()
+    return Trained(output, accelerator.unwrap_model(net), loaded.processor, family)
+
+
+def _keep_only(weights: dict, names: set[str]) -> None:
+    # A model wrapped for several processes (DistributedDataParallel) prefixes its keys with "module.".
+    for key in [k for k in weights if k.removeprefix("module.") not in names]:
+        del weights[key]
+
+
+def _evaluate(accelerator, net, processor, family, dtype, data: TrainData, config: TrainConfig) -> dict:
+    """Held-out figures on the main process, read out through :class:`Critic` as ``compare``/``score`` do."""
+    from vcritic.critic import Critic
+    from vcritic.train.evaluate import evaluate
+
+    results: dict = {}
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(net)
+        model.eval()
+        critic = Critic(model, processor, family=family, device=accelerator.device, dtype=dtype, source="training")
+        with accelerator.autocast():
+            results = evaluate(critic, data.val[: config.eval_samples], data.root, batch_size=config.batch_size)
+        model.train()
+    accelerator.wait_for_everyone()
+    return results
+
+
+def _append_metrics(path: Path, record: dict) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record) + "\n")
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop log lines past the checkpoint being resumed, so the log reads as one run."""
+    if not path.is_file():
+        return
+    lines = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    path.write_text("".join(line + "\n" for line in lines))
+
+
+def _export(net, loaded, output: Path, model: str, revision, stage: int, config: TrainConfig, data: TrainData):
+    """Write the trained directory: adapter, processor, earlier stages' adapters and ``vcritic.json``."""
+    from vcritic import __version__
+
+    net.save_pretrained(output, safe_serialization=True)
+    loaded.processor.save_pretrained(output)
+    adapters = ["."]
+    base, base_revision = _base_entry(model), revision
+    previous = loaded.manifest
+    if previous is not None:
+        # Training on top of an earlier stage: keep its adapters here so this folder loads on its own.
+        base, base_revision = previous["base_model"], previous.get("base_revision")
+        chain = manifest_adapters(previous)
+        copied = []
+        for i, name in enumerate(chain, 1):
+            target = output / PREVIOUS / str(i)
+            target.mkdir(parents=True, exist_ok=True)
+            for file in ("adapter_config.json", "adapter_model.safetensors"):
+                shutil.copy2(loaded.directory / name / file, target / file)
+            copied.append(f"{PREVIOUS}/{i}")
+        adapters = copied + adapters
+    trained_on = sorted(
+        set(data.info.get("datasets") or [d.dataset for d in data.dialogues if d.dataset])
+        | set((previous or {}).get("trained_on") or [])
+    )
+    manifest = {
+        "format": 1,
+        "base_model": base,
+        "base_revision": base_revision,
+        "adapters": adapters,
+        "stage": stage,
+        "stages": [*((previous or {}).get("stages") or []), stage],
+        "data": str(data.root.resolve()),
+        "trained_on": trained_on,
+        "config": config.to_dict(),
+        "vcritic_version": __version__,
+        "description": f"VisualCritic stage {stage} on {base}",
+    }
+    (output / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")

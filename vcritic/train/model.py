@@ -1,0 +1,114 @@
+"""The trainable model: which parts train (LoRA on the language model, named modules in full) and the answer loss.
+
+Everything that trains lives in one peft adapter: LoRA layers, plus modules trained in full through peft's
+``modules_to_save`` (the projector, ``lm_head``, the vision tower when it is not frozen). ``save_pretrained`` thus
+writes all trained weights to one safetensors file, and ``PeftModel.from_pretrained`` in :mod:`vcritic.loading`
+restores them.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from vcritic.errors import VcriticError
+from vcritic.train.collate import IGNORE
+
+if TYPE_CHECKING:
+    import torch
+
+    from vcritic.train.config import TrainConfig
+
+# Names the config may use for a part of any family, and the module each family calls it.
+MODULE_ALIASES = {
+    "projector": ("multi_modal_projector", "language_projection", "merger"),  # LLaVA, BLIP-2/InstructBLIP, Qwen-VL
+    "vision": ("vision_tower", "vision_model", "visual"),
+    "lm_head": ("lm_head",),
+}
+
+
+def language_model_path(net) -> str:
+    """The module path of the language model (LoRA goes there, never into the vision tower)."""
+    inner = getattr(net, "model", None)
+    candidates = [getattr(net, "language_model", None), getattr(inner, "language_model", None)]
+    for name, module in net.named_modules():
+        if any(module is lm for lm in candidates if lm is not None):
+            return name
+    raise VcriticError(
+        f"cannot find the language model of this {net.config.model_type} model",
+        hint="vcritic trains LLaVA, BLIP-2, InstructBLIP and Qwen2-VL/2.5-VL layouts",
+    )
+
+
+def resolve_modules(net, names: list[str]) -> list[str]:
+    """Module paths for config names (aliases or module names); nested entries are dropped (the outer one trains)."""
+    paths = [name for name, _ in net.named_modules() if name]
+    found: list[str] = []
+    for name in names:
+        candidates = MODULE_ALIASES.get(name, (name,))
+        matches = [p for p in paths if any(p == c or p.endswith("." + c) for c in candidates)]
+        if not matches:
+            raise VcriticError(
+                f"config key 'train_modules': no module {name!r} in this {net.config.model_type} model",
+                hint=f"use {', '.join(MODULE_ALIASES)} or a module name of the model",
+            )
+        found.append(min(matches, key=len))  # the outermost match, e.g. model.visual.merger
+    unique = sorted(set(found), key=found.index)
+    return [p for p in unique if not any(p.startswith(q + ".") for q in unique if q != p)]
+
+
+def attach_adapter(net, config: TrainConfig):
+    """Freeze ``net``, add LoRA to its language model and make the configured modules trainable (a PeftModel)."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    net.requires_grad_(False)
+    if config.gradient_checkpointing:
+        # Non-reentrant checkpointing needs no input that requires grad (the frozen embeddings give none).
+        net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    names = list(config.train_modules) + ([] if config.freeze_vision else ["vision"])
+    lm = re.escape(language_model_path(net))
+    layers = "|".join(re.escape(t) for t in config.lora_targets)
+    peft_config = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=rf"^{lm}\..*\.({layers})$",
+        modules_to_save=resolve_modules(net, names) or None,
+        bias="none",
+    )
+    try:
+        model = get_peft_model(net, peft_config)
+    except ValueError as err:
+        raise VcriticError(
+            f"cannot add LoRA: {str(err).splitlines()[0]}",
+            hint="config key 'lora_targets' must name linear layers of the language model",
+        ) from None
+    # Trainable weights stay float32 (the optimizer state too); the frozen base may be bfloat16.
+    for parameter in model.parameters():
+        if parameter.requires_grad and parameter.dtype != torch.float32:
+            parameter.data = parameter.data.float()
+    return model
+
+
+def trainable_names(model) -> set[str]:
+    return {name for name, p in model.named_parameters() if p.requires_grad}
+
+
+def answer_loss(model, batch: dict[str, Any], dtype) -> torch.Tensor:
+    """Mean cross-entropy over the answer tokens.
+
+    Left padding puts every answer at the end of its row, so logits are computed only for the last
+    (longest answer + 1) positions (``logits_to_keep``) instead of a [batch, length, vocab] tensor.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    inputs = {k: (v.to(dtype) if torch.is_tensor(v) and v.is_floating_point() else v) for k, v in batch.items()}
+    labels = inputs.pop("labels")
+    keep = min(int((labels != IGNORE).sum(dim=1).max()) + 1, labels.shape[1])
+    logits = model(**inputs, logits_to_keep=keep, use_cache=False).logits[:, -keep:, :]
+    targets = labels[:, -keep:][:, 1:]
+    return F.cross_entropy(
+        logits[:, :-1].float().reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE
+    )
