@@ -207,7 +207,7 @@ def test_cli_trains_refuses_to_overwrite_and_the_output_scores(tiny_llava, pair_
 
     assert main([*args, "--config", "tiny", "--steps", "2"]) == 1
     assert "already exists" in capsys.readouterr().err
-    assert main([*args, "--config", "tiny", "--steps", "2", "--lr", "1e-2", "--resume"]) == 1
+    assert main([*args, "--config", "tiny", "--steps", "2", "--batch-size", "4", "--lr", "5e-3", "--resume"]) == 1
     assert "cannot resume with a different lr" in capsys.readouterr().err
     assert main([*args, "--config", "nope"]) == 1
     assert "unknown config 'nope'" in capsys.readouterr().err
@@ -216,3 +216,78 @@ def test_cli_trains_refuses_to_overwrite_and_the_output_scores(tiny_llava, pair_
     Image.new("RGB", (48, 48), (120, 30, 30)).save(image)
     assert main(["score", str(image), "--model", str(out)]) == 0
     assert capsys.readouterr().out.startswith("path,mos,mos_std,scale,error")
+
+
+def test_full_fine_tuning_without_lora_writes_a_whole_model_that_loads_alone(tiny_llava, pair_data, tmp_path):
+    config = _config(steps=2, batch_size=4, lora_r=0, train_modules=["language_model", "projector", "lm_head"])
+    out = tmp_path / "full"
+    trained = train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=config)
+    manifest = json.loads((out / "vcritic.json").read_text())
+    assert (manifest["base_model"], manifest["adapters"]) == (".", [])
+    assert not (out / "adapter_config.json").exists() and (out / "config.json").is_file()
+
+    before, critic = load_critic(tiny_llava).model.state_dict(), load_critic(out)
+    after = critic.model.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any("language_model.layers.0.mlp" in k for k in changed)  # the decoder itself, not an adapter
+    assert not any("vision_tower" in k for k in changed)
+    trained.model.eval()
+    in_memory = Critic(
+        trained.model,
+        trained.processor,
+        family=trained.family,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        source="x",
+    )
+    images = [Image.open(p) for p in sorted(pair_data.glob("*.png"))[:4]]
+    with torch.no_grad():
+        expected = [s.mos for s in in_memory.score(images)]
+    assert [s.mos for s in critic.score(images)] == pytest.approx(expected, abs=1e-5)
+
+    with pytest.raises(VcriticError, match="lora_r: 0"):
+        train(
+            model=str(tiny_llava),
+            data=pair_data,
+            output=tmp_path / "refused",
+            stage=1,
+            config=_config(steps=1, train_modules=["language_model"]),
+        )
+
+
+@pytest.mark.slow
+def test_two_process_accelerate_launch_writes_one_output(tiny_llava, pair_data, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    # accelerate's --cpu launcher starts one process; --multi_gpu starts torchrun, and --device cpu makes it gloo.
+    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
+    args = ["--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out), "--config", "tiny"]
+    command = [
+        *launch,
+        "-m",
+        "vcritic",
+        "train",
+        "--stage",
+        "1",
+        *args,
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--device",
+        "cpu",
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "2 process(es)" in result.stderr and "4 samples/step" in result.stderr
+    assert result.stderr.count("Trained model written to") == 1
+    assert [p.name for p in (out / "checkpoints").iterdir()] == ["step-3"]
+    assert (out / "checkpoints" / "step-3" / "random_states_1.pkl").is_file()  # both processes' RNG states
+    assert len(_metrics(out)) == 1
+    critic = load_critic(out)
+    assert 0.0 <= critic.compare([(Image.new("RGB", (40, 40)), Image.new("RGB", (40, 40), "white"))])[0] <= 1.0

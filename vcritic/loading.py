@@ -9,7 +9,8 @@ where training changed it, the processor)::
      "trained_on": ["koniq10k", ...], "description": "..."}
 
 A later training stage lists every adapter of the chain instead, merged in order:
-``"adapters": ["previous/1", "."]``.
+``"adapters": ["previous/1", "."]``. A model trained in full (no LoRA) holds its own weights: ``"base_model": "."``,
+``"adapters": []``.
 
 Device, dtype and attention implementation are decided here and nowhere else.
 """
@@ -91,7 +92,11 @@ def load_model(
     manifest = read_manifest(directory)
     base_dir, adapter_dirs, processor_dir = directory, [], directory
     if manifest is not None:
-        base_dir = resolve_model(str(manifest["base_model"]), manifest.get("base_revision"), allow_pickle=allow_pickle)
+        if manifest["base_model"] == ".":  # a whole model trained in full: the weights are in this folder
+            base_dir = directory
+        else:
+            base = str(manifest["base_model"])
+            base_dir = resolve_model(base, manifest.get("base_revision"), allow_pickle=allow_pickle)
         adapter_dirs = [directory / name for name in manifest_adapters(manifest)]
         processor_dir = directory if _has_processor_files(directory) else base_dir
     if adapter is not None:

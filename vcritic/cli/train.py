@@ -119,4 +119,5 @@ def train(
             on_event=on_event,
         )
     out = trained.output
-    stderr.print(f"Trained model written to {out}; use it with: vcritic score IMAGES --model {out}")
+    if trained.main_process:
+        stderr.print(f"Trained model written to {out}; use it with: vcritic score IMAGES --model {out}")

@@ -42,7 +42,10 @@ class TrainConfig:
     weight_decay: float = field(default=0.01, metadata=_help("AdamW weight decay"))
     max_grad_norm: float = field(default=1.0, metadata=_help("clip gradients to this norm; 0 disables clipping"))
     seed: int = field(default=2403, metadata=_help("seed for initialisation, data order and dropout"))
-    lora_r: int = field(default=16, metadata=_help("LoRA rank on the language model"))
+    lora_r: int = field(
+        default=16,
+        metadata=_help("LoRA rank on the language model; 0: no LoRA, train_modules train in full (whole-model output)"),
+    )
     lora_alpha: float = field(default=32, metadata=_help("LoRA alpha"))
     lora_dropout: float = field(default=0.1, metadata=_help("LoRA dropout"))
     lora_targets: list[str] = field(
@@ -53,7 +56,7 @@ class TrainConfig:
         default_factory=lambda: ["projector"],
         metadata=_help(
             "modules trained in full and saved with the adapter (peft modules_to_save): projector, lm_head, "
-            "vision, or a module name of the model"
+            "vision, or a module name of the model; with lora_r 0 also language_model"
         ),
     )
     freeze_vision: bool = field(default=True, metadata=_help("keep the vision encoder frozen (false: train it)"))
@@ -69,12 +72,12 @@ class TrainConfig:
         for f in fields(self):
             value = getattr(self, f.name)
             setattr(self, f.name, _coerce(f.name, value, f.type))
-        positive = ("steps", "batch_size", "grad_accum", "lora_r", "lora_alpha")
+        positive = ("steps", "batch_size", "grad_accum", "lora_alpha")
         for name in positive:
             if getattr(self, name) <= 0:
                 _bad(name, getattr(self, name), "must be > 0")
         not_negative = ("warmup_steps", "weight_decay", "max_grad_norm", "log_every", "save_every", "eval_every")
-        for name in (*not_negative, "workers", "min_lr", "warmup_lr"):
+        for name in (*not_negative, "workers", "min_lr", "warmup_lr", "lora_r"):
             if getattr(self, name) < 0:
                 _bad(name, getattr(self, name), "must be >= 0")
         for name in ("lr", "min_lr", "warmup_lr"):

@@ -44,6 +44,7 @@ class Trained:
     model: Any
     processor: Any
     family: Any
+    main_process: bool = True  # False in the other processes of a multi-process run
 
 
 @dataclass
@@ -316,7 +317,7 @@ def train(
         _export(accelerator.unwrap_model(net), loaded, output, model, revision, stage, config, train_data)
         emit({"event": "done", "step": step, "output": str(output)})
     accelerator.wait_for_everyone()
-    return Trained(output, accelerator.unwrap_model(net), loaded.processor, family)
+    return Trained(output, accelerator.unwrap_model(net), loaded.processor, family, main)
 
 
 def _keep_only(weights: dict, names: set[str]) -> None:
@@ -357,6 +358,8 @@ def _truncate_metrics(path: Path, step: int) -> None:
 
 def _export(net, loaded, output: Path, model: str, revision, stage: int, config: TrainConfig, data: TrainData):
     """Write the trained directory: adapter, processor, earlier stages' adapters and ``vcritic.json``."""
+    from peft import PeftModel
+
     from vcritic import __version__
 
     net.save_pretrained(output, safe_serialization=True)
@@ -364,9 +367,14 @@ def _export(net, loaded, output: Path, model: str, revision, stage: int, config:
     adapters = ["."]
     base, base_revision = _base_entry(model), revision
     previous = loaded.manifest
-    if previous is not None:
+    if not isinstance(net, PeftModel):
+        # Trained in full (lora_r 0): a whole model, with every earlier stage already in its weights.
+        base, base_revision, adapters = ".", None, []
+    elif previous is not None:
         # Training on top of an earlier stage: keep its adapters here so this folder loads on its own.
         base, base_revision = previous["base_model"], previous.get("base_revision")
+        if base == ".":
+            base, base_revision = str(loaded.directory.resolve()), None
         chain = manifest_adapters(previous)
         copied = []
         for i, name in enumerate(chain, 1):

@@ -1,9 +1,10 @@
 """The trainable model: which parts train (LoRA on the language model, named modules in full) and the answer loss.
 
-Everything that trains lives in one peft adapter: LoRA layers, plus modules trained in full through peft's
-``modules_to_save`` (the projector, ``lm_head``, the vision tower when it is not frozen). ``save_pretrained`` thus
-writes all trained weights to one safetensors file, and ``PeftModel.from_pretrained`` in :mod:`vcritic.loading`
-restores them.
+With LoRA (``lora_r`` > 0, the paper's recipe) everything that trains lives in one peft adapter: LoRA layers, plus
+modules trained in full through peft's ``modules_to_save`` (the projector, ``lm_head``, the vision tower when it
+is not frozen). ``save_pretrained`` writes all trained weights to one safetensors file, and
+``PeftModel.from_pretrained`` in :mod:`vcritic.loading` restores them. With ``lora_r: 0`` the named modules
+(``language_model`` for full fine-tuning of the decoder) train in full without peft and the output is a whole model.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ MODULE_ALIASES = {
     "vision": ("vision_tower", "vision_model", "visual"),
     "lm_head": ("lm_head",),
 }
+FULL_ONLY = "language_model"  # trained in full only without LoRA (LoRA adapts the same weights)
 
 
 def language_model_path(net) -> str:
@@ -45,12 +47,15 @@ def resolve_modules(net, names: list[str]) -> list[str]:
     paths = [name for name, _ in net.named_modules() if name]
     found: list[str] = []
     for name in names:
+        if name == FULL_ONLY:
+            found.append(language_model_path(net))
+            continue
         candidates = MODULE_ALIASES.get(name, (name,))
         matches = [p for p in paths if any(p == c or p.endswith("." + c) for c in candidates)]
         if not matches:
             raise VcriticError(
                 f"config key 'train_modules': no module {name!r} in this {net.config.model_type} model",
-                hint=f"use {', '.join(MODULE_ALIASES)} or a module name of the model",
+                hint=f"use {', '.join(MODULE_ALIASES)}, {FULL_ONLY} or a module name of the model",
             )
         found.append(min(matches, key=len))  # the outermost match, e.g. model.visual.merger
     unique = sorted(set(found), key=found.index)
@@ -58,8 +63,8 @@ def resolve_modules(net, names: list[str]) -> list[str]:
 
 
 def attach_adapter(net, config: TrainConfig):
-    """Freeze ``net``, add LoRA to its language model and make the configured modules trainable (a PeftModel)."""
-    import torch
+    """Freeze ``net``, add LoRA to its language model and make the configured modules trainable (a PeftModel);
+    with ``lora_r`` 0, only make the configured modules trainable (the model itself)."""
     from peft import LoraConfig, get_peft_model
 
     net.requires_grad_(False)
@@ -67,6 +72,17 @@ def attach_adapter(net, config: TrainConfig):
         # Non-reentrant checkpointing needs no input that requires grad (the frozen embeddings give none).
         net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     names = list(config.train_modules) + ([] if config.freeze_vision else ["vision"])
+    if config.lora_r == 0:
+        modules = dict(net.named_modules())
+        for path in resolve_modules(net, names):
+            modules[path].requires_grad_(True)
+        _float32_trainable(net)
+        return net
+    if FULL_ONLY in names:
+        raise VcriticError(
+            f"config key 'train_modules': {FULL_ONLY} trains in full only without LoRA",
+            hint="set lora_r: 0 to fine-tune the language model in full, or drop it from train_modules",
+        )
     lm = re.escape(language_model_path(net))
     layers = "|".join(re.escape(t) for t in config.lora_targets)
     peft_config = LoraConfig(
@@ -84,11 +100,17 @@ def attach_adapter(net, config: TrainConfig):
             f"cannot add LoRA: {str(err).splitlines()[0]}",
             hint="config key 'lora_targets' must name linear layers of the language model",
         ) from None
-    # Trainable weights stay float32 (the optimizer state too); the frozen base may be bfloat16.
+    _float32_trainable(model)
+    return model
+
+
+def _float32_trainable(model) -> None:
+    """Trainable weights stay float32 (the optimizer state too); the frozen base may be bfloat16."""
+    import torch
+
     for parameter in model.parameters():
         if parameter.requires_grad and parameter.dtype != torch.float32:
             parameter.data = parameter.data.float()
-    return model
 
 
 def trainable_names(model) -> set[str]:
