@@ -222,6 +222,9 @@ def test_periodic_evaluation_reports_pair_accuracy_and_srcc(tiny_llava, tmp_path
 
 def test_cli_trains_refuses_to_overwrite_and_the_output_scores(tiny_llava, pair_data, tmp_path, capsys):
     out = tmp_path / "out"
+    missing = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(tmp_path / "nope"), "-o", str(out)]
+    assert main(missing) == 1
+    assert "has no dialogues.jsonl" in capsys.readouterr().err and not out.exists()  # nothing to --overwrite later
     args = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out)]
     assert main([*args, "--config", "tiny", "--steps", "2", "--batch-size", "4", "--save-every", "1"]) == 0
     err = capsys.readouterr().err
@@ -370,3 +373,39 @@ WIRING = {
     "save_every": 0,
     "log_every": 10,
 }
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_says_how_to_resume_and_exits_130(tiny_llava, pair_data, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    args = ["--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out), "--config", "tiny"]
+    command = [
+        sys.executable,
+        "-m",
+        "vcritic",
+        "train",
+        "--stage",
+        "1",
+        *args,
+        "--steps",
+        "100000",
+        "--save-every",
+        "0",
+    ]
+    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not (out / "metrics.jsonl").is_file() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 130, err[-2000:]
+    assert "interrupted at step" in err and "--resume" in err
+    checkpoints = [p.name for p in (out / "checkpoints").iterdir()]
+    assert len(checkpoints) == 1 and checkpoints[0].startswith("step-")

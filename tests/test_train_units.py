@@ -10,7 +10,7 @@ from PIL import Image
 
 from vcritic.errors import VcriticError
 from vcritic.loading import load_critic
-from vcritic.prompts import COMPARE, QUALITY
+from vcritic.prompts import COMPARE, DESCRIBE, QUALITY
 from vcritic.train.collate import IGNORE, encode_dialogue
 from vcritic.train.config import TrainConfig, load_config
 from vcritic.train.dialogues import Dialogue
@@ -58,6 +58,20 @@ def test_paraphrase_instruction_is_rendered_and_single_image_families_see_side_b
     item = encode_dialogue(blip.encoder, _pair_dialogue(" first", COMPARE.instructions[1]), [image, image])
     assert item["pixel_values"].shape[0] == 1  # one side-by-side picture
     assert "side by side" in blip.tokenizer.decode(item["input_ids"][0])
+
+
+def test_free_text_answers_are_labelled_whole(tiny_llava):
+    critic = load_critic(tiny_llava)
+    text = "The image is sharp and well exposed."
+    item = encode_dialogue(
+        critic.encoder,
+        Dialogue("describe", "description", ("x",), DESCRIBE.instruction, text),
+        [Image.new("RGB", (32, 32))],
+    )
+    labels = item["labels"][0]
+    assert critic.tokenizer.decode(labels[labels != IGNORE]) == text + critic.tokenizer.eos_token
+    prompt = critic.tokenizer.decode(item["input_ids"][0][labels == IGNORE])
+    assert prompt.endswith("ASSISTANT: ") and DESCRIBE.task in prompt
 
 
 def test_answer_must_start_with_the_prefix_scoring_puts_in_the_prompt(tiny_llava):

@@ -80,11 +80,15 @@ class Encoder:
         """The rendered prompt, ending with the answer prefix; ``instruction`` (a paraphrase, for training) defaults
         to the canonical one that scoring asks."""
         key = (question.name, instruction)
-        if key not in self._prompts:
-            self._prompts[key] = render_prompt(
-                self.processor, question, image_placeholder=self.family.image_placeholder, instruction=instruction
-            )
-        return self._prompts[key]
+        if key in self._prompts:
+            return self._prompts[key]
+        text = render_prompt(
+            self.processor, question, image_placeholder=self.family.image_placeholder, instruction=instruction
+        )
+        # Free-text instructions (stage-3 chat) are one-offs: only the question's own paraphrases are kept.
+        if instruction is None or instruction in question.instructions:
+            self._prompts[key] = text
+        return text
 
     def encode(
         self, question: Question, images: Sequence[Image.Image], instruction: str | None = None

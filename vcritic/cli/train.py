@@ -90,8 +90,7 @@ def train(
             text = f"loss {record['loss']:.4f}  lr {record['lr']:.2e}  {record['samples_per_s']:.1f} samples/s"
             progress.update(task, completed=record["step"], rate=text)
             if not interactive:
-                remaining = (settings.steps - record["step"]) * record["elapsed_s"] / max(record["step"], 1)
-                stderr.print(f"step {record['step']}/{settings.steps}  {text}  ETA {remaining:.0f} s")
+                stderr.print(f"step {record['step']}/{settings.steps}  {text}  ETA {record['eta_s']:.0f} s")
         elif event == "eval":
             figures = ", ".join(
                 f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in record["eval"].items()

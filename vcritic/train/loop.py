@@ -76,8 +76,8 @@ def read_data(folder: Path) -> TrainData:
     return TrainData(dialogues, val, folder, info)
 
 
-def prepare_output(output: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse to overwrite a previous output unless asked; with ``overwrite``, clear it (only if vcritic wrote it)."""
+def check_output(output: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse, before any work, an output that would be overwritten without ``overwrite`` (or not resumed)."""
     if resume:
         if not checkpoint_dirs(output):
             raise VcriticError(f"nothing to resume in {output}: no checkpoint", hint="start the run without --resume")
@@ -94,6 +94,11 @@ def prepare_output(output: Path, *, resume: bool, overwrite: bool) -> None:
                 f"{output} is not a vcritic training output; --overwrite only replaces those",
                 hint="choose an empty or new folder",
             )
+
+
+def _create_output(output: Path) -> None:
+    """A fresh output folder (an earlier output there was accepted by :func:`check_output`)."""
+    if output.is_dir() and any(output.iterdir()):
         shutil.rmtree(output)
     output.mkdir(parents=True, exist_ok=True)
 
@@ -171,15 +176,10 @@ def train(
         rng_types=[],  # the data order is a function of seed and epoch; nothing to synchronise
     )
     main = accelerator.is_main_process
-    if main:
-        prepare_output(output, resume=resume, overwrite=overwrite)
-    accelerator.wait_for_everyone()
+    check_output(output, resume=resume, overwrite=overwrite)
     if resume:
         config = _resume_config(output, stage, model, data_dir, config)
     train_data = read_data(data_dir)
-    if main and not resume:
-        run = {"stage": stage, "model": model, "revision": revision, "data": str(data_dir.resolve())}
-        (output / RUN).write_text(json.dumps({**run, "config": config.to_dict()}, indent=2) + "\n")
 
     set_seed(config.seed)
     loaded = load_model(
@@ -191,6 +191,12 @@ def train(
     )
     family = Family.detect(loaded.model.config.model_type, loaded.processor)
     net = attach_adapter(loaded.model, config)
+    # The output is created only once the data and model are known to load, so a typo costs no --overwrite.
+    if main and not resume:
+        _create_output(output)
+        run = {"stage": stage, "model": model, "revision": revision, "data": str(data_dir.resolve())}
+        (output / RUN).write_text(json.dumps({**run, "config": config.to_dict()}, indent=2) + "\n")
+    accelerator.wait_for_everyone()
     trained = trainable_names(net)
     encoder = Encoder(loaded.processor, family)
     dataset = DialogueDataset(train_data.dialogues, train_data.root, encoder)
@@ -210,7 +216,7 @@ def train(
     net, optimizer, loader = accelerator.prepare(net, optimizer, loader)
     # The scheduler steps once per optimizer step here, not once per process as a prepared one would.
     accelerator.register_for_checkpointing(scheduler)
-    # Checkpoints hold the trained weights only; the frozen base is reloaded from the checkpoint it came from.
+    # Checkpoints hold the trained weights only; on resume the frozen rest comes from --model again.
     accelerator.register_save_state_pre_hook(lambda _models, weights, _dir: [_keep_only(w, trained) for w in weights])
 
     step = 0
@@ -250,7 +256,7 @@ def train(
             emit({"event": "checkpoint", "step": step, "path": str(path)})
 
     net.train()
-    losses: list[float] = []
+    losses: list = []  # this step's micro-batch losses (tensors, read out only when logged)
     started, start_step = time.monotonic(), step
     last_saved = step
     try:
@@ -287,7 +293,8 @@ def train(
                         raise VcriticError(f"the loss became {mean} at step {step}", hint="lower --lr")
                     if main:
                         _append_metrics(output / METRICS, record)
-                        emit({"event": "step", **record, "elapsed_s": elapsed})
+                        eta = (config.steps - step) * elapsed / (step - start_step)
+                        emit({"event": "step", **record, "elapsed_s": elapsed, "eta_s": eta})
                     losses.clear()
                 if config.eval_every and step % config.eval_every == 0 and train_data.val:
                     results = _evaluate(accelerator, net, loaded.processor, family, torch_dtype, train_data, config)
@@ -303,7 +310,7 @@ def train(
             else:
                 epoch, skip = epoch + 1, 0
     except KeyboardInterrupt:
-        if step > last_saved:
+        if step > last_saved or not checkpoint_dirs(output):
             checkpoint()
         raise TrainingInterrupted(
             f"interrupted at step {step} of {config.steps}; checkpoint saved",
