@@ -7,7 +7,7 @@ Everything runs through the user-facing commands: pictures that ship with scikit
 about the pairs of *other* pictures. Printed beside them: BRISQUE, a classical no-reference metric, on the same
 pairs. Figures go to stdout, progress to stderr.
 
-    python benchmarks/learning.py                                   # ~15 min on 2 CPU cores
+    python benchmarks/learning.py --threads 1                       # ~16 min on a shared 2-core machine
     python benchmarks/learning.py --brisque-python /tmp/brisque-venv/bin/python
 
 Why tiles: the tiny model sees 32 x 32 pixels. Shrinking a whole picture to that size would erase blur, noise
