@@ -17,6 +17,10 @@ FAMILIES = ("llava", "blip2", "instructblip", "qwen2_5_vl")
 NEEDS_TORCHVISION = frozenset({"qwen2_5_vl"})
 
 HIDDEN = 32
+# The tiny LLaVA of the learning benchmark (benchmarks/learning.py), which the `tiny` training preset is tuned for:
+# 32 px pictures in 4 px patches (64 tokens per image) so fine distortions (noise, JPEG) reach the model, and a
+# vision tower deeper than the 2-layer test models. ~0.55 M parameters.
+LEARNER = dict(hidden=96, layers=2, vision_layers=3, image_size=32, patch_size=4)
 SPECIALS = [
     "<pad>", "<s>", "</s>", "<unk>", "<image>",
     "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
@@ -97,8 +101,19 @@ def _reinit(module, std: float = 0.02) -> None:
             parameter.normal_(0.0, std)
 
 
-def build_llava(directory: Path, seed: int = 0, *, hidden: int = HIDDEN, layers: int = 2, image_size: int = 32) -> Path:
-    """LLaVA-1.5 layout: CLIP vision tower + projector + Llama decoder. The size knobs serve the benchmarks."""
+def build_llava(
+    directory: Path,
+    seed: int = 0,
+    *,
+    hidden: int = HIDDEN,
+    layers: int = 2,
+    image_size: int = 32,
+    patch_size: int | None = None,
+    vision_layers: int | None = None,
+) -> Path:
+    """LLaVA-1.5 layout: CLIP vision tower + projector + Llama decoder. The size knobs serve the benchmarks.
+
+    ``patch_size`` defaults to 8 up to 64 px and 14 above; ``vision_layers`` to ``layers``."""
     import torch
     from transformers import (
         CLIPImageProcessor,
@@ -110,9 +125,10 @@ def build_llava(directory: Path, seed: int = 0, *, hidden: int = HIDDEN, layers:
 
     torch.manual_seed(seed)
     tokenizer = train_tokenizer()
-    patch = 8 if image_size <= 64 else 14
+    patch = patch_size or (8 if image_size <= 64 else 14)
     vision = CLIPVisionConfig(
-        hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers, num_attention_heads=2,
+        hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=vision_layers or layers,
+        num_attention_heads=2,
         image_size=image_size, patch_size=patch, projection_dim=hidden,
     )  # fmt: skip
     config = LlavaConfig(

@@ -152,7 +152,7 @@ def train(
     """
     import torch
     from accelerate import Accelerator
-    from accelerate.utils import GradientAccumulationPlugin, set_seed
+    from accelerate.utils import DistributedDataParallelKwargs, GradientAccumulationPlugin, set_seed
 
     from vcritic.critic import Encoder, Family
     from vcritic.loading import load_model
@@ -169,6 +169,9 @@ def train(
     half = torch_dtype in (torch.bfloat16, torch.float16) and torch_device.type == "cuda"
     accelerator = Accelerator(
         cpu=torch_device.type == "cpu",
+        # LLaVA-style models read an inner layer of the vision tower, so a trained tower has weights that get no
+        # gradient (post_layernorm, later layers); several processes (DDP) must be told, or the step fails.
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=not config.freeze_vision)],
         mixed_precision=("bf16" if torch_dtype == torch.bfloat16 else "fp16") if half else "no",
         gradient_accumulation_plugin=GradientAccumulationPlugin(
             num_steps=config.grad_accum, sync_with_dataloader=False
