@@ -20,7 +20,7 @@ def test_learner_llava_has_the_asked_patches_and_depths_and_reads_a_pair(tmp_pat
     batch = critic.encoder.encode_pair(first, second)
     image_token = critic.model.config.image_token_index
     assert int((batch["input_ids"] == image_token).sum()) == 2 * (32 // 4) ** 2  # 64 patches per image
-    assert 0.0 < critic.compare([(first, second)])[0] < 1.0
+    assert 0.0 < critic.compare(first, second).p_a_better < 1.0
 
 
 def test_tiny_preset_trains_what_sees_the_image():
