@@ -138,6 +138,16 @@ def test_config_precedence_preset_then_file_then_flags(tmp_path):
     assert load_config(1, "tiny").train_modules == ["projector", "lm_head"]
 
 
+def test_config_preset_name_wins_over_a_same_named_folder(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny").mkdir()  # e.g. a model folder called tiny, next to the command
+    tiny = load_config(1, "tiny")
+    assert tiny.freeze_vision is False and tiny.lora_r == 32  # the preset, not the folder
+    (tmp_path / "mine").mkdir()
+    with pytest.raises(VcriticError, match="is a folder, not a YAML file"):
+        load_config(1, "mine")
+
+
 def test_config_refuses_unknown_keys_and_bad_values_naming_the_key(tmp_path):
     file = tmp_path / "bad.yaml"
     file.write_text("warmup_step: 10\n")

@@ -308,6 +308,8 @@ def _apply_adapter(model, adapter_dir: Path, merge: bool):
         with warnings.catch_warnings():
             # Missing adapter keys are checked below and refused with a clearer message than peft's warning.
             warnings.filterwarnings("ignore", message="Found missing adapter keys")
+            # peft reads transformers' deprecated `is_gradient_checkpointing`; not the user's concern.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             model = PeftModel.from_pretrained(model, adapter_dir)
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         lines = str(err).splitlines() or [type(err).__name__]

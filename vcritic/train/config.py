@@ -200,11 +200,11 @@ def load_config(stage: int, config: str | None = None, overrides: dict[str, Any]
     values = stage_values(read_yaml(PRESET_DIR / f"{DEFAULT_PRESET}.yaml"), stage, f"preset {DEFAULT_PRESET!r}")
     if config:
         path = Path(config).expanduser()
-        if path.suffix in (".yaml", ".yml") or path.exists():
+        # A preset name wins over a same-named folder in the working directory (e.g. a model called 'tiny').
+        if path.suffix in (".yaml", ".yml") or path.is_file() or (config not in presets() and path.exists()):
             if not path.is_file():
-                raise VcriticError(
-                    f"config file {path} does not exist", hint=f"or use a preset: {', '.join(presets())}"
-                )
+                problem = "is a folder, not a YAML file" if path.exists() else "does not exist"
+                raise VcriticError(f"config file {path} {problem}", hint=f"or use a preset: {', '.join(presets())}")
             values.update(stage_values(read_yaml(path), stage, str(path)))
         elif (PRESET_DIR / f"{config}.yaml").is_file() and config in presets():
             values.update(stage_values(read_yaml(PRESET_DIR / f"{config}.yaml"), stage, f"preset {config!r}"))
