@@ -95,6 +95,7 @@ def build_arch(name: str, scale: str, folder: Path, device, dtype):
     from transformers.image_utils import SizeDict
 
     from vcritic.critic import Critic, Family
+    from vcritic.loading import with_attention
     from vcritic.testing import build_tiny
 
     spec = ARCHES[name]
@@ -119,7 +120,7 @@ def build_arch(name: str, scale: str, folder: Path, device, dtype):
             processor.num_query_tokens = spec["top"]["num_query_tokens"]
     started = time.perf_counter()
     with torch.device(device):
-        model = AutoModelForImageTextToText.from_config(config, dtype=dtype, attn_implementation="sdpa")
+        model = with_attention(AutoModelForImageTextToText.from_config, config, dtype=dtype)
     model.eval().requires_grad_(False)
     if spec["family"] == "instructblip":  # see vcritic.testing: BLIP's random init is blind to the image
         with torch.no_grad():

@@ -227,6 +227,18 @@ def _input_device(net, fallback):
     return fallback
 
 
+def with_attention(build, *args, **kwargs):
+    """``build(*args, attn_implementation=..., **kwargs)`` with SDPA, or eager attention where a part of the model
+    (e.g. InstructBLIP's Q-Former in some transformers releases) does not support SDPA. The one place that decides
+    the attention implementation, for loaded checkpoints and for models built from a config alike."""
+    try:
+        return build(*args, attn_implementation="sdpa", **kwargs)
+    except ValueError as err:
+        if "sdpa" not in str(err).lower() and "scaled_dot_product" not in str(err).lower():
+            raise
+        return build(*args, attn_implementation="eager", **kwargs)
+
+
 def _load_model(directory: Path, dtype, trust_remote_code: bool, allow_pickle: bool, device_map: str | None = None):
     from transformers import AutoModelForImageTextToText
     from transformers.utils import logging as hf_logging
@@ -240,12 +252,7 @@ def _load_model(directory: Path, dtype, trust_remote_code: bool, allow_pickle: b
     if not allow_pickle:
         kwargs["use_safetensors"] = True  # never unpickle weights unless asked: a .bin can run code
     try:
-        try:
-            return AutoModelForImageTextToText.from_pretrained(directory, attn_implementation="sdpa", **kwargs)
-        except ValueError as err:
-            if "sdpa" not in str(err).lower() and "scaled_dot_product" not in str(err).lower():
-                raise
-            return AutoModelForImageTextToText.from_pretrained(directory, attn_implementation="eager", **kwargs)
+        return with_attention(AutoModelForImageTextToText.from_pretrained, directory, **kwargs)
     except ValueError as err:
         text = str(err)
         if "Unrecognized configuration class" in text or "Unrecognized model" in text:
