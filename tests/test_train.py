@@ -76,6 +76,19 @@ def _config(**overrides):
     return load_config(1, "tiny", {**WIRING, "save_every": 0, "log_every": 1, **overrides})
 
 
+def _in_memory(trained) -> Critic:
+    """The model a training run returns, as a scoring Critic (to compare with what load_critic reads back)."""
+    trained.model.eval()
+    return Critic(
+        trained.model,
+        trained.processor,
+        family=trained.family,
+        device=torch.device("cpu"),
+        dtype=torch.float32,
+        source="x",
+    )
+
+
 def _metrics(output: Path) -> list[dict]:
     return [json.loads(line) for line in (output / "metrics.jsonl").read_text().splitlines()]
 
@@ -109,15 +122,7 @@ def test_training_learns_changes_only_trainable_weights_and_loads_back_identical
     assert any("q_proj" in k for k in changed)  # LoRA merged into the language model
     assert not any("embed_tokens" in k for k in changed)
 
-    trained.model.eval()
-    in_memory = Critic(
-        trained.model,
-        trained.processor,
-        family=trained.family,
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        source="x",
-    )
+    in_memory = _in_memory(trained)
     images = [Image.open(p) for p in sorted(pair_data.glob("*.png"))[:6]]
     with torch.no_grad():
         expected = [s.mos for s in in_memory.score(images)]
@@ -174,15 +179,7 @@ def test_stage_two_on_stage_one_loads_alone(tiny_llava, pair_data, tmp_path):
     critic = load_critic(stage2)
     two = critic.model.state_dict()
     assert not torch.equal(one["lm_head.weight"], two["lm_head.weight"])  # stage 2 trained on top of stage 1
-    trained.model.eval()
-    in_memory = Critic(
-        trained.model,
-        trained.processor,
-        family=trained.family,
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        source="x",
-    )
+    in_memory = _in_memory(trained)
     images = [Image.open(p) for p in sorted(pair_data.glob("*.png"))[:4]]
     with torch.no_grad():
         expected = [s.mos for s in in_memory.score(images)]
@@ -258,15 +255,7 @@ def test_full_fine_tuning_without_lora_writes_a_whole_model_that_loads_alone(tin
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert any("language_model.layers.0.mlp" in k for k in changed)  # the decoder itself, not an adapter
     assert not any("vision_tower" in k for k in changed)
-    trained.model.eval()
-    in_memory = Critic(
-        trained.model,
-        trained.processor,
-        family=trained.family,
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        source="x",
-    )
+    in_memory = _in_memory(trained)
     images = [Image.open(p) for p in sorted(pair_data.glob("*.png"))[:4]]
     with torch.no_grad():
         expected = [s.mos for s in in_memory.score(images)]
@@ -335,15 +324,7 @@ def test_wiring_proof_training_pairs_are_learned_from_the_images_alone(tiny_llav
     trained = train(model=str(tiny_llava), data=data, output=tmp_path / "out", stage=1, config=config)
     seconds = time.monotonic() - started
 
-    trained.model.eval()
-    critic = Critic(
-        trained.model,
-        trained.processor,
-        family=trained.family,
-        device=torch.device("cpu"),
-        dtype=torch.float32,
-        source="x",
-    )
+    critic = _in_memory(trained)
     pairs = [(Image.open(data / f"{i}-good.png"), Image.open(data / f"{i}-bad.png")) for i in range(16)]
     items = [critic.encoder.encode_pair(a, b) for a, b in pairs] + [critic.encoder.encode_pair(b, a) for a, b in pairs]
     first = critic.readout(critic.pair_question, critic.encoder.collate(items)).probs[:, 0] > 0.5
