@@ -17,6 +17,7 @@ import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -96,9 +97,10 @@ class Benchmark:
     mos_source: str
     mos_range: tuple[float, float]
 
-    @property
+    @cached_property
     def tasks(self) -> tuple[str, ...]:
-        """What the model reads out for it (see :func:`benchmark_tasks`)."""
+        """What the model reads out for it (see :func:`benchmark_tasks`); computed once, since every row of
+        predictions.csv asks for it and it scans all records."""
         return benchmark_tasks(self.records)
 
 
