@@ -507,3 +507,29 @@ def test_device_cuda_n_is_honoured_by_a_single_process(tiny_llava, pair_data, tm
     )
     assert [e["device"] for e in events if e["event"] == "start"] == [f"cuda:{index}"]
     assert {p.device for p in trained.model.parameters()} == {torch.device("cuda", index)}
+
+
+def test_held_out_declines_are_evaluated_and_learned(tiny_llava, tmp_path, sample_images):
+    import random
+
+    from vcritic.train.dialogues import read_dialogues
+    from vcritic.train.evaluate import decline_rate, evaluation_sample
+    from vcritic.train.instruct import decline_dialogues
+
+    data = write_pairs(tmp_path / "data", [sample_images["astronaut"], sample_images["coffee"]], n=4)
+    pairs = list(read_dialogues(data / "dialogues.jsonl"))
+    images = sorted({p for d in pairs for p in d.images})
+    train_declines = decline_dialogues(images[:4], 8, random.Random(0))
+    held_out = decline_dialogues(images[4:], 4, random.Random(1))  # images and requests it did not train on
+    write_dialogues(data / "dialogues.jsonl", train_declines)
+    write_dialogues(data / "val.jsonl", pairs + held_out)  # declines last, as data build writes them
+    # eval_samples 6 of 12: in turn from each task, so the declines at the end of the file are evaluated.
+    assert [d.task for d in evaluation_sample(pairs + held_out, 6)] == ["relativity", "decline"] * 3
+
+    untrained = decline_rate(load_critic(tiny_llava), held_out, lambda name: data / name)
+    out = tmp_path / "out"
+    config = _config(steps=48, batch_size=4, eval_every=48, eval_samples=6)
+    train(model=str(tiny_llava), data=data, output=out, stage=3, config=config)
+    (evaluated,) = [r["eval"] for r in _metrics(out) if "eval" in r]
+    assert (evaluated["pairs"], evaluated["declines"]) == (3, 3)
+    assert untrained == 0.0 and evaluated["decline_rate"] == 1.0

@@ -65,7 +65,9 @@ class TrainConfig:
     save_every: int = field(default=1000, metadata=_help("steps between checkpoints; 0: only at the end"))
     keep_checkpoints: int = field(default=2, metadata=_help("checkpoints kept on disk (the newest)"))
     eval_every: int = field(default=0, metadata=_help("steps between evaluations on val.jsonl; 0: never"))
-    eval_samples: int = field(default=256, metadata=_help("validation dialogues evaluated at most"))
+    eval_samples: int = field(
+        default=256, metadata=_help("validation dialogues evaluated at most, taken in turn from each task")
+    )
     workers: int = field(default=0, metadata=_help("DataLoader worker processes decoding images"))
     max_pixels: int | None = field(
         default=None,

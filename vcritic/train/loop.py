@@ -376,7 +376,7 @@ def _keep_only(weights: dict, names: set[str]) -> None:
 def _evaluate(accelerator, net, processor, family, dtype, data: TrainData, config: TrainConfig) -> dict:
     """Held-out figures on the main process, read out through :class:`Critic` as ``compare``/``score`` do."""
     from vcritic.critic import Critic
-    from vcritic.train.evaluate import evaluate
+    from vcritic.train.evaluate import evaluate, evaluation_sample
 
     results: dict = {}
     if accelerator.is_main_process:
@@ -384,7 +384,8 @@ def _evaluate(accelerator, net, processor, family, dtype, data: TrainData, confi
         model.eval()
         critic = Critic(model, processor, family=family, device=accelerator.device, dtype=dtype, source="training")
         with accelerator.autocast():
-            results = evaluate(critic, data.val[: config.eval_samples], data.root, batch_size=config.batch_size)
+            held_out = evaluation_sample(data.val, config.eval_samples)
+            results = evaluate(critic, held_out, data.root, batch_size=config.batch_size)
         model.train()
     accelerator.wait_for_everyone()
     return results
