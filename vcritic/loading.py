@@ -10,7 +10,8 @@ where training changed it, the processor)::
 
 A later training stage lists every adapter of the chain instead, merged in order:
 ``"adapters": ["previous/1", "."]``. A model trained in full (no LoRA) holds its own weights: ``"base_model": "."``,
-``"adapters": []``.
+``"adapters": []``. ``"resolution": {"max_pixels": ..., "image_size": ...}`` (written by ``vcritic train``; absent
+in older files) is how large training saw the images, and the default when the caller gives neither.
 
 Device, dtype and attention implementation are decided here and nowhere else.
 """
