@@ -62,6 +62,14 @@ def test_no_test_split_image_in_any_built_file(tmp_path, root, test_images, stag
     used_val = {p for d in val for p in d.images}
     assert test_images and not (used_train | used_val) & test_images
     assert not used_train & used_val  # val.jsonl holds images that never train
+    if stage == 3:  # declines are held out like the other tasks, asked about held-out images
+        val_declines = [d for d in val if d.task == "decline"]
+        assert val_declines and {p for d in val_declines for p in d.images} <= {
+            p for d in val if d.task != "decline" for p in d.images
+        }
+        trained = sum(d.task == "decline" for d in train)  # the same share of the other dialogues in both files
+        expected = round(trained * (len(val) - len(val_declines)) / (len(train) - trained))
+        assert len(val_declines) == max(1, expected)
     expected = set(STAGE_DATASETS[1] + STAGE_DATASETS[2]) if stage == 3 else set(STAGE_DATASETS[stage])
     assert {d.dataset for d in train if d.task != "decline"} == expected
     assert record["datasets"] == json.loads((out / "data.json").read_text())["datasets"]
@@ -114,7 +122,7 @@ def test_same_seed_gives_byte_identical_files(tmp_path, root):
         build(BuildOptions(stage=stage, out=out, root=root, seed=seed, val_fraction=0.2))
         return [(out / f).read_bytes() for f in ("dialogues.jsonl", "val.jsonl", "data.json")]
 
-    for stage in (1, 2):
+    for stage in (1, 2, 3):
         first = files(f"a{stage}", 5, stage)
         assert first == files(f"b{stage}", 5, stage)
         assert files(f"c{stage}", 6, stage)[0] != first[0]

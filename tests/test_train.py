@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import family_params
+from conftest import HAS_TORCHVISION, family_params
 from PIL import Image, ImageEnhance, ImageFilter
 
 from vcritic.cli.app import main
@@ -391,3 +391,145 @@ def test_ctrl_c_saves_a_checkpoint_says_how_to_resume_and_exits_130(tiny_llava, 
     assert "interrupted at step" in err and "--resume" in err
     checkpoints = [p.name for p in (out / "checkpoints").iterdir()]
     assert len(checkpoints) == 1 and checkpoints[0].startswith("step-")
+
+
+@pytest.mark.needs_torchvision
+@pytest.mark.skipif(not HAS_TORCHVISION, reason="needs torchvision")
+def test_training_resolution_is_recorded_used_by_scoring_and_inherited_by_the_next_stage(
+    tiny_models, pair_data, tmp_path, sample_images
+):
+    from vcritic.resolution import fixed_size
+
+    qwen = str(tiny_models("qwen2_5_vl"))
+    shutil.copy(pair_data / "dialogues.jsonl", pair_data / "val.jsonl")
+    out = tmp_path / "stage1"
+    config = _config(steps=2, batch_size=4, train_modules=["projector", "lm_head"], image_size=56, eval_every=2)
+    events = []
+    trained = train(model=qwen, data=pair_data, output=out, stage=1, config=config, on_event=events.append)
+    # Training and its evaluation encode with this processor: every image a 56x56 square, 2x2 merged tokens.
+    assert fixed_size(trained.processor) == 56
+    assert [e["resolution"] for e in events if e["event"] == "start"] == ["--image-size 56"]
+    assert [r["eval"]["pairs"] for r in _metrics(out) if "eval" in r] == [16]
+    manifest = json.loads((out / "vcritic.json").read_text())
+    assert manifest["resolution"] == {"max_pixels": None, "image_size": 56}
+
+    # Portrait and landscape: only the fixed square input makes the loaded model see what training saw.
+    images = [sample_images[name].convert("RGB") for name in ("rocket", "coffee")]
+    in_memory = _in_memory(trained)
+    with torch.no_grad():
+        expected = [s.mos for s in in_memory.score(images)]
+    critic = load_critic(out)  # no flag: vcritic.json says
+    assert (critic.resolution.image_size, critic.resolution.source) == (56, "vcritic.json")
+    assert [s.mos for s in critic.score(images)] == pytest.approx(expected, abs=1e-4)
+    flagged = load_critic(out, max_pixels=28 * 28 * 12)  # a flag wins, and replaces the recorded pair
+    assert (flagged.resolution.max_pixels, flagged.resolution.image_size, fixed_size(flagged.processor)) == (
+        9408,
+        None,
+        None,
+    )
+    assert [s.mos for s in flagged.score(images)] != pytest.approx(expected, abs=1e-4)
+
+    stage2 = tmp_path / "stage2"
+    events.clear()
+    train(model=str(out), data=pair_data, output=stage2, stage=2, config=_config(steps=1), on_event=events.append)
+    assert [e["resolution"] for e in events if e["event"] == "start"] == ["--image-size 56 (from vcritic.json)"]
+    assert json.loads((stage2 / "vcritic.json").read_text())["resolution"] == manifest["resolution"]
+    stage2b = tmp_path / "stage2b"
+    train(model=str(out), data=pair_data, output=stage2b, stage=2, config=_config(steps=1, max_pixels=3136))
+    assert json.loads((stage2b / "vcritic.json").read_text())["resolution"] == {"max_pixels": 3136, "image_size": None}
+
+    # A vcritic.json from before the key: the checkpoint's own resizing, as it always loaded.
+    del manifest["resolution"]
+    (out / "vcritic.json").write_text(json.dumps(manifest))
+    old = load_critic(out)
+    assert (old.resolution.source, fixed_size(old.processor)) == ("default", None)
+    assert len(old.score(images)) == 2
+    (out / "vcritic.json").write_text(json.dumps({**manifest, "resolution": {"image_size": "big"}}))
+    with pytest.raises(VcriticError, match="'resolution' must hold max_pixels and image_size"):
+        load_critic(out)
+
+
+def test_cli_train_image_size_reaches_vcritic_json_and_the_score_summary(tiny_llava, pair_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out)]
+    assert main([*args, "--config", "tiny", "--steps", "1", "--batch-size", "4", "--max-pixels", "4096"]) == 1
+    assert "--max-pixels does not apply: CLIPImageProcessor" in capsys.readouterr().err and not out.exists()
+    assert main([*args, "--config", "tiny", "--steps", "1", "--batch-size", "4", "--image-size", "32"]) == 0
+    assert "images at --image-size 32" in capsys.readouterr().err
+    assert json.loads((out / "vcritic.json").read_text())["resolution"] == {"max_pixels": None, "image_size": 32}
+
+    image = tmp_path / "x.png"
+    Image.new("RGB", (48, 40), (120, 30, 30)).save(image)
+    assert main(["score", str(image), "--model", str(out)]) == 0
+    assert "; images at --image-size 32 (from vcritic.json)" in capsys.readouterr().err
+    assert main(["score", str(image), "--model", str(out), "--image-size", "32"]) == 0
+    err = capsys.readouterr().err
+    assert "; images at --image-size 32\n" in err
+    assert main(["score", str(image), "--model", str(tiny_llava)]) == 0
+    assert "; images at the checkpoint's default resolution" in capsys.readouterr().err
+
+
+def test_config_file_sets_the_training_resolution(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("image_size: 448\nstages:\n  2: {max_pixels: 200704}\n")
+    assert (load_config(1, str(path)).image_size, load_config(1, str(path)).max_pixels) == (448, None)
+    assert load_config(2, str(path), {"image_size": 224}).image_size == 224  # a flag wins
+    assert load_config(1).image_size is None and load_config(1).max_pixels is None  # the checkpoint's own
+    for bad, why in (("image_size: -28", "must be > 0"), ("max_pixels: lots", "must be a whole number")):
+        path.write_text(bad + "\n")
+        with pytest.raises(VcriticError, match=why) as caught:
+            load_config(1, str(path))
+        assert bad.split(":")[0] in caught.value.message
+
+
+def test_device_cuda_n_is_refused_under_accelerate_launch(tiny_llava, pair_data, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what accelerate launch / torchrun set for each process
+    out = tmp_path / "out"
+    args = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out)]
+    assert main([*args, "--device", "cuda:1"]) == 1
+    err = capsys.readouterr().err
+    assert "--device cuda:1 cannot be honoured under accelerate launch" in err and "CUDA_VISIBLE_DEVICES" in err
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_device_cuda_n_is_honoured_by_a_single_process(tiny_llava, pair_data, tmp_path):
+    index = torch.cuda.device_count() - 1  # the last GPU: not the one accelerate picks on its own (GPU 0)
+    events = []
+    trained = train(
+        model=str(tiny_llava),
+        data=pair_data,
+        output=tmp_path / "out",
+        stage=1,
+        config=_config(steps=1, batch_size=4),
+        device=f"cuda:{index}",
+        on_event=events.append,
+    )
+    assert [e["device"] for e in events if e["event"] == "start"] == [f"cuda:{index}"]
+    assert {p.device for p in trained.model.parameters()} == {torch.device("cuda", index)}
+
+
+def test_held_out_declines_are_evaluated_and_learned(tiny_llava, tmp_path, sample_images):
+    import random
+
+    from vcritic.train.dialogues import read_dialogues
+    from vcritic.train.evaluate import decline_rate, evaluation_sample
+    from vcritic.train.instruct import decline_dialogues
+
+    data = write_pairs(tmp_path / "data", [sample_images["astronaut"], sample_images["coffee"]], n=4)
+    pairs = list(read_dialogues(data / "dialogues.jsonl"))
+    images = sorted({p for d in pairs for p in d.images})
+    train_declines = decline_dialogues(images[:4], 8, random.Random(0))
+    held_out = decline_dialogues(images[4:], 4, random.Random(1))  # images and requests it did not train on
+    write_dialogues(data / "dialogues.jsonl", train_declines)
+    write_dialogues(data / "val.jsonl", pairs + held_out)  # declines last, as data build writes them
+    # eval_samples 6 of 12: in turn from each task, so the declines at the end of the file are evaluated.
+    assert [d.task for d in evaluation_sample(pairs + held_out, 6)] == ["relativity", "decline"] * 3
+
+    untrained = decline_rate(load_critic(tiny_llava), held_out, lambda name: data / name)
+    out = tmp_path / "out"
+    config = _config(steps=48, batch_size=4, eval_every=48, eval_samples=6)
+    train(model=str(tiny_llava), data=data, output=out, stage=3, config=config)
+    (evaluated,) = [r["eval"] for r in _metrics(out) if "eval" in r]
+    assert (evaluated["pairs"], evaluated["declines"]) == (3, 3)
+    assert untrained == 0.0 and evaluated["decline_rate"] == 1.0

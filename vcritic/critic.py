@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from vcritic.errors import VcriticError
 from vcritic.prompts import COMPARE, COMPARE_SIDE_BY_SIDE, DESCRIBE, Question, render_prompt
 from vcritic.readout import Readout, answer_token_ids, expectation
+from vcritic.resolution import Resolution
 from vcritic.results import Comparison, Description, Score
 
 if TYPE_CHECKING:
@@ -144,7 +145,18 @@ class Encoder:
 class Critic:
     """A loaded model plus everything needed to ask it quality questions. Build it with ``load_critic``."""
 
-    def __init__(self, model, processor, *, family: Family, device, dtype, source: str, info: dict | None = None):
+    def __init__(
+        self,
+        model,
+        processor,
+        *,
+        family: Family,
+        device,
+        dtype,
+        source: str,
+        info: dict | None = None,
+        resolution: Resolution | None = None,
+    ):
         self.model = model
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
@@ -154,6 +166,7 @@ class Critic:
         self.dtype = dtype
         self.source = source
         self.info = info or {}
+        self.resolution = resolution or Resolution()  # what the processor was set to (vcritic.resolution)
         self._token_ids: dict[str, list[int]] = {}
         forward = inspect.signature(type(self._base_model()).forward).parameters
         self._accepts_logits_to_keep = "logits_to_keep" in forward

@@ -33,6 +33,19 @@ def launched_processes() -> int:
         return 1
 
 
+def check_launch_device(requested: str | None) -> None:
+    """Under ``accelerate launch`` each process takes its own GPU (``cuda:LOCAL_RANK``), so one named device
+    (``cuda:N``, ``mps``) cannot be honoured: refuse it rather than ignore it. ``cpu`` and ``cuda`` are fine."""
+    processes = launched_processes()
+    if processes > 1 and requested not in (None, "auto", "cuda", "cpu"):
+        raise VcriticError(
+            f"--device {requested} cannot be honoured under accelerate launch: each of the {processes} processes "
+            "takes its own GPU",
+            hint="leave --device out and choose the GPUs with CUDA_VISIBLE_DEVICES=1,2 (or accelerate launch "
+            "--gpu_ids 1,2)",
+        )
+
+
 class Team:
     """The processes of one data-parallel run (accelerate's ``PartialState``), seen from one of them."""
 

@@ -10,7 +10,8 @@ where training changed it, the processor)::
 
 A later training stage lists every adapter of the chain instead, merged in order:
 ``"adapters": ["previous/1", "."]``. A model trained in full (no LoRA) holds its own weights: ``"base_model": "."``,
-``"adapters": []``.
+``"adapters": []``. ``"resolution": {"max_pixels": ..., "image_size": ...}`` (written by ``vcritic train``; absent
+in older files) is how large training saw the images, and the default when the caller gives neither.
 
 Device, dtype and attention implementation are decided here and nowhere else.
 """
@@ -67,6 +68,7 @@ class Loaded:
     processor: Any
     manifest: dict[str, Any] | None
     directory: Path  # where ``model`` resolved to
+    resolution: Any = None  # vcritic.resolution.Resolution: how large images are seen, and why
 
 
 def load_model(
@@ -87,8 +89,9 @@ def load_model(
 
     Scoring (:func:`load_critic`) and training both load through here; the model is left on the CPU in train
     mode with gradients enabled, as ``from_pretrained`` returns it. ``max_pixels``/``image_size`` set how large
-    images are seen (:mod:`vcritic.resolution`); ``device_map`` (e.g. "auto") is passed to ``from_pretrained`` to
-    spread a model too large for one GPU over all visible ones.
+    images are seen (:mod:`vcritic.resolution`); left out, a trained directory's ``vcritic.json`` says (what it
+    was trained at), else the checkpoint's own resizing. ``device_map`` (e.g. "auto") is passed to
+    ``from_pretrained`` to spread a model too large for one GPU over all visible ones.
     """
     from vcritic.hub import resolve_model
 
@@ -115,13 +118,15 @@ def load_model(
         adapter_dirs.append(adapter_dir)
 
     processor = _load_processor(processor_dir, trust_remote_code)
-    from vcritic.resolution import configure_resolution
+    from vcritic.resolution import chosen_resolution, configure_resolution
 
-    configure_resolution(processor, max_pixels=max_pixels, image_size=image_size)  # before the weights: fail fast
+    resolution = chosen_resolution(max_pixels, image_size, manifest)
+    # Before the weights: fail fast.
+    configure_resolution(processor, max_pixels=resolution.max_pixels, image_size=resolution.image_size)
     net = _load_model(base_dir, dtype, trust_remote_code, allow_pickle, device_map)
     for i, adapter_dir in enumerate(adapter_dirs):
         net = _apply_adapter(net, adapter_dir, merge_adapter or i < len(adapter_dirs) - 1)
-    return Loaded(net, processor, manifest, directory)
+    return Loaded(net, processor, manifest, directory, resolution)
 
 
 def load_critic(
@@ -145,7 +150,8 @@ def load_critic(
 
     ``device``/``dtype`` default to CUDA+bfloat16 when a GPU is there, CPU+float32 otherwise (see
     :mod:`vcritic.runtime`). The adapter is merged into the weights for speed unless ``merge_adapter`` is False.
-    ``max_pixels``/``image_size``: how large images are seen (:mod:`vcritic.resolution`). ``device_map="auto"``
+    ``max_pixels``/``image_size``: how large images are seen (:mod:`vcritic.resolution`; default: what a trained
+    directory was trained at, else the checkpoint's own). ``device_map="auto"``
     spreads the model over every visible GPU (accelerate's big-model loading) instead of moving it to ``device``.
     """
     from vcritic.runtime import resolve_device, resolve_dtype
@@ -182,6 +188,7 @@ def load_critic(
         dtype=torch_dtype,
         source=str(model) if model else _default_model(),
         info=loaded.manifest,
+        resolution=loaded.resolution,
     )
 
 

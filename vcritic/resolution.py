@@ -17,7 +17,8 @@ fixed square size travels on the processor (``vcritic_image_size``) so the pickl
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from vcritic.errors import VcriticError
 
@@ -25,6 +26,56 @@ if TYPE_CHECKING:
     from PIL import Image
 
 FIXED_SIZE_ATTRIBUTE = "vcritic_image_size"
+MANIFEST_KEY = "resolution"  # in a trained directory's vcritic.json: what training saw, the default for scoring
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """How large images are seen, and where that came from: ``flags`` (given by the caller), ``vcritic.json``
+    (what the trained model was trained at) or ``default`` (the checkpoint's own resizing)."""
+
+    max_pixels: int | None = None
+    image_size: int | None = None
+    source: str = "default"
+
+    def as_manifest(self) -> dict[str, int | None]:
+        return {"max_pixels": self.max_pixels, "image_size": self.image_size}
+
+    def __str__(self) -> str:
+        parts = [f"--{name.replace('_', '-')} {value}" for name, value in self.as_manifest().items() if value]
+        if not parts:
+            return "the checkpoint's default resolution"
+        return " ".join(parts) + (" (from vcritic.json)" if self.source == "vcritic.json" else "")
+
+
+def chosen_resolution(max_pixels: int | None, image_size: int | None, manifest: dict[str, Any] | None) -> Resolution:
+    """The caller's ``max_pixels``/``image_size`` when either is given (both replace the recorded pair), else what
+    a trained directory's ``vcritic.json`` recorded, else the checkpoint's default. Manifests written before the
+    key existed have none: the checkpoint's default."""
+    if max_pixels is not None or image_size is not None:
+        return Resolution(max_pixels, image_size, "flags")
+    recorded = (manifest or {}).get(MANIFEST_KEY)
+    if recorded is None:
+        return Resolution()
+
+    def valid(value) -> bool:
+        return value is None or (type(value) is int and value > 0)
+
+    if not isinstance(recorded, dict) or set(recorded) - {"max_pixels", "image_size"}:
+        valid_pair = False
+    else:
+        valid_pair = all(valid(v) for v in recorded.values())
+    if not valid_pair:
+        raise VcriticError(
+            f"vcritic.json: {MANIFEST_KEY!r} must hold max_pixels and image_size (whole numbers or null), "
+            f"not {recorded!r}",
+            hint="fix the file, or remove the key to use the checkpoint's default resolution",
+        )
+    values = recorded
+    max_pixels, image_size = values.get("max_pixels"), values.get("image_size")
+    if max_pixels is None and image_size is None:
+        return Resolution()
+    return Resolution(max_pixels, image_size, "vcritic.json")
 
 
 def _pixel_budget_factor(image_processor) -> int | None:

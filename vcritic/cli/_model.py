@@ -8,15 +8,17 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class Loaded:
-    """What a command's summary says about its model: which one, at which revision, and how long loading took."""
+    """What a command's summary says about its model: which one, at which revision, how long loading took, and at
+    which resolution it sees images."""
 
     name: str
     revision: str | None  # the commit of a hub snapshot; None for a local folder
     seconds: float
+    resolution: str = "the checkpoint's default resolution"
 
     def __str__(self) -> str:
         at = f" @ {self.revision[:12]}" if self.revision else ""
-        return f"{self.name}{at}, loaded in {self.seconds:.1f} s"
+        return f"{self.name}{at}, loaded in {self.seconds:.1f} s; images at {self.resolution}"
 
 
 def load_for_command(model: str | None, *, revision: str | None = None, allow_pickle: bool = False, **options):
@@ -36,5 +38,5 @@ def load_for_command(model: str | None, *, revision: str | None = None, allow_pi
     with stderr.status(f"Loading {escape(name)}..."):
         critic = load_critic(model, revision=revision, allow_pickle=allow_pickle, **options)
     commit = directory.name if directory.parent.name == "snapshots" else None  # the hub cache's layout
-    critic.loaded = Loaded(name, commit, time.perf_counter() - started)
+    critic.loaded = Loaded(name, commit, time.perf_counter() - started, str(critic.resolution))
     return critic

@@ -112,8 +112,9 @@ MaxPixelsOpt = Annotated[
         "--max-pixels",
         min=1,
         help="Pixel budget per image for Qwen2-VL/2.5-VL (one visual token per 28x28 px): lower is faster and "
-        "lighter, higher sees more detail. Default: the checkpoint's (12845056 for Qwen2.5-VL: a 1024x768 image "
-        "is 999 tokens). Refused for fixed-size towers (LLaVA, BLIP-2, InstructBLIP).",
+        "lighter, higher sees more detail. Default: what a vcritic trained model was trained at (its vcritic.json), "
+        "else the checkpoint's (12845056 for Qwen2.5-VL: a 1024x768 image is 999 tokens). Refused for fixed-size "
+        "towers (LLaVA, BLIP-2, InstructBLIP).",
         show_default=False,
     ),
 ]
@@ -124,7 +125,8 @@ ImageSizeOpt = Annotated[
         min=1,
         help="Resize every image to this square side first, the paper's fixed input (224 or 448; 256 visual "
         "tokens at 448 for Qwen2-VL/2.5-VL, which take multiples of 28). Fixed-size towers accept only their own "
-        "size. Default: the checkpoint's resizing.",
+        "size. Default: what a vcritic trained model was trained at (its vcritic.json), else the checkpoint's "
+        "resizing. Either flag replaces both recorded values.",
         show_default=False,
     ),
 ]

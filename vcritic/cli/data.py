@@ -113,7 +113,11 @@ def build(
     declines: Annotated[
         int | None,
         typer.Option(
-            "--declines", min=0, help="Stage 3: decline dialogues. Default: 5% of the rest.", show_default=False
+            "--declines",
+            min=0,
+            help="Stage 3: decline dialogues. Default: 5% of the rest. val.jsonl gets the same share, on held-out "
+            "images.",
+            show_default=False,
         ),
     ] = None,
     rewrite_endpoint: Annotated[

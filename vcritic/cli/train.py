@@ -7,12 +7,22 @@ from typing import Annotated
 
 import typer
 
-from vcritic.cli._options import AllowPickleOpt, DeviceOpt, DtypeOpt, RevisionOpt, TrustRemoteCodeOpt
+from vcritic.cli._options import (
+    AllowPickleOpt,
+    DeviceOpt,
+    DtypeOpt,
+    ImageSizeOpt,
+    MaxPixelsOpt,
+    RevisionOpt,
+    TrustRemoteCodeOpt,
+)
 
 EPILOG = (
     "Config precedence: the 'paper' preset < --config (a preset name: paper, tiny; or a YAML file) < flags. "
     "OUT gets vcritic.json, the adapter (safetensors), metrics.jsonl and checkpoints/; score, compare and bench "
-    "load it with --model OUT. Several GPUs: accelerate launch -m vcritic train ... . "
+    "load it with --model OUT, at the resolution it was trained at (--max-pixels/--image-size, recorded in "
+    "vcritic.json; a later stage inherits it). Several GPUs: accelerate launch -m vcritic train ... (each process "
+    "takes its own GPU: choose them with CUDA_VISIBLE_DEVICES, not --device cuda:N). "
     "Exit status: 0 done; 1 bad input; 130 interrupted (a checkpoint was saved; rerun with --resume)."
 )
 
@@ -48,6 +58,8 @@ def train(
     seed: _flag("--seed", int, "Seed for initialisation, data order and dropout.") = None,
     save_every: _flag("--save-every", int, "Steps between checkpoints.") = None,
     eval_every: _flag("--eval-every", int, "Steps between evaluations on DATA/val.jsonl (0: never).") = None,
+    max_pixels: MaxPixelsOpt = None,
+    image_size: ImageSizeOpt = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
@@ -72,6 +84,8 @@ def train(
         seed=seed,
         save_every=save_every,
         eval_every=eval_every,
+        max_pixels=max_pixels,
+        image_size=image_size,
     )
     settings = load_config(stage, config, overrides)
     interactive = progress_enabled()
@@ -85,7 +99,7 @@ def train(
             stderr.print(
                 f"Training stage {stage}: {record['dialogues']} dialogues, {record['trainable']:,} of "
                 f"{record['total']:,} parameters trainable, {record['samples_per_step']} samples/step, "
-                f"{record['processes']} process(es) on {record['device']}"
+                f"{record['processes']} process(es) on {record['device']}; images at {record['resolution']}"
             )
             task = progress.add_task("Training", total=record["steps"], completed=record["step"], rate="")
         elif event == "step":

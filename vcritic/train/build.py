@@ -10,7 +10,7 @@ by reference for KADID-10k) is held out for ``val.jsonl``. Images that do not op
   "generated" side of authenticity; datasets with attribute scores (SPAQ) give the five attributes and
   descriptions; the others (KonIQ-10k) give MOS, descriptions and the "photographed" side of authenticity.
 - stage 3: a seeded sample of stage 1-2 dialogues per task, the user's instruction data, and declines
-  (:mod:`vcritic.train.instruct`).
+  (:mod:`vcritic.train.instruct`); ``val.jsonl`` gets held-out declines too, in the same share, on held-out images.
 """
 
 from __future__ import annotations
@@ -288,8 +288,13 @@ def stage3(options: BuildOptions, log: Log) -> tuple[list[Dialogue], list[Dialog
     if n_declines is None:
         n_declines = max(1, round(DECLINE_FRACTION * (len(train) + len(instructions))))
     declines = decline_dialogues(images, n_declines, rng)
+    # Held out like every other task: asked about held-out images only, in the training share, so periodic
+    # evaluation checks that the model still declines (a separate generator leaves the training file as it was).
+    val_images = sorted({p for d in val for p in d.images})
+    n_val = max(1, round(n_declines * len(val) / (len(train) + len(instructions)))) if n_declines and val else 0
+    val_declines = decline_dialogues(val_images, n_val, rng_for(options.seed, "stage3", "val declines"))
     extra = {"from": [str(p) for p in options.sources], "instruct": [str(p) for p in options.instruct]}
-    return train + instructions + declines, val, {"datasets": datasets, "skipped": skipped, **extra}
+    return train + instructions + declines, val + val_declines, {"datasets": datasets, "skipped": skipped, **extra}
 
 
 def build(options: BuildOptions, log: Log = lambda message: None) -> dict[str, Any]:

@@ -65,8 +65,21 @@ class TrainConfig:
     save_every: int = field(default=1000, metadata=_help("steps between checkpoints; 0: only at the end"))
     keep_checkpoints: int = field(default=2, metadata=_help("checkpoints kept on disk (the newest)"))
     eval_every: int = field(default=0, metadata=_help("steps between evaluations on val.jsonl; 0: never"))
-    eval_samples: int = field(default=256, metadata=_help("validation dialogues evaluated at most"))
+    eval_samples: int = field(
+        default=256, metadata=_help("validation dialogues evaluated at most, taken in turn from each task")
+    )
     workers: int = field(default=0, metadata=_help("DataLoader worker processes decoding images"))
+    max_pixels: int | None = field(
+        default=None,
+        metadata=_help(
+            "pixel budget per image (Qwen2-VL/2.5-VL), as score --max-pixels; null: the model's own, or what the "
+            "--model trained directory was trained at"
+        ),
+    )
+    image_size: int | None = field(
+        default=None,
+        metadata=_help("resize every image to this square side first, as score --image-size; null: as max_pixels"),
+    )
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -80,6 +93,9 @@ class TrainConfig:
         for name in (*not_negative, "workers", "min_lr", "warmup_lr", "lora_r"):
             if getattr(self, name) < 0:
                 _bad(name, getattr(self, name), "must be >= 0")
+        for name in ("max_pixels", "image_size"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                _bad(name, getattr(self, name), "must be > 0 (or null)")
         for name in ("lr", "min_lr", "warmup_lr"):
             if not math.isfinite(getattr(self, name)):
                 _bad(name, getattr(self, name), "must be a finite number")
@@ -117,6 +133,8 @@ def _coerce(key: str, value: Any, annotation: str) -> Any:
         if not isinstance(value, bool):
             _bad(key, value, "must be true or false")
         return value
+    if annotation == "int | None":
+        return None if value is None else _coerce(key, value, "int")
     if annotation == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():

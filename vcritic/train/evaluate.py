@@ -9,8 +9,21 @@ from vcritic.prompts import COMPARE, QUALITY
 from vcritic.train.dialogues import Dialogue
 
 
+def evaluation_sample(dialogues: Sequence[Dialogue], n: int) -> list[Dialogue]:
+    """At most ``n`` dialogues, taken in turn from each task (in file order within a task), so that a task written
+    late in ``val.jsonl`` (stage 3's declines) is evaluated too."""
+    by_task: dict[str, list[Dialogue]] = {}
+    for dialogue in dialogues:
+        by_task.setdefault(dialogue.task, []).append(dialogue)
+    chosen: list[Dialogue] = []
+    for i in range(max((len(group) for group in by_task.values()), default=0)):
+        chosen += [group[i] for group in by_task.values() if i < len(group)]
+    return chosen[:n]
+
+
 def evaluate(critic, dialogues: Sequence[Dialogue], root: Path, batch_size: int = 8) -> dict[str, float]:
-    """Pair accuracy on relativity dialogues; SRCC on quality dialogues whose meta has the MOS."""
+    """Pair accuracy on relativity dialogues; SRCC on quality dialogues whose meta has the MOS; the decline rate on
+    off-topic requests (``decline`` dialogues)."""
     from vcritic.images import load_image
     from vcritic.metrics import pair_accuracy, srcc
 
@@ -30,4 +43,38 @@ def evaluate(critic, dialogues: Sequence[Dialogue], root: Path, batch_size: int 
         scores = critic.score([load_image(path(d.images[0])) for d in rated], batch_size=batch_size)
         results["srcc"] = srcc([s.mos for s in scores], [float(d.meta["mos"]) for d in rated])
         results["rated"] = len(rated)
+    declines = [d for d in dialogues if d.task == "decline"]
+    if declines:
+        results["decline_rate"] = decline_rate(critic, declines, path, batch_size)
+        results["declines"] = len(declines)
     return results
+
+
+def decline_rate(critic, dialogues: Sequence[Dialogue], path, batch_size: int = 8) -> float:
+    """Share of off-topic requests the model answers by starting a refusal: its greedy first reply token is the
+    first token of one of the refusals it was taught (:data:`~vcritic.train.instruct.DECLINES`, and the held-out
+    answers). One forward pass per batch, no generation; a first token such as "I" is shared with other replies,
+    so this is an upper bound on refusing, and a drop from 1.0 means the model stopped declining."""
+    import torch
+
+    from vcritic.images import load_image
+    from vcritic.prompts import get_question
+    from vcritic.train.collate import answer_tokens
+    from vcritic.train.instruct import DECLINES
+
+    openers = set()
+    for dialogue in dialogues:
+        prefix = get_question(dialogue.question).answer_prefix
+        for refusal in (*DECLINES, dialogue.answer):
+            openers.add(answer_tokens(critic.tokenizer, prefix, refusal)[0])
+    declined = 0
+    for start in range(0, len(dialogues), batch_size):
+        chunk = dialogues[start : start + batch_size]
+        items = [
+            critic.encoder.encode(get_question(d.question), [load_image(path(d.images[0]))], d.instruction)
+            for d in chunk
+        ]
+        with torch.inference_mode():
+            first = critic.last_logits(critic.encoder.collate(items)).argmax(dim=-1)
+        declined += sum(int(token) in openers for token in first.tolist())
+    return declined / len(dialogues)

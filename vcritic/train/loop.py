@@ -17,8 +17,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vcritic.distributed import check_launch_device
 from vcritic.errors import VcriticError
 from vcritic.loading import MANIFEST, manifest_adapters
+from vcritic.resolution import MANIFEST_KEY
 from vcritic.train.checkpoints import checkpoint_dirs, read_position, save_checkpoint
 from vcritic.train.config import TrainConfig
 from vcritic.train.dialogues import Dialogue, read_dialogues
@@ -151,7 +153,6 @@ def train(
     on the main process.
     """
     import torch
-    from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, GradientAccumulationPlugin, set_seed
 
     from vcritic.critic import Encoder, Family
@@ -164,10 +165,12 @@ def train(
     output = Path(output).expanduser()
     data_dir = Path(data).expanduser()
     emit = on_event or (lambda record: None)
+    check_launch_device(device)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     half = torch_dtype in (torch.bfloat16, torch.float16) and torch_device.type == "cuda"
-    accelerator = Accelerator(
+    accelerator = _accelerator(
+        torch_device,
         cpu=torch_device.type == "cpu",
         # LLaVA-style models read an inner layer of the vision tower, so a trained tower has weights that get no
         # gradient (post_layernorm, later layers); several processes (DDP) must be told, or the step fails.
@@ -179,6 +182,11 @@ def train(
         rng_types=[],  # the data order is a function of seed and epoch; nothing to synchronise
     )
     main = accelerator.is_main_process
+    if accelerator.num_processes == 1 and accelerator.device != torch_device:
+        raise VcriticError(
+            f"accelerate already runs this process on {accelerator.device}, not {torch_device}",
+            hint="train on one device per Python process (a new vcritic train run)",
+        )
     check_output(output, resume=resume, overwrite=overwrite)
     if resume:
         config = _resume_config(output, stage, model, data_dir, config)
@@ -191,6 +199,8 @@ def train(
         revision=revision,
         trust_remote_code=trust_remote_code,
         allow_pickle=allow_pickle,
+        max_pixels=config.max_pixels,
+        image_size=config.image_size,
     )
     family = Family.detect(loaded.model.config.model_type, loaded.processor)
     net = attach_adapter(loaded.model, config)
@@ -248,6 +258,7 @@ def train(
                 "processes": n_processes,
                 "samples_per_step": samples_per_step,
                 "device": str(accelerator.device),
+                "resolution": str(loaded.resolution),
             }
         )
         if train_data.info.get("stage") not in (None, stage):
@@ -330,6 +341,39 @@ def train(
     return Trained(output, accelerator.unwrap_model(net), loaded.processor, family, main)
 
 
+def _accelerator(device, **kwargs):
+    """An ``Accelerator`` on ``device``. On its own, a single process goes to accelerate's default device (``cuda``
+    = GPU 0, whatever --device cuda:N says); accelerate reads ``ACCELERATE_TORCH_DEVICE`` when its process state is
+    first created, so it is set for that moment. Several processes (accelerate launch) each take their own GPU."""
+    import os
+
+    import torch
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState, PartialState
+    from accelerate.utils import DistributedType
+
+    from vcritic.distributed import launched_processes
+
+    if launched_processes() > 1:
+        return Accelerator(**kwargs)
+    shared = PartialState._shared_state
+    if shared and shared.get("device") != device and shared.get("distributed_type") == DistributedType.NO:
+        # accelerate keeps one state per Python process: an earlier run here (notebook, tests) on another device
+        # would otherwise decide where this one trains. One process has no process group to tear down.
+        AcceleratorState._reset_state(reset_partial_state=True)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # kernels and caches that use the current GPU follow too
+    before = os.environ.get("ACCELERATE_TORCH_DEVICE")
+    os.environ["ACCELERATE_TORCH_DEVICE"] = str(device)
+    try:
+        return Accelerator(**kwargs)
+    finally:
+        if before is None:
+            del os.environ["ACCELERATE_TORCH_DEVICE"]
+        else:
+            os.environ["ACCELERATE_TORCH_DEVICE"] = before
+
+
 def _keep_only(weights: dict, names: set[str]) -> None:
     # A model wrapped for several processes (DistributedDataParallel) prefixes its keys with "module.".
     for key in [k for k in weights if k.removeprefix("module.") not in names]:
@@ -339,7 +383,7 @@ def _keep_only(weights: dict, names: set[str]) -> None:
 def _evaluate(accelerator, net, processor, family, dtype, data: TrainData, config: TrainConfig) -> dict:
     """Held-out figures on the main process, read out through :class:`Critic` as ``compare``/``score`` do."""
     from vcritic.critic import Critic
-    from vcritic.train.evaluate import evaluate
+    from vcritic.train.evaluate import evaluate, evaluation_sample
 
     results: dict = {}
     if accelerator.is_main_process:
@@ -347,7 +391,8 @@ def _evaluate(accelerator, net, processor, family, dtype, data: TrainData, confi
         model.eval()
         critic = Critic(model, processor, family=family, device=accelerator.device, dtype=dtype, source="training")
         with accelerator.autocast():
-            results = evaluate(critic, data.val[: config.eval_samples], data.root, batch_size=config.batch_size)
+            held_out = evaluation_sample(data.val, config.eval_samples)
+            results = evaluate(critic, held_out, data.root, batch_size=config.batch_size)
         model.train()
     accelerator.wait_for_everyone()
     return results
@@ -408,6 +453,8 @@ def _export(net, loaded, output: Path, model: str, revision, stage: int, config:
         "data": str(data.root.resolve()),
         "trained_on": trained_on,
         "config": config.to_dict(),
+        # What every image was resized to in training (and evaluation): score/compare/bench use it by default.
+        MANIFEST_KEY: loaded.resolution.as_manifest(),
         "vcritic_version": __version__,
         "description": f"VisualCritic stage {stage} on {base}",
     }
