@@ -18,7 +18,7 @@ from dataset_fixtures import make_spaq
 from test_output_safety import read_rows, run_vcritic, vcritic_process, wait_for_rows
 from typer.testing import CliRunner
 
-from vcritic.cli._csv import CsvOutput
+from vcritic.cli._csv import open_output
 from vcritic.cli.app import app
 
 HEADER = "path,mos,mos_std,scale,error\n"
@@ -250,23 +250,18 @@ def test_resume_matches_an_input_by_the_same_file_from_another_folder(runner, im
 
 
 def test_match_claims_each_row_once_and_prefers_a_scored_row(tmp_path):
-    out = CsvOutput(tmp_path / "x.csv", ["path", "mos", "error"])
-    out._existing = [
-        {"path": "a", "mos": "", "error": "boom"},
-        {"path": "a", "mos": "50", "error": ""},
-        {"path": "b", "mos": "", "error": "boom"},
-        {"path": "c", "mos": "1", "error": ""},
-    ]
-    out.rows_before = 4
-
-    def names(text):
-        return [text]
-
-    done = out.match(["a", "a", "b", "d"], names, lambda row: names(row["path"]))
-    assert done == [{"path": "a", "mos": "50", "error": ""}, None, None, None]
-    # The second "a" takes the error row of "a", so both that and "b"'s are scored again; "c" matches nothing.
-    assert (out.retried, out.unmatched) == (2, 1)
-    assert out.existing_rows() == [{"path": "a", "mos": "50", "error": ""}, {"path": "c", "mos": "1", "error": ""}]
+    path = tmp_path / "x.csv"
+    path.write_text("path,mos,error\na,,boom\na,50,\nb,,boom\nc,1,\n")
+    with open_output(path, ["path", "mos", "error"], resume=True) as out:
+        done = out.match(["a", "a", "b", "d"], lambda text: [text], lambda row: [row["path"]])
+        assert done == [{"path": "a", "mos": "50", "error": ""}, None, None, None]
+        # The second "a" takes the error row of "a", so it and "b" are done again; "c" matches no input and stays.
+        assert (out.retried, out.unmatched) == (2, 1)
+        assert out.existing_rows() == [{"path": "a", "mos": "50", "error": ""}, {"path": "c", "mos": "1", "error": ""}]
+        assert "boom" in path.read_text()  # nothing is rewritten before the first new row
+        out.write({"path": "b", "mos": "7", "error": ""})
+    assert path.read_text() == "path,mos,error\na,50,\nc,1,\nb,7,\n"
+    assert only_file_in(tmp_path, "x.csv")
 
 
 @pytest.mark.slow
@@ -306,4 +301,25 @@ def test_kill_9_while_resuming_error_rows_loses_no_row(image_dir, tiny_llava, tm
     assert sorted(Path(row["path"]).name for row in rows) == sorted(p.name for p in many.iterdir())
     assert not any(row["error"] for row in rows)
     assert out.read_text().startswith(HEADER + good)
+    assert only_file_in(tmp_path, "scores.csv")
+
+
+@pytest.mark.slow
+def test_a_full_disk_at_the_first_row_of_overwrite_leaves_the_old_file(image_dir, tiny_llava, tmp_path):
+    import resource
+
+    out = tmp_path / "scores.csv"
+    out.write_text(OLD)
+
+    def tiny_disk():  # no file may grow past 40 bytes: the new file cannot take header and first row
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40, 40))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    result = run_vcritic(["score", image_dir, "-m", tiny_llava, "-o", out, "--overwrite"], preexec_fn=tiny_disk)
+    assert result.returncode == 1
+    assert f"cannot write {out}: the file is too large for this file system or limit; the file is as it was" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
+    assert out.read_text() == OLD
     assert only_file_in(tmp_path, "scores.csv")

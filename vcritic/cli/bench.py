@@ -82,10 +82,21 @@ def bench(
             "--out", help="Folder for predictions.csv, metrics.json, split.csv, pairs.csv.", show_default=False
         ),
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace earlier results in --out.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace earlier results in --out: predictions.csv at the first new row, the other files as they "
+            "are written; until then they stay as they were.",
+        ),
+    ] = False,
     resume: Annotated[
         bool,
-        typer.Option("--resume", help="Continue an interrupted run: keep the rows of --out/predictions.csv."),
+        typer.Option(
+            "--resume",
+            help="Continue an earlier run: keep the scored rows of --out/predictions.csv, score the other images "
+            "and again those whose row is an error (rows match by path or by dataset and image name).",
+        ),
     ] = False,
     plot: Annotated[
         bool,

@@ -21,6 +21,7 @@ from vcritic.cli._options import (
     ImageSizeOpt,
     MaxPixelsOpt,
     ModelOpt,
+    OverwriteOpt,
     RevisionOpt,
     TrustRemoteCodeOpt,
     WorkersOpt,
@@ -52,9 +53,14 @@ def compare(
             show_default=False,
         ),
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output file if it exists.")] = False,
+    overwrite: OverwriteOpt = False,
     resume: Annotated[
-        bool, typer.Option("--resume", help="With --pairs: keep the rows already in -o, compare only the others.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="With --pairs: keep the compared rows in -o and compare the other pairs, and again those whose "
+            "row is an error. A row counts for a pair whose two cells name the same files.",
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result of A vs B as JSON.")] = False,
     model: ModelOpt = None,

@@ -19,6 +19,7 @@ from vcritic.cli._options import (
     ImageSizeOpt,
     MaxPixelsOpt,
     ModelOpt,
+    OverwriteOpt,
     RevisionOpt,
     TasksOpt,
     TrustRemoteCodeOpt,
@@ -43,10 +44,14 @@ def score(
         Path | None,
         typer.Option("--output", "-o", help="CSV file to write; '-' or leave out for stdout.", show_default=False),
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output file if it exists.")] = False,
+    overwrite: OverwriteOpt = False,
     resume: Annotated[
         bool,
-        typer.Option("--resume", help="Continue an interrupted run: keep the rows in -o, score only the other images."),
+        typer.Option(
+            "--resume",
+            help="Continue an earlier run: keep the scored rows in -o and score the other images, and again those "
+            "whose row is an error. A row counts for an image with the same path as written, or the same file.",
+        ),
     ] = False,
     tasks: TasksOpt = "mos",
     model: ModelOpt = None,
