@@ -149,7 +149,7 @@ def test_ctrl_c_while_the_model_loads_leaves_an_overwritten_file_as_it_was(image
 def test_the_lock_holds_after_overwrite_replaced_the_file(image_dir, tiny_llava, tmp_path):
     many = tmp_path / "many"
     many.mkdir()
-    for i in range(24):
+    for i in range(40):  # enough that the first run is still going while the second ones start
         (many / f"img{i:02d}.png").write_bytes((image_dir / "astronaut.png").read_bytes())
     out = tmp_path / "scores.csv"
     out.write_text(OLD)  # two lines: a third means the new file is in place

@@ -269,12 +269,12 @@ class CsvOutput:
             if isinstance(err, OSError):
                 raise _write_error(self.path, err, self.rows_before, unchanged=True) from None
             raise
-        _fsync_folder(self._real.parent)
         self._replaced_fd, self.fd = self.fd, fd
         self._pending, self._overwriting = None, False
         self._offset = len(data)
         self.rows_before = len(self._existing)
         self._synced = time.monotonic()
+        _fsync_folder(self._real.parent)
 
     def _fsync(self) -> None:
         if self.fd is not None and self.regular:
