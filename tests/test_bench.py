@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from vcritic import bench
 from vcritic.cli.app import app, main
 from vcritic.datasets import ATTRIBUTES, DATASETS
-from vcritic.scoring import score_columns
+from vcritic.scoring import ScoreRow, score_columns
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_read_predictions_rejects_other_scales(data_root, tmp_path):
 
 def test_evaluate_perfect_predictions(data_root):
     prepared = bench.prepare("kadid10k", data_root, split="all")
-    predictions = [bench.Prediction(r.mos, 1.0) for r in prepared.records]
+    predictions = [ScoreRow(str(r.path), r.mos, 1.0) for r in prepared.records]
     usable = [True] * len(predictions)
     pairs = bench.sample_pairs(prepared.records, usable, 30)
     result = bench.evaluate(prepared, predictions, pairs=pairs, pair_probs=[1.0] * len(pairs))
@@ -157,8 +157,8 @@ def test_attributes_and_authenticity_when_predictions_have_them(tmp_path):
 
 def test_outputs_round_trip_and_plot(data_root, tmp_path):
     prepared = bench.prepare("agiqa3k", data_root, split="all")
-    predictions = [bench.Prediction(100 - r.mos, 2.0) for r in prepared.records]
-    predictions[0] = bench.Prediction(None, error="file not found")
+    predictions = [ScoreRow(str(r.path), 100 - r.mos, 2.0) for r in prepared.records]
+    predictions[0] = ScoreRow(str(prepared.records[0].path), None, None, "file not found")
     result = bench.evaluate(prepared, predictions)
     csv_path = bench.write_predictions(tmp_path / "predictions.csv", prepared, predictions)
     rows = list(csv.DictReader(csv_path.open()))

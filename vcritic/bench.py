@@ -16,7 +16,7 @@ import os
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from vcritic.datasets import ATTRIBUTES, Record, get_dataset, load_dataset, load
 from vcritic.datasets import splits as splitting
 from vcritic.datasets.records import read_csv_table
 from vcritic.errors import VcriticError
-from vcritic.scoring import MOS_SCALE, format_number, score_columns, score_fields
+from vcritic.scoring import MOS_SCALE, ScoreRow, format_number, score_columns
 
 DEFAULT_PAIRS = 1000
 PAIR_SEED = splitting.SPLIT_SEED
@@ -69,18 +69,6 @@ NO_AUTHENTICITY_READOUT = (
     "not available: the predictions have no p_ai_generated column (write them with vcritic score --tasks "
     "authenticity, or run bench with --model)"
 )
-
-
-@dataclass
-class Prediction:
-    """What was predicted for one image: MOS (0-100), or the reason there is none."""
-
-    mos: float | None
-    mos_std: float | None = None
-    error: str | None = None
-    attributes: dict[str, float] = field(default_factory=dict)
-    p_ai_generated: float | None = None  # P(the image is AI-generated), where a readout gives one
-    attributes_std: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -166,8 +154,8 @@ def predict(
     batch_size: int = 8,
     workers: int | None = None,
     advance: Callable[[int], None] | None = None,
-    on_prediction: Callable[[Record, Prediction], None] | None = None,
-) -> list[Prediction]:
+    on_prediction: Callable[[Record, ScoreRow], None] | None = None,
+) -> list[ScoreRow]:
     """The model's read-outs for every record (default: :func:`benchmark_tasks`), in record order, streamed in
     batches; all questions about an image share one encoding of it. ``on_prediction`` sees each prediction as soon
     as it is known (to write it to disk)."""
@@ -179,11 +167,9 @@ def predict(
     for record, row in zip(
         records, score_paths(critic, paths, tasks=tasks, batch_size=batch_size, workers=workers), strict=True
     ):
-        predictions.append(
-            Prediction(row.mos, row.mos_std, row.error, row.attributes, row.p_ai_generated, row.attributes_std)
-        )
+        predictions.append(row)
         if on_prediction:
-            on_prediction(record, predictions[-1])
+            on_prediction(record, row)
         if advance:
             advance(1)
     return predictions
@@ -193,7 +179,7 @@ def _real(path: Path) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
-def read_predictions(path: Path, records: Sequence[Record], roots: Sequence[Path] = ()) -> list[Prediction | None]:
+def read_predictions(path: Path, records: Sequence[Record], roots: Sequence[Path] = ()) -> list[ScoreRow | None]:
     """The row of a ``vcritic score`` CSV (path, mos, mos_std, scale, error) for each record; None where absent.
 
     Rows match records by resolved path; a relative path is tried against the current folder, the CSV's folder and
@@ -219,7 +205,7 @@ def read_predictions(path: Path, records: Sequence[Record], roots: Sequence[Path
         for k in range(1, min(len(parts), 4) + 1):
             by_tail[parts[-k:]].append(row)
 
-    matched: list[Prediction | None] = []
+    matched: list[ScoreRow | None] = []
     for record in records:
         row = by_path.get(_real(record.path))
         if row is None:
@@ -229,11 +215,11 @@ def read_predictions(path: Path, records: Sequence[Record], roots: Sequence[Path
     return matched
 
 
-def _prediction(row: dict[str, str], attributes: Sequence[str], path: Path) -> Prediction:
+def _prediction(row: dict[str, str], attributes: Sequence[str], path: Path) -> ScoreRow:
     error = (row.get("error") or "").strip() or None
     text = (row.get("mos") or "").strip()
     if error or not text:
-        return Prediction(None, error=error or "no score in the predictions file")
+        return ScoreRow(row["path"], None, None, error or "no score in the predictions file")
     try:
         mos = float(text)
         std = float(row["mos_std"]) if (row.get("mos_std") or "").strip() else None
@@ -241,7 +227,7 @@ def _prediction(row: dict[str, str], attributes: Sequence[str], path: Path) -> P
         p_ai = float(row["p_ai_generated"]) if (row.get("p_ai_generated") or "").strip() else None
     except ValueError as err:
         raise VcriticError(f"{path}: row for {row['path']!r} has a non-number: {err}") from None
-    return Prediction(mos, std, None, scores, p_ai)
+    return ScoreRow(row["path"], mos, std, None, scores, p_ai_generated=p_ai)
 
 
 # -- pairs -------------------------------------------------------------------------------------------------------
@@ -297,7 +283,7 @@ def compare(
 # -- metrics -----------------------------------------------------------------------------------------------------
 def evaluate(
     bench: Benchmark,
-    predictions: Sequence[Prediction | None],
+    predictions: Sequence[ScoreRow | None],
     *,
     pairs: Sequence[tuple[int, int]] = (),
     pair_probs: Sequence[float | None] | None = None,
@@ -396,7 +382,7 @@ def _pair_ranking(records, predictions, pairs, pair_probs, seed) -> dict[str, An
     return out
 
 
-def _has_mos(prediction: Prediction | None) -> bool:
+def _has_mos(prediction: ScoreRow | None) -> bool:
     return prediction is not None and prediction.mos is not None
 
 
@@ -427,7 +413,7 @@ def _json_ready(value: Any) -> Any:
 BENCH_FIELDS = ["dataset", "image", "split", "mos_true"]
 
 
-def write_predictions(path: Path, bench: Benchmark, predictions: Sequence[Prediction | None]) -> Path:
+def write_predictions(path: Path, bench: Benchmark, predictions: Sequence[ScoreRow | None]) -> Path:
     """Per-image CSV (see :func:`prediction_row`), written whole; the read-out columns are those the predictions
     have."""
     tasks = ["mos"]
@@ -449,23 +435,15 @@ def prediction_columns(tasks: Sequence[str]) -> list[str]:
 
 
 def prediction_row(
-    bench: Benchmark, record: Record, prediction: Prediction | None, tasks: Sequence[str] | None = None
+    bench: Benchmark, record: Record, prediction: ScoreRow | None, tasks: Sequence[str] | None = None
 ) -> dict[str, str]:
-    """One row of predictions.csv: the read-outs as ``vcritic score`` writes them (``mos`` etc. are the
-    predictions), so the file can be fed back with ``--predictions``; then dataset, image name, split and truth."""
-    p = prediction or Prediction(None, error="no prediction for this image")
-    tasks = bench.tasks if tasks is None else tasks
+    """One row of predictions.csv: the read-outs as ``vcritic score`` writes them (:meth:`ScoreRow.fields`), with
+    the record's path, so the file can be fed back with ``--predictions``; then dataset, image name, split and
+    truth."""
+    path = str(record.path)
+    p = ScoreRow(path, None, None, "no prediction for this image") if prediction is None else prediction
     return {
-        **score_fields(
-            str(record.path),
-            p.mos,
-            p.mos_std,
-            p.error,
-            tasks=tasks,
-            attributes=p.attributes,
-            attributes_std=p.attributes_std,
-            p_ai_generated=p.p_ai_generated,
-        ),
+        **replace(p, path=path).fields(bench.tasks if tasks is None else tasks),
         "dataset": record.dataset,
         "image": record.image,
         "split": bench.assignment.get(record.image, ""),
@@ -473,8 +451,8 @@ def prediction_row(
     }
 
 
-def prediction_from_row(row: dict[str, str], path: Path) -> Prediction:
-    """A row of a predictions CSV back as a :class:`Prediction` (what ``--resume`` reads)."""
+def prediction_from_row(row: dict[str, str], path: Path) -> ScoreRow:
+    """A row of a predictions CSV back as a :class:`~vcritic.scoring.ScoreRow` (what ``--resume`` reads)."""
     return _prediction(row, [a for a in ATTRIBUTES if a in row], path)
 
 
@@ -482,7 +460,7 @@ def write_pairs(
     path: Path,
     bench: Benchmark,
     pairs: Sequence[tuple[int, int]],
-    predictions: Sequence[Prediction | None],
+    predictions: Sequence[ScoreRow | None],
     pair_probs: Sequence[float | None] | None,
 ) -> Path:
     """One row per sampled pair: both images, their true and predicted MOS, and P(a better) where compared."""
@@ -511,7 +489,7 @@ def write_metrics(path: Path, result: dict[str, Any]) -> Path:
     return path
 
 
-def plot_scatter(path: Path, bench: Benchmark, predictions: Sequence[Prediction | None], result: dict[str, Any]):
+def plot_scatter(path: Path, bench: Benchmark, predictions: Sequence[ScoreRow | None], result: dict[str, Any]):
     """PNG: predicted MOS against ground truth, with the fitted logistic curve."""
     try:
         import matplotlib

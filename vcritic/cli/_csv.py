@@ -7,7 +7,13 @@
 - Each row goes to the file in one ``write`` as soon as it is known and the file is fsynced every few seconds, so a
   killed run leaves a valid CSV whose last line is whole. A write that fails (full disk) is cut back to the last
   whole row and reported in one line; the rows before it stay.
-- ``--resume`` reads the rows already there (cutting off a torn last row), and the command skips their inputs.
+- ``--overwrite`` leaves the old file as it is until the first new row: then a new file (header and that row) is
+  written beside it, locked, and renamed over it. A run that fails or is stopped before its first row (a bad model,
+  Ctrl-C while loading) leaves the old rows where they were.
+- ``--resume`` reads the rows already there (cutting off a torn last row); :meth:`CsvOutput.match` pairs them with
+  the run's inputs (by the path as written, or the same file). Inputs with a scored row are skipped; an error row
+  is dropped and its input done again, the file being rewritten without those rows by the same rename at the first
+  new row; rows that match no input are kept.
 - An output that is one of the run's inputs is refused, whatever the flags.
 """
 
@@ -21,7 +27,7 @@ import os
 import stat
 import sys
 import time
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 
@@ -67,7 +73,39 @@ def _same_file_as_input(path: Path, inputs: Iterable[str | os.PathLike]) -> str 
     return None
 
 
-def _write_error(path: Path, err: OSError, rows: int) -> VcriticError:
+def path_names(text: str, bases: Iterable[Path] = ()) -> list[Hashable]:
+    """What a path written in a CSV matches for ``--resume``: the text as written, and the file it names (a relative
+    path resolved against each of ``bases``), so ``./a.jpg``, ``a.jpg`` and ``/abs/a.jpg`` are one image."""
+    names: list[Hashable] = [("as written", text)]
+    given = Path(text).expanduser()
+    for base in [Path("/")] if given.is_absolute() else bases:
+        names.append(("file", os.path.normcase(os.path.realpath(base / given))))
+    return names
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _temp_path(target: Path) -> Path:
+    """Where the new file is written before it is renamed over ``target``: beside it (same file system), hidden.
+    Only the run holding the lock on ``target`` touches it."""
+    return target.with_name(f".{target.name}.vcritic-new")
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in ``folder`` survive a power cut (where the system allows opening a folder)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_error(path: Path, err: OSError, rows: int, unchanged: bool = False) -> VcriticError:
     reason = {
         errno.ENOSPC: "the disk is full",
         errno.EFBIG: "the file is too large for this file system or limit",
@@ -77,6 +115,8 @@ def _write_error(path: Path, err: OSError, rows: int) -> VcriticError:
         errno.EPERM: "permission denied",
     }.get(err.errno, err.strerror or type(err).__name__)
     kept = f"; the {rows} row(s) before it are kept" if rows else ""
+    if unchanged:
+        kept = "; the file is as it was" + (f" ({rows} row(s))" if rows else "")
     return VcriticError(
         f"cannot write {path}: {reason}{kept}",
         hint="free space (or pick another -o), then run the same command with --resume" if rows else None,
@@ -95,22 +135,71 @@ class CsvOutput:
         self.rows_before = 0  # rows found in the file by --resume
         self.rows_written = 0  # rows this run added
         self.torn_bytes = 0  # bytes of a torn last row that --resume cut off
-        self._done: Counter = Counter()
+        self.retried = 0  # error rows --resume dropped because their input is done again
+        self.unmatched = 0  # rows --resume keeps that match no input of this run
         self._existing: list[dict[str, str]] = []
         self._offset = 0
         self._synced = time.monotonic()
+        self._real: Path | None = None  # the file itself (-o may be a symlink to it)
+        # What the file must hold before the first new row, written by replacing the file at that row (see
+        # _replace): the header (--overwrite), or the header and the rows kept (--resume dropping error rows).
+        self._pending: bytes | None = None
+        self._overwriting = False
+        self._replaced_fd: int | None = None  # the file before a replace, kept locked until close
 
     # -- resume --------------------------------------------------------------------------------------------------
-    def take_done(self, key: Hashable) -> bool:
-        """True (once per matching row) if the file already has a row for ``key``: the caller skips that input."""
-        if self._done[key] > 0:
-            self._done[key] -= 1
-            return True
-        return False
+    def match(
+        self,
+        items: Sequence,
+        item_names: Callable[[object], Iterable[Hashable]],
+        row_names: Callable[[dict[str, str]], Iterable[Hashable]],
+    ) -> list[dict[str, str] | None]:
+        """For each of this run's inputs, its row already in the file (skip the input) or None (do it).
+
+        An input and a row match when they share a name (e.g. :func:`path_names`). Each row serves one input; a
+        scored row is preferred to an error row. An error row matched this way is dropped: its input is done again
+        and the file is rewritten without it at the first new row. Rows that match no input stay. Call once,
+        before the first :meth:`write`.
+        """
+        rows = self._existing
+        if not rows:
+            return [None] * len(items)
+        by_name: dict[Hashable, list[int]] = defaultdict(list)
+        for number, row in enumerate(rows):
+            for name in dict.fromkeys(row_names(row)):
+                by_name[name].append(number)
+        claimed = [False] * len(rows)
+        retried: set[int] = set()
+        found: list[dict[str, str] | None] = []
+        for item in items:
+            candidates = sorted({n for name in item_names(item) for n in by_name.get(name, ()) if not claimed[n]})
+            scored = [n for n in candidates if not rows[n].get("error")]
+            pick = scored[0] if scored else candidates[0] if candidates else None
+            if pick is not None:
+                claimed[pick] = True
+                if not scored:
+                    retried.add(pick)
+            found.append(rows[pick] if scored else None)
+        self.retried, self.unmatched = len(retried), claimed.count(False)
+        if retried:
+            self._existing = [row for n, row in enumerate(rows) if n not in retried]
+            self._pending = _header(self.fieldnames) + b"".join(
+                _encode_row(self.fieldnames, row) for row in self._existing
+            )
+        return found
 
     def existing_rows(self) -> list[dict[str, str]]:
-        """The rows --resume found in the file."""
+        """The rows --resume keeps from the file (after :meth:`match`, without the error rows done again)."""
         return list(self._existing)
+
+    def resume_note(self, verb: str = "scored") -> str:
+        """For the summary: how many earlier error rows were done again, and how many rows match no input."""
+        note = ""
+        if self.retried:
+            note += f"; {self.retried} earlier error row(s) {verb} again"
+        if self.unmatched:
+            note += f"; {self.unmatched} row(s) match no input of this run (kept)"
+        return note
 
     # -- writing -------------------------------------------------------------------------------------------------
     def write(self, row: dict[str, str]) -> None:
@@ -138,11 +227,11 @@ class CsvOutput:
             raise typer.Exit(EXIT_BROKEN_PIPE) from None
 
     def _write_file(self, data: bytes) -> None:
-        view = memoryview(data)
+        if self._pending is not None:
+            self._replace(self._pending + data)
+            return
         try:
-            while view:
-                written = os.write(self.fd, view)
-                view = view[written:]
+            _write_all(self.fd, data)
         except OSError as err:
             if self.regular:
                 with contextlib.suppress(OSError):  # never leave half a row behind
@@ -150,21 +239,74 @@ class CsvOutput:
             raise _write_error(self.path, err, self.rows_before + self.rows_written) from None
         self._offset += len(data)
 
+    def _replace(self, data: bytes) -> None:
+        """Put ``data`` in place of the file in one step: written to a new file beside it, which is locked, synced
+        and renamed over it. At every moment the path holds the old file whole or the new one whole. The old file
+        stays open and locked until :meth:`close`, so a run that opened it just before the rename cannot lock it
+        and write to a file no longer there."""
+        temp = _temp_path(self._real)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temp)  # left by a run killed mid-replace: we hold the lock, so it is no one's now
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        try:
+            fd = os.open(temp, flags, 0o666)
+        except OSError as err:
+            raise _write_error(self.path, err, self.rows_before, unchanged=True) from None
+        try:
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, stat.S_IMODE(os.fstat(self.fd).st_mode))
+            _lock(fd, temp)
+            _write_all(fd, data)
+            os.fsync(fd)
+            if fcntl is None:  # Windows renames nothing over an open file, and has no flock to keep
+                os.close(self.fd)
+                self.fd = None
+            os.replace(temp, self._real)
+        except BaseException as err:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+            if isinstance(err, OSError):
+                raise _write_error(self.path, err, self.rows_before, unchanged=True) from None
+            raise
+        self._replaced_fd, self.fd = self.fd, fd
+        self._pending, self._overwriting = None, False
+        self._offset = len(data)
+        self.rows_before = len(self._existing)
+        self._synced = time.monotonic()
+        _fsync_folder(self._real.parent)
+
     def _fsync(self) -> None:
         if self.fd is not None and self.regular:
             with contextlib.suppress(OSError):
                 os.fsync(self.fd)
         self._synced = time.monotonic()
 
-    def close(self) -> None:
+    def close(self, finished: bool = True) -> None:
+        """Sync and unlock. ``finished``: the run ended normally, so a file still waiting for its first row (a run
+        that wrote none) gets what it must hold; otherwise it stays as it was."""
         if self.fd is None:
             if _is_stdout(self.path):
                 with contextlib.suppress(BrokenPipeError):
                     sys.stdout.flush()
             return
-        self._fsync()
-        os.close(self.fd)  # also drops the flock
-        self.fd = None
+        try:
+            if finished and self._pending is not None:
+                self._write_file(b"")
+            self._fsync()
+        finally:
+            for fd in (self.fd, self._replaced_fd):
+                if fd is not None:
+                    os.close(fd)  # also drops the flock
+            self.fd = self._replaced_fd = None
+
+    def _is_ours(self) -> bool:
+        """Whether the path still names the file this run holds (not one another run put there)."""
+        try:
+            mine, there = os.fstat(self.fd), os.stat(self.path)
+        except (OSError, TypeError):
+            return False
+        return (mine.st_dev, mine.st_ino) == (there.st_dev, there.st_ino)
 
     @property
     def total_rows(self) -> int:
@@ -182,14 +324,20 @@ class CsvOutput:
 
         from vcritic.cli._output import stderr
 
-        self.close()
-        if kind is not None and self.created and self.total_rows == 0 and self.path is not None:
+        untouched = self._overwriting  # --overwrite, and no new row yet: the old file is still there, whole
+        removed = False
+        if kind is not None and self.created and self.total_rows == 0 and self._is_ours():
             # Nothing but our header: leave no file that would make the rerun say "already exists".
             with contextlib.suppress(OSError):
                 self.path.unlink()
+                removed = True
+        self.close(finished=kind is None)
         if kind is KeyboardInterrupt:
             if _is_stdout(self.path):
                 stderr.print(f"Interrupted: {self.rows_written} row(s) written to stdout.", markup=False)
+            elif untouched or removed:
+                outcome = "is as it was" if untouched else "was not created"
+                stderr.print(f"Interrupted before the first row was written: {self.path} {outcome}.", markup=False)
             else:
                 stderr.print(
                     f"Interrupted: {self.total_rows} row(s) in {self.path}"
@@ -208,14 +356,14 @@ def open_output(
     overwrite: bool = False,
     resume: bool = False,
     inputs: Iterable[str | os.PathLike] = (),
-    key: Callable[[dict[str, str]], Hashable] | None = None,
     option: str = "-o",
 ) -> CsvOutput:
     """Open, lock and prepare the output before the model loads; raise VcriticError naming any problem.
 
-    ``None`` or ``-`` is stdout. With ``resume``, rows already in the file are read (``key`` of each is then
-    answered by :meth:`CsvOutput.take_done`) and new rows are appended; the header must be exactly
-    ``fieldnames``. ``inputs`` are files the run reads: the output may not be one of them.
+    ``None`` or ``-`` is stdout. With ``overwrite``, an existing file is replaced at the first new row, not before.
+    With ``resume``, rows already in the file are read (then call :meth:`CsvOutput.match`) and new rows are
+    appended; the header must be exactly ``fieldnames``. ``inputs`` are files the run reads: the output may not be
+    one of them.
     """
     out = CsvOutput(None if _is_stdout(path) else path, fieldnames)
     if out.path is None:
@@ -259,19 +407,28 @@ def open_output(
     flags = os.O_RDWR | os.O_CREAT | (0 if info is not None else os.O_EXCL) | getattr(os, "O_CLOEXEC", 0)
     out.fd = _open(path, flags, out)
     out.regular = True
-    out.created = info is None
+    out._real = Path(os.path.realpath(path))
+    out._overwriting = overwrite and info is not None  # nothing of the old file is touched until the first row
     try:
         _lock(out.fd, path)
+        if not out._is_ours():  # replaced by another run between our open and our lock
+            raise _busy(path)
+        out.created = info is None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(_temp_path(out._real))  # left by a run killed while replacing the file
         if resume and os.fstat(out.fd).st_size > 0:
-            _read_existing(out, key)
+            _read_existing(out)
+        elif out._overwriting and os.fstat(out.fd).st_size > 0:
+            out._pending = _header(fieldnames)  # the old rows stay until the first new one
         else:
+            out._overwriting = False
             os.ftruncate(out.fd, 0)
             out._offset = 0
             out._write_file(_header(fieldnames))
         os.lseek(out.fd, out._offset, os.SEEK_SET)
         out._fsync()
-    except BaseException:
-        out.__exit__(VcriticError, None, None)
+    except BaseException as err:
+        out.__exit__(type(err), err, None)  # Ctrl-C here too says what became of the file
         raise
     return out
 
@@ -287,20 +444,24 @@ def _open(path: Path, flags: int, out: CsvOutput) -> int:
         raise _write_error(path, err, 0) from None
 
 
+def _busy(path: Path) -> VcriticError:
+    return VcriticError(
+        f"{path} is being written by another vcritic run", hint="wait for it to finish, or choose another -o"
+    )
+
+
 def _lock(fd: int, path: Path) -> None:
     if fcntl is None:
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise VcriticError(
-            f"{path} is being written by another vcritic run", hint="wait for it to finish, or choose another -o"
-        ) from None
+        raise _busy(path) from None
     except OSError:
         pass  # a file system without locks (some network mounts): go on, as without fcntl
 
 
-def _read_existing(out: CsvOutput, key: Callable[[dict[str, str]], Hashable] | None) -> None:
+def _read_existing(out: CsvOutput) -> None:
     """Load the rows of a file being resumed and set the write offset after the last whole row."""
     size = os.fstat(out.fd).st_size
     os.lseek(out.fd, 0, os.SEEK_SET)
@@ -337,8 +498,6 @@ def _read_existing(out: CsvOutput, key: Callable[[dict[str, str]], Hashable] | N
     out._offset = end
     out._existing = rows
     out.rows_before = len(rows)
-    if key is not None:
-        out._done = Counter(key(row) for row in rows)
 
 
 def parse_whole_rows(data: bytes) -> tuple[list[list[str]], int]:

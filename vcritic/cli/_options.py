@@ -21,6 +21,13 @@ ModelOpt = Annotated[
         show_default=False,
     ),
 ]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace an existing output file. It stays as it was until the first new row, which replaces it whole.",
+    ),
+]
 AdapterOpt = Annotated[
     Path | None,
     typer.Option("--adapter", help="A peft LoRA adapter directory to apply on top of --model.", show_default=False),

@@ -82,10 +82,21 @@ def bench(
             "--out", help="Folder for predictions.csv, metrics.json, split.csv, pairs.csv.", show_default=False
         ),
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace earlier results in --out.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace earlier results in --out: predictions.csv at the first new row, the other files as they "
+            "are written; until then they stay as they were.",
+        ),
+    ] = False,
     resume: Annotated[
         bool,
-        typer.Option("--resume", help="Continue an interrupted run: keep the rows of --out/predictions.csv."),
+        typer.Option(
+            "--resume",
+            help="Continue an earlier run: keep the scored rows of --out/predictions.csv, score the other images "
+            "and again those whose row is an error (rows match by path or by dataset and image name).",
+        ),
     ] = False,
     plot: Annotated[
         bool,
@@ -269,7 +280,7 @@ def _open_predictions(target: Path, bench, overwrite: bool, resume: bool, predic
     inputs = [predictions_file] if predictions_file is not None else []
     columns = prediction_columns(bench.tasks)
     return open_output(target / "predictions.csv", columns, overwrite=overwrite,
-                       resume=resume, inputs=inputs, key=lambda row: row["path"], option="--out")  # fmt: skip
+                       resume=resume, inputs=inputs, option="--out")  # fmt: skip
 
 
 # -- steps -------------------------------------------------------------------------------------------------------
@@ -382,7 +393,8 @@ def _run_one(bench, root, settings, critic, predictions_file, source, out, plot,
     result = benchmark.evaluate(bench, predictions, pairs=pairs, pair_probs=pair_probs, source=source)
     scored, total = result["n_scored"], result["n_images"]
     elapsed = time.perf_counter() - started
-    stderr.print(f"{bench.title}: {scored} of {total} images evaluated in {elapsed:.1f} s", markup=False)
+    note = output.resume_note() if output is not None and predictions_file is None else ""
+    stderr.print(f"{bench.title}: {scored} of {total} images evaluated in {elapsed:.1f} s{note}", markup=False)
     if scored < total:
         stderr.print(f"{bench.title}: {total - scored} image(s) have no score; metrics cover the other {scored}.",
                      style="yellow", markup=False)  # fmt: skip
@@ -410,16 +422,28 @@ def _predict(bench, critic, settings, output) -> list:
     """Model predictions for every record, each written to ``output`` (predictions.csv) as it is known; records
     already there (``--resume``) are read back instead of scored again."""
     from vcritic import bench as benchmark
+    from vcritic.cli._csv import path_names
     from vcritic.cli._output import make_progress, stderr
 
-    known = {}
+    known: dict[int, object] = {}  # record number -> its prediction
     if output is not None:
-        for row in output.existing_rows():
-            known.setdefault(row["path"], benchmark.prediction_from_row(row, output.path))
+        # A row names its image by path (as written, or the same file) and by dataset and image name, so a run
+        # resumed from another folder or with another spelling of --root finds it.
+        def record_names(record):
+            return [*path_names(str(record.path), [Path.cwd()]), ("image", record.dataset, record.image)]
+
+        def row_names(row):
+            return [*path_names(row["path"], [Path.cwd()]), ("image", row["dataset"], row["image"])]
+
+        done = output.match(bench.records, record_names, row_names)
+        known = {k: benchmark.prediction_from_row(row, output.path) for k, row in enumerate(done) if row is not None}
         if output.rows_before:
-            stderr.print(f"{bench.title}: resuming, {output.rows_before} prediction(s) already in {output.path}",
-                         markup=False)  # fmt: skip
-    todo = [record for record in bench.records if str(record.path) not in known]
+            to_go = len(bench.records) - len(known)
+            stderr.print(
+                f"{bench.title}: resuming, {len(known)} prediction(s) already in {output.path}, {to_go} image(s) to go",
+                markup=False,
+            )
+    todo = [k for k in range(len(bench.records)) if k not in known]
 
     def keep(record, prediction) -> None:
         if output is not None:
@@ -427,11 +451,11 @@ def _predict(bench, critic, settings, output) -> list:
 
     with make_progress() as progress:
         task = progress.add_task(f"Scoring {escape(bench.title)}", total=len(todo), rate="")
-        fresh = benchmark.predict(critic, todo, tasks=bench.tasks, batch_size=settings["batch_size"],
-                                  workers=settings["workers"], advance=lambda n: progress.update(task, advance=n),
-                                  on_prediction=keep)  # fmt: skip
-    known.update(zip((str(r.path) for r in todo), fresh, strict=True))
-    return [known[str(record.path)] for record in bench.records]
+        fresh = benchmark.predict(critic, [bench.records[k] for k in todo], tasks=bench.tasks,
+                                  batch_size=settings["batch_size"], workers=settings["workers"],
+                                  advance=lambda n: progress.update(task, advance=n), on_prediction=keep)  # fmt: skip
+    known.update(zip(todo, fresh, strict=True))
+    return [known[k] for k in range(len(bench.records))]
 
 
 def _short_label(model: str) -> str:

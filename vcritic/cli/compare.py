@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 from typing import Annotated
@@ -20,6 +21,7 @@ from vcritic.cli._options import (
     ImageSizeOpt,
     MaxPixelsOpt,
     ModelOpt,
+    OverwriteOpt,
     RevisionOpt,
     TrustRemoteCodeOpt,
     WorkersOpt,
@@ -51,9 +53,14 @@ def compare(
             show_default=False,
         ),
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output file if it exists.")] = False,
+    overwrite: OverwriteOpt = False,
     resume: Annotated[
-        bool, typer.Option("--resume", help="With --pairs: keep the rows already in -o, compare only the others.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="With --pairs: keep the compared rows in -o and compare the other pairs, and again those whose "
+            "row is an error. A row counts for a pair whose two cells name the same files.",
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result of A vs B as JSON.")] = False,
     model: ModelOpt = None,
@@ -154,7 +161,7 @@ def read_pairs(path: Path) -> tuple[list[dict[str, str]], list[str]]:
 
 
 def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batch_size, workers) -> None:
-    from vcritic.cli._csv import open_output
+    from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._output import make_progress, stderr
     from vcritic.memory import BatchPlan
     from vcritic.scoring import compare_paths, format_number, resolve_relative
@@ -165,13 +172,20 @@ def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batc
                 for row in rows]  # fmt: skip
     inputs = [pairs_file, *(path for pair in resolved for path in pair)]
     failed = 0
-    with open_output(output, fieldnames + extra, overwrite=overwrite, resume=resume, inputs=inputs,
-                     key=lambda row: (row["a"], row["b"])) as out:  # fmt: skip
-        todo = [k for k, row in enumerate(rows) if not out.take_done((row["a"], row["b"]))]
+    with open_output(output, fieldnames + extra, overwrite=overwrite, resume=resume, inputs=inputs) as out:
+        bases = [pairs_file.parent.absolute()]
+
+        def names(row):  # cells are paths relative to the pairs file: one pair, however its cells are spelled
+            return list(itertools.product(path_names(row["a"], bases), path_names(row["b"], bases)))
+
+        todo = [k for k, done in enumerate(out.match(rows, names, names)) if done is None]
         failed = sum(1 for row in out.existing_rows() if row.get("error"))
         if resume:
-            stderr.print(f"Resuming {output}: {out.rows_before} row(s) already there, {len(todo)} pair(s) to go",
-                         markup=False)  # fmt: skip
+            stderr.print(
+                f"Resuming {output}: {len(out.existing_rows())} row(s) already there, {len(todo)} pair(s) to go"
+                + (f" ({out.retried} earlier error row(s) compared again)" if out.retried else ""),
+                markup=False,
+            )
         critic = None
         plan = BatchPlan(batch_size)
         if todo:
@@ -187,8 +201,8 @@ def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batc
                     progress.update(task, advance=1)
     total = out.total_rows
     done = f" ({plan.describe()})" if critic is not None else ""
-    stderr.print(f"Compared {total - failed} of {total} pairs{done}" + (f" -> {out.path}" if out.path else ""),
-                 markup=False)  # fmt: skip
+    stderr.print(f"Compared {total - failed} of {total} pairs{done}" + (f" -> {out.path}" if out.path else "")
+                 + out.resume_note("compared"), markup=False)  # fmt: skip
     if critic is not None:
         stderr.print(f"Model: {critic.loaded}", markup=False)
     if failed:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,7 @@ from vcritic.cli._options import (
     ImageSizeOpt,
     MaxPixelsOpt,
     ModelOpt,
+    OverwriteOpt,
     RevisionOpt,
     TasksOpt,
     TrustRemoteCodeOpt,
@@ -42,10 +44,14 @@ def score(
         Path | None,
         typer.Option("--output", "-o", help="CSV file to write; '-' or leave out for stdout.", show_default=False),
     ] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace the output file if it exists.")] = False,
+    overwrite: OverwriteOpt = False,
     resume: Annotated[
         bool,
-        typer.Option("--resume", help="Continue an interrupted run: keep the rows in -o, score only the other images."),
+        typer.Option(
+            "--resume",
+            help="Continue an earlier run: keep the scored rows in -o and score the other images, and again those "
+            "whose row is an error. A row counts for an image with the same path as written, or the same file.",
+        ),
     ] = False,
     tasks: TasksOpt = "mos",
     model: ModelOpt = None,
@@ -67,7 +73,7 @@ def score(
     Each row is written as soon as its batch finishes; a killed run leaves a valid CSV that --resume continues. A
     file that cannot be read gets a row with an error and the run goes on.
     """
-    from vcritic.cli._csv import open_output
+    from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._output import make_progress, stderr
     from vcritic.errors import VcriticError
     from vcritic.images import require_images
@@ -112,15 +118,18 @@ def score(
         return
     shared = team is None
     try:
-        with open_output(output, score_columns(wanted), overwrite=overwrite, resume=resume, inputs=paths,
-                         key=lambda row: row["path"]) as out:  # fmt: skip
-            todo = [path for path in paths if not out.take_done(str(path))]
+        with open_output(output, score_columns(wanted), overwrite=overwrite, resume=resume, inputs=paths) as out:
+            # A row written from another folder, or as ./a.jpg, a.jpg or /abs/a.jpg, names the same image.
+            bases = [Path.cwd(), Path(os.path.abspath(output)).parent] if resume else []
+            done = out.match(paths, lambda p: path_names(str(p), bases[:1]), lambda row: path_names(row["path"], bases))
+            todo = [path for path, row in zip(paths, done, strict=True) if row is None]
             if not shared:
                 shared = team.share(todo) is not None
             previous = out.existing_rows()
             if resume:
                 stderr.print(
-                    f"Resuming {output}: {out.rows_before} row(s) already there, {len(todo)} image(s) to go"
+                    f"Resuming {output}: {len(previous)} row(s) already there, {len(todo)} image(s) to go"
+                    + (f" ({out.retried} earlier error row(s) scored again)" if out.retried else "")
                     + (f" (cut off a torn last line of {out.torn_bytes} bytes)" if out.torn_bytes else ""),
                     markup=False,
                 )
@@ -165,7 +174,7 @@ def score(
         summary += f"; MOS (0-100) mean {sum(scored) / len(scored):.1f}, min {min(scored):.1f}, max {max(scored):.1f}"
     if out.path is not None:
         summary += f" -> {out.path}"
-    stderr.print(summary, markup=False)
+    stderr.print(summary + out.resume_note("scored"), markup=False)
     if critic is not None:
         stderr.print(f"Model: {critic.loaded}", markup=False)
     if skipped:
