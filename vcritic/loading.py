@@ -229,14 +229,22 @@ def _input_device(net, fallback):
 
 def with_attention(build, *args, **kwargs):
     """``build(*args, attn_implementation=..., **kwargs)`` with SDPA, or eager attention where a part of the model
-    (e.g. InstructBLIP's Q-Former in some transformers releases) does not support SDPA. The one place that decides
-    the attention implementation, for loaded checkpoints and for models built from a config alike."""
+    (e.g. InstructBLIP's Q-Former in some transformers releases) does not support SDPA; then the vision tower of a
+    Qwen2-VL / Qwen2.5-VL model gets :mod:`vcritic.vision_attention` (its windows and images as a few batched SDPA
+    calls). The one place that decides the attention implementation, for loaded checkpoints and for models built
+    from a config alike."""
+    from vcritic.vision_attention import use_for_vision
+
     try:
-        return build(*args, attn_implementation="sdpa", **kwargs)
+        model = build(*args, attn_implementation="sdpa", **kwargs)
     except ValueError as err:
         if "sdpa" not in str(err).lower() and "scaled_dot_product" not in str(err).lower():
             raise
-        return build(*args, attn_implementation="eager", **kwargs)
+        model = build(*args, attn_implementation="eager", **kwargs)
+    # Set after loading, on the vision sub-config only: passed to from_pretrained, each sub-model's own init check
+    # would look for a hub kernel (the name contains "flash", see vision_attention.NAME).
+    use_for_vision(model)
+    return model
 
 
 def _load_model(directory: Path, dtype, trust_remote_code: bool, allow_pickle: bool, device_map: str | None = None):
