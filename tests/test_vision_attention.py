@@ -71,6 +71,15 @@ def test_grouped_attention_equals_one_call_per_segment_with_gradients(bounds):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
 
 
+def test_without_cu_seqlens_the_whole_sequence_is_one_segment():
+    import torch
+    import torch.nn.functional as F
+
+    q, k, v = torch.randn(3, 1, 2, 10, 4).unbind(0)
+    ours, _ = grouped_attention(_Module(), q, k, v, scaling=0.5)
+    torch.testing.assert_close(ours, F.scaled_dot_product_attention(q, k, v, scale=0.5).transpose(1, 2))
+
+
 def test_grouped_attention_refuses_what_it_cannot_compute():
     import torch
 

@@ -114,9 +114,7 @@ def grouped_attention(
     # Token-major views, (tokens, heads, head_dim): a run of equal segments is then a reshape, not a copy.
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))
     tokens = q.shape[0]
-    if cu_seq_lens_q is None:
-        cu_seq_lens_q = torch.tensor([0, tokens], device=q.device)
-    plan = _plan(cu_seq_lens_q)
+    plan = _Plan([_Group(tokens, 1, 0, None)], None, tokens) if cu_seq_lens_q is None else _plan(cu_seq_lens_q)
     if plan.total != tokens:
         raise ValueError(f"cu_seqlens cover {plan.total} tokens, the input has {tokens}")
     outputs = []
@@ -141,8 +139,7 @@ def register() -> None:
     """Make :data:`NAME` a valid ``attn_implementation`` (idempotent)."""
     from transformers import AttentionInterface
 
-    if AttentionInterface._global_mapping.get(NAME) is not grouped_attention:
-        AttentionInterface.register(NAME, grouped_attention)
+    AttentionInterface.register(NAME, grouped_attention)
 
 
 def use_for_vision(model, implementation: str = NAME) -> bool:
