@@ -9,6 +9,7 @@ where ``$OUT`` is set) as JSON lines, one per figure, as they come::
 
     python benchmarks/throughput.py --arch qwen2.5-vl-7b                  # full size, CUDA bf16
     python benchmarks/throughput.py --arch llava-1.5-7b --scale tiny      # the same code path on CPU, in seconds
+    python benchmarks/throughput.py --arch qwen2.5-vl-7b --vision-attention both   # grouped vs stock vision attention
 
 Without ``--arch``, the original mode:
 
@@ -322,10 +323,9 @@ def run_arch(args) -> None:
                     record = {"figure": "throughput", "image": label, "batch": batch_size, "tokens": tokens,
                               "vision_attention": attention, "max_abs_dmos_vs_other_attention": vs_other,
                               "forward_img_s": fwd_rate, "e2e_img_s": e2e_rate, "split_s": split,
-                              "forward_s": forward_s,
-                              "e2e_s": e2e_s, "pipeline_share": 1 - forward_s / e2e_s, "max_abs_dmos_vs_batch1": drift,
-                              "peak_mib": _peak_mib(device), "flops_per_image": flops, "tflops": achieved,
-                              "mfu": mfu}  # fmt: skip
+                              "forward_s": forward_s, "e2e_s": e2e_s, "pipeline_share": 1 - forward_s / e2e_s,
+                              "max_abs_dmos_vs_batch1": drift, "peak_mib": _peak_mib(device),
+                              "flops_per_image": flops, "tflops": achieved, "mfu": mfu}  # fmt: skip
                     emit(record)
                     mfu_text = f"{mfu:>6.1%}" if mfu is not None else f"{'-':>6}"
                     print(f"{label:>9} {batch_size:>5} {tokens:>6} {attention:>7} {fwd_rate:>9.2f} {e2e_rate:>9.2f} "
