@@ -5,12 +5,19 @@
 #   ARCHES="qwen2.5-vl-7b" bash benchmarks/gpu_session.sh
 #   SCALE=tiny IMAGES=2 bash benchmarks/gpu_session.sh   # the same steps on CPU in a minute, to check it first
 #
+# Steps, in order of what they tell per minute (none of these times is measured yet; estimates for an H100):
+#   1. benchmarks/vision_attention.py: the 7B vision tower alone, full depth, bf16, batch 8 and 32 at 448x448 and
+#      1024x768, stock sdpa vs vcritic's grouped attention (~1-2 min; the issue measured 0.67 s per stock forward
+#      of 32 images at 448 px, and 1024x768 has ~4x the tokens). VISION=0 skips it; with SCALE=tiny it runs 2 blocks.
+#   2. benchmarks/throughput.py per architecture. Qwen2.5-VL runs every setting twice, grouped and stock vision
+#      attention (--vision-attention both, VISION_ATTENTION=grouped halves it): before/after end to end in one run.
+#
 # Packages missing there (SPEC.md: platformdirs, openpyxl; transformers 5.24 to match CI) travel as wheels in .whl/
 # (carry: [".whl"]); prepare them here with pip download as the device README shows, e.g.
 #   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 #     --platform manylinux_2_17_x86_64 -d .whl transformers==5.24.0 platformdirs openpyxl et-xmlfile
-# Figures go to $OUT/throughput.jsonl as they come (a run cut off by the time limit keeps what it measured) and the
-# log to $OUT/throughput.log.
+# Figures go to $OUT/vision_attention.jsonl and $OUT/throughput.jsonl as they come (a run cut off by the time limit
+# keeps what it measured) and the log to $OUT/throughput.log.
 set -u
 OUT="${OUT:-/tmp/vcritic-gpu}"
 mkdir -p "$OUT"
@@ -24,8 +31,13 @@ export PYTHONPATH="$PWD:${PYTHONPATH:-}"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
     python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
 } 2>&1 | tee "$OUT/throughput.log"
+if [ "${VISION:-1}" != 0 ]; then
+    if [ "${SCALE:-full}" = tiny ]; then vision_args=(--depth 2 --batch 2 --size 224x224); else
+        vision_args=(--depth 32 --batch 8,32 --size 448x448,1024x768 --dtype bfloat16 --repeats 3); fi
+    python3 benchmarks/vision_attention.py "${vision_args[@]}" 2>>"$OUT/throughput.log" | tee "$OUT/vision_attention.jsonl"
+fi
 for arch in ${ARCHES:-qwen2.5-vl-7b llava-1.5-7b instructblip-vicuna-7b}; do
     python3 benchmarks/throughput.py --arch "$arch" --scale "${SCALE:-full}" --images "${IMAGES:-64}" \
-        --out "$OUT/throughput.jsonl" \
+        --vision-attention "${VISION_ATTENTION:-both}" --out "$OUT/throughput.jsonl" \
         2>&1 | tee -a "$OUT/throughput.log"
 done

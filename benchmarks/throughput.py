@@ -9,6 +9,7 @@ where ``$OUT`` is set) as JSON lines, one per figure, as they come::
 
     python benchmarks/throughput.py --arch qwen2.5-vl-7b                  # full size, CUDA bf16
     python benchmarks/throughput.py --arch llava-1.5-7b --scale tiny      # the same code path on CPU, in seconds
+    python benchmarks/throughput.py --arch qwen2.5-vl-7b --vision-attention both   # grouped vs stock vision attention
 
 Without ``--arch``, the original mode:
 
@@ -240,6 +241,7 @@ def run_arch(args) -> None:
     from vcritic.prompts import QUALITY
     from vcritic.runtime import resolve_device, resolve_dtype
     from vcritic.scoring import score_paths
+    from vcritic.vision_attention import NAME, use_for_vision
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
@@ -266,57 +268,70 @@ def run_arch(args) -> None:
         emit({"figure": "model", "params": params, "build_s": build_s, "device": name, "dtype": str(dtype),
               "peak_tflops": peak})  # fmt: skip
         timer = PartTimer(critic.model, device)
-        print(f"{'image':>9} {'batch':>5} {'tokens':>6} {'fwd img/s':>9} {'e2e img/s':>9} {'e2e/fwd':>7} "
-              f"{'vision':>6} {'adapter':>7} {'lm':>5} {'other':>5} {'pipe':>5} {'max|dMOS|':>9} {'peak MiB':>9} "
-              f"{'TFLOP/s':>8} {'MFU':>6}")  # fmt: skip
+        # Qwen2-VL/2.5-VL only: the vision tower with vcritic's grouped attention and/or stock per-segment SDPA.
+        implementation = {"grouped": NAME, "sdpa": "sdpa"}
+        attentions = ["grouped", "sdpa"] if args.vision_attention == "both" else [args.vision_attention]
+        if not use_for_vision(critic.model, implementation[attentions[0]]):
+            attentions = ["-"]
+        print(f"{'image':>9} {'batch':>5} {'tokens':>6} {'vis.att':>7} {'fwd img/s':>9} {'e2e img/s':>9} "
+              f"{'e2e/fwd':>7} {'vision':>6} {'adapter':>7} {'lm':>5} {'other':>5} {'pipe':>5} {'max|dMOS|':>9} "
+              f"{'peak MiB':>9} {'TFLOP/s':>8} {'MFU':>6}")  # fmt: skip
         for label, (width, height), batch_sizes in sizes:
             batch_sizes = args.batch_sizes or ([1, 4] if tiny else batch_sizes)
             paths = _jpegs(folder / label, count, width, height)
             encodings = [critic.encoder.encode_questions([QUALITY], _open(p)) for p in paths]
             tokens = int(encodings[0]["full"][0]["input_ids"].shape[1])
             one = critic.encoder.collate_questions(encodings[:1])
-            critic.read([QUALITY], one)  # warm-up: kernels, allocator
-            flops = _flops_per_image(critic, one)
-            reference = None
-            for batch_size in batch_sizes:
-                # Forward only: pre-encoded, pre-collated batches (host-to-device copy included).
-                batches = [critic.encoder.collate_questions(encodings[i : i + batch_size])
-                           for i in range(0, count, batch_size)]  # fmt: skip
-                critic.read([QUALITY], batches[0])
-                _sync(device)
-                _reset_peak(device)
-                timer.reset()
-                start = time.perf_counter()
-                for batch in batches:
-                    critic.read([QUALITY], batch)
-                _sync(device)
-                forward_s = time.perf_counter() - start
-                split = timer.seconds()
-                # End to end: JPEG files in, rows out, through the real pipeline (workers decode while it runs).
-                start = time.perf_counter()
-                rows = list(score_paths(critic, paths, batch_size=batch_size, workers=args.workers))
-                _sync(device)
-                e2e_s = time.perf_counter() - start
-                assert all(row.error is None for row in rows), [row.error for row in rows if row.error][:3]
-                scores = [row.mos for row in rows]
-                reference = reference or scores
-                drift = max(abs(a - b) for a, b in zip(scores, reference, strict=True))
-                fwd_rate, e2e_rate = count / forward_s, count / e2e_s
-                achieved = flops * fwd_rate / 1e12
-                mfu = achieved / peak if peak else None
-                parts = {p: split.get(p, 0.0) / forward_s for p in ("vision", "adapter", "lm")}
-                other = max(0.0, 1 - sum(parts.values()))
-                record = {"figure": "throughput", "image": label, "batch": batch_size, "tokens": tokens,
-                          "forward_img_s": fwd_rate, "e2e_img_s": e2e_rate, "split_s": split, "forward_s": forward_s,
-                          "e2e_s": e2e_s, "pipeline_share": 1 - forward_s / e2e_s, "max_abs_dmos_vs_batch1": drift,
-                          "peak_mib": _peak_mib(device), "flops_per_image": flops, "tflops": achieved,
-                          "mfu": mfu}  # fmt: skip
-                emit(record)
-                mfu_text = f"{mfu:>6.1%}" if mfu is not None else f"{'-':>6}"
-                print(f"{label:>9} {batch_size:>5} {tokens:>6} {fwd_rate:>9.2f} {e2e_rate:>9.2f} "
-                      f"{e2e_rate / fwd_rate:>7.2f} {parts['vision']:>6.0%} {parts['adapter']:>7.0%} "
-                      f"{parts['lm']:>5.0%} {other:>5.0%} {record['pipeline_share']:>5.0%} {drift:>9.2e} "
-                      f"{record['peak_mib']:>9.0f} {achieved:>8.3g} {mfu_text}", flush=True)  # fmt: skip
+            seen: dict[tuple[str, int], list[float]] = {}  # (attention, batch) -> this size's scores
+            for attention in attentions:
+                if attention != "-":  # before/after of the vision tower's attention, same weights and inputs
+                    use_for_vision(critic.model, implementation[attention])
+                critic.read([QUALITY], one)  # warm-up: kernels, allocator
+                flops = _flops_per_image(critic, one)
+                reference = None
+                for batch_size in batch_sizes:
+                    # Forward only: pre-encoded, pre-collated batches (host-to-device copy included).
+                    batches = [critic.encoder.collate_questions(encodings[i : i + batch_size])
+                               for i in range(0, count, batch_size)]  # fmt: skip
+                    critic.read([QUALITY], batches[0])
+                    _sync(device)
+                    _reset_peak(device)
+                    timer.reset()
+                    start = time.perf_counter()
+                    for batch in batches:
+                        critic.read([QUALITY], batch)
+                    _sync(device)
+                    forward_s = time.perf_counter() - start
+                    split = timer.seconds()
+                    # End to end: JPEG files in, rows out, through the real pipeline (workers decode while it runs).
+                    start = time.perf_counter()
+                    rows = list(score_paths(critic, paths, batch_size=batch_size, workers=args.workers))
+                    _sync(device)
+                    e2e_s = time.perf_counter() - start
+                    assert all(row.error is None for row in rows), [row.error for row in rows if row.error][:3]
+                    scores = [row.mos for row in rows]
+                    reference = reference or scores
+                    drift = max(abs(a - b) for a, b in zip(scores, reference, strict=True))
+                    seen[attention, batch_size] = scores
+                    paired = next((s for (a, b), s in seen.items() if b == batch_size and a != attention), None)
+                    vs_other = max(abs(a - b) for a, b in zip(scores, paired, strict=True)) if paired else None
+                    fwd_rate, e2e_rate = count / forward_s, count / e2e_s
+                    achieved = flops * fwd_rate / 1e12
+                    mfu = achieved / peak if peak else None
+                    parts = {p: split.get(p, 0.0) / forward_s for p in ("vision", "adapter", "lm")}
+                    other = max(0.0, 1 - sum(parts.values()))
+                    record = {"figure": "throughput", "image": label, "batch": batch_size, "tokens": tokens,
+                              "vision_attention": attention, "max_abs_dmos_vs_other_attention": vs_other,
+                              "forward_img_s": fwd_rate, "e2e_img_s": e2e_rate, "split_s": split,
+                              "forward_s": forward_s, "e2e_s": e2e_s, "pipeline_share": 1 - forward_s / e2e_s,
+                              "max_abs_dmos_vs_batch1": drift, "peak_mib": _peak_mib(device),
+                              "flops_per_image": flops, "tflops": achieved, "mfu": mfu}  # fmt: skip
+                    emit(record)
+                    mfu_text = f"{mfu:>6.1%}" if mfu is not None else f"{'-':>6}"
+                    print(f"{label:>9} {batch_size:>5} {tokens:>6} {attention:>7} {fwd_rate:>9.2f} {e2e_rate:>9.2f} "
+                          f"{e2e_rate / fwd_rate:>7.2f} {parts['vision']:>6.0%} {parts['adapter']:>7.0%} "
+                          f"{parts['lm']:>5.0%} {other:>5.0%} {record['pipeline_share']:>5.0%} {drift:>9.2e} "
+                          f"{record['peak_mib']:>9.0f} {achieved:>8.3g} {mfu_text}", flush=True)  # fmt: skip
         timer.remove()
     if sink:
         sink.close()
@@ -359,6 +374,9 @@ def main() -> None:
     parser.add_argument("--arch", choices=sorted(ARCHES), help="a full-size random model of this architecture")
     parser.add_argument("--scale", choices=("full", "tiny"), default="full", help="with --arch: real or tiny dims")
     parser.add_argument("--out", help="with --arch: JSON-lines file for the figures (default $OUT/throughput.jsonl)")
+    parser.add_argument("--vision-attention", choices=("grouped", "sdpa", "both"), default="grouped",
+                        help="with --arch, Qwen-VL: vcritic's grouped vision attention (what loading sets), stock "
+                        "per-segment sdpa, or both in one run (before/after)")  # fmt: skip
     parser.add_argument("--peak-tflops", type=float, help="with --arch: the card's dense bf16 peak, for MFU")
     parser.add_argument("--model", help="checkpoint (default: a random LLaVA, hidden 256, 4 layers, 224 px)")
     parser.add_argument("--device", default=None)

@@ -154,3 +154,31 @@ def test_corrupt_adapter_weights_are_one_line(tiny_llava, lora_dir, tmp_path):
     (copy / "adapter_model.safetensors").write_bytes(b"\x00" * 5)
     with pytest.raises(VcriticError, match="adapter_model.safetensors is not a readable safetensors file, 5 bytes"):
         load_critic(str(tiny_llava), adapter=copy)
+
+
+def test_loading_onto_one_device_through_a_device_map_keeps_adapters_and_scores(tiny_llava, tmp_path, sample_images):
+    """What a single GPU gets (``device_map={"": device}``, weights loaded straight onto it), proven on the CPU: a
+    LoRA adapter with a fully trained module (peft's modules_to_save), merged or not, lands on the same device and
+    scores as the default path does."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText
+
+    torch.manual_seed(2)
+    config = LoraConfig(r=4, target_modules=["q_proj", "v_proj"], modules_to_save=["multi_modal_projector"],
+                        init_lora_weights=False)  # fmt: skip
+    model = get_peft_model(AutoModelForImageTextToText.from_pretrained(tiny_llava), config)
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if "lora_" in name or "modules_to_save" in name:
+                parameter.add_(torch.randn_like(parameter) * 0.3)
+    model.save_pretrained(tmp_path / "adapter")
+    images = [sample_images["astronaut"], sample_images["rocket"]]
+    base = [s.mos for s in load_critic(str(tiny_llava)).score(images)]
+    for merge in (True, False):
+        default = load_critic(str(tiny_llava), adapter=tmp_path / "adapter", merge_adapter=merge)
+        placed = load_critic(str(tiny_llava), adapter=tmp_path / "adapter", merge_adapter=merge, device_map={"": "cpu"})
+        assert {p.device.type for p in placed.model.parameters()} == {"cpu"}
+        assert any("modules_to_save" in n for n, _ in placed.model.named_parameters()) == (not merge)
+        scores = [s.mos for s in placed.score(images)]
+        assert scores == pytest.approx([s.mos for s in default.score(images)], abs=1e-5)
+        assert max(abs(a - b) for a, b in zip(scores, base, strict=True)) > 1e-3

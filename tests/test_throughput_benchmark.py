@@ -57,3 +57,21 @@ def test_tiny_scale_run_prints_and_writes_every_figure(throughput, tmp_path, mon
         assert row["peak_mib"] > 0
     assert rows[0]["max_abs_dmos_vs_batch1"] == 0.0
     assert "448x448" in printed and "1024x768" in printed and "fwd img/s" in printed
+
+
+@pytest.mark.slow
+@pytest.mark.needs_torchvision
+@pytest.mark.skipif(not HAS_TORCHVISION, reason="needs torchvision")
+def test_vision_attention_both_measures_before_and_after_in_one_run(throughput, tmp_path, monkeypatch):
+    """--vision-attention both: every setting with the grouped and the stock vision attention, same scores."""
+    out = tmp_path / "figures.jsonl"
+    argv = ["throughput.py", "--arch", "qwen2.5-vl-7b", "--scale", "tiny", "--images", "2", "--batch-sizes", "2",
+            "--workers", "0", "--out", str(out), "--vision-attention", "both"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    throughput.main()
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [r for r in rows if r["figure"] == "throughput"]
+    expected = [("448x448", "grouped"), ("448x448", "sdpa"), ("1024x768", "grouped"), ("1024x768", "sdpa")]
+    assert [(r["image"], r["vision_attention"]) for r in rows] == expected
+    assert [r["max_abs_dmos_vs_other_attention"] is None for r in rows] == [True, False, True, False]
+    assert all(r["max_abs_dmos_vs_other_attention"] < 1e-4 for r in rows[1::2])

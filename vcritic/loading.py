@@ -82,16 +82,17 @@ def load_model(
     merge_adapter: bool = True,
     max_pixels: int | None = None,
     image_size: int | None = None,
-    device_map: str | None = None,
+    device_map: str | dict | None = None,
 ) -> Loaded:
     """Resolve ``model`` (a preset, hub id, folder or vcritic trained directory), load it in ``dtype`` with its
     processor, and apply its adapters in order (all merged, except the last when ``merge_adapter`` is False).
 
-    Scoring (:func:`load_critic`) and training both load through here; the model is left on the CPU in train
-    mode with gradients enabled, as ``from_pretrained`` returns it. ``max_pixels``/``image_size`` set how large
-    images are seen (:mod:`vcritic.resolution`); left out, a trained directory's ``vcritic.json`` says (what it
-    was trained at), else the checkpoint's own resizing. ``device_map`` (e.g. "auto") is passed to
-    ``from_pretrained`` to spread a model too large for one GPU over all visible ones.
+    Scoring (:func:`load_critic`) and training both load through here; the model is left where ``device_map``
+    puts it (the CPU without one) with gradients enabled, as ``from_pretrained`` returns it.
+    ``max_pixels``/``image_size`` set how large images are seen (:mod:`vcritic.resolution`); left out, a trained
+    directory's ``vcritic.json`` says (what it was trained at), else the checkpoint's own resizing. ``device_map``
+    is passed to ``from_pretrained``: "auto" spreads a model too large for one GPU over all visible ones,
+    ``{"": device}`` loads it straight onto one device (adapters follow it there).
     """
     from vcritic.hub import resolve_model
 
@@ -158,6 +159,11 @@ def load_critic(
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    placement = device_map
+    if device_map is None and torch_device.type == "cuda":
+        # Weights straight onto the one GPU: no full copy of the model in host memory first, then a second copy
+        # over PCIe. On CPU (and MPS) the model loads where it will run, as before.
+        placement = {"": _indexed(torch_device)}
     loaded = load_model(
         model,
         dtype=torch_dtype,
@@ -168,11 +174,11 @@ def load_critic(
         merge_adapter=merge_adapter,
         max_pixels=max_pixels,
         image_size=image_size,
-        device_map=device_map,
+        device_map=placement,
     )
     net = loaded.model
     if device_map is None:
-        net.to(torch_device)
+        net.to(torch_device)  # nothing left to move where it was loaded onto the GPU
     else:  # inputs go where the first layers are; accelerate's hooks move activations between devices
         torch_device = _input_device(net, torch_device)
     net.eval()
@@ -224,6 +230,13 @@ def _load_processor(directory: Path, trust_remote_code: bool):
     return processor
 
 
+def _indexed(device):
+    """``cuda`` -> ``cuda:N`` (the current device): a device map names one device."""
+    import torch
+
+    return device if device.index is not None else torch.device(device.type, torch.cuda.current_device())
+
+
 def _input_device(net, fallback):
     import torch
 
@@ -236,17 +249,27 @@ def _input_device(net, fallback):
 
 def with_attention(build, *args, **kwargs):
     """``build(*args, attn_implementation=..., **kwargs)`` with SDPA, or eager attention where a part of the model
-    (e.g. InstructBLIP's Q-Former in some transformers releases) does not support SDPA. The one place that decides
-    the attention implementation, for loaded checkpoints and for models built from a config alike."""
+    (e.g. InstructBLIP's Q-Former in some transformers releases) does not support SDPA; then the vision tower of a
+    Qwen2-VL / Qwen2.5-VL model gets :mod:`vcritic.vision_attention` (its windows and images as a few batched SDPA
+    calls). The one place that decides the attention implementation, for loaded checkpoints and for models built
+    from a config alike."""
+    from vcritic.vision_attention import use_for_vision
+
     try:
-        return build(*args, attn_implementation="sdpa", **kwargs)
+        model = build(*args, attn_implementation="sdpa", **kwargs)
     except ValueError as err:
         if "sdpa" not in str(err).lower() and "scaled_dot_product" not in str(err).lower():
             raise
-        return build(*args, attn_implementation="eager", **kwargs)
+        model = build(*args, attn_implementation="eager", **kwargs)
+    # Set after loading, on the vision sub-config only: passed to from_pretrained, each sub-model's own init check
+    # would look for a hub kernel (the name contains "flash", see vision_attention.NAME).
+    use_for_vision(model)
+    return model
 
 
-def _load_model(directory: Path, dtype, trust_remote_code: bool, allow_pickle: bool, device_map: str | None = None):
+def _load_model(
+    directory: Path, dtype, trust_remote_code: bool, allow_pickle: bool, device_map: str | dict | None = None
+):
     from transformers import AutoModelForImageTextToText
     from transformers.utils import logging as hf_logging
 
@@ -324,7 +347,9 @@ def _apply_adapter(model, adapter_dir: Path, merge: bool):
             warnings.filterwarnings("ignore", message="Found missing adapter keys")
             # peft reads transformers' deprecated `is_gradient_checkpointing`; not the user's concern.
             warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            model = PeftModel.from_pretrained(model, adapter_dir)
+            # Onto the base model's device (peft's default is the first GPU, wherever the model is).
+            where = next(model.parameters()).device
+            model = PeftModel.from_pretrained(model, adapter_dir, torch_device=str(where))
     except (OSError, ValueError, KeyError, RuntimeError) as err:
         lines = str(err).splitlines() or [type(err).__name__]
         reason = next((line.strip() for line in lines if "size mismatch" in line), lines[0])

@@ -14,7 +14,7 @@ from vcritic.prompts import QUESTIONS, user_text
 
 FAMILIES = ("llava", "blip2", "instructblip", "qwen2_5_vl")
 # Families whose processor needs torchvision.
-NEEDS_TORCHVISION = frozenset({"qwen2_5_vl"})
+NEEDS_TORCHVISION = frozenset({"qwen2_5_vl", "qwen2_vl"})
 
 HIDDEN = 32
 # The tiny LLaVA of the learning benchmark (benchmarks/learning.py), which the `tiny` training preset is tuned for:
@@ -200,19 +200,32 @@ def build_instructblip(directory: Path, seed: int = 0) -> Path:
 
 
 def build_qwen2_5_vl(directory: Path, seed: int = 0) -> Path:
+    """Qwen2.5-VL layout. Its 56 px windows (2x2 merged tokens) split every image larger than 28 px into windows of
+    several sizes, so windowed and full-attention layers both see segments of different lengths."""
+    return _build_qwen(directory, seed, "Qwen2_5_VL")
+
+
+def build_qwen2_vl(directory: Path, seed: int = 0) -> Path:
+    """Qwen2-VL layout: the same processor, a vision tower with full attention per image in every layer."""
+    return _build_qwen(directory, seed, "Qwen2VL")
+
+
+def _build_qwen(directory: Path, seed: int, prefix: str) -> Path:
     import torch
-    from transformers import (
-        Qwen2_5_VLConfig,
-        Qwen2_5_VLForConditionalGeneration,
-        Qwen2_5_VLProcessor,
-        Qwen2VLImageProcessor,
-        Qwen2VLVideoProcessor,
-    )
+    import transformers as tf
 
     torch.manual_seed(seed)
     tokenizer = train_tokenizer()
     ids = tokenizer.convert_tokens_to_ids
-    config = Qwen2_5_VLConfig(
+    if prefix == "Qwen2VL":
+        vision = dict(depth=2, embed_dim=HIDDEN, hidden_size=HIDDEN, mlp_ratio=2, num_heads=2, patch_size=14,
+                      spatial_merge_size=2, temporal_patch_size=2)  # fmt: skip
+    else:
+        vision = dict(
+            depth=2, hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_heads=2, out_hidden_size=HIDDEN,
+            patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1],
+        )  # fmt: skip
+    config = getattr(tf, f"{prefix}Config")(
         text_config=dict(
             vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2,
             num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=1024,
@@ -220,23 +233,20 @@ def build_qwen2_5_vl(directory: Path, seed: int = 0) -> Path:
             pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
             eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
         ),
-        vision_config=dict(
-            depth=2, hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_heads=2, out_hidden_size=HIDDEN,
-            patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=56, fullatt_block_indexes=[1],
-        ),
+        vision_config=vision,
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),
         vision_end_token_id=ids("<|vision_end|>"),
     )  # fmt: skip
-    model = Qwen2_5_VLForConditionalGeneration(config)
+    model = getattr(tf, f"{prefix}ForConditionalGeneration")(config)
     # Few image tokens keep the model tiny; the limits still let aspect ratio change the token count, which is
     # what the padding tests need.
-    image_processor = Qwen2VLImageProcessor(min_pixels=28 * 28, max_pixels=56 * 84)
-    processor = Qwen2_5_VLProcessor(
+    image_processor = tf.Qwen2VLImageProcessor(min_pixels=28 * 28, max_pixels=56 * 84)
+    processor = getattr(tf, f"{prefix}Processor")(
         image_processor=image_processor,
         tokenizer=tokenizer,
-        video_processor=Qwen2VLVideoProcessor(min_pixels=28 * 28, max_pixels=56 * 84),
+        video_processor=tf.Qwen2VLVideoProcessor(min_pixels=28 * 28, max_pixels=56 * 84),
         chat_template=QWEN_TEMPLATE,
     )
     return _save(model, processor, directory)
@@ -247,6 +257,7 @@ BUILDERS = {
     "blip2": build_blip2,
     "instructblip": build_instructblip,
     "qwen2_5_vl": build_qwen2_5_vl,
+    "qwen2_vl": build_qwen2_vl,  # not in FAMILIES: only the vision-attention tests use it
 }
 
 
@@ -260,3 +271,31 @@ def _save(model, processor, directory: Path) -> Path:
     model.save_pretrained(directory, safe_serialization=True)
     processor.save_pretrained(directory)
     return directory
+
+
+class SDPACounter:
+    """Counts ``torch.nn.functional.scaled_dot_product_attention`` calls made inside ``with`` (a torch function
+    mode: the real function still runs), e.g. to prove which attention path a model took."""
+
+    def __init__(self):
+        self.calls = 0
+        self._mode = None
+
+    def __enter__(self) -> SDPACounter:
+        import torch
+        from torch.overrides import TorchFunctionMode
+
+        counter, target = self, torch.nn.functional.scaled_dot_product_attention
+
+        class _Mode(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                if func is target:
+                    counter.calls += 1
+                return func(*args, **(kwargs or {}))
+
+        self._mode = _Mode()
+        self._mode.__enter__()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._mode.__exit__(*exc)
