@@ -277,30 +277,30 @@ class Critic:
         receives the text as it is generated.
 
         The image and the shared prompt prefix are encoded once for the text and the numbers together (see
-        :func:`vcritic.shared_prefix.generate_and_answer`); where :mod:`vcritic.shared_prefix` has no shared prefix
-        (InstructBLIP, or a prompt split that does not check out) the text and the numbers are two passes."""
+        :func:`vcritic.shared_prefix.generate_and_answer`). Two passes remain where the model's ``generate`` cannot
+        continue from a cache (InstructBLIP, whose image tokens depend on the question anyway) or the prompt split
+        does not check out (:class:`vcritic.shared_prefix.PromptSplit`)."""
         from vcritic.results import scores_from_readouts
-        from vcritic.shared_prefix import generate_and_answer
+        from vcritic.shared_prefix import cache_generator, generate_and_answer
         from vcritic.tasks import parse_tasks, task_questions
 
         pictures, single = _as_list(images)
-        questions = task_questions(parse_tasks(tasks))
+        wanted = parse_tasks(tasks)
+        questions = task_questions(wanted)
         options = {"max_new_tokens": max_new_tokens, "streamer": streamer}
+        # Text only (tasks "none") is a single pass by itself: a plain generate.
+        one_pass = bool(questions) and cache_generator(self) is not None
         results = []
         for picture in map(_as_image, pictures):
-            item = self.encoder.encode_questions((DESCRIBE, *questions), picture)
-            score = None
+            item = self.encoder.encode_questions((DESCRIBE, *questions), picture) if one_pass else {}
             if "prefix" in item:
                 prompt_suffix, *question_suffixes = item["suffix_ids"]
                 batch = self.encoder.collate_questions([{"prefix": item["prefix"], "suffix_ids": question_suffixes}])
                 text, logits = generate_and_answer(self, batch, prompt_suffix, **options)
                 score = scores_from_readouts(questions, self._readouts(questions, logits))[0]
-            else:
-                prompt, *full = item["full"]
-                text = self.decode_greedy(self.model, self.to_device(prompt), **options)
-                if questions:
-                    batch = self.encoder.collate_questions([{"full": full}])
-                    score = scores_from_readouts(questions, self.read(questions, batch))[0]
+            else:  # no cache to continue from, or no shared prefix: generate and score, two passes
+                text = self.generate(picture, **options)
+                score = self.score(picture, tasks=wanted) if questions else None
             results.append(Description(text, score))
         return results[0] if single else results
 

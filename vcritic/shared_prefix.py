@@ -14,6 +14,9 @@ per-question suffixes, as one batch, and each row's next-token distribution is t
 - The prompt is split as text, just after the image placeholder (a special token, where tokenisation restarts).
   The first image checks that prefix + suffix tokens equal the full prompt's tokens; a tokenizer for which they do
   not (e.g. SentencePiece adding a leading space to the suffix) gets full prompts per question, still in one batch.
+- ``describe`` adds its DESCRIBE prompt to the questions: after the read-outs, ``generate`` gets the whole
+  DESCRIBE prompt and a copy of the prefix cache, runs only the uncached suffix and decodes on. Models whose own
+  ``generate`` cannot continue from a cache (InstructBLIP) generate from the full prompt, a second pass.
 """
 
 from __future__ import annotations
@@ -133,7 +136,7 @@ def generate_and_answer(
         prompt_cache = copy.deepcopy(cache)  # the read-outs below extend and repeat the cache in place
         logits = _read_suffixes(critic, model, prefix, cache, batch)
         suffix = torch.tensor([list(prompt_suffix)], dtype=prefix["input_ids"].dtype, device=critic.device)
-        generator = _generator(critic, model)
+        generator = cache_generator(critic)
         inputs = {
             "input_ids": torch.cat([prefix["input_ids"], suffix], dim=1),
             "attention_mask": torch.cat([prefix["attention_mask"], torch.ones_like(suffix)], dim=1),
@@ -219,13 +222,19 @@ def _cache_argument(decoder) -> str:
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
 
 
-def _generator(critic: Critic, model):
-    """The model whose ``generate`` continues from a prefilled cache. BLIP-2's own ``generate`` always runs the
-    vision tower and hands its language model the whole prompt as embeddings; its language model, given token ids
-    and the cache, runs only the uncached text (the image query tokens are all in the cache)."""
+def cache_generator(critic: Critic):
+    """The model whose ``generate`` continues from a prefilled cache, or None where vcritic knows none.
+
+    transformers' own ``generate`` does: given the whole prompt and a cache, it runs only the uncached tokens.
+    Models that override it (BLIP-2, InstructBLIP, ...) run their vision tower on every call; BLIP-2's language
+    model, given token ids and the cache, runs only the text after the image query tokens (all in the cache).
+    """
+    from transformers import GenerationMixin
+
+    model = critic._base_model()
     if critic.family.model_type == "blip-2":
-        return model.language_model
-    return model
+        model = model.language_model
+    return model if getattr(type(model), "generate", None) is GenerationMixin.generate else None
 
 
 def _generate_cache_argument(model) -> str:
