@@ -9,6 +9,7 @@ import io
 import pytest
 from conftest import family_params
 
+from vcritic.cli.describe import _streamer  # the streamer the command line prints with
 from vcritic.datasets import ATTRIBUTES
 from vcritic.loading import load_critic
 from vcritic.prompts import ATTRIBUTE_QUESTIONS, AUTHENTICITY_QUESTION, QUALITY
@@ -78,17 +79,74 @@ def test_all_tasks_equal_the_union_of_single_task_runs_through_the_file_pipeline
 
 
 def test_describe_is_deterministic_and_streamed_as_written(critic, sample_images):
-    from transformers import TextStreamer
-
     image = sample_images["chelsea"]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        first = critic.describe(image, tasks="mos", max_new_tokens=8, streamer=TextStreamer(critic.tokenizer, True))
+        first = critic.describe(image, tasks="mos", max_new_tokens=8, streamer=_streamer(critic.tokenizer))
     second = critic.describe(image, tasks="none", max_new_tokens=8)
     assert first.text and first.text == second.text
     assert printed.getvalue().strip() == first.text  # the streamer saw exactly the returned text
     assert first.score.mos == pytest.approx(critic.score(image).mos, abs=TOLERANCE)
     assert first.score.attributes == {} and second.score is None
+
+
+class VisionCalls:
+    """Counts forward calls of the model's vision tower (one per image encoding of a batch)."""
+
+    def __init__(self, critic):
+        model = critic._base_model()
+        names = [
+            n for n, _ in model.named_modules() if n.rpartition(".")[2] in ("vision_tower", "vision_model", "visual")
+        ]
+        self.count = 0
+        model.get_submodule(names[0]).register_forward_hook(self._called)
+
+    def _called(self, *_):
+        self.count += 1
+
+    def take(self) -> int:
+        count, self.count = self.count, 0
+        return count
+
+
+def test_describe_encodes_the_image_once_for_the_text_and_the_numbers(critic, sample_images):
+    """The text is what a plain generate over the full DESCRIBE prompt writes, the numbers are score()'s, and the
+    vision tower runs once (InstructBLIP, whose image tokens depend on the question, keeps two passes)."""
+    image = sample_images["rocket"]
+    calls = VisionCalls(critic)
+    expected_text = critic.generate(image, max_new_tokens=24)
+    expected = critic.score(image, tasks="all")
+    assert calls.take() == 2  # the hook sees each encoding: one generate, one score
+
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        described = critic.describe(image, max_new_tokens=24, streamer=_streamer(critic.tokenizer))
+    assert calls.take() == (2 if critic.family.model_type in QUESTION_DEPENDENT_IMAGE else 1)
+    assert described.text == expected_text and printed.getvalue().strip() == expected_text
+    for question in task_questions(["mos", "attributes", "authenticity"]):
+        assert _value(described.score, question) == pytest.approx(_value(expected, question), abs=TOLERANCE)
+    assert described.score.mos_std == pytest.approx(expected.mos_std, abs=TOLERANCE)
+
+    assert critic.describe(image, tasks="none", max_new_tokens=24).text == expected_text
+    assert calls.take() == 1
+
+
+def test_describe_without_a_checked_prompt_split_runs_two_passes_with_the_same_results(tiny_llava, sample_images):
+    from vcritic.prompts import DESCRIBE
+    from vcritic.shared_prefix import PromptSplit
+
+    critic = load_critic(str(tiny_llava), device="cpu")
+    image = sample_images["coffee"]
+    shared = critic.describe(image, tasks="attributes", max_new_tokens=12)
+    questions = (DESCRIBE, *task_questions(["attributes"]))
+    split = PromptSplit(critic.encoder, questions)
+    split.suffix_ids = [ids[1:] for ids in split.suffix_ids]  # as if the tokenizer merged across the boundary
+    critic.encoder._splits[tuple(q.name for q in questions)] = split
+    calls = VisionCalls(critic)
+    fallback = critic.describe(image, tasks="attributes", max_new_tokens=12)
+    assert split.exact is False and calls.take() == 2
+    assert fallback.text == shared.text == critic.generate(image, max_new_tokens=12)
+    assert fallback.score.attributes == pytest.approx(shared.score.attributes, abs=TOLERANCE)
 
 
 def test_a_prompt_split_that_does_not_reproduce_the_full_prompt_falls_back_to_full_prompts(tiny_llava, sample_images):

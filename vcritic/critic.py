@@ -225,7 +225,10 @@ class Critic:
         the image and the shared prompt prefix are encoded once (see :mod:`vcritic.shared_prefix`)."""
         from vcritic.shared_prefix import answer_logits
 
-        logits = answer_logits(self, batch)
+        return self._readouts(questions, answer_logits(self, batch))
+
+    def _readouts(self, questions: Sequence[Question], logits: torch.Tensor) -> list[Readout]:
+        """``[n_images, n_questions, vocab]`` answer logits -> one Readout per question."""
         return [expectation(logits[:, j], self.token_ids(q), q.values) for j, q in enumerate(questions)]
 
     # -- Python API ----------------------------------------------------------------------------------------------
@@ -284,25 +287,47 @@ class Critic:
     ) -> Description | list[Description]:
         """The model's written assessment of each image (greedy decoding: the same image gives the same text), with
         the ``tasks`` read out beside it (``"none"`` for text only). ``streamer``: a transformers streamer that
-        receives the text as it is generated."""
-        from vcritic.tasks import parse_tasks
+        receives the text as it is generated.
+
+        The image and the shared prompt prefix are encoded once for the text and the numbers together (see
+        :func:`vcritic.shared_prefix.generate_and_answer`). Two passes remain where the model's ``generate`` cannot
+        continue from a cache (InstructBLIP, whose image tokens depend on the question anyway) or the prompt split
+        does not check out (:class:`vcritic.shared_prefix.PromptSplit`)."""
+        from vcritic.results import scores_from_readouts
+        from vcritic.shared_prefix import cache_generator, generate_and_answer
+        from vcritic.tasks import parse_tasks, task_questions
 
         pictures, single = _as_list(images)
         wanted = parse_tasks(tasks)
+        questions = task_questions(wanted)
+        options = {"max_new_tokens": max_new_tokens, "streamer": streamer}
+        # Text only (tasks "none") is a single pass by itself: a plain generate.
+        one_pass = bool(questions) and cache_generator(self) is not None
         results = []
         for picture in map(_as_image, pictures):
-            text = self.generate(picture, max_new_tokens=max_new_tokens, streamer=streamer)
-            score = self.score(picture, tasks=wanted) if wanted else None
+            item = self.encoder.encode_questions((DESCRIBE, *questions), picture) if one_pass else {}
+            if "prefix" in item:
+                prompt_suffix, *question_suffixes = item["suffix_ids"]
+                batch = self.encoder.collate_questions([{"prefix": item["prefix"], "suffix_ids": question_suffixes}])
+                text, logits = generate_and_answer(self, batch, prompt_suffix, **options)
+                score = scores_from_readouts(questions, self._readouts(questions, logits))[0]
+            else:  # no cache to continue from, or no shared prefix: generate and score, two passes
+                text = self.generate(picture, **options)
+                score = self.score(picture, tasks=wanted) if questions else None
             results.append(Description(text, score))
         return results[0] if single else results
 
     def generate(self, image: Image.Image, *, max_new_tokens: int = 160, streamer=None) -> str:
-        """Greedy free text for the DESCRIBE question about one image (the only place vcritic generates)."""
+        """Greedy free text for the DESCRIBE question about one image, from the full prompt (no shared prefix)."""
+        inputs = self.to_device(self.encoder.encode(DESCRIBE, [image]))
+        return self.decode_greedy(self.model, inputs, max_new_tokens=max_new_tokens, streamer=streamer)
+
+    def decode_greedy(self, model, inputs: dict[str, Any], *, max_new_tokens: int, streamer=None) -> str:
+        """``model.generate`` greedily over one prompt, as text: the only place vcritic generates."""
         import torch
 
-        inputs = self.to_device(self.encoder.encode(DESCRIBE, [image]))
         with torch.inference_mode():
-            ids = self.model.generate(
+            ids = model.generate(
                 **inputs,
                 max_new_tokens=max_new_tokens,
                 do_sample=False,

@@ -14,6 +14,9 @@ per-question suffixes, as one batch, and each row's next-token distribution is t
 - The prompt is split as text, just after the image placeholder (a special token, where tokenisation restarts).
   The first image checks that prefix + suffix tokens equal the full prompt's tokens; a tokenizer for which they do
   not (e.g. SentencePiece adding a leading space to the suffix) gets full prompts per question, still in one batch.
+- ``describe`` adds its DESCRIBE prompt to the questions: after the read-outs, ``generate`` gets the whole
+  DESCRIBE prompt and a copy of the prefix cache, runs only the uncached suffix and decodes on. Models whose own
+  ``generate`` cannot continue from a cache (InstructBLIP) generate from the full prompt, a second pass.
 """
 
 from __future__ import annotations
@@ -107,39 +110,81 @@ def answer_logits(critic: Critic, batch: dict[str, Any]) -> torch.Tensor:
     if "full" in batch:
         logits = critic.last_logits(batch["full"])
         return logits.view(-1, n, logits.shape[-1])
+    with torch.inference_mode():
+        model, prefix, cache = _encode_prefix(critic, batch["prefix"])
+        logits = _read_suffixes(critic, model, prefix, cache, batch)
+    return logits.view(-1, n, logits.shape[-1])
 
+
+def generate_and_answer(
+    critic: Critic, batch: dict[str, Any], prompt_suffix: Sequence[int], **generate_options
+) -> tuple[str, torch.Tensor]:
+    """One image, one prefix encoding: the free text that follows ``prefix + prompt_suffix`` (the DESCRIBE prompt),
+    and the answer logits of the questions in ``batch`` (a one-image :func:`collate_questions` batch),
+    ``[1, n_questions, vocab]``.
+
+    The text is decoded by ``generate`` itself from a copy of the prefix's KV cache, given the whole prompt: it
+    skips what the cache holds and runs only the DESCRIBE suffix, with the model's own generation settings, so it
+    is the text that a plain ``generate`` over the full prompt writes (to float rounding of the logits).
+    """
+    import copy
+
+    import torch
+
+    with torch.inference_mode():
+        model, prefix, cache = _encode_prefix(critic, batch["prefix"])
+        prompt_cache = copy.deepcopy(cache)  # the read-outs below extend and repeat the cache in place
+        logits = _read_suffixes(critic, model, prefix, cache, batch)
+        suffix = torch.tensor([list(prompt_suffix)], dtype=prefix["input_ids"].dtype, device=critic.device)
+        generator = cache_generator(critic)
+        inputs = {
+            "input_ids": torch.cat([prefix["input_ids"], suffix], dim=1),
+            "attention_mask": torch.cat([prefix["attention_mask"], torch.ones_like(suffix)], dim=1),
+            _generate_cache_argument(generator): prompt_cache,
+        }
+        text = critic.decode_greedy(generator, inputs, **generate_options)
+    return text, logits.view(-1, batch["n"], logits.shape[-1])
+
+
+def _encode_prefix(critic: Critic, prefix_batch: dict[str, Any]):
+    """The shared prefix (vision tower included) through the whole model: its KV cache and inputs."""
     model = critic._base_model()
-    prefix = critic.to_device(batch["prefix"])
+    prefix = critic.to_device(prefix_batch)
     options = {"use_cache": True}
     if critic._accepts_logits_to_keep:
         options["logits_to_keep"] = 1
-    with torch.inference_mode():
-        out = model(**prefix, **options)
-        cache = _find_cache(out)
-        cache.batch_repeat_interleave(n)
-        suffix_ids = batch["suffix_ids"].to(critic.device)
-        suffix_mask = batch["suffix_mask"].to(critic.device)
-        prefix_mask = prefix["attention_mask"]
-        mask = torch.cat([prefix_mask.repeat_interleave(n, dim=0), suffix_mask], dim=1)
-        decoder = _text_decoder(model)
-        inputs = {
-            "inputs_embeds": model.get_input_embeddings()(suffix_ids),
-            "attention_mask": mask,
-            "use_cache": True,
-            _cache_argument(decoder): cache,
-        }
-        deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
-        if deltas is not None and hasattr(model.model, "get_rope_index"):
-            # Text after the image sits at (index among real tokens) + rope_delta, on all three rotary axes.
-            start = prefix_mask.sum(dim=1, keepdim=True) + deltas.to(prefix_mask.device)
-            steps = torch.arange(suffix_ids.shape[1], device=critic.device)
-            positions = (start + steps).repeat_interleave(n, dim=0)
-            inputs["position_ids"] = positions.unsqueeze(0).expand(3, -1, -1)
-        hidden = decoder(**inputs).last_hidden_state
-        last = suffix_mask.sum(dim=1) - 1
-        hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
-        logits = model.get_output_embeddings()(hidden)
-    return logits.view(-1, n, logits.shape[-1])
+    out = model(**prefix, **options)
+    return model, prefix, _find_cache(out)
+
+
+def _read_suffixes(critic: Critic, model, prefix: dict[str, Any], cache, batch: dict[str, Any]) -> torch.Tensor:
+    """Each question's suffix read from the prefix cache (repeated in place per question): ``[rows, vocab]``."""
+    import torch
+
+    n = batch["n"]
+    cache.batch_repeat_interleave(n)
+    suffix_ids = batch["suffix_ids"].to(critic.device)
+    suffix_mask = batch["suffix_mask"].to(critic.device)
+    prefix_mask = prefix["attention_mask"]
+    mask = torch.cat([prefix_mask.repeat_interleave(n, dim=0), suffix_mask], dim=1)
+    decoder = _text_decoder(model)
+    inputs = {
+        "inputs_embeds": model.get_input_embeddings()(suffix_ids),
+        "attention_mask": mask,
+        "use_cache": True,
+        _cache_argument(decoder): cache,
+    }
+    deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
+    if deltas is not None and hasattr(model.model, "get_rope_index"):
+        # Text after the image sits at (index among real tokens) + rope_delta, on all three rotary axes.
+        start = prefix_mask.sum(dim=1, keepdim=True) + deltas.to(prefix_mask.device)
+        steps = torch.arange(suffix_ids.shape[1], device=critic.device)
+        positions = (start + steps).repeat_interleave(n, dim=0)
+        inputs["position_ids"] = positions.unsqueeze(0).expand(3, -1, -1)
+    hidden = decoder(**inputs).last_hidden_state
+    last = suffix_mask.sum(dim=1) - 1
+    hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    return model.get_output_embeddings()(hidden)
 
 
 def _common_prefix(texts: Sequence[str]) -> str:
@@ -175,3 +220,26 @@ def _cache_argument(decoder) -> str:
 
     # transformers renamed past_key_values to cache in 5.x; accept either.
     return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
+
+
+def cache_generator(critic: Critic):
+    """The model whose ``generate`` continues from a prefilled cache, or None where vcritic knows none.
+
+    transformers' own ``generate`` does: given the whole prompt and a cache, it runs only the uncached tokens.
+    Models that override it (BLIP-2, InstructBLIP, ...) run their vision tower on every call; BLIP-2's language
+    model, given token ids and the cache, runs only the text after the image query tokens (all in the cache).
+    """
+    from transformers import GenerationMixin
+
+    model = critic._base_model()
+    if critic.family.model_type == "blip-2":
+        model = model.language_model
+    return model if getattr(type(model), "generate", None) is GenerationMixin.generate else None
+
+
+def _generate_cache_argument(model) -> str:
+    import inspect
+
+    # transformers 5.x renamed generate's past_key_values to cache (the old name warns); older 5.x knows only it.
+    parameters = inspect.signature(model.prepare_inputs_for_generation).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
