@@ -93,4 +93,18 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    if code == 130:
+        _forget_caught_interrupt()
+    sys.exit(code)
+
+
+def _forget_caught_interrupt() -> None:
+    """Let ``python -m vcritic`` exit 130 after a Ctrl-C it handled, instead of dying by SIGINT.
+
+    CPython (3.10-3.13) sets a process-wide "unhandled KeyboardInterrupt" flag whenever a KeyboardInterrupt leaves
+    code run by a *string* ``exec``/``eval`` (``dataclasses`` builds methods that way while torch and transformers
+    import), even when a caller catches it later; under ``-m``, ``Py_RunMain`` then kills the process with SIGINT
+    whatever exit code was asked for. Every string ``exec`` clears the flag first, so a harmless one does.
+    Only run after an interrupt was handled, so it never hides one that was not."""
+    exec("pass", {})
