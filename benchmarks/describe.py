@@ -23,17 +23,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from multitask import add_model_options, load_benchmark_critic
 from throughput import make_images
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="checkpoint (default: a random LLaVA built from a config, see --hidden)")
-    parser.add_argument("--hidden", type=int, default=512, help="random model: hidden size of vision and text")
-    parser.add_argument("--layers", type=int, default=10, help="random model: layers of vision tower and decoder")
-    parser.add_argument("--image-size", type=int, default=224, help="random model: input size (patch 14)")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--dtype", default=None)
+    add_model_options(parser)
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--tasks", default="all", help="read-outs beside the text, as describe --tasks")
     parser.add_argument("--max-new-tokens", default="16,64,160", help="comma-separated text lengths to time")
@@ -46,22 +42,14 @@ def main() -> None:
         torch.set_num_threads(args.threads)
 
     from vcritic.images import load_image
-    from vcritic.loading import load_critic
-    from vcritic.testing import build_llava
 
     lengths = [int(n) for n in args.max_new_tokens.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        if args.model:
-            model = args.model
-        else:
-            model = str(build_llava(tmp_path / "model", hidden=args.hidden, layers=args.layers,
-                                    image_size=args.image_size))  # fmt: skip
+        critic, name = load_benchmark_critic(args, tmp_path)
         images = [load_image(path) for path in make_images(tmp_path, args.images)]
-        critic = load_critic(model, device=args.device, dtype=args.dtype)
         n_params = sum(p.numel() for p in critic.model.parameters())
-        size = f"hidden {args.hidden}, {args.layers}+{args.layers} layers, {args.image_size} px"
-        print(f"model: {args.model or f'random LLaVA ({size})'}, {n_params / 1e6:.1f} M parameters")
+        print(f"model: {name}, {n_params / 1e6:.1f} M parameters")
         print(f"device: {critic.device}, dtype: {str(critic.dtype).removeprefix('torch.')}, images: {len(images)}, "
               f"tasks: {args.tasks}, torch threads {torch.get_num_threads()}, "
               f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip

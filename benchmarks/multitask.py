@@ -97,14 +97,32 @@ def generate_and_parse(critic, paths, max_new_tokens: int) -> tuple[list[float |
     return scores, parsed
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The model options these CPU benchmarks share (also used by describe.py)."""
     parser.add_argument("--model", help="checkpoint (default: a random LLaVA built from a config, see --hidden)")
     parser.add_argument("--hidden", type=int, default=512, help="random model: hidden size of vision and text")
     parser.add_argument("--layers", type=int, default=10, help="random model: layers of vision tower and decoder")
     parser.add_argument("--image-size", type=int, default=224, help="random model: input size (patch 14)")
     parser.add_argument("--device", default=None)
     parser.add_argument("--dtype", default=None)
+
+
+def load_benchmark_critic(args: argparse.Namespace, tmp_path: Path):
+    """``--model``, or a random LLaVA built from ``--hidden/--layers/--image-size`` under ``tmp_path``, loaded
+    through ``load_critic``; returns the critic and a name for the report."""
+    from vcritic.loading import load_critic
+    from vcritic.testing import build_llava
+
+    if args.model:
+        return load_critic(args.model, device=args.device, dtype=args.dtype), args.model
+    model = build_llava(tmp_path / "model", hidden=args.hidden, layers=args.layers, image_size=args.image_size)
+    size = f"hidden {args.hidden}, {args.layers}+{args.layers} layers, {args.image_size} px"
+    return load_critic(str(model), device=args.device, dtype=args.dtype), f"random LLaVA ({size})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_model_options(parser)
     parser.add_argument("--images", type=int, default=48)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workers", type=int, default=None, help="decode workers for vcritic (default: vcritic's)")
@@ -114,26 +132,17 @@ def main() -> None:
     import torch
     from PIL import Image
 
-    from vcritic.loading import load_critic
     from vcritic.scoring import default_workers, score_paths
     from vcritic.tasks import TASKS, task_questions
-    from vcritic.testing import build_llava
 
     every = tuple(TASKS)
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        if args.model:
-            model = args.model
-        else:
-            model = str(build_llava(tmp_path / "model", hidden=args.hidden, layers=args.layers,
-                                    image_size=args.image_size))  # fmt: skip
+        critic, name = load_benchmark_critic(args, tmp_path)
         paths = make_images(tmp_path, args.images)
-        critic = load_critic(model, device=args.device, dtype=args.dtype)
         workers = default_workers() if args.workers is None else args.workers
         n_params = sum(p.numel() for p in critic.model.parameters())
         tokens = critic.encoder.encode(task_questions(["mos"])[0], [Image.new("RGB", (64, 48))])
-        size = f"hidden {args.hidden}, {args.layers}+{args.layers} layers, {args.image_size} px"
-        name = args.model or f"random LLaVA ({size})"
         print(f"model: {name}, {n_params / 1e6:.1f} M parameters, {tokens['input_ids'].shape[1]} prompt tokens")
         print(f"device: {critic.device}, dtype: {str(critic.dtype).removeprefix('torch.')}, images: {len(paths)}, "
               f"batch size {args.batch_size}, workers {workers}, torch threads {torch.get_num_threads()}, "
