@@ -217,7 +217,10 @@ def _standard_errors(n: int, first: np.ndarray, second: np.ndarray, strength: np
     np.add.at(hessian, (first, second), -w)
     np.add.at(hessian, (second, first), -w)
     covariance = cho_solve(cho_factor(hessian), np.eye(n))
-    return np.sqrt(np.diag(covariance))
+    # The strengths reported are centred (s - mean s); the overall level, which only the prior pins down, is no
+    # part of their uncertainty: the variance of s_i - mean(s).
+    row_mean = covariance.mean(axis=1)
+    return np.sqrt(np.diag(covariance) - 2 * row_mean + row_mean.mean())
 
 
 def to_ranking(fit: BradleyTerryFit, paths: Sequence[str | None], pairs, probabilities) -> Ranking:
