@@ -25,9 +25,9 @@ from vcritic.errors import VcriticError
 if TYPE_CHECKING:
     from vcritic.results import Ranking
 
-# Logit units. Wide: on a K = 8 design it pulls strengths towards 0 by about 2% (noise-free simulation), which moves
-# no rank; yet an image that wins every comparison outright gets a finite strength (about 5.5 at the top of a set of 5
-# ranked without a single doubt), not one that runs off to infinity.
+# Logit units. Wide: on a K = 8 design it pulls strengths towards 0 by about 2% (noise-free simulation; at most
+# near-equal neighbours swap); yet an image that wins every comparison outright gets a finite strength (about 5.5
+# at the top of a set of 5 ranked without a single doubt), not one that runs off to infinity.
 PRIOR_SD = 10.0
 # Each image meets this many others in the random design (benchmarks/rank.py: on a simulated oracle the rank
 # correlation to the truth gains little beyond it, while the model's work grows linearly with K).
@@ -208,8 +208,8 @@ def _standard_errors(n: int, first: np.ndarray, second: np.ndarray, strength: np
     w = q * (1 - q)
     diagonal = np.bincount(first, w, n) + np.bincount(second, w, n) + precision
     if n > EXACT_SE_MAX:
-        # Each strength's precision with the others held fixed: a lower bound on the exact SE, within a few percent
-        # when every image has many comparisons.
+        # Each strength's precision with the others held fixed: a lower bound on the exact SE (on random designs of
+        # 1000 images about 8% low at K = 8, 4% at K = 16, half at K = 2), without an n x n inverse.
         return 1.0 / np.sqrt(diagonal)
     from scipy.linalg import cho_factor, cho_solve
 
