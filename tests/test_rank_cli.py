@@ -207,3 +207,23 @@ def test_one_image_is_a_usage_error_naming_it(capsys, image_dir):
         f"Error: ranking needs at least 2 images, found 1 ({one})",
         "Hint: give more images",
     ]
+
+
+@pytest.mark.slow
+def test_python_rank_of_pil_images_is_fitted_from_the_critics_own_comparisons(tiny_llava, sample_images):
+    from vcritic import Ranking, VcriticError, load_critic
+
+    critic = load_critic(str(tiny_llava))
+    pictures = [sample_images[name] for name in ("astronaut", "coffee", "camera", "rocket")]
+    ranking = critic.rank(pictures)
+    assert isinstance(ranking, Ranking)
+    assert sorted(ranking.order) == [0, 1, 2, 3] and all(image.path is None for image in ranking.images)
+    assert len(ranking.pairs) == 6  # four images: every pair
+    for a, b, p in ranking.pairs:
+        assert p == pytest.approx(critic.compare(pictures[a], pictures[b]).p_a_better, abs=1e-6)
+    # win_rate is the mean P(better) over the image's own comparisons
+    best = ranking.images[0]
+    wins = [p if a == best.index else 1 - p for a, b, p in ranking.pairs if best.index in (a, b)]
+    assert best.win_rate == pytest.approx(sum(wins) / 3) and best.comparisons == 3
+    with pytest.raises(VcriticError, match="at least 2 images"):
+        critic.rank([pictures[0]])

@@ -280,7 +280,7 @@ class Critic:
 
         The pairs are :func:`vcritic.ranking.design_pairs` (every pair for small sets, else each image against
         ``per_image`` others, seeded), the same as ``vcritic rank`` picks for the same images, ``per_image`` and
-        ``seed``.
+        ``seed``. A path that cannot be read raises :class:`VcriticError`, as in :meth:`compare`.
         """
         import os
 

@@ -186,7 +186,7 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, mod
             found = pairs_file.match([{"a": cells[i], "b": cells[j]} for i, j in pairs], names, names)
             for k, row in enumerate(found):
                 if row is not None:
-                    probabilities[k] = _probability(row["p_a_better"], pairs_out, k)
+                    probabilities[k] = _probability(row["p_a_better"], pairs_out, k + 1)
             if resume:
                 kept = sum(p is not None for p in probabilities)
                 stderr.print(f"Resuming {pairs_out}: {kept} of {len(pairs)} comparisons already there"
