@@ -138,7 +138,8 @@ def test_from_pairs_needs_no_model_or_files(runner, tmp_path):
     source = write_pairs(
         tmp_path / "pairs.csv",
         [("x.png", "y.png", "0.9", "a", ""), ("./y.png", "z.png", "0.8", "a", ""), ("x.png", "z.png", "0.95", "a", ""),
-         ("z.png", "gone.png", "", "", "file not found"), ("x.png", "x.png", "0.5", "tie", "")],
+         ("z.png", "gone.png", "", "", "file not found"), ("x.png", "x.png", "0.5", "tie", ""),
+         ("w.png", "w.png", "0.5", "tie", "")],
     )  # fmt: skip
     out = tmp_path / "ranking.csv"
     result = runner.invoke(app, ["rank", "--from-pairs", str(source), "-o", str(out), "--show", "0"])
@@ -148,8 +149,9 @@ def test_from_pairs_needs_no_model_or_files(runner, tmp_path):
     folder = str(tmp_path)
     assert [row["path"] for row in ranked] == [os.path.join(folder, name) for name in ("x.png", "y.png", "z.png")]
     assert [row["comparisons"] for row in ranked] == ["2", "2", "2"]  # the self-pair counts for nothing
-    assert rows[-1] == {"rank": "", "path": os.path.join(folder, "gone.png"), "strength": "", "se": "",
+    assert rows[-2] == {"rank": "", "path": os.path.join(folder, "gone.png"), "strength": "", "se": "",
                         "comparisons": "0", "win_rate": "", "error": "not compared: file not found"}  # fmt: skip
+    assert rows[-1]["path"] == os.path.join(folder, "w.png") and rows[-1]["error"] == "compared only with itself"
     assert "Ranked 3 images from 3 comparisons" in result.output
 
 

@@ -162,7 +162,7 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, mod
             pairs_file = stack.enter_context(
                 open_output(
                     pairs_out, PAIR_COLUMNS, overwrite=overwrite, resume=resume, inputs=paths, option="--pairs-out"
-                )  # fmt: skip
+                )
             )
         errors = _unreadable(paths, workers)
         good = [path for path in paths if path not in errors]
@@ -215,11 +215,12 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, mod
         elapsed = time.perf_counter() - started
         compared = [(pairs[k], p) for k, p in enumerate(probabilities) if p is not None]
         # An image none of whose comparisons worked (e.g. too large for the GPU) has nothing to be ranked by.
+        seen = {i for pair, _ in compared for i in pair}
         for k, reason in failures.items():
             for i in pairs[k]:
-                if not any(i in pair for pair, _ in compared):
+                if i not in seen:
                     errors.setdefault(good[i], f"no comparison could be made: {reason}")
-        fit, labels = _fit(good, compared, errors)
+        fit, labels = _fit(good, compared)
         _write_ranking(out, fit, labels, errors)
     summary = f"Ranked {len(labels)} of {len(paths)} images from {len(compared)} comparisons"
     if todo:
@@ -267,14 +268,17 @@ def _rank_from_pairs(source: Path, output, overwrite, show) -> None:
         if ends[0] != ends[1]:  # an image against itself says nothing about its strength
             compared.append(((ends[0], ends[1]), _probability(row["p_a_better"], source, number)))
     ranked = {labels[i] for pair, _ in compared for i in pair}
-    errors = {label: reason for label, reason in failed.items() if label not in ranked}
+    errors = {label: failed.get(label, "compared only with itself") for label in labels if label not in ranked}
     good = [label for label in labels if label in ranked]
     if len(good) < 2:
-        raise VcriticError(f"{source} has no usable comparison of two different images", hint="see its error column")
+        raise VcriticError(
+            f"{source} has no usable comparison of two different images",
+            hint="rows with an error or an empty p_a_better are skipped",
+        )
     position = {label: n for n, label in enumerate(good)}
     compared = [((position[labels[i]], position[labels[j]]), p) for (i, j), p in compared]
     with open_output(output, RANK_COLUMNS, overwrite=overwrite, inputs=[source]) as out:
-        fit, names = _fit(good, compared, {})
+        fit, names = _fit(good, compared)
         _write_ranking(out, fit, names, errors)
     _finish(out, fit, names, errors, show, f"Ranked {len(names)} images from {len(compared)} comparisons in {source}")
     if errors:
@@ -291,7 +295,7 @@ def _probability(text: str, source, number: int) -> float:
     return value
 
 
-def _fit(good: Sequence[str], compared, errors: dict[str, str]):
+def _fit(good: Sequence[str], compared):
     """Bradley-Terry over the images that took part in ``compared``; ``labels`` are theirs, in the fit's order."""
     from vcritic.ranking import fit_bradley_terry
 
