@@ -146,3 +146,14 @@ def test_design_refuses_too_few_images_or_partners():
         design_pairs(1)
     with pytest.raises(VcriticError, match="--per-image 1"):
         design_pairs(10, per_image=1)
+
+
+def test_hard_labels_on_a_large_design_converge():
+    # 0/1 outcomes (one vote per pair) on 1000 images: where Newton-CG's own flag cries "precision loss" at optima.
+    rng = np.random.default_rng(12)
+    s = true_strengths(1000, seed=13)
+    pairs = design_pairs(1000, per_image=8, seed=14)
+    outcomes = (rng.random(len(pairs)) < bt_probabilities(s, pairs)).astype(float)
+    fit = fit_bradley_terry(1000, pairs, outcomes)
+    assert spearmanr(fit.strength, s).statistic > 0.65  # eight coin flips per image say only so much
+    assert 0.90 < np.mean(np.abs(fit.strength - s) < 1.96 * fit.se) < 0.99

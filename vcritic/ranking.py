@@ -192,6 +192,11 @@ def fit_bradley_terry(
 
     # The objective is strictly convex (the prior), so Newton-CG from 0 reaches the one optimum in a few steps.
     result = minimize(objective, np.zeros(n), jac=True, hessp=hessp, method="Newton-CG", options={"xtol": 1e-10})
+    # Judged by the gradient, not result.success: with the tight xtol, Newton-CG reports "precision loss" at optima
+    # whose gradient is already ~1e-8.
+    worst = float(np.abs(objective(result.x)[1]).max())
+    if not worst < 1e-5:
+        raise VcriticError(f"the Bradley-Terry fit did not converge (largest gradient {worst:.2g})")
     strength = result.x - result.x.mean()
     return BradleyTerryFit(
         strength=strength,
