@@ -62,7 +62,8 @@ def test_score_columns_extend_the_one_layout():
 
 # -- Python API --------------------------------------------------------------------------------------------------
 def test_public_names_and_a_light_import():
-    assert {"load_critic", "Critic", "Score", "Comparison", "Description", "VcriticError"} <= set(dir(vcritic))
+    public = {"load_critic", "Critic", "Score", "Comparison", "Description", "Ranking", "RankedImage", "VcriticError"}
+    assert public <= set(dir(vcritic))
     code = "import sys, vcritic; vcritic.Score; vcritic.VcriticError; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"

@@ -8,6 +8,7 @@ The public Python API is imported lazily so ``import vcritic`` (and ``vcritic --
     scores = critic.score([img1, "b.png"])        # a list in, a list out; PIL images or paths
     critic.compare("a.png", "b.png").p_a_better   # P(a better than b), symmetric in argument order
     critic.describe("photo.jpg").text             # the written assessment (greedy: same image, same text)
+    critic.rank(["a.png", "b.png", "c.png"]).images[0].path  # best first, Bradley-Terry from pairwise comparisons
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ _LAZY = {
     "Score": "vcritic.results",
     "Comparison": "vcritic.results",
     "Description": "vcritic.results",
+    "Ranking": "vcritic.results",
+    "RankedImage": "vcritic.results",
     "VcriticError": "vcritic.errors",
 }
 

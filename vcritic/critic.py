@@ -18,7 +18,7 @@ from vcritic.errors import VcriticError
 from vcritic.prompts import COMPARE, COMPARE_SIDE_BY_SIDE, DESCRIBE, Question, render_prompt
 from vcritic.readout import Readout, answer_token_ids, expectation
 from vcritic.resolution import Resolution
-from vcritic.results import Comparison, Description, Score
+from vcritic.results import Comparison, Description, Ranking, Score
 
 if TYPE_CHECKING:
     import torch
@@ -276,6 +276,27 @@ class Critic:
             out = self.readout(self.pair_question, self.encoder.collate(items))
             results += [Comparison(p) for p in symmetric_preference(out.probs).tolist()]
         return results[0] if single else results
+
+    def rank(self, images, *, per_image: int | None = None, every_pair: bool | None = None, seed: int = 0,
+             batch_size: int = 8) -> Ranking:  # fmt: skip
+        """Order images (paths or PIL images) best first from pairwise comparisons fitted by Bradley-Terry.
+
+        The pairs are :func:`vcritic.ranking.design_pairs` (every pair for small sets, else each image against
+        ``per_image`` others, seeded), the same as ``vcritic rank`` picks for the same images, ``per_image`` and
+        ``seed``. A path that cannot be read raises :class:`VcriticError`, as in :meth:`compare`.
+        """
+        import os
+
+        from vcritic.ranking import design_pairs, fit_bradley_terry, to_ranking
+
+        pictures, _ = _as_list(images)
+        pairs = design_pairs(len(pictures), per_image=per_image, every_pair=every_pair, seed=seed)
+        found = self.compare([(pictures[i], pictures[j]) for i, j in pairs], batch_size=batch_size)
+        probabilities = [c.p_a_better for c in found]
+        paths = [str(p) if isinstance(p, str | os.PathLike) else None for p in pictures]
+        labels = [path or f"image {i}" for i, path in enumerate(paths)]
+        fit = fit_bradley_terry(len(pictures), pairs, probabilities, labels=labels)
+        return to_ranking(fit, paths, pairs, probabilities)
 
     def describe(
         self,

@@ -42,6 +42,34 @@ class Comparison:
 
 
 @dataclass
+class RankedImage:
+    """One image of a :class:`Ranking`: its place (1 = best), its Bradley-Terry strength (logit scale, mean 0 over
+    the set: P(i better than j) = sigmoid(strength_i - strength_j)) with standard error, the number of comparisons
+    it was in and its mean P(better) over them."""
+
+    rank: int
+    index: int  # position in the list of images given
+    path: str | None  # None for a PIL image
+    strength: float
+    se: float
+    comparisons: int
+    win_rate: float
+
+
+@dataclass
+class Ranking:
+    """Images best first, and every comparison the ranking was fitted from as ``(index a, index b, P(a better))``."""
+
+    images: list[RankedImage]
+    pairs: list[tuple[int, int, float]] = field(default_factory=list)
+
+    @property
+    def order(self) -> list[int]:
+        """Input positions, best first."""
+        return [image.index for image in self.images]
+
+
+@dataclass
 class Description:
     """The model's written assessment of an image, with the numbers read out beside it (None if none asked)."""
 

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from vcritic import __version__
-from vcritic.cli import bench, compare, data, describe, download, models, score, train
+from vcritic.cli import bench, compare, data, describe, download, models, rank, score, train
 from vcritic.cli._help import Command, Group
 
 app = typer.Typer(
@@ -28,6 +28,7 @@ app = typer.Typer(
 
 app.command("score", no_args_is_help=True, epilog=score.EPILOG, cls=Command)(score.score)
 app.command("compare", no_args_is_help=True, epilog=compare.EPILOG, cls=Command)(compare.compare)
+app.command("rank", no_args_is_help=True, epilog=rank.EPILOG, cls=Command)(rank.rank)
 app.command("describe", no_args_is_help=True, epilog=describe.EPILOG, cls=Command)(describe.describe)
 app.command("bench", no_args_is_help=True, epilog=bench.EPILOG, cls=Command)(bench.bench)
 app.command("download", no_args_is_help=True, epilog=download.EPILOG, cls=Command)(download.download)
