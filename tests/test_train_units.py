@@ -167,6 +167,10 @@ def test_config_refuses_unknown_keys_and_bad_values_naming_the_key(tmp_path):
     file.write_text("stages:\n  4:\n    lr: 1\n")
     with pytest.raises(VcriticError, match="unknown stage"):
         load_config(1, str(file))
+    for seed in (-1, 2**32):  # numpy and torch take 32-bit unsigned seeds: was a ValueError traceback mid-run
+        with pytest.raises(VcriticError, match="'seed'"):
+            load_config(1, "tiny", {"seed": seed})
+    assert load_config(1, "tiny", {"seed": 2**32 - 1}).seed == 2**32 - 1
 
 
 # -- data order and schedule -----------------------------------------------------------------------------------------

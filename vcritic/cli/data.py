@@ -21,7 +21,10 @@ OutOpt = Annotated[
     Path,
     typer.Option("--out", "-o", help="Folder to write (dialogues.jsonl, val.jsonl, data.json).", show_default=False),
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random draw: same seed, identical files.")]
+SeedOpt = Annotated[
+    int,
+    typer.Option("--seed", min=0, max=2**32 - 1, help="Seed for every random draw: same seed, identical files."),
+]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Write into an existing, non-empty --out.")]
 ValFractionOpt = Annotated[
     float,

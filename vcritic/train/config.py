@@ -17,6 +17,7 @@ from vcritic.errors import VcriticError
 PRESET_DIR = Path(__file__).with_name("presets")
 DEFAULT_PRESET = "paper"
 # The language-model projections LoRA adapts (Llama/Qwen names; peft matches them inside the language model only).
+MAX_SEED = 2**32 - 1
 LM_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -113,6 +114,8 @@ class TrainConfig:
             _bad("log_every", 0, "must be >= 1")
         if not self.lora_targets:
             _bad("lora_targets", self.lora_targets, "name at least one layer")
+        if not 0 <= self.seed <= MAX_SEED:  # numpy's and torch's generators take 32-bit unsigned seeds
+            _bad("seed", self.seed, f"must be in [0, {MAX_SEED}]")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
