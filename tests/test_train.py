@@ -164,6 +164,32 @@ def test_interrupt_then_resume_gives_the_weights_of_one_run(tiny_llava, pair_dat
     assert [r["loss"] for r in _metrics(split)] == pytest.approx(curve, abs=1e-6)
 
 
+def test_resume_matches_a_local_model_by_folder_and_a_run_without_checkpoint_points_to_overwrite(
+    tiny_llava, pair_data, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tiny_llava.parent)
+    out = tmp_path / "out"
+    train(model=tiny_llava.name, data=pair_data, output=out, stage=1, config=_config(steps=2, save_every=1))
+    # The same folder by another spelling (or from another working folder) is the same model: was refused.
+    train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=3), resume=True)
+    assert [r["step"] for r in _metrics(out)] == [1, 2, 3]
+
+    def killed(record):  # a run that dies before its first checkpoint (kill -9, OOM) leaves only run.json
+        if record["event"] == "start":
+            raise RuntimeError("killed")
+
+    fresh = tmp_path / "fresh"
+    with pytest.raises(RuntimeError):
+        train(model=str(tiny_llava), data=pair_data, output=fresh, stage=1, config=_config(), on_event=killed)
+    # Each refusal used to send the user to the other (--resume, then "start without --resume").
+    with pytest.raises(VcriticError, match="already exists") as err:
+        train(model=str(tiny_llava), data=pair_data, output=fresh, stage=1, config=_config())
+    assert "--overwrite" in err.value.hint and "--resume" not in err.value.hint
+    with pytest.raises(VcriticError, match="no checkpoint") as err:
+        train(model=str(tiny_llava), data=pair_data, output=fresh, stage=1, config=_config(), resume=True)
+    assert "--overwrite" in err.value.hint
+
+
 def test_stage_two_on_stage_one_loads_alone(tiny_llava, pair_data, tmp_path):
     stage1 = tmp_path / "stage1"
     train(model=str(tiny_llava), data=pair_data, output=stage1, stage=1, config=_config(steps=3))

@@ -80,16 +80,23 @@ def read_data(folder: Path) -> TrainData:
 
 def check_output(output: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse, before any work, an output that would be overwritten without ``overwrite`` (or not resumed)."""
+    ours = (output / RUN).is_file() or (output / MANIFEST).is_file()
     if resume:
         if not checkpoint_dirs(output):
-            raise VcriticError(f"nothing to resume in {output}: no checkpoint", hint="start the run without --resume")
+            # A run stopped before its first checkpoint left run.json: rerunning without --resume is refused too.
+            hint = "start it again with --overwrite" if ours else "start the run without --resume"
+            raise VcriticError(f"nothing to resume in {output}: no checkpoint", hint=hint)
         return
     if output.exists() and not output.is_dir():
         raise VcriticError(f"{output} exists and is not a folder", hint="choose another --output")
     if output.is_dir() and any(output.iterdir()):
-        ours = (output / RUN).is_file() or (output / MANIFEST).is_file()
         if not overwrite:
-            hint = "pass --resume to continue it, or --overwrite to start again" if ours else "choose an empty folder"
+            if not ours:
+                hint = "choose an empty folder"
+            elif checkpoint_dirs(output):
+                hint = "pass --resume to continue it, or --overwrite to start again"
+            else:
+                hint = "it stopped before its first checkpoint, so there is nothing to resume: pass --overwrite"
             raise VcriticError(f"{output} already exists and is not empty", hint=hint)
         if not ours:
             raise VcriticError(
@@ -110,7 +117,8 @@ def _resume_config(output: Path, stage: int, model: str, data: Path, config: Tra
     run = json.loads((output / RUN).read_text())
     if run["stage"] != stage:
         raise VcriticError(f"{output} was a stage-{run['stage']} run, not stage {stage}", hint="use its --stage")
-    if run["model"] != model or Path(run["data"]) != data.resolve():
+    # A local --model matches by folder (./m, m and /abs/m are one), as --data does.
+    if _base_entry(run["model"]) != _base_entry(model) or Path(run["data"]) != data.resolve():
         raise VcriticError(
             f"{output} was started with --model {run['model']} --data {run['data']}",
             hint="resume with the same --model and --data",
@@ -207,7 +215,7 @@ def train(
     # The output is created only once the data and model are known to load, so a typo costs no --overwrite.
     if main and not resume:
         _create_output(output)
-        run = {"stage": stage, "model": model, "revision": revision, "data": str(data_dir.resolve())}
+        run = {"stage": stage, "model": _base_entry(model), "revision": revision, "data": str(data_dir.resolve())}
         (output / RUN).write_text(json.dumps({**run, "config": config.to_dict()}, indent=2) + "\n")
     accelerator.wait_for_everyone()
     trained = trainable_names(net)
