@@ -262,6 +262,13 @@ def test_cli_trains_refuses_to_overwrite_and_the_output_scores(tiny_llava, pair_
     assert main([*args, "--config", "nope"]) == 1
     assert "unknown config 'nope'" in capsys.readouterr().err
 
+    # --resume without --steps continues to the run's 2 steps, not the preset's 2000 (and keeps --save-every 1).
+    shutil.rmtree(out / "checkpoints" / "step-2")
+    assert main([*args, "--config", "tiny", "--batch-size", "4", "--resume"]) == 0
+    assert "step 2/2" in capsys.readouterr().err
+    assert [r["step"] for r in _metrics(out)][-1] == 2
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-1", "step-2"]
+
     image = tmp_path / "x.png"
     Image.new("RGB", (48, 48), (120, 30, 30)).save(image)
     assert main(["score", str(image), "--model", str(out)]) == 0

@@ -12,7 +12,7 @@ from vcritic.errors import VcriticError
 from vcritic.loading import load_critic
 from vcritic.prompts import COMPARE, DESCRIBE, QUALITY
 from vcritic.train.collate import IGNORE, encode_dialogue
-from vcritic.train.config import TrainConfig, load_config
+from vcritic.train.config import TrainConfig, explicit_keys, load_config
 from vcritic.train.dialogues import Dialogue
 from vcritic.train.sampler import TaskBatchSampler, lr_at
 
@@ -171,6 +171,14 @@ def test_config_refuses_unknown_keys_and_bad_values_naming_the_key(tmp_path):
         with pytest.raises(VcriticError, match="'seed'"):
             load_config(1, "tiny", {"seed": seed})
     assert load_config(1, "tiny", {"seed": 2**32 - 1}).seed == 2**32 - 1
+
+
+def test_explicit_keys_are_the_flags_given_and_a_yaml_files_keys_not_a_presets(tmp_path):
+    assert explicit_keys(1, "tiny", {"steps": 5, "lr": None}) == {"steps"}
+    file = tmp_path / "mine.yaml"
+    file.write_text("log_every: 3\nstages:\n  2: {eval_every: 4}\n")
+    assert explicit_keys(2, str(file), {"seed": 1}) == {"log_every", "eval_every", "seed"}
+    assert explicit_keys(1, str(file), None) == {"log_every"}
 
 
 # -- data order and schedule -----------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import json
 import math
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,19 @@ def _resume_config(output: Path, stage: int, model: str, data: Path, config: Tra
             hint=f"on --resume only {', '.join(RESUMABLE_CHANGES)} may change",
         )
     return TrainConfig(**{**saved, **{k: getattr(config, k) for k in RESUMABLE_CHANGES}})
+
+
+def resume_settings(output: str | Path, config: TrainConfig, given: Collection[str]) -> TrainConfig:
+    """For ``--resume`` from the command line: the keys that may change on resume (steps, intervals) keep the
+    saved run's values unless ``given`` (the flags the user typed) names them, so ``--resume`` alone does not
+    jump to the preset's step count. Without a saved run, ``config`` as it is."""
+    path = Path(output).expanduser() / RUN
+    try:
+        saved = json.loads(path.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return config
+    kept = {k: saved[k] for k in RESUMABLE_CHANGES if k not in given and k in saved}
+    return TrainConfig(**{**config.to_dict(), **kept})
 
 
 def _base_entry(model: str) -> str:
