@@ -256,5 +256,8 @@ def test_bad_inputs_are_one_line_errors_before_any_work(tmp_path, root, capsys):
     assert main(["data", "build", "--stage", "2", "--root", str(root), "--out", str(out), "--overwrite"]) == 0
     captured = capsys.readouterr()
     assert "attributes" in captured.err and "total" in captured.err and captured.out == ""
+    # The suggested next command names every option train requires.
+    assert "Train with: vcritic train --stage 2 --data" in captured.err
+    assert "--model MODEL --output OUT" in " ".join(captured.err.split())
     assert main(["data", "build", "--stage", "3", "--out", str(tmp_path / "s3")]) == 1
     assert "--from" in capsys.readouterr().err

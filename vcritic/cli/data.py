@@ -98,6 +98,7 @@ def build(
         typer.Option(
             "--instruct",
             help="Stage 3: instruction data, LLaVA-Instruct or CC-SBU-Aligned JSON (repeat for several).",
+            metavar="<path>",
             show_default=False,
         ),
     ] = None,
@@ -107,6 +108,7 @@ def build(
             "--instruct-images",
             help="Folder with the --instruct images: once for all files, or once per --instruct, in order. "
             "Default: each JSON file's folder.",
+            metavar="<path>",
             show_default=False,
         ),
     ] = None,
@@ -181,7 +183,7 @@ def build(
     stderr.print(
         f"Done in {record['seconds']:.1f} s"
         + (f"; {skipped} unreadable or missing images skipped" if skipped else "")
-        + f". Train with: vcritic train --stage {stage} --data {out}",
+        + f". Train with: vcritic train --stage {stage} --data {out} --model MODEL --output OUT",
         markup=False,
     )
 
@@ -234,6 +236,7 @@ def synth(
     stderr.print(
         f"{record['synth']['sources']} sources, {record['images']} images in {record['seconds']:.1f} s"
         + (f", {len(record['skipped_files'])} unreadable skipped" if record["skipped_files"] else "")
-        + f". Train with: vcritic train --stage 1 --data {out}; bench with: vcritic bench {out / 'manifest.csv'}",
+        + f". Train with: vcritic train --stage 1 --data {out} --model MODEL --output OUT;"
+        + f" bench with: vcritic bench {out / 'manifest.csv'}",
         markup=False,
     )
