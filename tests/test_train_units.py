@@ -204,3 +204,17 @@ def test_learning_rate_warms_up_linearly_then_decays_to_min_lr():
     assert lr_at(10, config) == pytest.approx(1e-3)
     assert lr_at(60, config) == pytest.approx(1e-4 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi / 2)))
     assert lr_at(110, config) == pytest.approx(1e-4)
+
+
+def test_adding_the_adapter_warns_the_user_of_nothing(tiny_llava):
+    """peft reads transformers' deprecated `is_gradient_checkpointing`: that FutureWarning reached every
+    `vcritic train` run's stderr."""
+    import warnings
+
+    from vcritic.train.model import attach_adapter
+
+    net = load_critic(tiny_llava).model
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        attach_adapter(net, TrainConfig())
+    assert [str(w.message) for w in caught if "checkpointing" in str(w.message)] == []
