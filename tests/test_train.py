@@ -244,6 +244,23 @@ def test_periodic_evaluation_reports_pair_accuracy_and_srcc(tiny_llava, tmp_path
     assert 0.0 <= evals[0]["pair_accuracy"] <= 1.0 and -1.0 <= evals[0]["srcc"] <= 1.0
 
 
+def test_evaluation_that_cannot_run_is_said_once_not_skipped_silently(tiny_llava, pair_data, tmp_path):
+    def warnings_of(output: Path) -> list[str]:
+        said: list[str] = []
+        config = _config(steps=2, eval_every=1, batch_size=4)
+        on_event = lambda r: said.append(r["message"]) if r["event"] == "warning" else None  # noqa: E731
+        train(model=str(tiny_llava), data=pair_data, output=output, stage=1, config=config, on_event=on_event)
+        return said
+
+    assert warnings_of(tmp_path / "a") == [f"{pair_data} has no val.jsonl dialogues: nothing to evaluate"]
+    # One rated quality dialogue: too few for an SRCC, and no pair to compare.
+    rated = Dialogue("quality", "quality", ("0-good.png",), QUALITY.instruction, QUALITY.answer(" good"), {"mos": 80})
+    write_dialogues(pair_data / "val.jsonl", [rated])
+    said = warnings_of(tmp_path / "b")
+    assert len(said) == 1 and said[0].startswith("val.jsonl has nothing to evaluate")
+    assert not [r for r in _metrics(tmp_path / "b") if "eval" in r]
+
+
 def test_cli_trains_refuses_to_overwrite_and_the_output_scores(tiny_llava, pair_data, tmp_path, capsys):
     out = tmp_path / "out"
     missing = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(tmp_path / "nope"), "-o", str(out)]

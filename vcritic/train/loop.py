@@ -282,6 +282,8 @@ def train(
                 "resolution": str(loaded.resolution),
             }
         )
+        if config.eval_every and not train_data.val:
+            emit({"event": "warning", "message": f"{data_dir} has no val.jsonl dialogues: nothing to evaluate"})
         if train_data.info.get("stage") not in (None, stage):
             emit({"event": "warning", "message": f"{data_dir} was built for stage {train_data.info['stage']}"})
 
@@ -293,6 +295,7 @@ def train(
     net.train()
     losses: list = []  # this step's micro-batch losses (tensors, read out only when logged)
     started, start_step = time.monotonic(), step
+    said_nothing_to_evaluate = False
     last_saved = step
     try:
         while step < config.steps:
@@ -337,6 +340,14 @@ def train(
                         record = {"step": step, "eval": results}
                         _append_metrics(output / METRICS, record)
                         emit({"event": "eval", **record})
+                    elif main and not said_nothing_to_evaluate:
+                        # evaluate() measures pairs, rated quality dialogues and declines only; say so once.
+                        said_nothing_to_evaluate = True
+                        message = (
+                            "val.jsonl has nothing to evaluate (relativity pairs, 3 or more quality dialogues "
+                            "with a MOS, or declines)"
+                        )
+                        emit({"event": "warning", "message": message})
                 if config.save_every and step % config.save_every == 0 and step < config.steps:
                     checkpoint()
                     last_saved = step
