@@ -190,6 +190,19 @@ def test_resume_matches_a_local_model_by_folder_and_a_run_without_checkpoint_poi
     assert "--overwrite" in err.value.hint
 
 
+def test_output_that_is_the_model_or_holds_the_data_is_refused_before_it_is_emptied(tiny_llava, pair_data, tmp_path):
+    stage1 = tmp_path / "stage1"
+    train(model=str(tiny_llava), data=pair_data, output=stage1, stage=1, config=_config(steps=1))
+    before = (stage1 / "adapter_model.safetensors").read_bytes()
+    # Was accepted: the folder was emptied, and previous/1 became a copy of the new stage's own adapter.
+    with pytest.raises(VcriticError, match="would replace --model"):
+        train(model=str(stage1), data=pair_data, output=stage1, stage=2, config=_config(steps=1), overwrite=True)
+    assert (stage1 / "adapter_model.safetensors").read_bytes() == before
+    with pytest.raises(VcriticError, match="would replace --data"):
+        train(model=str(tiny_llava), data=pair_data, output=pair_data.parent, stage=1, config=_config(steps=1))
+    assert (pair_data / "dialogues.jsonl").is_file()
+
+
 def test_stage_two_on_stage_one_loads_alone(tiny_llava, pair_data, tmp_path):
     stage1 = tmp_path / "stage1"
     train(model=str(tiny_llava), data=pair_data, output=stage1, stage=1, config=_config(steps=3))

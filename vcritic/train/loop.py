@@ -105,6 +105,18 @@ def check_output(output: Path, *, resume: bool, overwrite: bool) -> None:
             )
 
 
+def _check_not_inputs(output: Path, *, model: str, data: Path) -> None:
+    """Refuse an output that is, or holds, the --model folder or the --data folder: the run starts by emptying it,
+    and a later stage's export copies the earlier stage's adapters out of --model."""
+    where = output.resolve()
+    for flag, folder in (("--model", Path(model).expanduser()), ("--data", data)):
+        if folder.is_dir() and (folder.resolve() == where or where in folder.resolve().parents):
+            raise VcriticError(
+                f"--output {output} would replace {flag} {folder}, which this run reads",
+                hint="write the new training output to another folder",
+            )
+
+
 def _create_output(output: Path) -> None:
     """A fresh output folder (an earlier output there was accepted by :func:`check_output`)."""
     if output.is_dir() and any(output.iterdir()):
@@ -208,6 +220,8 @@ def train(
             f"accelerate already runs this process on {accelerator.device}, not {torch_device}",
             hint="train on one device per Python process (a new vcritic train run)",
         )
+    if not resume:
+        _check_not_inputs(output, model=model, data=data_dir)
     check_output(output, resume=resume, overwrite=overwrite)
     if resume:
         config = _resume_config(output, stage, model, data_dir, config)
