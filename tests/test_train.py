@@ -203,6 +203,31 @@ def test_output_that_is_the_model_or_holds_the_data_is_refused_before_it_is_empt
     assert (pair_data / "dialogues.jsonl").is_file()
 
 
+def test_a_second_run_writing_the_same_output_is_refused(tiny_llava, pair_data, tmp_path):
+    import fcntl
+    import os
+
+    out = tmp_path / "out"
+    train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=1, save_every=1))
+    before = sorted(p.name for p in out.iterdir())
+    fd = os.open(out, os.O_RDONLY)  # what a run in progress holds
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Both runs used to go on in the same folder (interleaved checkpoints, metrics, adapters).
+        for resume, overwrite in ((True, False), (False, True)):
+            with pytest.raises(VcriticError, match="another vcritic train run is writing"):
+                train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=2),
+                      resume=resume, overwrite=overwrite)  # fmt: skip
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in out.iterdir()) == before
+    train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=2), resume=True)
+    # A run that fails before training leaves no empty folder behind.
+    with pytest.raises(VcriticError, match="no dialogues.jsonl"):
+        train(model=str(tiny_llava), data=tmp_path / "nope", output=tmp_path / "new", stage=1, config=_config())
+    assert not (tmp_path / "new").exists()
+
+
 def test_stage_two_on_stage_one_loads_alone(tiny_llava, pair_data, tmp_path):
     stage1 = tmp_path / "stage1"
     train(model=str(tiny_llava), data=pair_data, output=stage1, stage=1, config=_config(steps=3))

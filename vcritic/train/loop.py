@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
 from collections.abc import Callable, Collection
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -118,10 +120,14 @@ def _check_not_inputs(output: Path, *, model: str, data: Path) -> None:
 
 
 def _create_output(output: Path) -> None:
-    """A fresh output folder (an earlier output there was accepted by :func:`check_output`)."""
-    if output.is_dir() and any(output.iterdir()):
-        shutil.rmtree(output)
+    """A fresh output folder (an earlier output there was accepted by :func:`check_output`). Its contents go, not
+    the folder itself, which holds the run's lock."""
     output.mkdir(parents=True, exist_ok=True)
+    for entry in list(output.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _resume_config(output: Path, stage: int, model: str, data: Path, config: TrainConfig) -> TrainConfig:
@@ -164,6 +170,41 @@ def _base_entry(model: str) -> str:
     return str(path.resolve()) if path.is_dir() else model
 
 
+@contextmanager
+def _output_lock(output: Path):
+    """Hold an exclusive ``flock`` on the output folder for the whole run (the launching process, rank 0, only), so
+    a second run writing the same folder is refused instead of mixing checkpoints and adapters. The folder is made
+    here if needed, and removed again if the run leaves it empty (a typo costs no ``--overwrite`` later)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock
+        fcntl = None
+    if fcntl is None or os.environ.get("RANK", "0") != "0" or (output.exists() and not output.is_dir()):
+        yield
+        return
+    created = not output.exists()
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        fd = os.open(output, os.O_RDONLY)
+    except OSError as err:
+        raise VcriticError(f"cannot create {output}: {err.strerror}", hint="choose another --output") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise VcriticError(
+                f"another vcritic train run is writing {output}",
+                hint="wait for it to finish, or choose another --output",
+            ) from None
+        except OSError:
+            pass  # a file system without locks: go on unlocked
+        yield
+    finally:
+        os.close(fd)
+        if created and output.is_dir() and not any(output.iterdir()):
+            output.rmdir()
+
+
 def train(
     *,
     model: str,
@@ -180,11 +221,46 @@ def train(
     allow_pickle: bool = False,
     on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> Trained:
-    """Train one stage and write the trained directory to ``output``.
+    """Train one stage and write the trained directory to ``output``, which is locked for the run.
 
     ``on_event`` receives progress records (``{"event": "start" | "step" | "eval" | "checkpoint" | "done", ...}``)
     on the main process.
     """
+    output = Path(output).expanduser()
+    with _output_lock(output):
+        return _train(
+            model=model,
+            data=data,
+            output=output,
+            stage=stage,
+            config=config,
+            resume=resume,
+            overwrite=overwrite,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+            on_event=on_event,
+        )
+
+
+def _train(
+    *,
+    model: str,
+    data: str | Path,
+    output: Path,
+    stage: int,
+    config: TrainConfig,
+    resume: bool,
+    overwrite: bool,
+    revision: str | None,
+    device: str | None,
+    dtype: str | None,
+    trust_remote_code: bool,
+    allow_pickle: bool,
+    on_event: Callable[[dict[str, Any]], None] | None,
+) -> Trained:
     import torch
     from accelerate.utils import DistributedDataParallelKwargs, GradientAccumulationPlugin, set_seed
 
@@ -195,7 +271,6 @@ def train(
     from vcritic.train.model import answer_loss, attach_adapter, trainable_names
     from vcritic.train.sampler import TaskBatchSampler, lr_at
 
-    output = Path(output).expanduser()
     data_dir = Path(data).expanduser()
     emit = on_event or (lambda record: None)
     check_launch_device(device)
