@@ -228,6 +228,18 @@ def test_a_second_run_writing_the_same_output_is_refused(tiny_llava, pair_data, 
     assert not (tmp_path / "new").exists()
 
 
+def test_missing_images_are_refused_before_training_and_an_unreadable_one_is_named(tiny_llava, pair_data, tmp_path):
+    (pair_data / "3-bad.png").unlink()
+    out = tmp_path / "out"
+    # Was "file not found" (no name) after the model loaded, mid-run.
+    with pytest.raises(VcriticError, match=r"1 image\(s\) named in .* are missing, e.g. 3-bad.png"):
+        train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=2))
+    assert not out.exists()
+    (pair_data / "3-bad.png").write_bytes(b"not a png")
+    with pytest.raises(VcriticError, match="3-bad.png: not an image"):
+        train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=8, batch_size=4))
+
+
 def test_stage_two_on_stage_one_loads_alone(tiny_llava, pair_data, tmp_path):
     stage1 = tmp_path / "stage1"
     train(model=str(tiny_llava), data=pair_data, output=stage1, stage=1, config=_config(steps=3))

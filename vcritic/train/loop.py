@@ -77,7 +77,22 @@ def read_data(folder: Path) -> TrainData:
             raise VcriticError(
                 f"{folder / 'data.json'} is not valid JSON: {err.msg}", hint="rebuild the data"
             ) from None
+    _check_images(folder, dialogues + val)
     return TrainData(dialogues, val, folder, info)
+
+
+def _check_images(folder: Path, dialogues: list[Dialogue]) -> None:
+    """Refuse, before the model loads, dialogues whose images are gone (a moved dataset, a deleted file): found
+    mid-run they stopped training with "file not found" and lost the steps since the last checkpoint."""
+    names = {name for dialogue in dialogues for name in dialogue.images}
+    missing = sorted(
+        name for name in names if not (Path(name) if Path(name).is_absolute() else folder / name).is_file()
+    )
+    if missing:
+        raise VcriticError(
+            f"{len(missing)} image(s) named in {folder} are missing, e.g. {missing[0]}",
+            hint="restore them, or rebuild the data folder with vcritic data build/synth",
+        )
 
 
 def check_output(output: Path, *, resume: bool, overwrite: bool) -> None:
