@@ -240,6 +240,16 @@ def test_missing_images_are_refused_before_training_and_an_unreadable_one_is_nam
         train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=8, batch_size=4))
 
 
+def test_half_precision_on_cpu_is_refused_before_any_work(tiny_llava, pair_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out)]
+    for dtype in ("bfloat16", "float16"):  # was a RuntimeError traceback (Half != float) at the first step
+        assert main([*args, "--config", "tiny", "--steps", "1", "--dtype", dtype, "--device", "cpu"]) == 1
+        err = capsys.readouterr().err
+        assert f"--dtype {dtype} trains on CUDA only" in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_stage_two_on_stage_one_loads_alone(tiny_llava, pair_data, tmp_path):
     stage1 = tmp_path / "stage1"
     train(model=str(tiny_llava), data=pair_data, output=stage1, stage=1, config=_config(steps=3))

@@ -291,6 +291,12 @@ def _train(
     check_launch_device(device)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    if torch_dtype != torch.float32 and torch_device.type != "cuda":
+        # Half precision trains as mixed precision (float32 trainable weights under autocast), which is CUDA-only here.
+        raise VcriticError(
+            f"--dtype {dtype} trains on CUDA only; on {torch_device.type} training runs in float32",
+            hint="leave --dtype out, or use float32",
+        )
     half = torch_dtype in (torch.bfloat16, torch.float16) and torch_device.type == "cuda"
     accelerator = _accelerator(
         torch_device,
