@@ -171,6 +171,10 @@ def test_config_refuses_unknown_keys_and_bad_values_naming_the_key(tmp_path):
         with pytest.raises(VcriticError, match="'seed'"):
             load_config(1, "tiny", {"seed": seed})
     assert load_config(1, "tiny", {"seed": 2**32 - 1}).seed == 2**32 - 1
+    with pytest.raises(VcriticError, match="'train_modules'"):  # nothing trains: was torch's empty-optimizer error
+        TrainConfig(lora_r=0, train_modules=[])
+    with pytest.raises(VcriticError, match="'eval_samples'"):
+        TrainConfig(eval_samples=0)
 
 
 def test_explicit_keys_are_the_flags_given_and_a_yaml_files_keys_not_a_presets(tmp_path):

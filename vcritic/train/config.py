@@ -114,6 +114,10 @@ class TrainConfig:
             _bad("log_every", 0, "must be >= 1")
         if not self.lora_targets:
             _bad("lora_targets", self.lora_targets, "name at least one layer")
+        if self.lora_r == 0 and not self.train_modules:
+            _bad("train_modules", self.train_modules, "must name a module when lora_r is 0 (nothing would train)")
+        if self.eval_samples < 1:
+            _bad("eval_samples", self.eval_samples, "must be >= 1")
         if not 0 <= self.seed <= MAX_SEED:  # numpy's and torch's generators take 32-bit unsigned seeds
             _bad("seed", self.seed, f"must be in [0, {MAX_SEED}]")
 
