@@ -200,7 +200,10 @@ def synth(
     size: Annotated[
         int | None,
         typer.Option(
-            "--size", min=8, help="Centre-crop each source to a square of N x N pixels first.", show_default=False
+            "--size",
+            min=8,
+            help="Centre-crop each source to a square and resize it to N x N pixels first (smaller ones are enlarged).",
+            show_default=False,
         ),
     ] = None,
     seed: SeedOpt = 0,
