@@ -185,6 +185,19 @@ def test_cli_predictions_json(runner, data_root, tmp_path):
     assert metrics["pair_ranking"]["direct"] is None and metrics["scale"] == "0-100"
 
 
+def test_cli_split_csv_names_the_reference_of_every_image_on_both_sides(runner, data_root, tmp_path):
+    records = bench.prepare("kadid10k", data_root, split="all").records
+    scores = perfect_scores(tmp_path / "scores.csv", records)
+    out = tmp_path / "out"
+    args = ["bench", "kadid10k", "--root", str(data_root), "--predictions", str(scores), "--pairs", "0", "--out"]
+    assert runner.invoke(app, [*args, str(out)]).exit_code == 0
+    with (out / "split.csv").open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {r["split"] for r in rows} == {"train", "test"} and len(rows) == len(records)
+    # The train side's ref_id was left empty: only the evaluated (test) images were passed on.
+    assert {r["image"]: r["ref_id"] for r in rows} == {r.image: r.ref_id for r in records}
+
+
 def test_cli_all_with_predictions_prints_table2(runner, data_root, tmp_path):
     records = [r for name in ("spaq", "kadid10k") for r in bench.prepare(name, data_root, split="all").records]
     scores = perfect_scores(tmp_path / "scores.csv", records)

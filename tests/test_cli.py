@@ -196,9 +196,11 @@ def test_version_completion_and_help_without_type_noise(runner):
     assert runner.invoke(app, ["-V"]).output == runner.invoke(app, ["--version"]).output
     top = runner.invoke(app, ["--help"], env={"COLUMNS": "150"}).output
     assert "--install-completion" in top
-    for command in ("score", "compare", "bench", "download"):
-        text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "150"}).output
-        assert "<bool>" not in text and "<list[str]>" not in text, command
+    every = ["score", "compare", "describe", "bench", "download", "train", "models", "models rm", "data build",
+             "data synth"]  # fmt: skip
+    for command in every:
+        text = runner.invoke(app, [*command.split(), "--help"], env={"COLUMNS": "150"}).output
+        assert "Usage:" in text and "<bool>" not in text and "<list[" not in text, command
     score_help = runner.invoke(app, ["score", "--help"], env={"COLUMNS": "150"}).output
     assert score_help.count("VCRITIC_MODEL") == 1
 

@@ -256,5 +256,16 @@ def test_bad_inputs_are_one_line_errors_before_any_work(tmp_path, root, capsys):
     assert main(["data", "build", "--stage", "2", "--root", str(root), "--out", str(out), "--overwrite"]) == 0
     captured = capsys.readouterr()
     assert "attributes" in captured.err and "total" in captured.err and captured.out == ""
+    # The suggested next command names every option train requires.
+    assert "Train with: vcritic train --stage 2 --data" in captured.err
+    assert "--model MODEL --output OUT" in " ".join(captured.err.split())
     assert main(["data", "build", "--stage", "3", "--out", str(tmp_path / "s3")]) == 1
     assert "--from" in capsys.readouterr().err
+    # Stage 1 with --from: that, not a missing --root, is the mistake to name.
+    assert main(["data", "build", "--stage", "1", "--from", str(out), "--out", str(tmp_path / "s1")]) == 1
+    assert "are for --stage 3" in capsys.readouterr().err
+    # --out that is a --from folder: --overwrite replaced the dialogues it sampled (a synth folder's pairs lost).
+    before = (out / "dialogues.jsonl").read_bytes()
+    assert main(["data", "build", "--stage", "3", "--from", str(out), "--out", str(out), "--overwrite"]) == 1
+    assert "one of the --from folders" in capsys.readouterr().err
+    assert (out / "dialogues.jsonl").read_bytes() == before

@@ -130,6 +130,11 @@ def test_bad_inputs_are_one_line_errors(sources, tmp_path, capsys):
     assert "sepia" in err and "Traceback" not in err
     with pytest.raises(VcriticError, match="inside SRC_DIR"):
         synthesize(sources, sources / "out")
+    for command in ("synth", "build"):  # numpy's generator refuses a negative seed: was a traceback
+        source = [str(sources)] if command == "synth" else ["--stage", "1", "--root", str(sources)]
+        assert main(["data", command, *source, "--out", str(tmp_path / "z"), "--seed", "-1"]) == 2
+        assert "--seed" in capsys.readouterr().err
+        assert not (tmp_path / "z").exists()
 
 
 def test_a_kind_that_does_not_change_a_source_is_dropped_for_it(tmp_path, sample_images):

@@ -164,6 +164,92 @@ def test_interrupt_then_resume_gives_the_weights_of_one_run(tiny_llava, pair_dat
     assert [r["loss"] for r in _metrics(split)] == pytest.approx(curve, abs=1e-6)
 
 
+def test_resume_matches_a_local_model_by_folder_and_a_run_without_checkpoint_points_to_overwrite(
+    tiny_llava, pair_data, tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tiny_llava.parent)
+    out = tmp_path / "out"
+    train(model=tiny_llava.name, data=pair_data, output=out, stage=1, config=_config(steps=2, save_every=1))
+    # The same folder by another spelling (or from another working folder) is the same model: was refused.
+    train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=3), resume=True)
+    assert [r["step"] for r in _metrics(out)] == [1, 2, 3]
+
+    def killed(record):  # a run that dies before its first checkpoint (kill -9, OOM) leaves only run.json
+        if record["event"] == "start":
+            raise RuntimeError("killed")
+
+    fresh = tmp_path / "fresh"
+    with pytest.raises(RuntimeError):
+        train(model=str(tiny_llava), data=pair_data, output=fresh, stage=1, config=_config(), on_event=killed)
+    # Each refusal used to send the user to the other (--resume, then "start without --resume").
+    with pytest.raises(VcriticError, match="already exists") as err:
+        train(model=str(tiny_llava), data=pair_data, output=fresh, stage=1, config=_config())
+    assert "--overwrite" in err.value.hint and "--resume" not in err.value.hint
+    with pytest.raises(VcriticError, match="no checkpoint") as err:
+        train(model=str(tiny_llava), data=pair_data, output=fresh, stage=1, config=_config(), resume=True)
+    assert "--overwrite" in err.value.hint
+
+
+def test_output_that_is_the_model_or_holds_the_data_is_refused_before_it_is_emptied(tiny_llava, pair_data, tmp_path):
+    stage1 = tmp_path / "stage1"
+    train(model=str(tiny_llava), data=pair_data, output=stage1, stage=1, config=_config(steps=1))
+    before = (stage1 / "adapter_model.safetensors").read_bytes()
+    # Was accepted: the folder was emptied, and previous/1 became a copy of the new stage's own adapter.
+    with pytest.raises(VcriticError, match="would replace --model"):
+        train(model=str(stage1), data=pair_data, output=stage1, stage=2, config=_config(steps=1), overwrite=True)
+    assert (stage1 / "adapter_model.safetensors").read_bytes() == before
+    with pytest.raises(VcriticError, match="would replace --data"):
+        train(model=str(tiny_llava), data=pair_data, output=pair_data.parent, stage=1, config=_config(steps=1))
+    assert (pair_data / "dialogues.jsonl").is_file()
+
+
+def test_a_second_run_writing_the_same_output_is_refused(tiny_llava, pair_data, tmp_path):
+    import fcntl
+    import os
+
+    out = tmp_path / "out"
+    train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=1, save_every=1))
+    before = sorted(p.name for p in out.iterdir())
+    fd = os.open(out, os.O_RDONLY)  # what a run in progress holds
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # Both runs used to go on in the same folder (interleaved checkpoints, metrics, adapters).
+        for resume, overwrite in ((True, False), (False, True)):
+            with pytest.raises(VcriticError, match="another vcritic train run is writing"):
+                train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=2),
+                      resume=resume, overwrite=overwrite)  # fmt: skip
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in out.iterdir()) == before
+    train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=2), resume=True)
+    # A run that fails before training leaves no empty folder behind.
+    with pytest.raises(VcriticError, match="no dialogues.jsonl"):
+        train(model=str(tiny_llava), data=tmp_path / "nope", output=tmp_path / "new", stage=1, config=_config())
+    assert not (tmp_path / "new").exists()
+
+
+def test_missing_images_are_refused_before_training_and_an_unreadable_one_is_named(tiny_llava, pair_data, tmp_path):
+    (pair_data / "3-bad.png").unlink()
+    out = tmp_path / "out"
+    # Was "file not found" (no name) after the model loaded, mid-run.
+    with pytest.raises(VcriticError, match=r"1 image\(s\) named in .* are missing, e.g. 3-bad.png"):
+        train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=2))
+    assert not out.exists()
+    (pair_data / "3-bad.png").write_bytes(b"not a png")
+    with pytest.raises(VcriticError, match="3-bad.png: not an image"):
+        train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=8, batch_size=4))
+
+
+def test_half_precision_on_cpu_is_refused_before_any_work(tiny_llava, pair_data, tmp_path, capsys):
+    out = tmp_path / "out"
+    args = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out)]
+    for dtype in ("bfloat16", "float16"):  # was a RuntimeError traceback (Half != float) at the first step
+        assert main([*args, "--config", "tiny", "--steps", "1", "--dtype", dtype, "--device", "cpu"]) == 1
+        err = capsys.readouterr().err
+        assert f"--dtype {dtype} trains on CUDA only" in err and "Traceback" not in err
+    assert not out.exists()
+
+
 def test_stage_two_on_stage_one_loads_alone(tiny_llava, pair_data, tmp_path):
     stage1 = tmp_path / "stage1"
     train(model=str(tiny_llava), data=pair_data, output=stage1, stage=1, config=_config(steps=3))
@@ -218,6 +304,23 @@ def test_periodic_evaluation_reports_pair_accuracy_and_srcc(tiny_llava, tmp_path
     assert 0.0 <= evals[0]["pair_accuracy"] <= 1.0 and -1.0 <= evals[0]["srcc"] <= 1.0
 
 
+def test_evaluation_that_cannot_run_is_said_once_not_skipped_silently(tiny_llava, pair_data, tmp_path):
+    def warnings_of(output: Path) -> list[str]:
+        said: list[str] = []
+        config = _config(steps=2, eval_every=1, batch_size=4)
+        on_event = lambda r: said.append(r["message"]) if r["event"] == "warning" else None  # noqa: E731
+        train(model=str(tiny_llava), data=pair_data, output=output, stage=1, config=config, on_event=on_event)
+        return said
+
+    assert warnings_of(tmp_path / "a") == [f"{pair_data} has no val.jsonl dialogues: nothing to evaluate"]
+    # One rated quality dialogue: too few for an SRCC, and no pair to compare.
+    rated = Dialogue("quality", "quality", ("0-good.png",), QUALITY.instruction, QUALITY.answer(" good"), {"mos": 80})
+    write_dialogues(pair_data / "val.jsonl", [rated])
+    said = warnings_of(tmp_path / "b")
+    assert len(said) == 1 and said[0].startswith("val.jsonl has nothing to evaluate")
+    assert not [r for r in _metrics(tmp_path / "b") if "eval" in r]
+
+
 def test_cli_trains_refuses_to_overwrite_and_the_output_scores(tiny_llava, pair_data, tmp_path, capsys):
     out = tmp_path / "out"
     missing = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(tmp_path / "nope"), "-o", str(out)]
@@ -235,6 +338,13 @@ def test_cli_trains_refuses_to_overwrite_and_the_output_scores(tiny_llava, pair_
     assert "cannot resume with a different lr" in capsys.readouterr().err
     assert main([*args, "--config", "nope"]) == 1
     assert "unknown config 'nope'" in capsys.readouterr().err
+
+    # --resume without --steps continues to the run's 2 steps, not the preset's 2000 (and keeps --save-every 1).
+    shutil.rmtree(out / "checkpoints" / "step-2")
+    assert main([*args, "--config", "tiny", "--batch-size", "4", "--resume"]) == 0
+    assert "step 2/2" in capsys.readouterr().err
+    assert [r["step"] for r in _metrics(out)][-1] == 2
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-1", "step-2"]
 
     image = tmp_path / "x.png"
     Image.new("RGB", (48, 48), (120, 30, 30)).save(image)

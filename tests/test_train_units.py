@@ -12,7 +12,7 @@ from vcritic.errors import VcriticError
 from vcritic.loading import load_critic
 from vcritic.prompts import COMPARE, DESCRIBE, QUALITY
 from vcritic.train.collate import IGNORE, encode_dialogue
-from vcritic.train.config import TrainConfig, load_config
+from vcritic.train.config import TrainConfig, explicit_keys, load_config
 from vcritic.train.dialogues import Dialogue
 from vcritic.train.sampler import TaskBatchSampler, lr_at
 
@@ -167,6 +167,22 @@ def test_config_refuses_unknown_keys_and_bad_values_naming_the_key(tmp_path):
     file.write_text("stages:\n  4:\n    lr: 1\n")
     with pytest.raises(VcriticError, match="unknown stage"):
         load_config(1, str(file))
+    for seed in (-1, 2**32):  # numpy and torch take 32-bit unsigned seeds: was a ValueError traceback mid-run
+        with pytest.raises(VcriticError, match="'seed'"):
+            load_config(1, "tiny", {"seed": seed})
+    assert load_config(1, "tiny", {"seed": 2**32 - 1}).seed == 2**32 - 1
+    with pytest.raises(VcriticError, match="'train_modules'"):  # nothing trains: was torch's empty-optimizer error
+        TrainConfig(lora_r=0, train_modules=[])
+    with pytest.raises(VcriticError, match="'eval_samples'"):
+        TrainConfig(eval_samples=0)
+
+
+def test_explicit_keys_are_the_flags_given_and_a_yaml_files_keys_not_a_presets(tmp_path):
+    assert explicit_keys(1, "tiny", {"steps": 5, "lr": None}) == {"steps"}
+    file = tmp_path / "mine.yaml"
+    file.write_text("log_every: 3\nstages:\n  2: {eval_every: 4}\n")
+    assert explicit_keys(2, str(file), {"seed": 1}) == {"log_every", "eval_every", "seed"}
+    assert explicit_keys(1, str(file), None) == {"log_every"}
 
 
 # -- data order and schedule -----------------------------------------------------------------------------------------
@@ -192,3 +208,17 @@ def test_learning_rate_warms_up_linearly_then_decays_to_min_lr():
     assert lr_at(10, config) == pytest.approx(1e-3)
     assert lr_at(60, config) == pytest.approx(1e-4 + 0.9e-3 * 0.5 * (1 + math.cos(math.pi / 2)))
     assert lr_at(110, config) == pytest.approx(1e-4)
+
+
+def test_adding_the_adapter_warns_the_user_of_nothing(tiny_llava):
+    """peft reads transformers' deprecated `is_gradient_checkpointing`: that FutureWarning reached every
+    `vcritic train` run's stderr."""
+    import warnings
+
+    from vcritic.train.model import attach_adapter
+
+    net = load_critic(tiny_llava).model
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        attach_adapter(net, TrainConfig())
+    assert [str(w.message) for w in caught if "checkpointing" in str(w.message)] == []

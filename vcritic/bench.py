@@ -16,7 +16,7 @@ import os
 import random
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,7 @@ class Benchmark:
     scheme: str
     mos_source: str
     mos_range: tuple[float, float]
+    every_record: list[Record] = field(default_factory=list, repr=False)  # all splits, for split.csv's ref_id
 
     @cached_property
     def tasks(self) -> tuple[str, ...]:
@@ -132,7 +133,7 @@ def prepare(
         )
     assignment = splitting.assign(records, key, scheme=scheme, by_reference=by_reference, seed=seed)
     chosen = splitting.subsample(splitting.select(records, assignment, split), limit, seed)
-    return Benchmark(key, title, folder, chosen, assignment, split, scheme, source, mos_range)
+    return Benchmark(key, title, folder, chosen, assignment, split, scheme, source, mos_range, records)
 
 
 # -- predictions -------------------------------------------------------------------------------------------------

@@ -406,7 +406,7 @@ def _run_one(bench, root, settings, critic, predictions_file, source, out, plot,
             for record, prediction in zip(bench.records, predictions, strict=True):
                 output.write(benchmark.prediction_row(bench, record, prediction))
         benchmark.write_metrics(out / "metrics.json", result)
-        write_split(bench.assignment, out / "split.csv", bench.records)
+        write_split(bench.assignment, out / "split.csv", bench.every_record)
         if pairs:
             benchmark.write_pairs(out / "pairs.csv", bench, pairs, predictions, pair_probs)
         stderr.print(f"Wrote predictions.csv, metrics.json, split.csv{', pairs.csv' if pairs else ''} to {out}",

@@ -21,7 +21,10 @@ OutOpt = Annotated[
     Path,
     typer.Option("--out", "-o", help="Folder to write (dialogues.jsonl, val.jsonl, data.json).", show_default=False),
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for every random draw: same seed, identical files.")]
+SeedOpt = Annotated[
+    int,
+    typer.Option("--seed", min=0, max=2**32 - 1, help="Seed for every random draw: same seed, identical files."),
+]
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Write into an existing, non-empty --out.")]
 ValFractionOpt = Annotated[
     float,
@@ -95,6 +98,7 @@ def build(
         typer.Option(
             "--instruct",
             help="Stage 3: instruction data, LLaVA-Instruct or CC-SBU-Aligned JSON (repeat for several).",
+            metavar="<path>",
             show_default=False,
         ),
     ] = None,
@@ -104,6 +108,7 @@ def build(
             "--instruct-images",
             help="Folder with the --instruct images: once for all files, or once per --instruct, in order. "
             "Default: each JSON file's folder.",
+            metavar="<path>",
             show_default=False,
         ),
     ] = None,
@@ -178,7 +183,7 @@ def build(
     stderr.print(
         f"Done in {record['seconds']:.1f} s"
         + (f"; {skipped} unreadable or missing images skipped" if skipped else "")
-        + f". Train with: vcritic train --stage {stage} --data {out}",
+        + f". Train with: vcritic train --stage {stage} --data {out} --model MODEL --output OUT",
         markup=False,
     )
 
@@ -195,7 +200,10 @@ def synth(
     size: Annotated[
         int | None,
         typer.Option(
-            "--size", min=8, help="Centre-crop each source to a square of N x N pixels first.", show_default=False
+            "--size",
+            min=8,
+            help="Centre-crop each source to a square and resize it to N x N pixels first (smaller ones are enlarged).",
+            show_default=False,
         ),
     ] = None,
     seed: SeedOpt = 0,
@@ -231,6 +239,7 @@ def synth(
     stderr.print(
         f"{record['synth']['sources']} sources, {record['images']} images in {record['seconds']:.1f} s"
         + (f", {len(record['skipped_files'])} unreadable skipped" if record["skipped_files"] else "")
-        + f". Train with: vcritic train --stage 1 --data {out}; bench with: vcritic bench {out / 'manifest.csv'}",
+        + f". Train with: vcritic train --stage 1 --data {out} --model MODEL --output OUT;"
+        + f" bench with: vcritic bench {out / 'manifest.csv'}",
         markup=False,
     )

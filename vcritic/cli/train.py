@@ -49,7 +49,13 @@ def train(
         str | None,
         typer.Option("--config", help="Preset name (paper, tiny) or YAML file. Default: paper.", show_default=False),
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in OUT.")] = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue from the newest checkpoint in OUT, with the run's --steps and intervals unless given again.",
+        ),
+    ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier training output in OUT.")] = False,
     steps: _flag("--steps", int, "Optimizer steps.") = None,
     lr: _flag("--lr", float, "Peak learning rate.") = None,
@@ -73,7 +79,8 @@ def train(
     from rich.markup import escape
 
     from vcritic.cli._output import make_progress, progress_enabled, stderr
-    from vcritic.train.config import load_config
+    from vcritic.train.config import explicit_keys, load_config
+    from vcritic.train.loop import resume_settings
     from vcritic.train.loop import train as run_training
 
     overrides = dict(
@@ -88,6 +95,8 @@ def train(
         image_size=image_size,
     )
     settings = load_config(stage, config, overrides)
+    if resume:
+        settings = resume_settings(output, settings, explicit_keys(stage, config, overrides))
     interactive = progress_enabled()
     progress = make_progress(interactive)
     task = None

@@ -307,12 +307,12 @@ def build(options: BuildOptions, log: Log = lambda message: None) -> dict[str, A
         raise VcriticError(f"--stage is {options.stage}", hint="use 1, 2 or 3")
     if not 0 <= options.val_fraction < 1:
         raise VcriticError(f"--val-fraction is {options.val_fraction}", hint="use a fraction from 0 up to 1")
+    if options.stage != 3 and (options.sources or options.instruct):
+        raise VcriticError("--from and --instruct are for --stage 3", hint="drop them, or build stage 3")
     if options.stage != 3 and options.root is None:
         raise VcriticError("--root is required", hint="give the folder holding the datasets (koniq10k/, spaq/, ...)")
     if options.root is not None and not options.root.expanduser().is_dir():
         raise VcriticError(f"no such folder: {options.root}", hint="--root is the folder holding the datasets")
-    if options.stage != 3 and (options.sources or options.instruct):
-        raise VcriticError("--from and --instruct are for --stage 3", hint="drop them, or build stage 3")
     if options.rewrite_endpoint and not options.rewrite_model:
         raise VcriticError("--rewrite-endpoint needs --rewrite-model", hint="name the model the endpoint serves")
     if options.rewrite_endpoint and options.stage == 1:
@@ -320,6 +320,10 @@ def build(options: BuildOptions, log: Log = lambda message: None) -> dict[str, A
     for path in [*options.sources, *options.instruct]:
         if not path.expanduser().exists():
             raise VcriticError(f"no such file or folder: {path}", hint="check the --from / --instruct paths")
+    for folder in options.sources:
+        # --overwrite would replace the dialogues this run samples (and a synth folder's pairs are not rebuilt).
+        if folder.expanduser().resolve() == options.out.expanduser().resolve():
+            raise VcriticError(f"--out {options.out} is one of the --from folders", hint="write to another folder")
     check_out(options.out, options.overwrite)
     info: dict[str, Any] = {"stage": options.stage, "seed": options.seed, "source": "build"}
     if options.stage == 3:

@@ -102,7 +102,16 @@ class DialogueDataset:
         from vcritic.images import load_image
 
         dialogue = self.dialogues[index]
-        images = [load_image(self.image_path(name)) for name in dialogue.images]
+        images = []
+        for name in dialogue.images:
+            try:
+                images.append(load_image(self.image_path(name)))
+            except VcriticError as err:  # the reason alone ("file not found") does not say which file
+                raise VcriticError(
+                    f"{self.image_path(name)}: {err.message}",
+                    hint="restore or remove it (vcritic data build/synth skip unreadable images); "
+                    "--resume continues from the last checkpoint",
+                ) from None
         return encode_dialogue(self.encoder, dialogue, images)
 
 

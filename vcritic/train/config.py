@@ -17,6 +17,7 @@ from vcritic.errors import VcriticError
 PRESET_DIR = Path(__file__).with_name("presets")
 DEFAULT_PRESET = "paper"
 # The language-model projections LoRA adapts (Llama/Qwen names; peft matches them inside the language model only).
+MAX_SEED = 2**32 - 1
 LM_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -113,6 +114,12 @@ class TrainConfig:
             _bad("log_every", 0, "must be >= 1")
         if not self.lora_targets:
             _bad("lora_targets", self.lora_targets, "name at least one layer")
+        if self.lora_r == 0 and not self.train_modules:
+            _bad("train_modules", self.train_modules, "must name a module when lora_r is 0 (nothing would train)")
+        if self.eval_samples < 1:
+            _bad("eval_samples", self.eval_samples, "must be >= 1")
+        if not 0 <= self.seed <= MAX_SEED:  # numpy's and torch's generators take 32-bit unsigned seeds
+            _bad("seed", self.seed, f"must be in [0, {MAX_SEED}]")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -212,14 +219,28 @@ def _check_keys(values: dict[str, Any], source: str) -> None:
             raise VcriticError(f"unknown config key {key!r} in {source}", hint=hint)
 
 
+def _is_file_config(config: str) -> bool:
+    """Whether ``--config`` names a YAML file rather than a preset. A preset name wins over a same-named folder in
+    the working directory (e.g. a model called 'tiny')."""
+    path = Path(config).expanduser()
+    return path.suffix in (".yaml", ".yml") or path.is_file() or (config not in presets() and path.exists())
+
+
+def explicit_keys(stage: int, config: str | None, overrides: dict[str, Any] | None) -> set[str]:
+    """The keys the user set: flags given (not None) and the keys of a YAML ``--config`` file (not a preset's)."""
+    keys = {k for k, v in (overrides or {}).items() if v is not None}
+    if config and _is_file_config(config) and Path(config).expanduser().is_file():
+        keys |= set(stage_values(read_yaml(Path(config).expanduser()), stage, config))
+    return keys
+
+
 def load_config(stage: int, config: str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The config of one stage: the ``paper`` preset, then ``config`` (a preset name or a YAML file), then
     ``overrides`` (command-line flags; None values are ignored)."""
     values = stage_values(read_yaml(PRESET_DIR / f"{DEFAULT_PRESET}.yaml"), stage, f"preset {DEFAULT_PRESET!r}")
     if config:
         path = Path(config).expanduser()
-        # A preset name wins over a same-named folder in the working directory (e.g. a model called 'tiny').
-        if path.suffix in (".yaml", ".yml") or path.is_file() or (config not in presets() and path.exists()):
+        if _is_file_config(config):
             if not path.is_file():
                 problem = "is a folder, not a YAML file" if path.exists() else "does not exist"
                 raise VcriticError(f"config file {path} {problem}", hint=f"or use a preset: {', '.join(presets())}")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,21 +77,43 @@ def read_data(folder: Path) -> TrainData:
             raise VcriticError(
                 f"{folder / 'data.json'} is not valid JSON: {err.msg}", hint="rebuild the data"
             ) from None
+    _check_images(folder, dialogues + val)
     return TrainData(dialogues, val, folder, info)
+
+
+def _check_images(folder: Path, dialogues: list[Dialogue]) -> None:
+    """Refuse, before the model loads, dialogues whose images are gone (a moved dataset, a deleted file): found
+    mid-run they stopped training with "file not found" and lost the steps since the last checkpoint."""
+    names = {name for dialogue in dialogues for name in dialogue.images}
+    missing = sorted(
+        name for name in names if not (Path(name) if Path(name).is_absolute() else folder / name).is_file()
+    )
+    if missing:
+        raise VcriticError(
+            f"{len(missing)} image(s) named in {folder} are missing, e.g. {missing[0]}",
+            hint="restore them, or rebuild the data folder with vcritic data build/synth",
+        )
 
 
 def check_output(output: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse, before any work, an output that would be overwritten without ``overwrite`` (or not resumed)."""
+    ours = (output / RUN).is_file() or (output / MANIFEST).is_file()
     if resume:
         if not checkpoint_dirs(output):
-            raise VcriticError(f"nothing to resume in {output}: no checkpoint", hint="start the run without --resume")
+            # A run stopped before its first checkpoint left run.json: rerunning without --resume is refused too.
+            hint = "start it again with --overwrite" if ours else "start the run without --resume"
+            raise VcriticError(f"nothing to resume in {output}: no checkpoint", hint=hint)
         return
     if output.exists() and not output.is_dir():
         raise VcriticError(f"{output} exists and is not a folder", hint="choose another --output")
     if output.is_dir() and any(output.iterdir()):
-        ours = (output / RUN).is_file() or (output / MANIFEST).is_file()
         if not overwrite:
-            hint = "pass --resume to continue it, or --overwrite to start again" if ours else "choose an empty folder"
+            if not ours:
+                hint = "choose an empty folder"
+            elif checkpoint_dirs(output):
+                hint = "pass --resume to continue it, or --overwrite to start again"
+            else:
+                hint = "it stopped before its first checkpoint, so there is nothing to resume: pass --overwrite"
             raise VcriticError(f"{output} already exists and is not empty", hint=hint)
         if not ours:
             raise VcriticError(
@@ -98,11 +122,27 @@ def check_output(output: Path, *, resume: bool, overwrite: bool) -> None:
             )
 
 
+def _check_not_inputs(output: Path, *, model: str, data: Path) -> None:
+    """Refuse an output that is, or holds, the --model folder or the --data folder: the run starts by emptying it,
+    and a later stage's export copies the earlier stage's adapters out of --model."""
+    where = output.resolve()
+    for flag, folder in (("--model", Path(model).expanduser()), ("--data", data)):
+        if folder.is_dir() and (folder.resolve() == where or where in folder.resolve().parents):
+            raise VcriticError(
+                f"--output {output} would replace {flag} {folder}, which this run reads",
+                hint="write the new training output to another folder",
+            )
+
+
 def _create_output(output: Path) -> None:
-    """A fresh output folder (an earlier output there was accepted by :func:`check_output`)."""
-    if output.is_dir() and any(output.iterdir()):
-        shutil.rmtree(output)
+    """A fresh output folder (an earlier output there was accepted by :func:`check_output`). Its contents go, not
+    the folder itself, which holds the run's lock."""
     output.mkdir(parents=True, exist_ok=True)
+    for entry in list(output.iterdir()):
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _resume_config(output: Path, stage: int, model: str, data: Path, config: TrainConfig) -> TrainConfig:
@@ -110,7 +150,8 @@ def _resume_config(output: Path, stage: int, model: str, data: Path, config: Tra
     run = json.loads((output / RUN).read_text())
     if run["stage"] != stage:
         raise VcriticError(f"{output} was a stage-{run['stage']} run, not stage {stage}", hint="use its --stage")
-    if run["model"] != model or Path(run["data"]) != data.resolve():
+    # A local --model matches by folder (./m, m and /abs/m are one), as --data does.
+    if _base_entry(run["model"]) != _base_entry(model) or Path(run["data"]) != data.resolve():
         raise VcriticError(
             f"{output} was started with --model {run['model']} --data {run['data']}",
             hint="resume with the same --model and --data",
@@ -125,10 +166,58 @@ def _resume_config(output: Path, stage: int, model: str, data: Path, config: Tra
     return TrainConfig(**{**saved, **{k: getattr(config, k) for k in RESUMABLE_CHANGES}})
 
 
+def resume_settings(output: str | Path, config: TrainConfig, given: Collection[str]) -> TrainConfig:
+    """For ``--resume`` from the command line: the keys that may change on resume (steps, intervals) keep the
+    saved run's values unless ``given`` (the flags the user typed) names them, so ``--resume`` alone does not
+    jump to the preset's step count. Without a saved run, ``config`` as it is."""
+    path = Path(output).expanduser() / RUN
+    try:
+        saved = json.loads(path.read_text())["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return config
+    kept = {k: saved[k] for k in RESUMABLE_CHANGES if k not in given and k in saved}
+    return TrainConfig(**{**config.to_dict(), **kept})
+
+
 def _base_entry(model: str) -> str:
     """How ``vcritic.json`` names the base: a local folder by absolute path, presets and hub ids as given."""
     path = Path(model).expanduser()
     return str(path.resolve()) if path.is_dir() else model
+
+
+@contextmanager
+def _output_lock(output: Path):
+    """Hold an exclusive ``flock`` on the output folder for the whole run (the launching process, rank 0, only), so
+    a second run writing the same folder is refused instead of mixing checkpoints and adapters. The folder is made
+    here if needed, and removed again if the run leaves it empty (a typo costs no ``--overwrite`` later)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock
+        fcntl = None
+    if fcntl is None or os.environ.get("RANK", "0") != "0" or (output.exists() and not output.is_dir()):
+        yield
+        return
+    created = not output.exists()
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+        fd = os.open(output, os.O_RDONLY)
+    except OSError as err:
+        raise VcriticError(f"cannot create {output}: {err.strerror}", hint="choose another --output") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise VcriticError(
+                f"another vcritic train run is writing {output}",
+                hint="wait for it to finish, or choose another --output",
+            ) from None
+        except OSError:
+            pass  # a file system without locks: go on unlocked
+        yield
+    finally:
+        os.close(fd)
+        if created and output.is_dir() and not any(output.iterdir()):
+            output.rmdir()
 
 
 def train(
@@ -147,11 +236,46 @@ def train(
     allow_pickle: bool = False,
     on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> Trained:
-    """Train one stage and write the trained directory to ``output``.
+    """Train one stage and write the trained directory to ``output``, which is locked for the run.
 
     ``on_event`` receives progress records (``{"event": "start" | "step" | "eval" | "checkpoint" | "done", ...}``)
     on the main process.
     """
+    output = Path(output).expanduser()
+    with _output_lock(output):
+        return _train(
+            model=model,
+            data=data,
+            output=output,
+            stage=stage,
+            config=config,
+            resume=resume,
+            overwrite=overwrite,
+            revision=revision,
+            device=device,
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            allow_pickle=allow_pickle,
+            on_event=on_event,
+        )
+
+
+def _train(
+    *,
+    model: str,
+    data: str | Path,
+    output: Path,
+    stage: int,
+    config: TrainConfig,
+    resume: bool,
+    overwrite: bool,
+    revision: str | None,
+    device: str | None,
+    dtype: str | None,
+    trust_remote_code: bool,
+    allow_pickle: bool,
+    on_event: Callable[[dict[str, Any]], None] | None,
+) -> Trained:
     import torch
     from accelerate.utils import DistributedDataParallelKwargs, GradientAccumulationPlugin, set_seed
 
@@ -162,12 +286,17 @@ def train(
     from vcritic.train.model import answer_loss, attach_adapter, trainable_names
     from vcritic.train.sampler import TaskBatchSampler, lr_at
 
-    output = Path(output).expanduser()
     data_dir = Path(data).expanduser()
     emit = on_event or (lambda record: None)
     check_launch_device(device)
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    if torch_dtype != torch.float32 and torch_device.type != "cuda":
+        # Half precision trains as mixed precision (float32 trainable weights under autocast), which is CUDA-only here.
+        raise VcriticError(
+            f"--dtype {dtype} trains on CUDA only; on {torch_device.type} training runs in float32",
+            hint="leave --dtype out, or use float32",
+        )
     half = torch_dtype in (torch.bfloat16, torch.float16) and torch_device.type == "cuda"
     accelerator = _accelerator(
         torch_device,
@@ -187,6 +316,8 @@ def train(
             f"accelerate already runs this process on {accelerator.device}, not {torch_device}",
             hint="train on one device per Python process (a new vcritic train run)",
         )
+    if not resume:
+        _check_not_inputs(output, model=model, data=data_dir)
     check_output(output, resume=resume, overwrite=overwrite)
     if resume:
         config = _resume_config(output, stage, model, data_dir, config)
@@ -207,7 +338,7 @@ def train(
     # The output is created only once the data and model are known to load, so a typo costs no --overwrite.
     if main and not resume:
         _create_output(output)
-        run = {"stage": stage, "model": model, "revision": revision, "data": str(data_dir.resolve())}
+        run = {"stage": stage, "model": _base_entry(model), "revision": revision, "data": str(data_dir.resolve())}
         (output / RUN).write_text(json.dumps({**run, "config": config.to_dict()}, indent=2) + "\n")
     accelerator.wait_for_everyone()
     trained = trainable_names(net)
@@ -261,6 +392,8 @@ def train(
                 "resolution": str(loaded.resolution),
             }
         )
+        if config.eval_every and not train_data.val:
+            emit({"event": "warning", "message": f"{data_dir} has no val.jsonl dialogues: nothing to evaluate"})
         if train_data.info.get("stage") not in (None, stage):
             emit({"event": "warning", "message": f"{data_dir} was built for stage {train_data.info['stage']}"})
 
@@ -272,6 +405,7 @@ def train(
     net.train()
     losses: list = []  # this step's micro-batch losses (tensors, read out only when logged)
     started, start_step = time.monotonic(), step
+    said_nothing_to_evaluate = False
     last_saved = step
     try:
         while step < config.steps:
@@ -316,6 +450,14 @@ def train(
                         record = {"step": step, "eval": results}
                         _append_metrics(output / METRICS, record)
                         emit({"event": "eval", **record})
+                    elif main and not said_nothing_to_evaluate:
+                        # evaluate() measures pairs, rated quality dialogues and declines only; say so once.
+                        said_nothing_to_evaluate = True
+                        message = (
+                            "val.jsonl has nothing to evaluate (relativity pairs, 3 or more quality dialogues "
+                            "with a MOS, or declines)"
+                        )
+                        emit({"event": "warning", "message": message})
                 if config.save_every and step % config.save_every == 0 and step < config.steps:
                     checkpoint()
                     last_saved = step

@@ -10,6 +10,7 @@ is not frozen). ``save_pretrained`` writes all trained weights to one safetensor
 from __future__ import annotations
 
 import re
+import warnings
 from typing import TYPE_CHECKING, Any
 
 from vcritic.errors import VcriticError
@@ -98,7 +99,10 @@ def attach_adapter(net, config: TrainConfig):
         bias="none",
     )
     try:
-        model = get_peft_model(net, peft_config)
+        with warnings.catch_warnings():
+            # peft reads transformers' deprecated `is_gradient_checkpointing`; not the user's concern.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = get_peft_model(net, peft_config)
     except ValueError as err:
         raise VcriticError(
             f"cannot add LoRA: {str(err).splitlines()[0]}",
