@@ -253,6 +253,14 @@ def test_stdout_closed_early_is_not_nothing_scored(many_images, tiny_llava):
     assert "Traceback" not in err and "Exception ignored" not in err
 
 
+def test_describe_into_a_closed_pipe_exits_141_quietly(image_dir, tiny_llava):
+    process = vcritic_process(["describe", image_dir, "-m", tiny_llava, "--max-new-tokens", "3"])
+    process.stdout.close()  # as `| head -1` does before anything arrives
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 141, err
+    assert "Traceback" not in err and "Exception ignored" not in err
+
+
 def test_compare_pairs_resume_skips_pairs_already_written(image_dir, tiny_llava, tmp_path):
     names = sorted(p.name for p in image_dir.iterdir())
     pairs = tmp_path / "pairs.csv"

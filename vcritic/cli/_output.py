@@ -7,9 +7,19 @@ import sys
 
 from rich.console import Console
 
+
+class _DataConsole(Console):
+    """stdout: a reader that leaves (`| head -1`) is not a failure. Rich's own answer is SystemExit(1); raise
+    BrokenPipeError instead, which ``cli.app.main`` turns into exit 141 as for every other write to stdout."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # nothing more reaches the gone reader
+        raise BrokenPipeError
+
+
 # Data (CSV, JSON, result lines) goes to stdout so it can be piped; everything meant for a human reading the
 # terminal goes to stderr.
-stdout = Console(highlight=False, soft_wrap=True)
+stdout = _DataConsole(highlight=False, soft_wrap=True)
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
