@@ -51,6 +51,12 @@ def test_parse_tasks():
     with pytest.raises(VcriticError, match="unknown task 'atributes'") as caught:
         parse_tasks("mos,atributes")
     assert caught.value.hint.startswith("did you mean 'attributes'?")
+    with pytest.raises(VcriticError, match="unknown task 'nonee'") as caught:
+        parse_tasks("nonee")
+    assert caught.value.hint.startswith("did you mean 'none'?") and "describe also takes none" in caught.value.hint
+    for empty in ("", " , ,"):  # an empty --tasks is a mistake, not "no read-out"
+        with pytest.raises(VcriticError, match="--tasks is empty"):
+            parse_tasks(empty)
 
 
 def test_score_columns_extend_the_one_layout():

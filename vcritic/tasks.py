@@ -30,15 +30,18 @@ def parse_tasks(spec: str | Iterable[str] | None, default: tuple[str, ...] = DEF
         return default
     names = [part.strip().lower() for part in (spec.split(",") if isinstance(spec, str) else spec)]
     names = [name for name in names if name]
+    choices = f"choose from {', '.join([*TASKS, ALL])} (describe also takes none)"
+    if not names and isinstance(spec, str):
+        raise VcriticError("--tasks is empty", hint=choices)
     if ALL in names:
         return tuple(TASKS)
     if names == ["none"]:
         return ()
     for name in names:
         if name not in TASKS:
-            close = difflib.get_close_matches(name, [*TASKS, ALL], n=1)
+            close = difflib.get_close_matches(name, [*TASKS, ALL, "none"], n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise VcriticError(f"unknown task {name!r}", hint=f"{hint}choose from {', '.join([*TASKS, ALL])}")
+            raise VcriticError(f"unknown task {name!r}", hint=f"{hint}{choices}")
     return tuple(task for task in TASKS if task in names)
 
 
