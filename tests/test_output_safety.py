@@ -114,12 +114,17 @@ def test_second_writer_is_refused_while_the_first_runs(many_images, tiny_llava, 
     out = tmp_path / "scores.csv"
     first = vcritic_process(["score", many_images, "-m", tiny_llava, "-o", out, "-b", "1", "--workers", "0"])
     wait_for_rows(out, 0, first)
-    for flags in ([], ["--overwrite"], ["--resume"]):
-        second = run_vcritic(["score", many_images, "-m", tiny_llava, "-o", out, *flags])
-        assert second.returncode == 1
-        refused = "being written by another vcritic run" in second.stderr or "already exists" in second.stderr
-        assert refused, second.stderr
-        assert len(second.stderr.strip().splitlines()) == 2  # Error: ... / Hint: ...
+    first.send_signal(signal.SIGSTOP)  # holds its lock, paused: the first run is surely still going
+    try:
+        for flags in ([], ["--overwrite"], ["--resume"]):
+            second = run_vcritic(["score", many_images, "-m", tiny_llava, "-o", out, *flags])
+            assert second.returncode == 1
+            # Without a flag the existing file is named first; with either flag, the lock refuses.
+            refusal = "already exists" if not flags else "being written by another vcritic run"
+            assert refusal in second.stderr, second.stderr
+            assert len(second.stderr.strip().splitlines()) == 2  # Error: ... / Hint: ...
+    finally:
+        first.send_signal(signal.SIGCONT)
     first.communicate(timeout=120)
     assert first.returncode == 0
     rows = read_rows(out)

@@ -149,16 +149,20 @@ def test_ctrl_c_while_the_model_loads_leaves_an_overwritten_file_as_it_was(image
 def test_the_lock_holds_after_overwrite_replaced_the_file(image_dir, tiny_llava, tmp_path):
     many = tmp_path / "many"
     many.mkdir()
-    for i in range(40):  # enough that the first run is still going while the second ones start
+    for i in range(8):
         (many / f"img{i:02d}.png").write_bytes((image_dir / "astronaut.png").read_bytes())
     out = tmp_path / "scores.csv"
     out.write_text(OLD)  # two lines: a third means the new file is in place
     first = vcritic_process(["score", many, "-m", tiny_llava, "-o", out, "--overwrite", "-b", "1", "--workers", "0"])
     wait_for_rows(out, 2, first)
-    for flags in (["--resume"], ["--overwrite"]):
-        second = run_vcritic(["score", many, "-m", tiny_llava, "-o", out, *flags])
-        assert second.returncode == 1
-        assert "being written by another vcritic run" in second.stderr, second.stderr
+    first.send_signal(signal.SIGSTOP)  # holds its lock, paused: the first run is surely still going
+    try:
+        for flags in (["--resume"], ["--overwrite"]):
+            second = run_vcritic(["score", many, "-m", tiny_llava, "-o", out, *flags])
+            assert second.returncode == 1
+            assert "being written by another vcritic run" in second.stderr, second.stderr
+    finally:
+        first.send_signal(signal.SIGCONT)
     first.communicate(timeout=120)
     assert first.returncode == 0
     assert sorted(Path(row["path"]).name for row in read_rows(out)) == sorted(p.name for p in many.iterdir())

@@ -9,7 +9,6 @@ sampled same-dataset pairs, by direct comparison and from two predicted scores (
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -21,6 +20,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from vcritic.csvio import DictWriter
 from vcritic.datasets import ATTRIBUTES, Record, get_dataset, load_dataset, load_manifest, locate_dataset
 from vcritic.datasets import splits as splitting
 from vcritic.datasets.records import read_csv_table
@@ -423,7 +423,7 @@ def write_predictions(path: Path, bench: Benchmark, predictions: Sequence[ScoreR
     if any(p is not None and p.p_ai_generated is not None for p in predictions):
         tasks.append("authenticity")
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=prediction_columns(tasks), lineterminator="\n")
+        writer = DictWriter(handle, prediction_columns(tasks))
         writer.writeheader()
         for record, prediction in zip(bench.records, predictions, strict=True):
             writer.writerow(prediction_row(bench, record, prediction, tasks))
@@ -467,7 +467,7 @@ def write_pairs(
     """One row per sampled pair: both images, their true and predicted MOS, and P(a better) where compared."""
     fields = ["a", "b", "mos_true_a", "mos_true_b", "mos_a", "mos_b", "p_a_better"]
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+        writer = DictWriter(handle, fields)
         writer.writeheader()
         for k, (i, j) in enumerate(pairs):
             a, b = bench.records[i], bench.records[j]

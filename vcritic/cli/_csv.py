@@ -31,6 +31,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 
+from vcritic.csvio import DictWriter
 from vcritic.errors import VcriticError
 
 FSYNC_INTERVAL_S = 5.0  # rows reach the OS at once; this bounds what a power cut (not a kill) can lose
@@ -49,7 +50,7 @@ def _is_stdout(path: Path | None) -> bool:
 
 def _encode_row(fieldnames: Sequence[str], row: dict[str, str]) -> bytes:
     buffer = io.StringIO()
-    csv.DictWriter(buffer, fieldnames=fieldnames, lineterminator="\n").writerow(row)
+    DictWriter(buffer, fieldnames).writerow(row)
     return buffer.getvalue().encode("utf-8")
 
 

@@ -12,11 +12,11 @@ dataset has, never on file order, machine or Python version.
 
 from __future__ import annotations
 
-import csv
 import random
 from collections.abc import Sequence
 from pathlib import Path
 
+from vcritic.csvio import DictWriter
 from vcritic.datasets.records import Record
 from vcritic.errors import VcriticError
 
@@ -112,7 +112,7 @@ def write_split(assignment: dict[str, str], path: Path, records: Sequence[Record
     fields = ["image", "split", *(["ref_id"] if refs else [])]
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=fields, lineterminator="\n")
+        writer = DictWriter(handle, fields)
         writer.writeheader()
         for image in sorted(assignment):
             row = {"image": image, "split": assignment[image]}

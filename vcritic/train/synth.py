@@ -13,7 +13,6 @@ one) is dropped for that source, so no pair of near-identical images claims an o
 
 from __future__ import annotations
 
-import csv
 import io
 import os
 import time
@@ -23,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from vcritic.csvio import Writer
 from vcritic.errors import VcriticError
 
 LEVELS = 5
@@ -291,7 +291,7 @@ def synthesize(
     manifest = out / "manifest.csv"
     tmp = manifest.with_name(manifest.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, lineterminator="\n")
+        writer = Writer(handle)
         writer.writerow(["path", "mos", "ref_id", "kind", "level"])
         for v in versions:
             writer.writerow([v.path, f"{v.mos:.4f}", v.ref_id, v.kind or "pristine", v.level])
