@@ -269,3 +269,7 @@ def test_bad_inputs_are_one_line_errors_before_any_work(tmp_path, root, capsys):
     assert main(["data", "build", "--stage", "3", "--from", str(out), "--out", str(out), "--overwrite"]) == 1
     assert "one of the --from folders" in capsys.readouterr().err
     assert (out / "dialogues.jsonl").read_bytes() == before
+    # An empty --datasets read as "not given": every dataset.
+    assert main(["data", "build", "--stage", "1", "--root", str(root), "--datasets", " , ", "--out",
+                 str(tmp_path / "e")]) == 2  # fmt: skip
+    assert "--datasets is empty" in capsys.readouterr().err and not (tmp_path / "e").exists()

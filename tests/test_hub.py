@@ -78,6 +78,9 @@ def test_paths_and_bad_ids_are_not_sent_to_the_hub(tmp_path):
     with pytest.raises(VcriticError, match="not a valid hub repo id"):
         hub.resolve_model("org/na me")
     assert hub.resolve_model(str(tmp_path)) == tmp_path
+    # A folder has no revisions: --revision with one was silently ignored.
+    with pytest.raises(VcriticError, match="--revision v2 was given, but .* is a local folder"):
+        hub.resolve_model(str(tmp_path), "v2")
 
 
 def test_home_and_cache_follow_the_environment(monkeypatch, tmp_path):

@@ -66,6 +66,11 @@ def resolve_model(name: str, revision: str | None = None, *, allow_pickle: bool 
     """
     path = Path(name).expanduser()
     if path.is_dir():
+        if revision is not None:  # a folder has no revisions: taking it as given would ignore what was asked
+            raise VcriticError(
+                f"--revision {revision} was given, but {name} is a local folder, not a hub model",
+                hint="drop --revision, or name the hub repo id to load that revision",
+            )
         return path
     if path.exists():
         raise VcriticError(

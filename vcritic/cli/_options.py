@@ -141,8 +141,8 @@ DeviceMapOpt = Annotated[
     str | None,
     typer.Option(
         "--device-map",
-        help="'auto': spread a model too large for one GPU over all visible GPUs (accelerate's big-model loading). "
-        "Default: the whole model on --device.",
+        help="'auto': spread a model too large for one GPU over all visible GPUs (accelerate's big-model loading; "
+        "also 'balanced', 'balanced_low_0', 'sequential'). Default: the whole model on --device.",
         show_default=False,
     ),
 ]

@@ -56,8 +56,17 @@ SYNTH_EPILOG = (
 )
 
 
-def _names(text: str | None) -> list[str] | None:
-    return [n.strip() for n in text.split(",") if n.strip()] if text else None
+def _names(text: str | None, flag: str) -> list[str] | None:
+    """A comma-separated option's names; None when the option was not given. Given but empty is a mistake (it
+    would read as "not given": every dataset)."""
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        from vcritic.errors import UsageError
+
+        raise UsageError(f"{flag} is empty", hint=f"name at least one, or leave {flag} out")
+    return names
 
 
 @data_app.command("build", no_args_is_help=True, epilog=BUILD_EPILOG, cls=Command)
@@ -164,12 +173,12 @@ def build(
         stage=stage,
         out=out,
         root=root,
-        datasets=_names(datasets),
+        datasets=_names(datasets, "--datasets"),
         seed=seed,
         pairs_per_dataset=pairs_per_dataset,
         val_fraction=val_fraction,
         overwrite=overwrite,
-        sources=[Path(p) for p in _names(sources) or []],
+        sources=[Path(p) for p in _names(sources, "--from") or []],
         instruct=list(instruct or []),
         instruct_images=list(instruct_images or []),
         samples_per_task=samples_per_task,
