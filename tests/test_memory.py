@@ -8,6 +8,7 @@ import torch
 from typer.testing import CliRunner
 
 from vcritic.cli.app import app
+from vcritic.errors import VcriticError
 from vcritic.loading import load_critic
 from vcritic.memory import TOO_LARGE, BatchPlan
 from vcritic.scoring import compare_paths, score_paths
@@ -84,6 +85,22 @@ def test_compare_pairs_survive_out_of_memory_too(critic, thirteen):
     assert got == pytest.approx(reference, abs=1e-5)
     assert plan.current == 1  # 6 -> 3 -> 1 pair(s), i.e. 2 rows
     assert plan.describe() == "batch size 1 (halved from 6 after running out of GPU memory)"
+
+
+def test_the_python_api_halves_on_out_of_memory_too(critic, sample_images):
+    pictures = [image.resize((40 + 7 * i, 36 + 5 * i)) for i, image in enumerate(list(sample_images.values()) * 2)]
+    reference = critic.score(pictures, batch_size=8)
+    pairs = list(zip(pictures, pictures[1:], strict=False))
+    reference_pairs = critic.compare(pairs, batch_size=4)
+    with OutOfMemoryAbove(critic.model, limit=3) as hook:
+        got = critic.score(pictures, batch_size=8)
+        got_pairs = critic.compare(pairs, batch_size=4)  # a pair is two prompts
+    assert [s.mos for s in got] == pytest.approx([s.mos for s in reference], abs=1e-4)
+    assert [c.p_a_better for c in got_pairs] == pytest.approx([c.p_a_better for c in reference_pairs], abs=1e-5)
+    # score: 8 images tried once, then 4, then 2 from there on; compare (its own call) tries 4 pairs = 8 rows once.
+    assert hook.seen[:3] == [8, 4, 2] and hook.seen.count(8) == 2 and max(hook.seen[3:]) == 8
+    with OutOfMemoryAbove(critic.model, limit=0), pytest.raises(VcriticError, match="out of GPU memory even alone"):
+        critic.score(pictures[:2], batch_size="auto")
 
 
 def test_out_of_memory_with_worker_processes(critic, thirteen):

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vcritic.errors import VcriticError
+from vcritic.memory import in_batches
 from vcritic.prompts import COMPARE, COMPARE_SIDE_BY_SIDE, DESCRIBE, Question, render_prompt
 from vcritic.readout import Readout, answer_token_ids, expectation
 from vcritic.resolution import Resolution
@@ -232,11 +233,12 @@ class Critic:
         return [expectation(logits[:, j], self.token_ids(q), q.values) for j, q in enumerate(questions)]
 
     # -- Python API ----------------------------------------------------------------------------------------------
-    def score(self, images, *, tasks: str | Sequence[str] = "mos", batch_size: int = 8) -> Score | list[Score]:
+    def score(self, images, *, tasks: str | Sequence[str] = "mos", batch_size: int | str = 8) -> Score | list[Score]:
         """Read out ``tasks`` ("mos", "attributes", "authenticity", "all") for a path, a PIL image or a list of either.
 
         Returns one :class:`Score` for one image, a list for a list. MOS and attributes are 0-100 (higher = more),
-        ``p_ai_generated`` 0-1.
+        ``p_ai_generated`` 0-1. ``batch_size``: images per forward, or ``"auto"`` (from free GPU memory); a batch that
+        runs out of GPU memory is run again at half the size (:func:`vcritic.memory.in_batches`).
         """
         from vcritic.results import scores_from_readouts
         from vcritic.tasks import parse_tasks, task_questions
@@ -245,18 +247,20 @@ class Critic:
         if not questions:
             raise VcriticError("score needs at least one task", hint="tasks: mos, attributes, authenticity or all")
         pictures, single = _as_list(images)
-        results: list[Score] = []
-        for start in range(0, len(pictures), batch_size):
-            chunk = [_as_image(p) for p in pictures[start : start + batch_size]]
-            items = [self.encoder.encode_questions(questions, p) for p in chunk]
-            results += scores_from_readouts(questions, self.read(questions, self.encoder.collate_questions(items)))
+
+        def run(chunk) -> list[Score]:
+            items = [self.encoder.encode_questions(questions, _as_image(p)) for p in chunk]
+            return scores_from_readouts(questions, self.read(questions, self.encoder.collate_questions(items)))
+
+        results = in_batches(pictures, batch_size, run, self.device)
         return results[0] if single else results
 
-    def compare(self, a, b=None, *, batch_size: int = 8) -> Comparison | list[Comparison]:
+    def compare(self, a, b=None, *, batch_size: int | str = 8) -> Comparison | list[Comparison]:
         """P(a has better quality than b), averaged over both presentation orders.
 
         ``compare(a, b)`` with a path or PIL image each gives one :class:`Comparison`; lists of equal length, or one
-        list of ``(a, b)`` pairs, give a list.
+        list of ``(a, b)`` pairs, give a list. ``batch_size`` counts pairs, as in :meth:`score` (``"auto"``, halving
+        on out-of-memory).
         """
         if b is None:
             if not isinstance(a, list | tuple) or not all(isinstance(pair, list | tuple) for pair in a):
@@ -268,13 +272,13 @@ class Critic:
             if single != single_b or len(firsts) != len(seconds):
                 raise VcriticError("compare(a, b) needs two images, or two lists of the same length")
             pairs = list(zip(firsts, seconds, strict=True))
-        results: list[Comparison] = []
-        for start in range(0, len(pairs), batch_size):
-            items = []
-            for x, y in pairs[start : start + batch_size]:
-                items += self.encoder.encode_both_orders(_as_image(x), _as_image(y))
+
+        def run(chunk) -> list[Comparison]:
+            items = [item for x, y in chunk for item in self.encoder.encode_both_orders(_as_image(x), _as_image(y))]
             out = self.readout(self.pair_question, self.encoder.collate(items))
-            results += [Comparison(p) for p in symmetric_preference(out.probs).tolist()]
+            return [Comparison(p) for p in symmetric_preference(out.probs).tolist()]
+
+        results = in_batches(pairs, batch_size, run, self.device)
         return results[0] if single else results
 
     def rank(self, images, *, per_image: int | None = None, every_pair: bool | None = None, seed: int = 0,

@@ -7,13 +7,18 @@
 - A batch that raises ``torch.cuda.OutOfMemoryError`` is retried at half the size, and every later batch runs at
   that size; the rows already written stay. An image that does not fit even alone gets an error row and the run goes
   on. :class:`BatchPlan` carries the size in use, so a command's summary can report where it ended.
+- The Python API (:func:`in_batches`) follows the same rules, except that an item too large even alone raises.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from vcritic.errors import VcriticError
+
+T = TypeVar("T")
 
 AUTO = "auto"
 CPU_DEFAULT = 8
@@ -106,3 +111,33 @@ def auto_batch_size(device, run_one) -> int:
     free, _ = torch.cuda.mem_get_info(device)
     free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     return max(1, min(AUTO_MAX, int(AUTO_FRACTION * free / per_image)))
+
+
+def in_batches(items: Sequence[T], batch_size: int | str | BatchPlan, run: Callable[[Sequence[T]], list], device):
+    """``run(chunk)`` over ``items`` in chunks, results concatenated in order: the Python API's loop
+    (:meth:`vcritic.critic.Critic.score` and ``compare``), with the CLI's rules. ``"auto"`` measures the size first;
+    a chunk that runs out of GPU memory is run again at half the size, so nothing is lost or run twice; an item
+    that does not fit even alone raises :class:`VcriticError` (there is no error row to put it in)."""
+    plan = BatchPlan.of(batch_size)
+    if not items:
+        return []
+    if plan.current is None:
+        plan.current = auto_batch_size(device, lambda: run(items[:1]))
+    results: list = []
+    start = 0
+    while start < len(items):
+        chunk = items[start : start + plan.current]
+        try:
+            results += run(chunk)
+        except Exception as err:
+            if not is_out_of_memory(err):
+                raise
+            release_cached_memory(device)
+            if plan.halve():
+                continue
+            raise VcriticError(
+                f"item {start} of {len(items)} runs out of GPU memory even alone",
+                hint="load the critic with a smaller max_pixels or image_size, or use a larger GPU",
+            ) from None
+        start += len(chunk)
+    return results
