@@ -36,7 +36,6 @@ from vcritic.errors import VcriticError
 
 FSYNC_INTERVAL_S = 5.0  # rows reach the OS at once; this bounds what a power cut (not a kill) can lose
 EXIT_INTERRUPTED = 130
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` reports: the reader left, nothing failed here
 
 try:
     import fcntl
@@ -215,17 +214,13 @@ class CsvOutput:
         self.rows_written += 1
 
     def _write_stdout(self, text: str) -> None:
-        import typer
+        from vcritic.cli._output import reader_left
 
         try:
             sys.stdout.write(text)
             sys.stdout.flush()
         except BrokenPipeError:
-            # The reader (e.g. `| head`) is gone: stop quietly. Point stdout at /dev/null so Python's own flush at
-            # exit does not raise again.
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-            raise typer.Exit(EXIT_BROKEN_PIPE) from None
+            reader_left()
 
     def _write_file(self, data: bytes) -> None:
         if self._pending is not None:

@@ -7,14 +7,26 @@ import sys
 
 from rich.console import Console
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` reports: the reader left, nothing failed here
+
+
+def reader_left():
+    """stdout's reader is gone (`vcritic ... | head -1`): stop quietly with exit 141. stdout is pointed at /dev/null
+    so Python's own flush at exit does not raise again. Raised as typer.Exit at the write itself, because click
+    turns an EPIPE that reaches it into exit 1."""
+    import typer
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    raise typer.Exit(EXIT_BROKEN_PIPE)
+
 
 class _DataConsole(Console):
-    """stdout: a reader that leaves (`| head -1`) is not a failure. Rich's own answer is SystemExit(1); raise
-    BrokenPipeError instead, which ``cli.app.main`` turns into exit 141 as for every other write to stdout."""
+    """stdout, where a reader that leaves is not a failure (Rich's own answer is SystemExit(1))."""
 
     def on_broken_pipe(self) -> None:
         self.quiet = True  # nothing more reaches the gone reader
-        raise BrokenPipeError
+        reader_left()
 
 
 # Data (CSV, JSON, result lines) goes to stdout so it can be piped; everything meant for a human reading the

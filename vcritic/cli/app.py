@@ -82,14 +82,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # The reader of stdout left (`vcritic describe ... | head -1`): nothing failed here. Point stdout at
-        # /dev/null so Python's own flush at exit does not raise again, and exit as `yes | head` does.
-        from vcritic.cli._csv import EXIT_BROKEN_PIPE
-
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return EXIT_BROKEN_PIPE
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 1
     except typer.TyperException as err:  # usage errors (bad option value, unknown command): exit 2

@@ -109,10 +109,20 @@ def describe(
 
 
 def _streamer(tokenizer):
-    """Prints the new text to stdout as tokens arrive (transformers' own streamer), then a newline."""
+    """Prints the new text to stdout as tokens arrive (transformers' own streamer), then a newline; a reader that
+    leaves (`| head`) ends the run with 141, as for every write to stdout."""
     from transformers import TextStreamer
 
-    return TextStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    from vcritic.cli._output import reader_left
+
+    class Streamer(TextStreamer):
+        def on_finalized_text(self, text: str, stream_end: bool = False) -> None:
+            try:
+                super().on_finalized_text(text, stream_end)
+            except BrokenPipeError:
+                reader_left()
+
+    return Streamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
 
 
 def _as_dict(path: str, result) -> dict:
