@@ -118,3 +118,15 @@ def test_commands_that_do_not_split_refuse_several_processes(monkeypatch, tiny_l
     Image.new("RGB", (20, 20)).save(image)
     result = CliRunner().invoke(app, ["compare", str(image), str(image), "-m", str(tiny_llava)])
     assert "vcritic compare does not run data-parallel yet" in str(result.exception)
+
+
+def test_only_the_first_process_is_main_on_the_terminal(monkeypatch):
+    from vcritic.distributed import is_secondary_process
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.setenv("RANK", "1")
+    assert not is_secondary_process()  # not launched: RANK alone means nothing
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert is_secondary_process()
+    monkeypatch.setenv("RANK", "0")
+    assert not is_secondary_process()

@@ -33,6 +33,14 @@ def launched_processes() -> int:
         return 1
 
 
+def is_secondary_process() -> bool:
+    """True in every process but the first of an ``accelerate launch`` run: those stay quiet on the terminal."""
+    try:
+        return launched_processes() > 1 and int(os.environ.get("RANK", "0")) != 0
+    except ValueError:
+        return False
+
+
 def check_launch_device(requested: str | None) -> None:
     """Under ``accelerate launch`` each process takes its own GPU (``cuda:LOCAL_RANK``), so one named device
     (``cuda:N``, ``mps``) cannot be honoured: refuse it rather than ignore it. ``cpu`` and ``cuda`` are fine."""

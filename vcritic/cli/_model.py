@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 
@@ -28,6 +29,7 @@ def load_for_command(model: str | None, *, revision: str | None = None, allow_pi
     from rich.markup import escape
 
     from vcritic.cli._output import stderr
+    from vcritic.distributed import is_secondary_process
     from vcritic.hub import resolve_model
     from vcritic.loading import load_critic
     from vcritic.presets import DEFAULT_PRESET
@@ -35,7 +37,9 @@ def load_for_command(model: str | None, *, revision: str | None = None, allow_pi
     name = model or DEFAULT_PRESET
     directory = resolve_model(name, revision, allow_pickle=allow_pickle)
     started = time.perf_counter()
-    with stderr.status(f"Loading {escape(name)}..."):
+    # Under accelerate launch one spinner is enough: the other processes would each draw their own over it.
+    spinner = nullcontext() if is_secondary_process() else stderr.status(f"Loading {escape(name)}...")
+    with spinner:
         critic = load_critic(model, revision=revision, allow_pickle=allow_pickle, **options)
     commit = directory.name if directory.parent.name == "snapshots" else None  # the hub cache's layout
     critic.loaded = Loaded(name, commit, time.perf_counter() - started, str(critic.resolution))
