@@ -222,3 +222,14 @@ def test_progress_is_logged_in_lines_without_a_terminal(runner, image_dir, tiny_
     assert result.exit_code == 0, result.output
     assert "Scoring: 2/6 (33%)" in result.output and "Scoring: 6/6 (100%)" in result.output
     assert f"Model: {tiny_llava}, loaded in " in result.output
+
+
+def test_score_to_stdout_that_fails_before_any_row_prints_no_header(runner, image_dir, tmp_path):
+    # A pipeline reading stdout must not take a lone header from a failed run for an empty result.
+    result = runner.invoke(app, ["score", str(image_dir), "-m", str(tmp_path / "no-such-model"), "-o", "-"])
+    assert result.exit_code == 1 and result.stdout == ""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not an image")
+    nothing = runner.invoke(app, ["score", str(empty), "-m", str(tmp_path / "no-such-model")])
+    assert nothing.exit_code != 0 and nothing.stdout == ""

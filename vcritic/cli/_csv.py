@@ -15,6 +15,8 @@
   is dropped and its input done again, the file being rewritten without those rows by the same rename at the first
   new row; rows that match no input are kept.
 - An output that is one of the run's inputs is refused, whatever the flags.
+- On stdout the header goes out with the first row (or at a normal end with no rows), so a run that fails before
+  scoring anything (a bad model) prints nothing there: a pipe reader never sees a lone header from a failed run.
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ class CsvOutput:
         self._pending: bytes | None = None
         self._overwriting = False
         self._replaced_fd: int | None = None  # the file before a replace, kept locked until close
+        self._stdout_header = False  # stdout's header is still to be written (with the first row)
 
     # -- resume --------------------------------------------------------------------------------------------------
     def match(
@@ -206,6 +209,8 @@ class CsvOutput:
         """Append one row; it is in the file (or on stdout) when this returns."""
         data = _encode_row(self.fieldnames, row)
         if self.fd is None:
+            if self._stdout_header:
+                data, self._stdout_header = _header(self.fieldnames) + data, False
             self._write_stdout(data.decode("utf-8"))
         else:
             self._write_file(data)
@@ -282,6 +287,9 @@ class CsvOutput:
         """Sync and unlock. ``finished``: the run ended normally, so a file still waiting for its first row (a run
         that wrote none) gets what it must hold; otherwise it stays as it was."""
         if self.fd is None:
+            if finished and self._stdout_header:  # a run with no rows still gives a valid (empty) CSV
+                self._stdout_header = False
+                self._write_stdout(_header(self.fieldnames).decode("utf-8"))
             if _is_stdout(self.path):
                 with contextlib.suppress(BrokenPipeError):
                     sys.stdout.flush()
@@ -365,7 +373,7 @@ def open_output(
     if out.path is None:
         if resume:
             raise VcriticError("--resume needs an output file", hint=f"give {option} FILE")
-        out._write_stdout(_header(fieldnames).decode("utf-8"))
+        out._stdout_header = True
         return out
 
     if overwrite and resume:
