@@ -12,8 +12,7 @@ from typing import Annotated
 import typer
 
 from vcritic.errors import VcriticError
-from vcritic.report.page import MAX_IMAGES
-from vcritic.report.thumbnails import THUMBNAIL_SIZE
+from vcritic.report import MAX_IMAGES, THUMBNAIL_SIZE
 
 EPILOG = (
     "INPUT is recognised by its columns or files: a scores CSV (vcritic score, any --tasks: thumbnails best and "

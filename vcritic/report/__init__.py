@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vcritic.report.page import MAX_IMAGES
 from vcritic.report.thumbnails import THUMBNAIL_SIZE
+
+# Light on purpose: the CLI reads these defaults at import, so `vcritic --help` loads no Pillow through here.
+MAX_IMAGES = 50  # best and worst shown by default
 
 
 def build_report(source: str | Path, *, max_images: int = MAX_IMAGES, thumbnail_size: int = THUMBNAIL_SIZE) -> str:
