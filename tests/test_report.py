@@ -124,13 +124,15 @@ def test_scores_report_best_first_with_attributes_errors_and_a_placeholder(runne
         for i, (p, m) in enumerate(zip(paths, mos, strict=True))
     ]  # fmt: skip
     rows.append(score_fields("photos/gone.png", 50.0, 5.0, None, tasks=tasks))  # scored once, deleted since
+    (tmp_path / "photos" / "spoilt.png").write_text("overwritten since it was scored")
+    rows.append(score_fields("photos/spoilt.png", 30.0, 5.0, None, tasks=tasks))
     rows.append(score_fields("photos/broken.png", None, None, "not an image, or a format Pillow cannot read",
                              tasks=tasks))  # fmt: skip
     source = write_scores(tmp_path / "scores.csv", rows, tasks)
 
     result = runner.invoke(app, ["report", str(source), "-o", "report.html"])
     assert result.exit_code == 0, result.output
-    assert "Report (6 of 6 image(s) shown, 1 without a score listed" in result.output
+    assert "Report (7 of 7 image(s) shown, 1 without a score listed" in result.output
     page = Page((tmp_path / "report.html").read_text(encoding="utf-8"))
 
     order = sorted(range(5), key=lambda i: -mos[i])  # 90.5, 77, 65, 40, 10.25
@@ -138,19 +140,19 @@ def test_scores_report_best_first_with_attributes_errors_and_a_placeholder(runne
     for image, i in zip(page.images, order, strict=True):
         picture = thumbnail(image["src"])
         assert max(picture.size) == 160 and close(picture.getpixel((80, 60)), colour(i))
-    # the missing file keeps its place (MOS 50, between 65 and 40) as a placeholder with the reason
-    assert page.placeholders == ["file not found"]
-    assert page.captions[3].startswith("#4 MOS 50.0 ± 5.0")
+    # the missing and the spoilt file keep their places (MOS 50 and 30) as placeholders with the reason
+    assert page.placeholders == ["file not found", "not an image, or a format Pillow cannot read"]
+    assert page.captions[3].startswith("#4 MOS 50.0 ± 5.0") and page.captions[5].startswith("#6 MOS 30.0 ± 5.0")
     first = page.captions[0]
     assert first.startswith("#1 MOS 90.5 ± 5.0") and "brightness 51.0, sharpness 20.0" in first
     assert "P(AI-generated) 0.100" in first and first.endswith(os.path.join("photos", paths[1].name))
-    assert page.cells == ["8", "photos/broken.png", "not an image, or a format Pillow cannot read"]
-    assert "MOS: mean 55.46, median 57.50, min 10.25, max 90.50" in page.text
+    assert page.cells == ["9", "photos/broken.png", "not an image, or a format Pillow cannot read"]
+    assert "MOS: mean 51.82, median 50.00, min 10.25, max 90.50" in page.text
     assert "script" not in page.tags and not page.handlers
     (histogram,) = svgs((tmp_path / "report.html").read_text(encoding="utf-8"))
     bars = [int(rect.find(f"{SVG}title").text.rsplit(": ", 1)[1]) for rect in histogram.iter(f"{SVG}rect")
             if rect.find(f"{SVG}title") is not None]  # fmt: skip
-    assert sum(bars) == 6
+    assert sum(bars) == 7
 
 
 def test_scores_without_mos_are_sorted_by_the_first_readout(tmp_path):
@@ -226,6 +228,8 @@ def test_the_cap_keeps_a_large_csv_small_and_says_what_it_left_out(runner, tmp_p
     assert len(page.placeholders) == 20 and len(page.cells) == 3 * MAX_FAILED_LISTED
     assert f"{25_000 - MAX_FAILED_LISTED} more not listed" in page.text
     assert "74980 image(s) in the middle are left out" in page.text
+    page = Page(build_report(big, max_images=0))
+    assert not page.placeholders and "75000 image(s) not shown (--max-images 0)" in page.text
 
 
 # -- ranking -----------------------------------------------------------------------------------------------------
@@ -324,6 +328,7 @@ def test_bench_scatter_is_capped_and_plain_svg_is_well_formed():
         ("path,mos,scale,error\nx.png,3,1-5,\n", "has rows whose scale is 1-5, not 0-100"),
         ("path,mos,error\nx.png,3\n", "line 2: 2 cells where the header has 3"),
         (b"\xff\xfe\x00binary", "is not a UTF-8 text CSV file"),
+        ("", "is not a file vcritic report reads (columns: none)"),
     ],
 )
 def test_bad_files_are_refused_in_one_line(tmp_path, capsys, content, message):
@@ -344,6 +349,13 @@ def test_bad_folders_are_refused(tmp_path, capsys):
     assert main(["report", str(tmp_path / "nothing.csv"), "-o", str(tmp_path / "r.html")]) == 1
     err = capsys.readouterr().err
     assert "does not exist" in err and "a ranking CSV from `vcritic rank`" in err
+
+
+def test_a_hand_edited_bench_folder_still_renders(tmp_path):
+    (tmp_path / "metrics.json").write_text(json.dumps({"title": "<Mine>", "mos": [1, 2], "paper": "none"}))
+    page = Page(build_report(tmp_path))
+    assert page.cells[:4] == ["<Mine>", "-", "- of -", "-"]
+    assert "No predictions.csv in its folder: nothing to plot." in page.text
 
 
 def test_output_is_written_whole_and_not_overwritten_by_default(tmp_path, capsys):

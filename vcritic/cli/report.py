@@ -79,11 +79,12 @@ def report(
 
 def _inputs(source: Path) -> list[Path]:
     """The files a report reads (besides images), which the output must not replace."""
-    if source.is_dir():
-        return [source / name for name in ("metrics.json", "summary.json", "predictions.csv")] + [
-            child / "predictions.csv" for child in source.iterdir() if child.is_dir()
-        ]
-    return [source]
+    if not source.is_dir():
+        return [source]
+    files = [source / name for name in ("metrics.json", "summary.json", "predictions.csv")]
+    with contextlib.suppress(OSError):  # an unreadable folder is refused when it is read, in one line
+        files += [child / "predictions.csv" for child in source.iterdir() if child.is_dir()]
+    return files
 
 
 def _check_output(output: Path, source: Path, overwrite: bool) -> None:
@@ -94,6 +95,8 @@ def _check_output(output: Path, source: Path, overwrite: bool) -> None:
         raise VcriticError(f"-o {output} is a folder", hint="give a file name, e.g. -o report.html")
     if not output.parent.exists():
         raise VcriticError(f"folder {output.parent} does not exist", hint="create it first")
+    if not os.access(output.parent, os.W_OK):
+        raise VcriticError(f"cannot write to folder {output.parent}: permission denied", hint="choose another -o")
     clash = _same_file_as_input(output, _inputs(source))
     if clash is not None:
         raise VcriticError(f"the output {output} is one of the inputs ({clash}); it would be overwritten",

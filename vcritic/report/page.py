@@ -97,10 +97,12 @@ def _table(table: Table, max_images: int, size: int) -> str:
         order = f"sorted by {_label(key)}, highest first" + ("" if key == "mos" else " (the file has no mos column)")
     else:
         order = "by rank, best first"
-    if len(ranked) <= 2 * max_images:
+    if ranked and not max_images:
+        parts.append(f'<p class="note">{len(ranked)} image(s) not shown (--max-images 0).</p>')
+    elif ranked and len(ranked) <= 2 * max_images:
         parts.append(f"<h2>All {len(ranked)} images, {_text(order)}</h2>")
         parts.append(_cards(table, list(enumerate(ranked, start=1)), size))
-    else:
+    elif ranked:
         left_out = len(ranked) - 2 * max_images
         parts.append(f"<h2>Best {max_images} images, {_text(order)}</h2>")
         parts.append(_cards(table, list(enumerate(ranked[:max_images], start=1)), size))
@@ -164,6 +166,11 @@ def _failed(table: Table, failed: Sequence[Row]) -> str:
 
 
 # -- bench folders -----------------------------------------------------------------------------------------------
+def _dict(value: object) -> dict:
+    """A metrics.json entry that should be an object; anything else (a hand-edited file) counts as empty."""
+    return value if isinstance(value, dict) else {}
+
+
 def _number(value: object, digits: int = 3) -> str:
     return _format(value, digits) if isinstance(value, int | float) else "-"
 
@@ -176,7 +183,7 @@ def _bench(run: BenchRun) -> str:
              "<th>pair ranking, direct</th><th>paper SRCC/PLCC</th></tr>"]  # fmt: skip
     for dataset in run.datasets:
         m = dataset.metrics
-        mos, pairs, paper = m.get("mos") or {}, m.get("pair_ranking") or {}, m.get("paper") or {}
+        mos, pairs, paper = _dict(m.get("mos")), _dict(m.get("pair_ranking")), _dict(m.get("paper"))
         paper_text = (f"{_number(paper.get('srcc'))}/{_number(paper.get('plcc'))}"
                       if paper.get("srcc") is not None else "-")  # fmt: skip
         parts.append(
@@ -199,11 +206,11 @@ def _attribute_table(run: BenchRun) -> str:
     for dataset in run.datasets:
         m = dataset.metrics
         cells = []
-        for name, result in (m.get("attributes") or {}).items():
+        for name, result in _dict(m.get("attributes")).items():
             if isinstance(result, dict) and result.get("available"):
                 cells.append(f"{name} {_number(result.get('srcc'))}/{_number(result.get('plcc'))}")
-        authenticity = m.get("authenticity") or {}
-        if authenticity.get("available"):
+        authenticity = _dict(m.get("authenticity"))
+        if authenticity.get("available") and isinstance(authenticity.get("accuracy"), int | float):
             cells.append(f"authenticity accuracy {_format(100 * authenticity['accuracy'], 1)}%")
         if cells:
             rows.append(f'<tr><td class="text">{_text(m.get("title", dataset.name))}</td>'
@@ -230,7 +237,7 @@ def _scatter(dataset) -> str:
         note = (f'<p class="note">{MAX_SCATTER_POINTS} of {len(points)} images plotted (every '
                 f"{step:.1f}th row of predictions.csv).</p>")  # fmt: skip
         points = [points[int(k * step)] for k in range(MAX_SCATTER_POINTS)]
-    curve = _logistic((m.get("mos") or {}).get("logistic"))
+    curve = _logistic(_dict(m.get("mos")).get("logistic"))
     plot = svg.scatter([p for p, _ in points], [t for _, t in points], x_label="predicted MOS",
                        y_label="ground-truth MOS (0-100)", curve=curve)  # fmt: skip
     legend = '<p class="note">Red: the fitted 4-parameter logistic (PLCC (logistic)).</p>' if curve else ""
