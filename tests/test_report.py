@@ -186,6 +186,10 @@ def test_escaping_holds_for_paths_and_errors(tmp_path, monkeypatch):
     assert page.tags.count("img") == 1 and page.tags.count("table") == 1
     policy = [m["content"] for m in page.meta if m.get("http-equiv") == "Content-Security-Policy"]
     assert policy == ["default-src 'none'; img-src data:; style-src 'unsafe-inline'"]
+    # A CSV whose file name is not UTF-8 (Python holds the byte as a surrogate): shown escaped, the page stays UTF-8.
+    odd = tmp_path / os.fsdecode(b"scores-\xff.csv")
+    odd.write_bytes((tmp_path / "scores.csv").read_bytes())
+    assert "vcritic scores report: scores-\\udcff.csv" in Page(build_report(odd).encode("utf-8").decode()).text
 
 
 def test_relative_paths_from_the_current_folder_then_the_csvs(tmp_path, monkeypatch):

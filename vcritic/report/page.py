@@ -35,9 +35,11 @@ LABELS = {"mos": "MOS", "p_ai_generated": "P(AI-generated)", "strength": "streng
 
 
 def _text(value: object) -> str:
-    """HTML-escaped; control characters shown as \\xNN so a path that holds one is still recognisable."""
-    shown = "".join(c if c >= " " or c in "\t" else f"\\x{ord(c):02x}" for c in str(value))
-    return html.escape(shown.replace("\x7f", "\\x7f"), quote=True)
+    """HTML-escaped; control characters shown as \\xNN and undecodable bytes of a file name (surrogates) as \\udcNN,
+    so a path that holds one is still recognisable and the page is valid UTF-8."""
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    shown = "".join(c if (c >= " " and c != "\x7f") or c == "\t" else f"\\x{ord(c):02x}" for c in text)
+    return html.escape(shown, quote=True)
 
 
 def _label(column: str) -> str:
