@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from vcritic.datasets.records import ATTRIBUTES
@@ -40,7 +41,7 @@ class Table:
     rows: list[Row]
     key: str  # the column images are ordered by: a read-out, or strength
 
-    @property
+    @cached_property
     def ranked(self) -> list[Row]:
         """Rows with a value for ``key`` and no error, best first (ties keep file order)."""
         usable = [row for row in self.rows if row.error is None and row.values.get(self.key) is not None]
@@ -48,7 +49,7 @@ class Table:
             return sorted(usable, key=lambda row: (row.values.get("rank") is None, row.values.get("rank") or 0))
         return sorted(usable, key=lambda row: -row.values[self.key])
 
-    @property
+    @cached_property
     def failed(self) -> list[Row]:
         """Rows with an error or without a value for ``key``, in file order."""
         return [row for row in self.rows if row.error is not None or row.values.get(self.key) is None]
