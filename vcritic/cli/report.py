@@ -1,0 +1,146 @@
+"""``vcritic report``: a self-contained HTML page of a scores CSV, a ranking CSV or a bench --out folder."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vcritic.errors import VcriticError
+from vcritic.report import MAX_IMAGES, THUMBNAIL_SIZE
+
+EPILOG = (
+    "INPUT is recognised by its columns or files: a scores CSV (vcritic score, any --tasks: thumbnails best and "
+    "worst first with their scores, a histogram, the rows that could not be scored), a ranking CSV (vcritic rank: "
+    "thumbnails by rank with strength ± se) or a vcritic bench --out folder (SRCC/PLCC table and a predicted-vs-"
+    "true scatter per dataset). No model is loaded. The page is one HTML file with no script and nothing fetched "
+    "from the network: thumbnails are embedded JPEGs, plots inline SVG. Relative image paths are looked up from "
+    "the current folder, then from the CSV's folder; a missing or unreadable image shows a placeholder. Exit "
+    "status: 0 written; 1 bad input or output; 2 usage error."
+)
+
+
+def report(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            metavar="INPUT", help="A scores CSV (vcritic score), a ranking CSV (vcritic rank) or a bench --out folder."
+        ),
+    ],
+    output: Annotated[
+        Path, typer.Option("--output", "-o", help="The HTML file to write, or - for stdout.", show_default=False)
+    ],
+    max_images: Annotated[
+        int,
+        typer.Option(
+            "--max-images",
+            min=0,
+            help="Show at most this many best and this many worst images (all of them when there are no more than "
+            "twice as many); the page says how many it left out.",
+        ),
+    ] = MAX_IMAGES,
+    thumbnail_size: Annotated[
+        int, typer.Option("--thumbnail-size", min=16, max=1024, help="Longer side of each thumbnail, in pixels.")
+    ] = THUMBNAIL_SIZE,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Replace an existing output file (in one step, once the page is made).")
+    ] = False,
+) -> None:
+    """Make a self-contained HTML report of scores, a ranking or a benchmark run (no model needed)."""
+    from vcritic.cli._output import stderr
+    from vcritic.report.inputs import BenchRun, load
+    from vcritic.report.page import render
+
+    to_stdout = str(output) == "-"
+    if not to_stdout:
+        _check_output(output, source, overwrite)
+    data = load(source)
+    page = render(data, max_images=max_images, thumbnail_size=thumbnail_size)
+    if to_stdout:
+        _write_stdout(page)
+        where = "stdout"
+    else:
+        _write_atomically(output, page.encode("utf-8"))
+        where = str(output)
+    if isinstance(data, BenchRun):
+        shown = f"{len(data.datasets)} dataset(s)"
+    else:
+        ranked = len(data.ranked)
+        shown = f"{min(ranked, 2 * max_images)} of {ranked} image(s) shown"
+        if data.failed:
+            shown += f", {len(data.failed)} without a score listed"
+    stderr.print(f"Report ({shown}, {len(page.encode('utf-8')) / 1e6:.2f} MB) -> {where}", markup=False)
+
+
+def _inputs(source: Path) -> list[Path]:
+    """The files a report reads (besides images), which the output must not replace."""
+    if not source.is_dir():
+        return [source]
+    files = [source / name for name in ("metrics.json", "summary.json", "predictions.csv")]
+    with contextlib.suppress(OSError):  # an unreadable folder is refused when it is read, in one line
+        files += [child / "predictions.csv" for child in source.iterdir() if child.is_dir()]
+    return files
+
+
+def _check_output(output: Path, source: Path, overwrite: bool) -> None:
+    """Refuse a bad output before any work: a folder, a missing folder, an input, or an existing file."""
+    from vcritic.cli._csv import _same_file_as_input
+
+    if output.is_dir():
+        raise VcriticError(f"-o {output} is a folder", hint="give a file name, e.g. -o report.html")
+    if not output.parent.exists():
+        raise VcriticError(f"folder {output.parent} does not exist", hint="create it first")
+    if not os.access(output.parent, os.W_OK):
+        raise VcriticError(f"cannot write to folder {output.parent}: permission denied", hint="choose another -o")
+    clash = _same_file_as_input(output, _inputs(source))
+    if clash is not None:
+        raise VcriticError(f"the output {output} is one of the inputs ({clash}); it would be overwritten",
+                           hint="choose another -o")  # fmt: skip
+    if output.exists() and not overwrite:
+        raise VcriticError(f"{output} already exists", hint="pass --overwrite to replace it, or choose another -o")
+
+
+def _write_atomically(output: Path, data: bytes) -> None:
+    """Write beside the target, sync, and rename over it: the path holds the old file whole or the new one whole.
+    A symlinked -o keeps pointing at the file it named."""
+    target = Path(os.path.realpath(output))
+    try:
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".vcritic-new")
+    except OSError as err:
+        raise VcriticError(f"cannot write {output}: {err.strerror or err}") from None
+    try:
+        try:
+            mode = os.stat(target).st_mode & 0o7777  # an overwritten file keeps its permissions
+        except FileNotFoundError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask  # as a plain open() would create it; mkstemp makes 0600
+        with contextlib.suppress(OSError):
+            os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+    except BaseException as err:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        if isinstance(err, OSError):
+            raise VcriticError(f"cannot write {output}: {err.strerror or err}",
+                               hint="the file is as it was" if target.exists() else None) from None  # fmt: skip
+        raise
+
+
+def _write_stdout(page: str) -> None:
+    from vcritic.cli._output import reader_left
+
+    try:
+        sys.stdout.write(page)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        reader_left()
