@@ -173,6 +173,19 @@ def _good(tmp_path) -> dict:
         (lambda d: {**d, "model": {}}, "model.name"),
         (lambda d: {**d, "n": 0}, "n is 0"),
     ],
+    ids=[
+        "json",
+        "array",
+        "format",
+        "kind",
+        "b4-missing",
+        "b4-text",
+        "isotonic-down",
+        "isotonic-lengths",
+        "empty-range",
+        "no-model",
+        "n",
+    ],  # fmt: skip
 )
 def test_malformed_files_are_one_line_errors(tmp_path, change, message, capsys):
     changed = change(_good(tmp_path))
@@ -259,6 +272,23 @@ def test_calibrate_a_target_column(tmp_path, capsys):
     assert code == 1 and "already exists" in err
     stdout = CliRunner().invoke(app, [*args[:-2], "-o", "-"])
     assert json.loads(stdout.stdout)["n"] == 120
+
+
+def test_calibrate_a_manifest_on_its_own_scale(tmp_path, capsys):
+    """--dataset MANIFEST --mos-range 1-5: labels are read back on 1-5 (records hold them on 0-100)."""
+    x, y = synthetic(n=60, noise=0.0)
+    manifest, scores = tmp_path / "mine.csv", tmp_path / "scores.csv"
+    manifest.write_text("path,mos\n" + "".join(f"img{i}.png,{v:.6f}\n" for i, v in enumerate(y)))
+    scores.write_text("path,mos,mos_std,scale,error\n" + "".join(f"img{i}.png,{v:.6f},1,0-100,\n"
+                                                                  for i, v in enumerate(x)))  # fmt: skip
+    out = tmp_path / "cal.json"
+    args = ["calibrate", "-p", scores, "-d", manifest, "--mos-range", "1-5", "-m", tmp_path, "-o", out]
+    assert _main(args, capsys)[0] == 0
+    calibration = Calibration.load(out)
+    assert calibration.target == TargetScale("mine MOS", 1.0, 5.0) and calibration.n == 60
+    assert calibration.apply(55.0) == pytest.approx(known_map(55.0), abs=1e-3)
+    assert _main([*args[:-1], tmp_path / "test.json", "--split", "test"], capsys)[0] == 0
+    assert Calibration.load(tmp_path / "test.json").n == 12  # the seeded 20% of 60
 
 
 def test_calibrate_usage_errors(tmp_path, capsys):

@@ -135,6 +135,9 @@ def calibrate(
 ) -> None:
     """Fit a monotonic map from vcritic's MOS (0-100) onto a dataset's own scale, and say how well it holds on
     images it was not fitted on; writes calibration.json for score --calibration."""
+    from vcritic.distributed import single_process_only
+
+    single_process_only("calibrate")
     import json
 
     from vcritic.calibration import calibrate as fit

@@ -30,9 +30,11 @@ EXIT_PARTIAL = 3
 
 EPILOG = (
     "Output columns: path, mos (0-100, higher is better), mos_std (spread of the model's rating distribution, "
-    "same 0-100 scale); with --tasks attributes: brightness, colorfulness, contrast, noisiness, sharpness (0-100, "
-    "higher = more of it, as SPAQ's raters scored it) each with a _std column; with --tasks authenticity: "
-    "p_ai_generated (0-1); then scale (always '0-100') and error (why a file could not be scored; empty otherwise). "
+    "same 0-100 scale); with --calibration: mos_calibrated (the MOS on the calibration's target scale) and "
+    "calibrated_scale (that scale, e.g. 'KonIQ-10k MOS (1-5)'); with --tasks attributes: brightness, colorfulness, "
+    "contrast, noisiness, sharpness (0-100, higher = more of it, as SPAQ's raters scored it) each with a _std "
+    "column; with --tasks authenticity: p_ai_generated (0-1); then scale (always '0-100': the scale of mos and the "
+    "attributes) and error (why a file could not be scored; empty otherwise). "
     "Exit status: 0 every image scored; 3 finished, but some rows have an error; 1 nothing was scored "
     "(bad model, bad option, no images); 2 usage error."
 )
