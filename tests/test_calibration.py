@@ -291,6 +291,20 @@ def test_calibrate_a_manifest_on_its_own_scale(tmp_path, capsys):
     assert Calibration.load(tmp_path / "test.json").n == 12  # the seeded 20% of 60
 
 
+def test_dataset_problems_show_before_a_model_loads(tmp_path, capsys):
+    from dataset_fixtures import make_koniq10k
+
+    fixture = make_koniq10k(tmp_path / "data", n=12)
+    for image in (fixture.folder / "1024x768").iterdir():
+        image.unlink()
+    args = ["calibrate", "-d", "koniq10k", "--root", tmp_path / "data", "-m", "org/not-in-the-cache", "-o",
+            tmp_path / "c.json"]  # fmt: skip
+    code, err = _main(args, capsys)
+    assert code == 1 and "images listed in the annotation file are missing" in err and "cache" not in err
+    code, err = _main([*args[:2], "spaq", *args[3:]], capsys)
+    assert code == 1 and "SPAQ not found" in err
+
+
 def test_calibrate_usage_errors(tmp_path, capsys):
     scores = tmp_path / "s.csv"
     scores.write_text("path,mos,rating\na.png,50,3\n")

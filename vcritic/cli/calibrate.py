@@ -171,16 +171,21 @@ def calibrate(
         )
 
     notes: list[str] = []
+    # The dataset is read (and its images checked) before a model is loaded or a score read.
+    prepared = None if dataset is None else _prepare(dataset, root, split, split_scheme, limit, mos_range, predictions)
     if predictions is not None:
         identity = model_identity(model, revision, adapter)
-        if target is not None:
-            mos, labels, scale, source = _from_columns(
+        if prepared is None:
+            mos, labels, scale = _from_columns(
                 predictions, target, parse_range(target_range, "--target-range"), target_name, notes
             )
+            source = predictions.name
         else:
-            mos, labels, scale, source = _from_dataset(
-                dataset, root, split, split_scheme, limit, mos_range, target_name, predictions, None, notes
-            )
+            from vcritic import bench as benchmark
+
+            rows = benchmark.read_predictions(predictions, prepared.records, [prepared.root, *([root] if root else [])])
+            mos, labels, scale = _labelled(prepared, rows, target_name, f"in {predictions}", notes)
+            source = prepared.name
     else:
         from vcritic.cli._model import load_for_command
 
@@ -198,10 +203,9 @@ def calibrate(
         )
         stderr.print(f"Model: {critic.loaded}", markup=False)
         identity = model_identity(critic.source, revision, adapter, commit=critic.loaded.revision)
-        scoring = {"critic": critic, "batch_size": batch_size, "workers": workers}
-        mos, labels, scale, source = _from_dataset(
-            dataset, root, split, split_scheme, limit, mos_range, target_name, None, scoring, notes
-        )
+        rows = _score_records(prepared, critic, batch_size, workers)
+        mos, labels, scale = _labelled(prepared, rows, target_name, "scored", notes)
+        source = prepared.name
 
     for note in notes:
         stderr.print(note, style="dim", markup=False)
@@ -229,62 +233,57 @@ def _check_output(output: Path, overwrite: bool) -> None:
         raise VcriticError(f"folder {output.parent} does not exist", hint="create it first, or choose another -o")
 
 
-def _from_dataset(dataset, root, split, scheme, limit, mos_range, name, predictions_file, scoring, notes):
-    """(scores, labels on the dataset's own scale, the scale, the dataset's name) from a registered dataset or a
-    manifest, with scores read from ``predictions_file`` or made by ``scoring["critic"]``."""
+def _prepare(dataset, root, split, scheme, limit, mos_range, predictions_file):
+    """The chosen images of a registered dataset or a manifest, as bench reads them (labels mapped to 0-100)."""
     from vcritic import bench as benchmark
-    from vcritic.calibration import TargetScale
     from vcritic.home import data_root
 
-    root = data_root() if root is None else root
-    prepared = benchmark.prepare(
-        dataset, root, split=split, scheme=scheme, limit=limit, mos_range=parse_range(mos_range)
-    )
-    if predictions_file is not None:
-        rows = benchmark.read_predictions(predictions_file, prepared.records, [prepared.root, root])
-    else:
-        rows = _score_records(prepared, scoring)
-    pairs = [
-        (row.mos, record.mos)
-        for row, record in zip(rows, prepared.records, strict=True)
-        if row is not None and row.mos is not None
-    ]
-    if not pairs:
-        where = f"in {predictions_file}" if predictions_file else "scored"
+    prepared = benchmark.prepare(dataset, data_root() if root is None else root, split=split, scheme=scheme,
+                                 limit=limit, mos_range=parse_range(mos_range))  # fmt: skip
+    if predictions_file is None and not any(r.path.is_file() for r in prepared.records[:50]):
         raise VcriticError(
-            f"none of the {len(prepared.records)} {prepared.title} images ({split} split) has a score {where}",
-            hint="paths are matched as bench --predictions matches them; try --split all" if predictions_file else None,
+            f"{prepared.title}: the images listed in the annotation file are missing (e.g. {prepared.records[0].path})",
+            hint="see 'Datasets and benchmarks' in the README for where the images go",
+        )
+    return prepared
+
+
+def _labelled(prepared, rows, name, where: str, notes):
+    """(scores, labels on the dataset's own scale, that scale) for the images that have a score in ``rows``."""
+    from vcritic.calibration import TargetScale
+
+    pairs = [(row.mos, record.mos) for row, record in zip(rows, prepared.records, strict=True)
+             if row is not None and row.mos is not None]  # fmt: skip
+    if not pairs:
+        raise VcriticError(
+            f"none of the {len(prepared.records)} {prepared.title} images ({prepared.split} split) has a score {where}",
+            hint="paths are matched as bench --predictions matches them; try --split all"
+            if where != "scored"
+            else None,
         )
     if len(pairs) < len(prepared.records):
         notes.append(
-            f"{prepared.title}: {len(pairs)} of {len(prepared.records)} images ({split} split) have a score; "
-            "the others are left out"
+            f"{prepared.title}: {len(pairs)} of {len(prepared.records)} images ({prepared.split} split) have a "
+            "score; the others are left out"
         )
     low, high = prepared.mos_range
-    scale = TargetScale(name or f"{prepared.title} MOS", low, high, "documented", clip=True)
     # Records hold MOS mapped linearly to 0-100 from the documented range: map back to the dataset's own numbers.
     labels = [low + value / 100.0 * (high - low) for _, value in pairs]
-    return [mos for mos, _ in pairs], labels, scale, prepared.name
+    return [mos for mos, _ in pairs], labels, TargetScale(name or f"{prepared.title} MOS", low, high)
 
 
-def _score_records(prepared, scoring) -> list:
+def _score_records(prepared, critic, batch_size, workers) -> list:
     from vcritic import bench as benchmark
     from vcritic.cli._output import make_progress
 
     with make_progress() as progress:
         task = progress.add_task(f"Scoring {escape(prepared.title)}", total=len(prepared.records), rate="")
-        return benchmark.predict(
-            scoring["critic"],
-            prepared.records,
-            tasks=("mos",),
-            batch_size=scoring["batch_size"],
-            workers=scoring["workers"],
-            advance=lambda n: progress.update(task, advance=n),
-        )
+        return benchmark.predict(critic, prepared.records, tasks=("mos",), batch_size=batch_size, workers=workers,
+                                 advance=lambda n: progress.update(task, advance=n))  # fmt: skip
 
 
 def _from_columns(path: Path, column: str, target_range, name, notes):
-    """(scores, labels, the scale, the file's name) from one CSV holding vcritic's ``mos`` and a label column."""
+    """(scores, labels, the scale) from one CSV holding vcritic's ``mos`` and a label column."""
     from vcritic.calibration import TargetScale
     from vcritic.datasets.records import read_csv_table
     from vcritic.scoring import MOS_SCALE
@@ -334,7 +333,7 @@ def _from_columns(path: Path, column: str, target_range, name, notes):
                 hint="check the range",
             )
         scale = TargetScale(name or column, *target_range, "documented", clip=True)
-    return mos, labels, scale, path.name
+    return mos, labels, scale
 
 
 def _print_report(calibration, console) -> None:
