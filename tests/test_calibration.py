@@ -207,6 +207,11 @@ def test_missing_and_unreadable_files(tmp_path):
         Calibration.load(tmp_path / "binary.json")
     with pytest.raises(VcriticError, match="cannot read"):
         Calibration.load(tmp_path)  # a folder
+    calibration = Calibration("isotonic", {"x": [0.0, 100.0], "y": [1.0, 5.0]}, KONIQ, SOMEONE, "d", 5)
+    with pytest.raises(VcriticError, match="cannot write"):
+        calibration.save(tmp_path / "no-such-folder" / "calibration.json")
+    with pytest.raises(TypeError):
+        calibration.apply("63.2")
 
 
 # -- which model --------------------------------------------------------------------------------------------------

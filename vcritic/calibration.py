@@ -278,6 +278,8 @@ class Calibration:
         if mos is None or hasattr(mos, "mos"):
             value = None if mos is None else mos.mos
             return None if value is None or not math.isfinite(value) else float(self._map([value])[0])
+        if isinstance(mos, str | bytes):
+            raise TypeError(f"apply takes a score (0-100), a Score or a list of them, not {mos!r}")
         if isinstance(mos, numbers.Real):
             return float(self._map([mos])[0]) if math.isfinite(mos) else None
         return [self.apply(value) for value in mos]
@@ -330,8 +332,12 @@ class Calibration:
         """Write the JSON file whole (a temporary file beside it, then a rename), so no reader sees half of it."""
         path = Path(path)
         temp = path.with_name(f".{path.name}.vcritic-new")
-        temp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-        os.replace(temp, path)
+        try:
+            temp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+            os.replace(temp, path)
+        except OSError as err:
+            temp.unlink(missing_ok=True)
+            raise VcriticError(f"cannot write {path}: {err.strerror or err}", hint="choose another -o") from None
         return path
 
     @classmethod
