@@ -31,7 +31,8 @@ EPILOG = (
     "--target column of the --predictions CSV. Scores come from --predictions (a 'vcritic score' or 'bench --out' "
     "CSV; --model then names the model that wrote them) or, without it, from scoring the --dataset with --model. "
     "The map is the 4-parameter logistic, or isotonic regression where that fit fails. Writes calibration.json "
-    "(plain JSON); use it with: vcritic score --calibration FILE."
+    "(plain JSON); use it with: vcritic score --calibration FILE. Exit status: 0 written; 1 nothing written (a bad "
+    "file or dataset, too few images, all scores equal); 2 usage error."
 )
 
 
