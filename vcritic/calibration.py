@@ -12,7 +12,7 @@ A calibration is saved as plain JSON (``calibration.json``, :meth:`Calibration.s
      "fallback": null, "source_scale": "vcritic MOS 0-100",
      "target": {"name": "KonIQ-10k MOS", "low": 1.0, "high": 5.0, "range": "documented", "clip": true},
      "model": {"name": "Qwen/Qwen2.5-VL-7B-Instruct", "revision": "cc59...", "adapter": null},
-     "dataset": "koniq10k", "n": 2015, "metrics": {...}, "vcritic_version": "0.1.0"}
+     "dataset": "koniq10k", "n": 2015, "metrics": {...}, "warnings": [], "vcritic_version": "0.1.0"}
 
 ``kind`` is ``logistic4`` (``parameters`` b1-b4 of :func:`vcritic.metrics.logistic4`) or ``isotonic``
 (``parameters`` ``x`` and ``y``: knots on the 0-100 scale and their values, linearly interpolated, flat beyond the
