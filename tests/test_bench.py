@@ -330,18 +330,18 @@ def test_cli_manifest_with_mos_range(runner, data_root, tmp_path):
     ("text", "expected"), [("1-5", (1.0, 5.0)), ("0,100", (0.0, 100.0)), ("-3:3", (-3.0, 3.0)), ("-1--0.5", (-1, -0.5))]
 )
 def test_mos_range_option(text, expected):
-    from vcritic.cli.bench import _parse_range
+    from vcritic.cli._options import parse_range
 
-    assert _parse_range(text) == expected
+    assert parse_range(text) == expected
 
 
 def test_mos_range_option_rejects_nonsense():
-    from vcritic.cli.bench import _parse_range
+    from vcritic.cli._options import parse_range
     from vcritic.errors import VcriticError
 
     for text in ("5-1", "abc", "1-2-3"):
         with pytest.raises(VcriticError):
-            _parse_range(text)
+            parse_range(text)
 
 
 def test_bench_resume_continues_predictions_and_matches_a_full_run(runner, data_root, tiny_llava, tmp_path):

@@ -24,6 +24,7 @@ _LAZY = {
     "Ranking": "vcritic.results",
     "RankedImage": "vcritic.results",
     "VcriticError": "vcritic.errors",
+    "Calibration": "vcritic.calibration",
 }
 
 __all__ = [*_LAZY, "__version__"]

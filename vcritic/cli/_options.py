@@ -146,3 +146,22 @@ DeviceMapOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def parse_range(text: str | None, option: str = "--mos-range") -> tuple[float, float] | None:
+    """``LOW-HIGH`` (also ``LOW:HIGH``, ``LOW,HIGH``, negative ends allowed) as two numbers; None for None."""
+    from vcritic.errors import VcriticError
+
+    if text is None:
+        return None
+    parts = text.replace(",", " ").replace(":", " ").split()
+    if len(parts) == 1 and "-" in text[1:]:
+        split_at = text.index("-", 1)
+        parts = [text[:split_at], text[split_at + 1 :]]
+    try:
+        low, high = (float(p) for p in parts)
+    except ValueError:
+        raise VcriticError(f"{option} {text!r} is not LOW-HIGH", hint=f"e.g. {option} 1-5") from None
+    if not high > low:
+        raise VcriticError(f"{option} {text!r} is empty", hint="the highest score must exceed the lowest")
+    return low, high

@@ -12,7 +12,7 @@ import sys
 import typer
 
 from vcritic import __version__
-from vcritic.cli import bench, compare, data, describe, download, models, rank, report, score, train
+from vcritic.cli import bench, calibrate, compare, data, describe, download, models, rank, report, score, train
 from vcritic.cli._help import Command, Group
 
 app = typer.Typer(
@@ -31,6 +31,7 @@ app.command("compare", no_args_is_help=True, epilog=compare.EPILOG, cls=Command)
 app.command("rank", no_args_is_help=True, epilog=rank.EPILOG, cls=Command)(rank.rank)
 app.command("describe", no_args_is_help=True, epilog=describe.EPILOG, cls=Command)(describe.describe)
 app.command("bench", no_args_is_help=True, epilog=bench.EPILOG, cls=Command)(bench.bench)
+app.command("calibrate", no_args_is_help=True, epilog=calibrate.EPILOG, cls=Command)(calibrate.calibrate)
 app.command("report", no_args_is_help=True, epilog=report.EPILOG, cls=Command)(report.report)
 app.command("download", no_args_is_help=True, epilog=download.EPILOG, cls=Command)(download.download)
 app.command("train", no_args_is_help=True, epilog=train.EPILOG, cls=Command)(train.train)

@@ -24,6 +24,7 @@ from vcritic.cli._options import (
     RevisionOpt,
     TrustRemoteCodeOpt,
     WorkersOpt,
+    parse_range,
 )
 from vcritic.errors import UsageError, VcriticError
 
@@ -154,7 +155,7 @@ def bench(
     names = _with_root_note(lambda: _dataset_names(name, root), root_note)
     _check_out(out, overwrite, resume, all_mode=name.lower() == "all")
     settings = dict(split=split, scheme=split_scheme, limit=limit, pairs=pairs, batch_size=batch_size, workers=workers)
-    mos_limits = _parse_range(mos_range)
+    mos_limits = parse_range(mos_range)
 
     multi = name.lower() == "all"
     benches = {}
@@ -302,22 +303,6 @@ def _dataset_names(name: str, root: Path | None) -> list[str]:
     if name.lower().endswith(".csv"):
         return [name]
     return [get_dataset(name).name]
-
-
-def _parse_range(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    parts = text.replace(",", " ").replace(":", " ").split()
-    if len(parts) == 1 and "-" in text[1:]:
-        split_at = text.index("-", 1)
-        parts = [text[:split_at], text[split_at + 1 :]]
-    try:
-        low, high = (float(p) for p in parts)
-    except ValueError:
-        raise VcriticError(f"--mos-range {text!r} is not LOW-HIGH", hint="e.g. --mos-range 1-5") from None
-    if not high > low:
-        raise VcriticError(f"--mos-range {text!r} is empty", hint="the highest score must exceed the lowest")
-    return low, high
 
 
 def _check_out(out: Path | None, overwrite: bool, resume: bool, all_mode: bool) -> None:

@@ -30,9 +30,11 @@ EXIT_PARTIAL = 3
 
 EPILOG = (
     "Output columns: path, mos (0-100, higher is better), mos_std (spread of the model's rating distribution, "
-    "same 0-100 scale); with --tasks attributes: brightness, colorfulness, contrast, noisiness, sharpness (0-100, "
-    "higher = more of it, as SPAQ's raters scored it) each with a _std column; with --tasks authenticity: "
-    "p_ai_generated (0-1); then scale (always '0-100') and error (why a file could not be scored; empty otherwise). "
+    "same 0-100 scale); with --calibration: mos_calibrated (the MOS on the calibration's target scale) and "
+    "calibrated_scale (that scale, e.g. 'KonIQ-10k MOS (1-5)'); with --tasks attributes: brightness, colorfulness, "
+    "contrast, noisiness, sharpness (0-100, higher = more of it, as SPAQ's raters scored it) each with a _std "
+    "column; with --tasks authenticity: p_ai_generated (0-1); then scale (always '0-100': the scale of mos and the "
+    "attributes) and error (why a file could not be scored; empty otherwise). "
     "Exit status: 0 every image scored; 3 finished, but some rows have an error; 1 nothing was scored "
     "(bad model, bad option, no images); 2 usage error."
 )
@@ -66,6 +68,22 @@ def score(
     max_pixels: MaxPixelsOpt = None,
     image_size: ImageSizeOpt = None,
     device_map: DeviceMapOpt = None,
+    calibration_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--calibration",
+            help="A calibration.json from 'vcritic calibrate': adds mos_calibrated (the MOS on that dataset's own "
+            "scale) and calibrated_scale (which scale). Refused for another model than it was fitted for.",
+            show_default=False,
+        ),
+    ] = None,
+    force_calibration_model: Annotated[
+        bool,
+        typer.Option(
+            "--force-calibration-model",
+            help="Apply --calibration even though it was fitted for another model (a warning names both).",
+        ),
+    ] = False,
 ) -> None:
     """Score image quality: MOS on a 0-100 scale (higher is better) for each image, as CSV; --tasks adds the five
     attributes and P(AI-generated).
@@ -83,6 +101,7 @@ def score(
     wanted = parse_tasks(tasks)
     if not wanted:
         raise VcriticError("--tasks none leaves nothing to score", hint="use mos, attributes, authenticity or all")
+    calibration = _read_calibration(calibration_file, wanted, model, revision, adapter, force_calibration_model)
     skipped: list[Path] = []
     paths = require_images(inputs, skipped)
     from vcritic.distributed import team_for
@@ -118,7 +137,9 @@ def score(
         return
     shared = team is None
     try:
-        with open_output(output, score_columns(wanted), overwrite=overwrite, resume=resume, inputs=paths) as out:
+        columns = score_columns(wanted, calibrated=calibration is not None)
+        inputs = [*paths, *([calibration.path] if calibration else [])]
+        with open_output(output, columns, overwrite=overwrite, resume=resume, inputs=inputs) as out:
             # A row written from another folder, or as ./a.jpg, a.jpg or /abs/a.jpg, names the same image.
             bases = [Path.cwd(), Path(os.path.abspath(output)).parent] if resume else []
             done = out.match(paths, lambda p: path_names(str(p), bases[:1]), lambda row: path_names(row["path"], bases))
@@ -126,6 +147,8 @@ def score(
             if not shared:
                 shared = team.share(todo) is not None
             previous = out.existing_rows()
+            if calibration is not None:
+                _check_calibrated_rows(previous, calibration, output)
             if resume:
                 stderr.print(
                     f"Resuming {output}: {len(previous)} row(s) already there, {len(todo)} image(s) to go"
@@ -142,6 +165,8 @@ def score(
                 from vcritic.scoring import score_paths
 
                 critic = load()
+                if calibration is not None:  # now with the commit loading found
+                    _check_calibration_model(calibration, critic, revision, adapter, force_calibration_model)
                 started = time.perf_counter()
                 with make_progress() as progress:
                     task = progress.add_task("Scoring", total=len(todo), rate="")
@@ -151,7 +176,7 @@ def score(
                         mine = score_paths(critic, team.shard(todo), tasks=wanted, batch_size=plan, workers=workers)
                         rows = team.gather_in_order(mine, len(todo))
                     for done, row in enumerate(rows, start=1):
-                        out.write(row.fields(wanted))
+                        out.write(row.fields(wanted, calibration))
                         if row.error:
                             failed += 1
                         else:
@@ -172,6 +197,8 @@ def score(
         summary += f" in {elapsed:.1f} s ({len(todo) / max(elapsed, 1e-9):.1f} img/s, {plan.describe()}{processes})"
     if scored:
         summary += f"; MOS (0-100) mean {sum(scored) / len(scored):.1f}, min {min(scored):.1f}, max {max(scored):.1f}"
+    if scored and calibration is not None:
+        summary += f", {calibration.label} mean {sum(calibration.apply(scored)) / len(scored):.2f}"
     if out.path is not None:
         summary += f" -> {out.path}"
     stderr.print(summary + out.resume_note("scored"), markup=False)
@@ -183,3 +210,51 @@ def score(
     if failed:
         stderr.print(f"{failed} file(s) could not be scored; see the error column.", style="yellow", markup=False)
         raise typer.Exit(EXIT_PARTIAL if ok else 1)
+
+
+def _read_calibration(path: Path | None, tasks, model, revision, adapter, force: bool):
+    """The --calibration file, checked before any work: readable, for MOS, and (unless forced) fitted for --model
+    by name; the commit is checked once loading has found it (:func:`_check_calibration_model`)."""
+    if path is None:
+        return None
+    from vcritic.calibration import Calibration, model_identity
+    from vcritic.errors import VcriticError
+    from vcritic.presets import DEFAULT_PRESET
+
+    if "mos" not in tasks:
+        raise VcriticError("--calibration maps the MOS, but --tasks leaves it out", hint="add mos to --tasks")
+    calibration = Calibration.load(path)
+    if not force:
+        calibration.check_model(model_identity(model or DEFAULT_PRESET, revision, adapter))
+    return calibration
+
+
+def _check_calibration_model(calibration, critic, revision, adapter, force: bool) -> None:
+    """Refuse (or, forced, warn once) when the loaded model is not the one the calibration was fitted for."""
+    from vcritic.calibration import model_identity
+
+    warning = calibration.check_model(
+        model_identity(critic.source, revision, adapter, commit=critic.loaded.revision), force=force
+    )
+    if warning:
+        from vcritic.cli._output import stderr
+
+        stderr.print(f"Warning: {warning}", style="yellow", markup=False)
+
+
+def _check_calibrated_rows(rows, calibration, output) -> None:
+    """--resume with --calibration: the rows already there must carry this calibration's values."""
+    from vcritic.errors import VcriticError
+    from vcritic.scoring import format_number
+
+    for row in rows:
+        if not row.get("mos") or row.get("error"):
+            continue
+        value = format_number(calibration.apply(float(row["mos"])))
+        if row.get("calibrated_scale") != calibration.label or row.get("mos_calibrated") != value:
+            raise VcriticError(
+                f"cannot resume {output}: its row for {row['path']} was calibrated otherwise than with "
+                f"{calibration.path} ({row.get('mos_calibrated')} {row.get('calibrated_scale')!r}, not {value} "
+                f"{calibration.label!r})",
+                hint="resume with the calibration it was written with, or write a new file",
+            )
