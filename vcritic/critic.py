@@ -169,6 +169,7 @@ class Critic:
         self.info = info or {}
         self.resolution = resolution or Resolution()  # what the processor was set to (vcritic.resolution)
         self._token_ids: dict[str, list[int]] = {}
+        self._answer_tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         forward = inspect.signature(type(self._base_model()).forward).parameters
         self._accepts_logits_to_keep = "logits_to_keep" in forward
         self._accepts_use_cache = "use_cache" in forward or any(
@@ -190,6 +191,17 @@ class Critic:
         if question.name not in self._token_ids:
             self._token_ids[question.name] = answer_token_ids(self.tokenizer, question, model=self.source)
         return self._token_ids[question.name]
+
+    def answer_tensors(self, question: Question) -> tuple[torch.Tensor, torch.Tensor]:
+        """The answer words' token ids and values on the model's device, made once: building them per batch would
+        copy them from pageable host memory, a host sync that keeps the next batch from being launched early."""
+        if question.name not in self._answer_tensors:
+            import torch
+
+            ids = torch.tensor(self.token_ids(question), dtype=torch.long, device=self.device)
+            values = torch.tensor(question.values, dtype=torch.float32, device=self.device)
+            self._answer_tensors[question.name] = (ids, values)
+        return self._answer_tensors[question.name]
 
     # -- model side ----------------------------------------------------------------------------------------------
     def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -219,7 +231,7 @@ class Critic:
 
     def readout(self, question: Question, batch: dict[str, Any]) -> Readout:
         """One forward pass over a collated batch; the answer-word distribution at the last position."""
-        return expectation(self.last_logits(batch), self.token_ids(question), question.values)
+        return expectation(self.last_logits(batch), *self.answer_tensors(question))
 
     def read(self, questions: Sequence[Question], batch: dict[str, Any]) -> list[Readout]:
         """Every question about every image of a :meth:`Encoder.collate_questions` batch, one Readout per question;
@@ -230,7 +242,7 @@ class Critic:
 
     def _readouts(self, questions: Sequence[Question], logits: torch.Tensor) -> list[Readout]:
         """``[n_images, n_questions, vocab]`` answer logits -> one Readout per question."""
-        return [expectation(logits[:, j], self.token_ids(q), q.values) for j, q in enumerate(questions)]
+        return [expectation(logits[:, j], *self.answer_tensors(q)) for j, q in enumerate(questions)]
 
     # -- Python API ----------------------------------------------------------------------------------------------
     def score(self, images, *, tasks: str | Sequence[str] = "mos", batch_size: int | str = 8) -> Score | list[Score]:

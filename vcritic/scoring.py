@@ -157,7 +157,7 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def _loader(critic: Critic, items: Sequence[Any], start: int, encode, batch_size: int, workers: int | None, questions):
+def _loader(critic: Critic, items, start: int, encode, batch_size: int, workers: int | None, questions):
     import torch
 
     dataset = _ImageDataset(critic.encoder, items, encode)
@@ -177,49 +177,120 @@ def _loader(critic: Critic, items: Sequence[Any], start: int, encode, batch_size
     )
 
 
-def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: int | None, run, questions=False):
-    """``(indices, errors, run(batch))`` per batch, in input order, with the batch size of
+class _InFlight:
+    """A launched batch's results on their way to host memory. On a GPU they are copied without a host sync
+    (into pinned memory, behind the batch's own work in the stream), so that waiting for them later does not also
+    wait for the batch launched after it."""
+
+    def __init__(self, value):
+        import torch
+
+        streams: dict = {}
+        self.value = _to_host(value, streams)
+        self.events = []
+        for stream in streams.values():
+            event = torch.cuda.Event()
+            event.record(stream)
+            self.events.append(event)
+
+    def result(self):
+        for event in self.events:
+            event.synchronize()
+        return self.value
+
+
+def _to_host(value, streams: dict):
+    """``value`` (tensors, lists/tuples, dataclasses of them) with its CUDA tensors copied to the CPU, non-blocking;
+    ``streams`` collects the streams the copies were queued on."""
+    import dataclasses
+
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        if not value.is_cuda:
+            return value
+        streams.setdefault(value.device, torch.cuda.current_stream(value.device))
+        return value.to("cpu", non_blocking=True)  # torch allocates pinned memory for this
+    if isinstance(value, list | tuple):
+        return type(value)(_to_host(item, streams) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        changes = {f.name: _to_host(getattr(value, f.name), streams) for f in dataclasses.fields(value) if f.init}
+        return dataclasses.replace(value, **changes)
+    return value
+
+
+def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: int | None, launch, finish,
+             *, questions=False, overlap=True):  # fmt: skip
+    """``(indices, errors, finish(launch(batch)))`` per batch, in input order, with the batch size of
     :class:`~vcritic.memory.BatchPlan` (``auto`` measured first); a batch that runs out of GPU memory is run again at
-    half the size (see :mod:`vcritic.memory`), so no row is lost and none is scored twice."""
+    half the size (see :mod:`vcritic.memory`), so no row is lost and none is scored twice.
+
+    ``launch(batch)`` copies a collated batch to the device and queues the forward, returning device tensors without
+    waiting for them; ``finish(result)`` turns them into Python values. With ``overlap`` one batch stays in flight:
+    batch k is finished only after batch k+1 was launched, so the host fetches, launches and writes rows while the
+    GPU computes. A batch's rows come out right after the next
+    launch (the last batch's at the end), also when that launch raises (an error, Ctrl-C) or runs out of memory.
+    ``overlap=False`` finishes each batch before fetching the next (for benchmarks)."""
     from vcritic.memory import TOO_LARGE, BatchPlan, auto_batch_size, is_out_of_memory, release_cached_memory
 
     plan = BatchPlan.of(batch_size)
     if plan.current is None:
-        plan.current = auto_batch_size(critic.device, lambda: _run_one(critic, items, encode, run, questions))
+        run_one = lambda: _run_one(critic, items, encode, launch, finish, questions)  # noqa: E731
+        plan.current = auto_batch_size(critic.device, run_one)
     start = 0
     while start < len(items):
         halved = False
-        for indices, errors, batch in _loader(critic, items, start, encode, plan.current, workers, questions):
-            outputs = None
-            if batch is not None:
-                try:
-                    outputs = run(batch)
-                except Exception as err:
-                    if not is_out_of_memory(err):
-                        raise
-                    halved = plan.halve()
-                    if halved:
-                        break
-                    errors = {**errors, **dict.fromkeys(indices, TOO_LARGE)}  # one image alone does not fit
-                    indices = []
-                finally:
-                    batch = None
+        pending: list[tuple[list[int], dict[int, str], _InFlight | None]] = []  # fetched, not yet given out
+
+        def finished(entry):
+            nonlocal start
+            indices, errors, flight = entry
             start += len(indices) + len(errors)
-            yield indices, errors, outputs
+            return indices, errors, finish(flight.result()) if flight else None
+
+        try:
+            for indices, errors, batch in _loader(critic, items, start, encode, plan.current, workers, questions):
+                launched = None
+                if batch is not None:
+                    try:
+                        launched = _InFlight(launch(batch))
+                    except Exception as err:
+                        if not is_out_of_memory(err):
+                            raise
+                        halved = plan.halve()  # a batch still in flight was launched before: its results are good
+                        if halved:
+                            break
+                        errors = {**errors, **dict.fromkeys(indices, TOO_LARGE)}  # one image alone does not fit
+                        indices = []
+                    finally:
+                        batch = None
+                pending.append((indices, errors, launched))
+                keep = 1 if overlap and launched is not None else 0
+                while len(pending) > keep:
+                    yield finished(pending.pop(0))
+        except GeneratorExit:
+            raise
+        except BaseException:
+            while pending:  # the batch in flight was computed before this failed: its rows are not lost
+                yield finished(pending.pop(0))
+            raise
+        while pending:
+            yield finished(pending.pop(0))
         if halved:
             release_cached_memory(critic.device)
         elif start < len(items):  # the loader ended early: nothing is left that it could give
             break
 
 
-def _run_one(critic: Critic, items: Sequence[Any], encode, run, questions) -> None:
-    """One image through ``run``, for the ``auto`` measurement (the first of the first few that can be read)."""
+def _run_one(critic: Critic, items: Sequence[Any], encode, launch, finish, questions) -> None:
+    """One image through ``launch`` and ``finish``, for the ``auto`` measurement (the first of the first few that
+    can be read)."""
     for index, item in enumerate(items[:8]):
         try:
             encodings = encode(critic.encoder, item)
         except Exception:
             continue
-        run(_Collate(critic.encoder, questions)([(index, encodings, None)])[2])
+        finish(launch(_Collate(critic.encoder, questions)([(index, encodings, None)])[2]))
         return
 
 
@@ -235,12 +306,15 @@ def score_paths(
     batch_size: int | str | BatchPlan = 8,
     workers: int | None = None,
     questions: Sequence[Question] | None = None,
+    overlap: bool = True,
 ) -> Iterator[ScoreRow]:
     """The ``tasks`` read-outs (default MOS, 0-100) for each file, in input order, streamed batch by batch.
 
     All questions about an image share one encoding of it (see :mod:`vcritic.shared_prefix`). ``questions``
     replaces the tasks' questions by any subset of them (benchmarks ask one at a time). ``batch_size``: a number,
-    ``"auto"`` or a :class:`~vcritic.memory.BatchPlan` (which then reports the size it ended at).
+    ``"auto"`` or a :class:`~vcritic.memory.BatchPlan` (which then reports the size it ended at). ``overlap``: one
+    batch in flight while the next is launched (see ``_batches``); False runs them one after another, for
+    benchmarks (the rows are the same).
     """
     from vcritic.results import scores_from_readouts
 
@@ -248,10 +322,14 @@ def score_paths(
     names = [os.fspath(p) for p in paths]
     encode = _EncodeQuestions(questions)
 
-    def run(batch):
-        return scores_from_readouts(questions, critic.read(questions, batch))
+    def launch(batch):
+        return critic.read(questions, batch)
 
-    for indices, errors, scores in _batches(critic, names, encode, batch_size, workers, run, questions=True):
+    def finish(readouts):
+        return scores_from_readouts(questions, readouts)
+
+    batches = _batches(critic, names, encode, batch_size, workers, launch, finish, questions=True, overlap=overlap)
+    for indices, errors, scores in batches:
         results = dict(zip(indices, scores, strict=True)) if scores is not None else {}
         for index in sorted([*results, *errors]):
             if index in errors:
@@ -267,16 +345,23 @@ def compare_paths(
     *,
     batch_size: int | str | BatchPlan = 8,
     workers: int | None = None,
+    overlap: bool = True,
 ) -> Iterator[CompareRow]:
-    """P(a better than b) for each pair, in input order. ``batch_size`` counts pairs (two prompts each)."""
+    """P(a better than b) for each pair, in input order. ``batch_size`` counts pairs (two prompts each);
+    ``overlap`` as in :func:`score_paths`."""
     from vcritic.critic import symmetric_preference
 
     names = [(os.fspath(a), os.fspath(b)) for a, b in pairs]
 
-    def run(batch):
-        return symmetric_preference(critic.readout(critic.pair_question, batch).probs).tolist()
+    def launch(batch):
+        return symmetric_preference(critic.readout(critic.pair_question, batch).probs)
 
-    for indices, errors, probs in _batches(critic, names, _encode_pair, batch_size, workers, run):
+    def finish(probs):
+        return probs.tolist()
+
+    for indices, errors, probs in _batches(
+        critic, names, _encode_pair, batch_size, workers, launch, finish, overlap=overlap
+    ):
         results = dict(zip(indices, probs, strict=True)) if probs is not None else {}
         for index in sorted([*results, *errors]):
             a, b = names[index]

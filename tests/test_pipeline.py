@@ -1,0 +1,127 @@
+"""The file pipeline's overlap (one batch in flight while the next is launched):
+the same rows, in the same order, with the same values as the serial loop; rows given out one launch behind; an
+out-of-memory error, another error or Ctrl-C in the next launch loses none of the batch in flight."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from vcritic.loading import load_critic
+from vcritic.memory import BatchPlan
+from vcritic.scoring import compare_paths, score_paths
+
+
+@pytest.fixture(scope="module")
+def critic(tiny_models):
+    return load_critic(tiny_models("llava"), device="cpu")
+
+
+@pytest.fixture
+def files(tmp_path, sample_images):
+    """Eleven images of different sizes with unreadable files among them: one inside the first batch of three and
+    a pair that makes a whole batch of two unreadable."""
+    paths = []
+    sources = list(sample_images.values())
+    for i in range(11):
+        path = tmp_path / f"img{i:02d}.png"
+        sources[i % len(sources)].resize((30 + 9 * i, 40 + 3 * i)).save(path)
+        paths.append(str(path))
+    (tmp_path / "broken.jpg").write_bytes(b"not an image")
+    for position in (1, 6, 7):
+        paths.insert(position, str(tmp_path / "broken.jpg"))
+    return paths
+
+
+class Forwards:
+    """A forward pre-hook on the model that counts forwards and can raise ``error`` at forward number ``at``."""
+
+    def __init__(self, model, at: int | None = None, error: BaseException | None = None):
+        self.at, self.error, self.seen = at, error, []
+        self.handle = model.register_forward_pre_hook(self, with_kwargs=True)
+
+    def __call__(self, module, args, kwargs):
+        self.seen.append(kwargs["input_ids"].shape[0])
+        if len(self.seen) == self.at:
+            raise self.error
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def _rows(rows):
+    return [(r.path, r.mos, r.mos_std, r.error, r.attributes, r.p_ai_generated) for r in rows]
+
+
+@pytest.mark.parametrize("batch_size", [1, 2, 3, 5])
+def test_overlap_gives_exactly_the_rows_of_the_serial_loop(critic, files, batch_size):
+    serial = list(score_paths(critic, files, batch_size=batch_size, workers=0, overlap=False))
+    overlapped = list(score_paths(critic, files, batch_size=batch_size, workers=0))
+    assert [r.path for r in overlapped] == files
+    assert [bool(r.error) for r in overlapped] == [i in (1, 6, 7) for i in range(len(files))]
+    assert _rows(overlapped) == _rows(serial)  # same values to the bit, same errors, same order
+
+
+def test_overlap_with_worker_processes_several_tasks_and_compare(critic, files):
+    tasks = ("mos", "attributes", "authenticity")  # the shared-prefix path: several questions per image
+    serial = list(score_paths(critic, files, tasks=tasks, batch_size=3, workers=0, overlap=False))
+    overlapped = list(score_paths(critic, files, tasks=tasks, batch_size=3, workers=1))
+    assert _rows(overlapped) == _rows(serial)
+    assert all(len(r.attributes) == 5 and r.p_ai_generated is not None for r in overlapped if not r.error)
+    pairs = [(files[i], files[i + 1]) for i in range(len(files) - 1)]
+    serial_pairs = list(compare_paths(critic, pairs, batch_size=2, workers=0, overlap=False))
+    overlapped_pairs = list(compare_paths(critic, pairs, batch_size=2, workers=1))
+    assert overlapped_pairs == serial_pairs
+    assert [r.error is not None for r in overlapped_pairs] == [files[1] in pair for pair in pairs]
+
+
+def test_a_batch_comes_out_right_after_the_next_launch(critic, files):
+    """Rows of batch k are given after batch k+1's forward started and before batch k+2's; a batch with no
+    readable image comes out at once (nothing to wait for)."""
+    for overlap, expected in ((True, [2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5, 5, 5, 5]),
+                              (False, [1, 1, 1, 2, 2, 2, 3, 3, 3, 4, 4, 4, 5, 5])):  # fmt: skip
+        with Forwards(critic.model) as forwards:
+            launched_before_row = [len(forwards.seen) for _ in score_paths(critic, files, batch_size=3, workers=0,
+                                                                           overlap=overlap)]  # fmt: skip
+        # Batches of 3: [0 1b 2], [3 4 5], [6b 7b 8], [9 10 11], [12 13]: 2 + 3 + 1 + 3 + 2 forward rows.
+        assert forwards.seen == [2, 3, 1, 3, 2]
+        assert launched_before_row == expected, overlap
+    with Forwards(critic.model) as forwards:
+        given = [len(forwards.seen) for _ in score_paths(critic, files[4:], batch_size=2, workers=0)]
+    # Batches of 2 from file 4: [4 5], [6b 7b], [8 9], [10 11], [12 13]: the unreadable pair needs no forward, so it
+    # follows batch [4 5] at once, both given before any later launch.
+    assert given == [1, 1, 1, 1, 3, 3, 4, 4, 4, 4]
+
+
+@pytest.mark.parametrize("overlap", [True, False])
+def test_out_of_memory_at_the_next_launch_keeps_the_batch_in_flight(critic, files, overlap):
+    reference = _rows(score_paths(critic, files, batch_size=4, workers=0))
+    plan = BatchPlan(4)
+    oom = torch.cuda.OutOfMemoryError("CUDA out of memory (injected at the second forward)")
+    with Forwards(critic.model, at=2, error=oom) as forwards:
+        rows = _rows(score_paths(critic, files, batch_size=plan, workers=0, overlap=overlap))
+    assert [r[0] for r in rows] == files  # every input once, in order: none lost, none twice
+    # Values equal the full-size run to float rounding: other batch shapes pad the prompts differently.
+    assert [r[3] for r in rows] == [r[3] for r in reference]
+    assert [r[1] for r in rows] == pytest.approx([r[1] for r in reference], abs=1e-4)
+    assert plan.current == 2 and plan.halvings == 1
+    # [0 1b 2 3] ran; [4 5 6b 7b] ran out of memory and was redone at 2 (from file 4); batch one was not run again.
+    assert forwards.seen[:3] == [3, 2, 2] and sum(forwards.seen) == 3 + 2 + len(files[4:]) - 2
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("device lost")], ids=["ctrl-c", "error"])
+def test_an_interruption_at_the_next_launch_still_gives_the_batch_in_flight(critic, files, error):
+    """The rows finished before Ctrl-C (or another error) in a launch are given out, as with the serial loop."""
+    given = {}
+    for overlap in (True, False):
+        rows = []
+        with Forwards(critic.model, at=3, error=error), pytest.raises(type(error)):
+            for row in score_paths(critic, files, batch_size=3, workers=0, overlap=overlap):
+                rows.append(row)
+        given[overlap] = _rows(rows)
+    # Forwards 1 and 2 are batches [0 1b 2] and [3 4 5]; the unreadable [6b 7b 8] raised at its third forward.
+    assert [r[0] for r in given[True]] == files[:6]
+    assert given[True] == given[False]
