@@ -1,15 +1,17 @@
-"""The file pipeline's overlap (one batch in flight while the next is launched):
+"""The file pipeline's overlap (one batch in flight while the next is launched) and the pixels cast in the workers:
 the same rows, in the same order, with the same values as the serial loop; rows given out one launch behind; an
 out-of-memory error, another error or Ctrl-C in the next launch loses none of the batch in flight."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 from vcritic.loading import load_critic
 from vcritic.memory import BatchPlan
-from vcritic.scoring import compare_paths, score_paths
+from vcritic.scoring import _Collate, _EncodeQuestions, _loader, compare_paths, score_paths
+from vcritic.tasks import task_questions
 
 
 @pytest.fixture(scope="module")
@@ -125,3 +127,47 @@ def test_an_interruption_at_the_next_launch_still_gives_the_batch_in_flight(crit
     # Forwards 1 and 2 are batches [0 1b 2] and [3 4 5]; the unreadable [6b 7b 8] raised at its third forward.
     assert [r[0] for r in given[True]] == files[:6]
     assert given[True] == given[False]
+
+
+def test_pixels_cast_in_the_worker_give_the_same_scores_to_the_bit(tiny_models, files):
+    """bfloat16 pixels travel from the workers at half the bytes, and the scores equal casting them after the copy
+    (on the device; on a CPU both casts run on it, a GPU's rounding is checked by benchmarks/gpu_session.sh)."""
+    critic = load_critic(tiny_models("qwen2_5_vl"), device="cpu", dtype="bfloat16")
+    questions = task_questions(("mos",))
+    loader = _loader(critic, files[:3], 0, _EncodeQuestions(questions), 3, 1, True, critic.dtype)
+    (_, _, cast), *_ = list(loader)
+    (_, _, kept), *_ = list(_loader(critic, files[:3], 0, _EncodeQuestions(questions), 3, 0, True, None))
+    assert cast["full"]["pixel_values"].dtype == torch.bfloat16 and kept["full"]["pixel_values"].dtype == torch.float32
+    assert cast["full"]["pixel_values"].nbytes * 2 == kept["full"]["pixel_values"].nbytes
+    assert torch.equal(cast["full"]["image_grid_thw"], kept["full"]["image_grid_thw"])  # integers untouched
+    serial = _rows(score_paths(critic, files, batch_size=4, workers=0, overlap=False))
+    assert _rows(score_paths(critic, files, batch_size=4, workers=1)) == serial
+    several = ("mos", "attributes")  # the shared-prefix batch layout: pixels under "prefix"
+    collate = _Collate(critic.encoder, questions=True, dtype=torch.bfloat16)
+    encoded = [(0, _EncodeQuestions(task_questions(several))(critic.encoder, files[0]), None)]
+    assert collate(encoded)[2]["prefix"]["pixel_values"].dtype == torch.bfloat16
+    assert _rows(score_paths(critic, files, tasks=several, batch_size=4, workers=0)) == _rows(
+        score_paths(critic, files, tasks=several, batch_size=4, workers=0, overlap=False)
+    )
+
+
+def _bfloat16_nearest_even(values: np.ndarray) -> np.ndarray:
+    """IEEE round-to-nearest-even of float32 to bfloat16, on the bits (NaN kept quiet), as float32."""
+    bits = values.astype(np.float32).view(np.uint32).astype(np.uint64)
+    rounded = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16
+    out = (rounded & 0xFFFFFFFF).astype(np.uint32).view(np.float32)
+    return np.where(np.isnan(values), np.float32("nan"), out)
+
+
+def test_the_cpu_cast_to_bfloat16_rounds_to_nearest_even():
+    """What makes the worker cast equal the GPU's: CUDA's float-to-bfloat16 conversion rounds to nearest even."""
+    rng = np.random.default_rng(0)
+    edge = np.array([0.0, -0.0, 1.0, 1.00390625, 1.01171875, 1 + 2**-8 + 2**-20, 3.3895314e38, 3.4028235e38,
+                     np.inf, -np.inf, 1e-40, -1e-45, 2**-126, np.nan], dtype=np.float32)  # fmt: skip
+    pixels = rng.normal(0, 1.5, 200_000).astype(np.float32)  # normalized pixel values
+    bits = rng.integers(0, 2**32, 200_000, dtype=np.uint64).astype(np.uint32).view(np.float32)  # every float32 kind
+    for values in (edge, pixels, bits):
+        got = torch.from_numpy(values).to(torch.bfloat16).float().numpy()
+        want = _bfloat16_nearest_even(values)
+        same = (got.view(np.uint32) == want.view(np.uint32)) | (np.isnan(got) & np.isnan(want))
+        assert same.all(), values[~same][:5]

@@ -127,18 +127,25 @@ class _ImageDataset:
 
 
 class _Collate:
-    """Pads the encodings of the items that worked; keeps the failures aside. Picklable for worker processes."""
+    """Pads the encodings of the items that worked; keeps the failures aside. Picklable for worker processes.
 
-    def __init__(self, encoder: Encoder, questions: bool = False):
+    ``dtype``: the model's, to cast the pixels to here (:func:`vcritic.critic.cast_floating`), in the worker."""
+
+    def __init__(self, encoder: Encoder, questions: bool = False, dtype=None):
         self.encoder = encoder
         self.questions = questions  # items are Encoder.encode_questions results
+        self.dtype = dtype
 
     def __call__(self, samples):
+        from vcritic.critic import cast_floating
+
         ok = [(index, encodings) for index, encodings, error in samples if error is None]
         errors = {index: error for index, _, error in samples if error is not None}
         flat = [encoding for _, encodings in ok for encoding in encodings]
         collate = self.encoder.collate_questions if self.questions else self.encoder.collate
         batch = collate(flat) if flat else None
+        if batch is not None and self.dtype is not None:
+            batch = cast_floating(batch, self.dtype)
         return [index for index, _ in ok], errors, batch
 
 
@@ -157,7 +164,7 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def _loader(critic: Critic, items, start: int, encode, batch_size: int, workers: int | None, questions):
+def _loader(critic: Critic, items, start: int, encode, batch_size: int, workers: int | None, questions, dtype):
     import torch
 
     dataset = _ImageDataset(critic.encoder, items, encode)
@@ -171,7 +178,7 @@ def _loader(critic: Critic, items, start: int, encode, batch_size: int, workers:
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
-        collate_fn=_Collate(critic.encoder, questions),
+        collate_fn=_Collate(critic.encoder, questions, dtype),
         pin_memory=critic.device.type == "cuda",
         prefetch_factor=2 if workers else None,
     )
@@ -228,15 +235,16 @@ def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: 
     ``launch(batch)`` copies a collated batch to the device and queues the forward, returning device tensors without
     waiting for them; ``finish(result)`` turns them into Python values. With ``overlap`` one batch stays in flight:
     batch k is finished only after batch k+1 was launched, so the host fetches, launches and writes rows while the
-    GPU computes. A batch's rows come out right after the next
+    GPU computes, and the workers cast the pixels to the model's dtype. A batch's rows come out right after the next
     launch (the last batch's at the end), also when that launch raises (an error, Ctrl-C) or runs out of memory.
-    ``overlap=False`` finishes each batch before fetching the next (for benchmarks)."""
+    ``overlap=False`` finishes each batch before fetching the next and casts on the device (for benchmarks)."""
     from vcritic.memory import TOO_LARGE, BatchPlan, auto_batch_size, is_out_of_memory, release_cached_memory
 
     plan = BatchPlan.of(batch_size)
     if plan.current is None:
         run_one = lambda: _run_one(critic, items, encode, launch, finish, questions)  # noqa: E731
         plan.current = auto_batch_size(critic.device, run_one)
+    dtype = critic.dtype if overlap else None
     start = 0
     while start < len(items):
         halved = False
@@ -249,7 +257,8 @@ def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: 
             return indices, errors, finish(flight.result()) if flight else None
 
         try:
-            for indices, errors, batch in _loader(critic, items, start, encode, plan.current, workers, questions):
+            for indices, errors, batch in _loader(critic, items, start, encode, plan.current, workers, questions,
+                                                  dtype):  # fmt: skip
                 launched = None
                 if batch is not None:
                     try:
