@@ -273,16 +273,21 @@ def run_arch(args) -> None:
         attentions = ["grouped", "sdpa"] if args.vision_attention == "both" else [args.vision_attention]
         if not use_for_vision(critic.model, implementation[attentions[0]]):
             attentions = ["-"]
-        print(f"{'image':>9} {'batch':>5} {'tokens':>6} {'vis.att':>7} {'fwd img/s':>9} {'e2e img/s':>9} "
-              f"{'e2e/fwd':>7} {'vision':>6} {'adapter':>7} {'lm':>5} {'other':>5} {'pipe':>5} {'max|dMOS|':>9} "
-              f"{'peak MiB':>9} {'TFLOP/s':>8} {'MFU':>6}")  # fmt: skip
+        pipelines = ["old", "overlap"] if args.pipeline == "both" else [args.pipeline]
+        if device.type == "cuda":
+            same = _bf16_cast_matches(device)
+            print(f"fp32 -> bf16 cast, {same[1]:,} values: CPU and GPU bitwise equal: {same[0]}")
+            emit({"figure": "bf16_cast_cpu_equals_gpu", "equal": same[0], "values": same[1]})
+        print(f"{'image':>9} {'batch':>5} {'tokens':>6} {'vis.att':>7} {'pipeline':>8} {'fwd img/s':>9} "
+              f"{'e2e img/s':>9} {'e2e/fwd':>7} {'vision':>6} {'adapter':>7} {'lm':>5} {'other':>5} {'pipe':>5} "
+              f"{'max|dMOS|':>9} {'peak MiB':>9} {'TFLOP/s':>8} {'MFU':>6}")  # fmt: skip
         for label, (width, height), batch_sizes in sizes:
             batch_sizes = args.batch_sizes or ([1, 4] if tiny else batch_sizes)
             paths = _jpegs(folder / label, count, width, height)
             encodings = [critic.encoder.encode_questions([QUALITY], _open(p)) for p in paths]
             tokens = int(encodings[0]["full"][0]["input_ids"].shape[1])
             one = critic.encoder.collate_questions(encodings[:1])
-            seen: dict[tuple[str, int], list[float]] = {}  # (attention, batch) -> this size's scores
+            seen: dict[tuple[str, int, str], list[float]] = {}  # (attention, batch, pipeline) -> scores
             for attention in attentions:
                 if attention != "-":  # before/after of the vision tower's attention, same weights and inputs
                     use_for_vision(critic.model, implementation[attention])
@@ -303,39 +308,68 @@ def run_arch(args) -> None:
                     _sync(device)
                     forward_s = time.perf_counter() - start
                     split = timer.seconds()
-                    # End to end: JPEG files in, rows out, through the real pipeline (workers decode while it runs).
-                    start = time.perf_counter()
-                    rows = list(score_paths(critic, paths, batch_size=batch_size, workers=args.workers))
-                    _sync(device)
-                    e2e_s = time.perf_counter() - start
-                    assert all(row.error is None for row in rows), [row.error for row in rows if row.error][:3]
-                    scores = [row.mos for row in rows]
-                    reference = reference or scores
-                    drift = max(abs(a - b) for a, b in zip(scores, reference, strict=True))
-                    seen[attention, batch_size] = scores
-                    paired = next((s for (a, b), s in seen.items() if b == batch_size and a != attention), None)
-                    vs_other = max(abs(a - b) for a, b in zip(scores, paired, strict=True)) if paired else None
-                    fwd_rate, e2e_rate = count / forward_s, count / e2e_s
+                    fwd_rate = count / forward_s
                     achieved = flops * fwd_rate / 1e12
                     mfu = achieved / peak if peak else None
                     parts = {p: split.get(p, 0.0) / forward_s for p in ("vision", "adapter", "lm")}
                     other = max(0.0, 1 - sum(parts.values()))
-                    record = {"figure": "throughput", "image": label, "batch": batch_size, "tokens": tokens,
-                              "vision_attention": attention, "max_abs_dmos_vs_other_attention": vs_other,
-                              "forward_img_s": fwd_rate, "e2e_img_s": e2e_rate, "split_s": split,
-                              "forward_s": forward_s, "e2e_s": e2e_s, "pipeline_share": 1 - forward_s / e2e_s,
-                              "max_abs_dmos_vs_batch1": drift, "peak_mib": _peak_mib(device),
-                              "flops_per_image": flops, "tflops": achieved, "mfu": mfu}  # fmt: skip
-                    emit(record)
-                    mfu_text = f"{mfu:>6.1%}" if mfu is not None else f"{'-':>6}"
-                    print(f"{label:>9} {batch_size:>5} {tokens:>6} {attention:>7} {fwd_rate:>9.2f} {e2e_rate:>9.2f} "
-                          f"{e2e_rate / fwd_rate:>7.2f} {parts['vision']:>6.0%} {parts['adapter']:>7.0%} "
-                          f"{parts['lm']:>5.0%} {other:>5.0%} {record['pipeline_share']:>5.0%} {drift:>9.2e} "
-                          f"{record['peak_mib']:>9.0f} {achieved:>8.3g} {mfu_text}", flush=True)  # fmt: skip
+                    by_pipeline: dict[str, list[float]] = {}
+                    for pipeline in pipelines:
+                        # End to end: JPEG files in, rows out, through the real pipeline (workers decode while it
+                        # runs); "old" finishes each batch before the next, "overlap" keeps one in flight.
+                        start = time.perf_counter()
+                        rows = list(score_paths(critic, paths, batch_size=batch_size, workers=args.workers,
+                                                overlap=pipeline == "overlap"))  # fmt: skip
+                        _sync(device)
+                        e2e_s = time.perf_counter() - start
+                        assert all(row.error is None for row in rows), [row.error for row in rows if row.error][:3]
+                        scores = [row.mos for row in rows]
+                        reference = reference or scores
+                        drift = max(abs(a - b) for a, b in zip(scores, reference, strict=True))
+                        seen[attention, batch_size, pipeline] = scores
+                        paired = next((s for (a, b, p), s in seen.items()
+                                       if b == batch_size and p == pipeline and a != attention), None)  # fmt: skip
+                        vs_other = max(abs(a - b) for a, b in zip(scores, paired, strict=True)) if paired else None
+                        old = by_pipeline.get("old")
+                        vs_old = max(abs(a - b) for a, b in zip(scores, old, strict=True)) if old else None
+                        by_pipeline[pipeline] = scores
+                        e2e_rate = count / e2e_s
+                        record = {"figure": "throughput", "image": label, "batch": batch_size, "tokens": tokens,
+                                  "vision_attention": attention, "max_abs_dmos_vs_other_attention": vs_other,
+                                  "pipeline": pipeline, "max_abs_dmos_vs_old_pipeline": vs_old,
+                                  "forward_img_s": fwd_rate, "e2e_img_s": e2e_rate,
+                                  "e2e_over_forward": e2e_rate / fwd_rate, "split_s": split, "forward_s": forward_s,
+                                  "e2e_s": e2e_s,
+                                  "pipeline_share": 1 - forward_s / e2e_s, "max_abs_dmos_vs_batch1": drift,
+                                  "peak_mib": _peak_mib(device), "flops_per_image": flops, "tflops": achieved,
+                                  "mfu": mfu}  # fmt: skip
+                        emit(record)
+                        mfu_text = f"{mfu:>6.1%}" if mfu is not None else f"{'-':>6}"
+                        print(f"{label:>9} {batch_size:>5} {tokens:>6} {attention:>7} {pipeline:>8} {fwd_rate:>9.2f} "
+                              f"{e2e_rate:>9.2f} {e2e_rate / fwd_rate:>7.2f} {parts['vision']:>6.0%} "
+                              f"{parts['adapter']:>7.0%} {parts['lm']:>5.0%} {other:>5.0%} "
+                              f"{record['pipeline_share']:>5.0%} {drift:>9.2e} {record['peak_mib']:>9.0f} "
+                              f"{achieved:>8.3g} {mfu_text}", flush=True)  # fmt: skip
         timer.remove()
     if sink:
         sink.close()
         print(f"figures: {out}")
+
+
+def _bf16_cast_matches(device) -> tuple[bool, int]:
+    """Whether fp32 -> bf16 rounds alike on the CPU (the file pipeline's workers) and on ``device``: normalized
+    pixel values and every float32 bit pattern class (NaN compared as NaN)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randn(4_000_000, generator=generator) * 1.5
+    bits = torch.randint(-(2**31), 2**31 - 1, (4_000_000,), generator=generator, dtype=torch.int32).view(torch.float32)
+    values = torch.cat([pixels, bits])
+    on_cpu = values.to(torch.bfloat16)
+    on_device = values.to(device).to(torch.bfloat16).cpu()
+    both_nan = torch.isnan(on_cpu) & torch.isnan(on_device)
+    equal = bool(((on_cpu.view(torch.int16) == on_device.view(torch.int16)) | both_nan).all())
+    return equal, values.numel()
 
 
 def _jpegs(folder: Path, count: int, width: int, height: int) -> list[Path]:
@@ -377,6 +411,10 @@ def main() -> None:
     parser.add_argument("--vision-attention", choices=("grouped", "sdpa", "both"), default="grouped",
                         help="with --arch, Qwen-VL: vcritic's grouped vision attention (what loading sets), stock "
                         "per-segment sdpa, or both in one run (before/after)")  # fmt: skip
+    parser.add_argument("--pipeline", choices=("old", "overlap", "both"), default="overlap",
+                        help="with --arch: the end-to-end loop: each batch read back before the next (old), "
+                        "one batch in flight, pixels cast in the workers (overlap, what vcritic does), "
+                        "or both")  # fmt: skip
     parser.add_argument("--peak-tflops", type=float, help="with --arch: the card's dense bf16 peak, for MFU")
     parser.add_argument("--model", help="checkpoint (default: a random LLaVA, hidden 256, 4 layers, 224 px)")
     parser.add_argument("--device", default=None)
