@@ -1,7 +1,8 @@
 """Scoring throughput and batch invariance, measured side by side in one run.
 
 Two modes. ``--arch`` builds a full-size random model of a released architecture in memory (no download; see
-:data:`ARCHES`) and measures, in one run: forward-only and end-to-end images/s per batch size and image size, the
+:data:`ARCHES`) and measures, in one run: forward-only and end-to-end images/s per batch size and image size (end to
+end with the serial and/or the overlapped file loop, ``--pipeline``), the input pipeline's own rate (no model), the
 vision / adapter / language-model / pipeline split, score drift between batch sizes, peak memory, and MFU against
 the card's bf16 peak. ``--scale tiny`` runs the same code with tiny dimensions, so it is tested on CPU before a GPU
 session spends its minutes. Figures go to stdout as a table and to ``--out`` (default ``$OUT/throughput.jsonl``
@@ -10,6 +11,7 @@ where ``$OUT`` is set) as JSON lines, one per figure, as they come::
     python benchmarks/throughput.py --arch qwen2.5-vl-7b                  # full size, CUDA bf16
     python benchmarks/throughput.py --arch llava-1.5-7b --scale tiny      # the same code path on CPU, in seconds
     python benchmarks/throughput.py --arch qwen2.5-vl-7b --vision-attention both   # grouped vs stock vision attention
+    python benchmarks/throughput.py --arch qwen2.5-vl-7b --pipeline both  # serial vs overlapped file loop
 
 Without ``--arch``, the original mode:
 
@@ -240,7 +242,7 @@ def run_arch(args) -> None:
 
     from vcritic.prompts import QUALITY
     from vcritic.runtime import resolve_device, resolve_dtype
-    from vcritic.scoring import score_paths
+    from vcritic.scoring import _EncodeQuestions, _loader, score_paths
     from vcritic.vision_attention import NAME, use_for_vision
 
     device = resolve_device(args.device)
@@ -268,6 +270,7 @@ def run_arch(args) -> None:
         emit({"figure": "model", "params": params, "build_s": build_s, "device": name, "dtype": str(dtype),
               "peak_tflops": peak})  # fmt: skip
         timer = PartTimer(critic.model, device)
+        encode = _EncodeQuestions([QUALITY])
         # Qwen2-VL/2.5-VL only: the vision tower with vcritic's grouped attention and/or stock per-segment SDPA.
         implementation = {"grouped": NAME, "sdpa": "sdpa"}
         attentions = ["grouped", "sdpa"] if args.vision_attention == "both" else [args.vision_attention]
@@ -279,8 +282,8 @@ def run_arch(args) -> None:
             print(f"fp32 -> bf16 cast, {same[1]:,} values: CPU and GPU bitwise equal: {same[0]}")
             emit({"figure": "bf16_cast_cpu_equals_gpu", "equal": same[0], "values": same[1]})
         print(f"{'image':>9} {'batch':>5} {'tokens':>6} {'vis.att':>7} {'pipeline':>8} {'fwd img/s':>9} "
-              f"{'e2e img/s':>9} {'e2e/fwd':>7} {'vision':>6} {'adapter':>7} {'lm':>5} {'other':>5} {'pipe':>5} "
-              f"{'max|dMOS|':>9} {'peak MiB':>9} {'TFLOP/s':>8} {'MFU':>6}")  # fmt: skip
+              f"{'e2e img/s':>9} {'e2e/fwd':>7} {'load img/s':>10} {'vision':>6} {'adapter':>7} {'lm':>5} "
+              f"{'other':>5} {'pipe':>5} {'max|dMOS|':>9} {'peak MiB':>9} {'TFLOP/s':>8} {'MFU':>6}")  # fmt: skip
         for label, (width, height), batch_sizes in sizes:
             batch_sizes = args.batch_sizes or ([1, 4] if tiny else batch_sizes)
             paths = _jpegs(folder / label, count, width, height)
@@ -315,6 +318,13 @@ def run_arch(args) -> None:
                     other = max(0.0, 1 - sum(parts.values()))
                     by_pipeline: dict[str, list[float]] = {}
                     for pipeline in pipelines:
+                        # The input pipeline alone (decode, preprocess, collate, cast, receive, pin; no model): the
+                        # most end to end can reach with these workers.
+                        dtype_in_workers = critic.dtype if pipeline == "overlap" else None
+                        start = time.perf_counter()
+                        for _ in _loader(critic, paths, 0, encode, batch_size, args.workers, True, dtype_in_workers):
+                            pass
+                        load_rate = count / (time.perf_counter() - start)
                         # End to end: JPEG files in, rows out, through the real pipeline (workers decode while it
                         # runs); "old" finishes each batch before the next, "overlap" keeps one in flight.
                         start = time.perf_counter()
@@ -337,7 +347,7 @@ def run_arch(args) -> None:
                         record = {"figure": "throughput", "image": label, "batch": batch_size, "tokens": tokens,
                                   "vision_attention": attention, "max_abs_dmos_vs_other_attention": vs_other,
                                   "pipeline": pipeline, "max_abs_dmos_vs_old_pipeline": vs_old,
-                                  "forward_img_s": fwd_rate, "e2e_img_s": e2e_rate,
+                                  "forward_img_s": fwd_rate, "e2e_img_s": e2e_rate, "loader_img_s": load_rate,
                                   "e2e_over_forward": e2e_rate / fwd_rate, "split_s": split, "forward_s": forward_s,
                                   "e2e_s": e2e_s,
                                   "pipeline_share": 1 - forward_s / e2e_s, "max_abs_dmos_vs_batch1": drift,
@@ -346,8 +356,8 @@ def run_arch(args) -> None:
                         emit(record)
                         mfu_text = f"{mfu:>6.1%}" if mfu is not None else f"{'-':>6}"
                         print(f"{label:>9} {batch_size:>5} {tokens:>6} {attention:>7} {pipeline:>8} {fwd_rate:>9.2f} "
-                              f"{e2e_rate:>9.2f} {e2e_rate / fwd_rate:>7.2f} {parts['vision']:>6.0%} "
-                              f"{parts['adapter']:>7.0%} {parts['lm']:>5.0%} {other:>5.0%} "
+                              f"{e2e_rate:>9.2f} {e2e_rate / fwd_rate:>7.2f} {load_rate:>10.1f} "
+                              f"{parts['vision']:>6.0%} {parts['adapter']:>7.0%} {parts['lm']:>5.0%} {other:>5.0%} "
                               f"{record['pipeline_share']:>5.0%} {drift:>9.2e} {record['peak_mib']:>9.0f} "
                               f"{achieved:>8.3g} {mfu_text}", flush=True)  # fmt: skip
         timer.remove()

@@ -54,6 +54,7 @@ def test_tiny_scale_run_prints_and_writes_every_figure(throughput, tmp_path, mon
     assert all(r["e2e_over_forward"] == pytest.approx(r["e2e_img_s"] / r["forward_img_s"]) for r in rows)
     for row in rows:
         assert row["forward_img_s"] > 0 and row["e2e_img_s"] > 0 and row["flops_per_image"] > 0
+        assert row["loader_img_s"] > 0
         assert row["split_s"]["vision"] > 0 and row["split_s"]["lm"] > 0
         assert row["split_s"]["vision"] + row["split_s"]["lm"] <= row["forward_s"]
         assert row["mfu"] == pytest.approx(row["tflops"] / 1)
