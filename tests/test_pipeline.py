@@ -171,3 +171,24 @@ def test_the_cpu_cast_to_bfloat16_rounds_to_nearest_even():
         want = _bfloat16_nearest_even(values)
         same = (got.view(np.uint32) == want.view(np.uint32)) | (np.isnan(got) & np.isnan(want))
         assert same.all(), values[~same][:5]
+
+
+def test_the_python_api_keeps_the_chunk_in_flight_through_out_of_memory(critic, sample_images):
+    """Critic.score/compare (memory.in_batches) launch chunk k+1 before reading chunk k back: an OOM at that launch
+    keeps chunk k, runs the rest at half the size, and the results equal a run that never ran out of memory."""
+    pictures = [image.resize((40 + 7 * i, 36 + 5 * i)) for i, image in enumerate(list(sample_images.values()) + [
+        sample_images["astronaut"]])]  # fmt: skip
+    reference = critic.score(pictures, batch_size=3)
+    plan = BatchPlan(3)
+    oom = torch.cuda.OutOfMemoryError("CUDA out of memory (injected at the second forward)")
+    with Forwards(critic.model, at=2, error=oom) as forwards:
+        got = critic.score(pictures, batch_size=plan)
+    assert forwards.seen == [3, 3, 1, 1, 1, 1]  # chunk one kept; chunk two failed and was redone one by one
+    assert plan.current == 1 and plan.halvings == 1
+    assert [s.mos for s in got] == pytest.approx([s.mos for s in reference], abs=1e-4)
+    assert [s.mos for s in got[:3]] == [s.mos for s in reference[:3]]  # the kept chunk: the same forward
+    pairs = list(zip(pictures, pictures[1:], strict=False))
+    with Forwards(critic.model, at=2, error=oom) as forwards:
+        compared = critic.compare(pairs, batch_size=2)  # a pair is two prompts
+    assert forwards.seen == [4, 4, 2, 2, 2, 2]  # 6 pairs: 2 kept, 2 failed, then 4 one by one
+    assert [c.p_a_better for c in compared] == pytest.approx([c.p_a_better for c in critic.compare(pairs)], abs=1e-5)

@@ -251,7 +251,8 @@ class Critic:
 
         Returns one :class:`Score` for one image, a list for a list. MOS and attributes are 0-100 (higher = more),
         ``p_ai_generated`` 0-1. ``batch_size``: images per forward, or ``"auto"`` (from free GPU memory); a batch that
-        runs out of GPU memory is run again at half the size (:func:`vcritic.memory.in_batches`).
+        runs out of GPU memory is run again at half the size, and the next batch is prepared while one runs
+        (:func:`vcritic.memory.in_batches`).
         """
         from vcritic.results import scores_from_readouts
         from vcritic.tasks import parse_tasks, task_questions
@@ -261,11 +262,14 @@ class Critic:
             raise VcriticError("score needs at least one task", hint="tasks: mos, attributes, authenticity or all")
         pictures, single = _as_list(images)
 
-        def run(chunk) -> list[Score]:
+        def launch(chunk) -> list[Readout]:
             items = [self.encoder.encode_questions(questions, _as_image(p)) for p in chunk]
-            return scores_from_readouts(questions, self.read(questions, self.encoder.collate_questions(items)))
+            return self.read(questions, self.encoder.collate_questions(items))
 
-        results = in_batches(pictures, batch_size, run, self.device)
+        def finish(readouts: list[Readout]) -> list[Score]:
+            return scores_from_readouts(questions, readouts)
+
+        results = in_batches(pictures, batch_size, launch, finish, self.device)
         return results[0] if single else results
 
     def compare(self, a, b=None, *, batch_size: int | str = 8) -> Comparison | list[Comparison]:
@@ -286,12 +290,14 @@ class Critic:
                 raise VcriticError("compare(a, b) needs two images, or two lists of the same length")
             pairs = list(zip(firsts, seconds, strict=True))
 
-        def run(chunk) -> list[Comparison]:
+        def launch(chunk) -> torch.Tensor:
             items = [item for x, y in chunk for item in self.encoder.encode_both_orders(_as_image(x), _as_image(y))]
-            out = self.readout(self.pair_question, self.encoder.collate(items))
-            return [Comparison(p) for p in symmetric_preference(out.probs).tolist()]
+            return symmetric_preference(self.readout(self.pair_question, self.encoder.collate(items)).probs)
 
-        results = in_batches(pairs, batch_size, run, self.device)
+        def finish(probs: torch.Tensor) -> list[Comparison]:
+            return [Comparison(p) for p in probs.tolist()]
+
+        results = in_batches(pairs, batch_size, launch, finish, self.device)
         return results[0] if single else results
 
     def rank(self, images, *, per_image: int | None = None, every_pair: bool | None = None, seed: int = 0,

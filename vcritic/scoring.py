@@ -184,48 +184,6 @@ def _loader(critic: Critic, items, start: int, encode, batch_size: int, workers:
     )
 
 
-class _InFlight:
-    """A launched batch's results on their way to host memory. On a GPU they are copied without a host sync
-    (into pinned memory, behind the batch's own work in the stream), so that waiting for them later does not also
-    wait for the batch launched after it."""
-
-    def __init__(self, value):
-        import torch
-
-        streams: dict = {}
-        self.value = _to_host(value, streams)
-        self.events = []
-        for stream in streams.values():
-            event = torch.cuda.Event()
-            event.record(stream)
-            self.events.append(event)
-
-    def result(self):
-        for event in self.events:
-            event.synchronize()
-        return self.value
-
-
-def _to_host(value, streams: dict):
-    """``value`` (tensors, lists/tuples, dataclasses of them) with its CUDA tensors copied to the CPU, non-blocking;
-    ``streams`` collects the streams the copies were queued on."""
-    import dataclasses
-
-    import torch
-
-    if isinstance(value, torch.Tensor):
-        if not value.is_cuda:
-            return value
-        streams.setdefault(value.device, torch.cuda.current_stream(value.device))
-        return value.to("cpu", non_blocking=True)  # torch allocates pinned memory for this
-    if isinstance(value, list | tuple):
-        return type(value)(_to_host(item, streams) for item in value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        changes = {f.name: _to_host(getattr(value, f.name), streams) for f in dataclasses.fields(value) if f.init}
-        return dataclasses.replace(value, **changes)
-    return value
-
-
 def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: int | None, launch, finish,
              *, questions=False, overlap=True):  # fmt: skip
     """``(indices, errors, finish(launch(batch)))`` per batch, in input order, with the batch size of
@@ -238,6 +196,7 @@ def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: 
     GPU computes, and the workers cast the pixels to the model's dtype. A batch's rows come out right after the next
     launch (the last batch's at the end), also when that launch raises (an error, Ctrl-C) or runs out of memory.
     ``overlap=False`` finishes each batch before fetching the next and casts on the device (for benchmarks)."""
+    from vcritic.in_flight import InFlight
     from vcritic.memory import TOO_LARGE, BatchPlan, auto_batch_size, is_out_of_memory, release_cached_memory
 
     plan = BatchPlan.of(batch_size)
@@ -248,7 +207,7 @@ def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: 
     start = 0
     while start < len(items):
         halved = False
-        pending: list[tuple[list[int], dict[int, str], _InFlight | None]] = []  # fetched, not yet given out
+        pending: list[tuple[list[int], dict[int, str], InFlight | None]] = []  # fetched, not yet given out
 
         def finished(entry):
             nonlocal start
@@ -262,7 +221,7 @@ def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: 
                 launched = None
                 if batch is not None:
                     try:
-                        launched = _InFlight(launch(batch))
+                        launched = InFlight(launch(batch))
                     except Exception as err:
                         if not is_out_of_memory(err):
                             raise
