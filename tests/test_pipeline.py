@@ -192,3 +192,28 @@ def test_the_python_api_keeps_the_chunk_in_flight_through_out_of_memory(critic, 
         compared = critic.compare(pairs, batch_size=2)  # a pair is two prompts
     assert forwards.seen == [4, 4, 2, 2, 2, 2]  # 6 pairs: 2 kept, 2 failed, then 4 one by one
     assert [c.p_a_better for c in compared] == pytest.approx([c.p_a_better for c in critic.compare(pairs)], abs=1e-5)
+
+
+def test_a_batch_that_cannot_be_finished_stops_the_rows_in_order(critic, files):
+    """If reading batch k back fails, batch k+1 (already in flight) is not given out ahead of it."""
+    from vcritic.scoring import _batches
+
+    questions = task_questions(("mos",))
+    finished = []
+
+    def finish(readouts):
+        finished.append(len(readouts[0].mean))
+        if len(finished) == 2:
+            raise RuntimeError("read-back failed")
+        return readouts[0].mean.tolist()
+
+    def launch(batch):
+        return critic.read(questions, batch)
+
+    given = []
+    with pytest.raises(RuntimeError, match="read-back failed"):
+        for indices, errors, _ in _batches(critic, files, _EncodeQuestions(questions), 3, 0, launch, finish,
+                                           questions=True):  # fmt: skip
+            given.append((indices, sorted(errors)))
+    assert given == [([0, 2], [1])]  # batch one; batch two failed; batch three, launched, never came out
+    assert finished == [2, 3]

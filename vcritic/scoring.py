@@ -205,16 +205,24 @@ def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: 
         plan.current = auto_batch_size(critic.device, run_one)
     dtype = critic.dtype if overlap else None
     start = 0
+    pending: list[tuple[list[int], dict[int, str], InFlight | None]] = []  # fetched, not yet given out
+
+    def give_out(keep: int):
+        """The fetched batches but the last ``keep``, in order; a batch that cannot be finished drops the later
+        ones, so that rows never come out of order."""
+        nonlocal start
+        while len(pending) > keep:
+            indices, errors, flight = pending.pop(0)
+            try:
+                outputs = finish(flight.result()) if flight else None
+            except BaseException:
+                pending.clear()
+                raise
+            start += len(indices) + len(errors)
+            yield indices, errors, outputs
+
     while start < len(items):
         halved = False
-        pending: list[tuple[list[int], dict[int, str], InFlight | None]] = []  # fetched, not yet given out
-
-        def finished(entry):
-            nonlocal start
-            indices, errors, flight = entry
-            start += len(indices) + len(errors)
-            return indices, errors, finish(flight.result()) if flight else None
-
         try:
             for indices, errors, batch in _loader(critic, items, start, encode, plan.current, workers, questions,
                                                   dtype):  # fmt: skip
@@ -233,17 +241,13 @@ def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: 
                     finally:
                         batch = None
                 pending.append((indices, errors, launched))
-                keep = 1 if overlap and launched is not None else 0
-                while len(pending) > keep:
-                    yield finished(pending.pop(0))
+                yield from give_out(1 if overlap and launched is not None else 0)
         except GeneratorExit:
             raise
         except BaseException:
-            while pending:  # the batch in flight was computed before this failed: its rows are not lost
-                yield finished(pending.pop(0))
+            yield from give_out(0)  # the batch in flight was computed before this failed: its rows are not lost
             raise
-        while pending:
-            yield finished(pending.pop(0))
+        yield from give_out(0)
         if halved:
             release_cached_memory(critic.device)
         elif start < len(items):  # the loader ended early: nothing is left that it could give
