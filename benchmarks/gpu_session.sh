@@ -14,7 +14,7 @@
 #      Every setting runs end to end with both file loops (--pipeline both: "old" reads each batch back before the
 #      next, "overlap" keeps one in flight and casts pixels in the workers; PIPELINE=overlap skips the old one):
 #      the e2e/fwd column is the issue's "within 10% of forward-only" target, and on CUDA the script first checks
-#      that the CPU and the GPU round fp32 -> bf16 alike (the workers' cast).
+#      that the CPU and the GPU round fp32 -> bf16 alike (the workers' cast) and lists the host syncs in a launch.
 #
 # Packages missing there (SPEC.md: platformdirs, openpyxl; transformers 5.24 to match CI) travel as wheels in .whl/
 # (carry: [".whl"]); prepare them here with pip download as the device README shows, e.g.

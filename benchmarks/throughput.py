@@ -295,6 +295,13 @@ def run_arch(args) -> None:
                 if attention != "-":  # before/after of the vision tower's attention, same weights and inputs
                     use_for_vision(critic.model, implementation[attention])
                 critic.read([QUALITY], one)  # warm-up: kernels, allocator
+                if device.type == "cuda":  # what limits the overlap: a launch returns only after its last sync
+                    syncs = _host_syncs(critic, one)
+                    where = ", ".join(f"{line} x{n}" for line, n in syncs[:8]) if isinstance(syncs, list) else syncs
+                    total = sum(n for _, n in syncs) if isinstance(syncs, list) else None
+                    print(f"{label} {attention}: host syncs in one launch: {total} ({where})", flush=True)
+                    emit({"figure": "host_syncs", "image": label, "vision_attention": attention, "total": total,
+                          "where": syncs})  # fmt: skip
                 flops = _flops_per_image(critic, one)
                 reference = None
                 for batch_size in batch_sizes:
@@ -364,6 +371,31 @@ def run_arch(args) -> None:
     if sink:
         sink.close()
         print(f"figures: {out}")
+
+
+def _host_syncs(critic, batch) -> list[tuple[str, int]] | str:
+    """Where one launch (copy, forward and read-out of a batch, what the file loop queues) makes the host wait for
+    the GPU, as (file:line, count), most first; torch's sync debug mode names them. A string if that failed."""
+    import collections
+    import warnings
+
+    import torch
+
+    from vcritic.prompts import QUALITY
+
+    torch.cuda.synchronize()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                critic.read([QUALITY], batch)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+    except Exception as err:  # a figure, not a reason to lose the rest of a GPU session
+        return f"not measured: {type(err).__name__}: {err}"
+    found = (f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message))
+    return collections.Counter(found).most_common()
 
 
 def _bf16_cast_matches(device) -> tuple[bool, int]:
