@@ -1,7 +1,8 @@
 """Scoring throughput and batch invariance, measured side by side in one run.
 
 Two modes. ``--arch`` builds a full-size random model of a released architecture in memory (no download; see
-:data:`ARCHES`) and measures, in one run: forward-only and end-to-end images/s per batch size and image size, the
+:data:`ARCHES`) and measures, in one run: forward-only and end-to-end images/s per batch size and image size (end to
+end with the serial and/or the overlapped file loop, ``--pipeline``), the input pipeline's own rate (no model), the
 vision / adapter / language-model / pipeline split, score drift between batch sizes, peak memory, and MFU against
 the card's bf16 peak. ``--scale tiny`` runs the same code with tiny dimensions, so it is tested on CPU before a GPU
 session spends its minutes. Figures go to stdout as a table and to ``--out`` (default ``$OUT/throughput.jsonl``
@@ -10,6 +11,7 @@ where ``$OUT`` is set) as JSON lines, one per figure, as they come::
     python benchmarks/throughput.py --arch qwen2.5-vl-7b                  # full size, CUDA bf16
     python benchmarks/throughput.py --arch llava-1.5-7b --scale tiny      # the same code path on CPU, in seconds
     python benchmarks/throughput.py --arch qwen2.5-vl-7b --vision-attention both   # grouped vs stock vision attention
+    python benchmarks/throughput.py --arch qwen2.5-vl-7b --pipeline both  # serial vs overlapped file loop
 
 Without ``--arch``, the original mode:
 
@@ -240,7 +242,7 @@ def run_arch(args) -> None:
 
     from vcritic.prompts import QUALITY
     from vcritic.runtime import resolve_device, resolve_dtype
-    from vcritic.scoring import score_paths
+    from vcritic.scoring import _EncodeQuestions, _loader, score_paths
     from vcritic.vision_attention import NAME, use_for_vision
 
     device = resolve_device(args.device)
@@ -268,25 +270,38 @@ def run_arch(args) -> None:
         emit({"figure": "model", "params": params, "build_s": build_s, "device": name, "dtype": str(dtype),
               "peak_tflops": peak})  # fmt: skip
         timer = PartTimer(critic.model, device)
+        encode = _EncodeQuestions([QUALITY])
         # Qwen2-VL/2.5-VL only: the vision tower with vcritic's grouped attention and/or stock per-segment SDPA.
         implementation = {"grouped": NAME, "sdpa": "sdpa"}
         attentions = ["grouped", "sdpa"] if args.vision_attention == "both" else [args.vision_attention]
         if not use_for_vision(critic.model, implementation[attentions[0]]):
             attentions = ["-"]
-        print(f"{'image':>9} {'batch':>5} {'tokens':>6} {'vis.att':>7} {'fwd img/s':>9} {'e2e img/s':>9} "
-              f"{'e2e/fwd':>7} {'vision':>6} {'adapter':>7} {'lm':>5} {'other':>5} {'pipe':>5} {'max|dMOS|':>9} "
-              f"{'peak MiB':>9} {'TFLOP/s':>8} {'MFU':>6}")  # fmt: skip
+        pipelines = ["old", "overlap"] if args.pipeline == "both" else [args.pipeline]
+        if device.type == "cuda":
+            same = _bf16_cast_matches(device)
+            print(f"fp32 -> bf16 cast, {same[1]:,} values: CPU and GPU bitwise equal: {same[0]}")
+            emit({"figure": "bf16_cast_cpu_equals_gpu", "equal": same[0], "values": same[1]})
+        print(f"{'image':>9} {'batch':>5} {'tokens':>6} {'vis.att':>7} {'pipeline':>8} {'fwd img/s':>9} "
+              f"{'e2e img/s':>9} {'e2e/fwd':>7} {'load img/s':>10} {'vision':>6} {'adapter':>7} {'lm':>5} "
+              f"{'other':>5} {'pipe':>5} {'max|dMOS|':>9} {'peak MiB':>9} {'TFLOP/s':>8} {'MFU':>6}")  # fmt: skip
         for label, (width, height), batch_sizes in sizes:
             batch_sizes = args.batch_sizes or ([1, 4] if tiny else batch_sizes)
             paths = _jpegs(folder / label, count, width, height)
             encodings = [critic.encoder.encode_questions([QUALITY], _open(p)) for p in paths]
             tokens = int(encodings[0]["full"][0]["input_ids"].shape[1])
             one = critic.encoder.collate_questions(encodings[:1])
-            seen: dict[tuple[str, int], list[float]] = {}  # (attention, batch) -> this size's scores
+            seen: dict[tuple[str, int, str], list[float]] = {}  # (attention, batch, pipeline) -> scores
             for attention in attentions:
                 if attention != "-":  # before/after of the vision tower's attention, same weights and inputs
                     use_for_vision(critic.model, implementation[attention])
                 critic.read([QUALITY], one)  # warm-up: kernels, allocator
+                if device.type == "cuda":  # what limits the overlap: a launch returns only after its last sync
+                    syncs = _host_syncs(critic, one)
+                    where = ", ".join(f"{line} x{n}" for line, n in syncs[:8]) if isinstance(syncs, list) else syncs
+                    total = sum(n for _, n in syncs) if isinstance(syncs, list) else None
+                    print(f"{label} {attention}: host syncs in one launch: {total} ({where})", flush=True)
+                    emit({"figure": "host_syncs", "image": label, "vision_attention": attention, "total": total,
+                          "where": syncs})  # fmt: skip
                 flops = _flops_per_image(critic, one)
                 reference = None
                 for batch_size in batch_sizes:
@@ -303,39 +318,100 @@ def run_arch(args) -> None:
                     _sync(device)
                     forward_s = time.perf_counter() - start
                     split = timer.seconds()
-                    # End to end: JPEG files in, rows out, through the real pipeline (workers decode while it runs).
-                    start = time.perf_counter()
-                    rows = list(score_paths(critic, paths, batch_size=batch_size, workers=args.workers))
-                    _sync(device)
-                    e2e_s = time.perf_counter() - start
-                    assert all(row.error is None for row in rows), [row.error for row in rows if row.error][:3]
-                    scores = [row.mos for row in rows]
-                    reference = reference or scores
-                    drift = max(abs(a - b) for a, b in zip(scores, reference, strict=True))
-                    seen[attention, batch_size] = scores
-                    paired = next((s for (a, b), s in seen.items() if b == batch_size and a != attention), None)
-                    vs_other = max(abs(a - b) for a, b in zip(scores, paired, strict=True)) if paired else None
-                    fwd_rate, e2e_rate = count / forward_s, count / e2e_s
+                    fwd_rate = count / forward_s
                     achieved = flops * fwd_rate / 1e12
                     mfu = achieved / peak if peak else None
                     parts = {p: split.get(p, 0.0) / forward_s for p in ("vision", "adapter", "lm")}
                     other = max(0.0, 1 - sum(parts.values()))
-                    record = {"figure": "throughput", "image": label, "batch": batch_size, "tokens": tokens,
-                              "vision_attention": attention, "max_abs_dmos_vs_other_attention": vs_other,
-                              "forward_img_s": fwd_rate, "e2e_img_s": e2e_rate, "split_s": split,
-                              "forward_s": forward_s, "e2e_s": e2e_s, "pipeline_share": 1 - forward_s / e2e_s,
-                              "max_abs_dmos_vs_batch1": drift, "peak_mib": _peak_mib(device),
-                              "flops_per_image": flops, "tflops": achieved, "mfu": mfu}  # fmt: skip
-                    emit(record)
-                    mfu_text = f"{mfu:>6.1%}" if mfu is not None else f"{'-':>6}"
-                    print(f"{label:>9} {batch_size:>5} {tokens:>6} {attention:>7} {fwd_rate:>9.2f} {e2e_rate:>9.2f} "
-                          f"{e2e_rate / fwd_rate:>7.2f} {parts['vision']:>6.0%} {parts['adapter']:>7.0%} "
-                          f"{parts['lm']:>5.0%} {other:>5.0%} {record['pipeline_share']:>5.0%} {drift:>9.2e} "
-                          f"{record['peak_mib']:>9.0f} {achieved:>8.3g} {mfu_text}", flush=True)  # fmt: skip
+                    by_pipeline: dict[str, list[float]] = {}
+                    for pipeline in pipelines:
+                        # The input pipeline alone (decode, preprocess, collate, cast, receive, pin; no model): the
+                        # most end to end can reach with these workers.
+                        dtype_in_workers = critic.dtype if pipeline == "overlap" else None
+                        start = time.perf_counter()
+                        for _ in _loader(critic, paths, 0, encode, batch_size, args.workers, True, dtype_in_workers):
+                            pass
+                        load_rate = count / (time.perf_counter() - start)
+                        # End to end: JPEG files in, rows out, through the real pipeline (workers decode while it
+                        # runs); "old" finishes each batch before the next, "overlap" keeps one in flight.
+                        start = time.perf_counter()
+                        rows = list(score_paths(critic, paths, batch_size=batch_size, workers=args.workers,
+                                                overlap=pipeline == "overlap"))  # fmt: skip
+                        _sync(device)
+                        e2e_s = time.perf_counter() - start
+                        assert all(row.error is None for row in rows), [row.error for row in rows if row.error][:3]
+                        scores = [row.mos for row in rows]
+                        reference = reference or scores
+                        drift = max(abs(a - b) for a, b in zip(scores, reference, strict=True))
+                        seen[attention, batch_size, pipeline] = scores
+                        paired = next((s for (a, b, p), s in seen.items()
+                                       if b == batch_size and p == pipeline and a != attention), None)  # fmt: skip
+                        vs_other = max(abs(a - b) for a, b in zip(scores, paired, strict=True)) if paired else None
+                        old = by_pipeline.get("old")
+                        vs_old = max(abs(a - b) for a, b in zip(scores, old, strict=True)) if old else None
+                        by_pipeline[pipeline] = scores
+                        e2e_rate = count / e2e_s
+                        record = {"figure": "throughput", "image": label, "batch": batch_size, "tokens": tokens,
+                                  "vision_attention": attention, "max_abs_dmos_vs_other_attention": vs_other,
+                                  "pipeline": pipeline, "max_abs_dmos_vs_old_pipeline": vs_old,
+                                  "forward_img_s": fwd_rate, "e2e_img_s": e2e_rate, "loader_img_s": load_rate,
+                                  "e2e_over_forward": e2e_rate / fwd_rate, "split_s": split, "forward_s": forward_s,
+                                  "e2e_s": e2e_s,
+                                  "pipeline_share": 1 - forward_s / e2e_s, "max_abs_dmos_vs_batch1": drift,
+                                  "peak_mib": _peak_mib(device), "flops_per_image": flops, "tflops": achieved,
+                                  "mfu": mfu}  # fmt: skip
+                        emit(record)
+                        mfu_text = f"{mfu:>6.1%}" if mfu is not None else f"{'-':>6}"
+                        print(f"{label:>9} {batch_size:>5} {tokens:>6} {attention:>7} {pipeline:>8} {fwd_rate:>9.2f} "
+                              f"{e2e_rate:>9.2f} {e2e_rate / fwd_rate:>7.2f} {load_rate:>10.1f} "
+                              f"{parts['vision']:>6.0%} {parts['adapter']:>7.0%} {parts['lm']:>5.0%} {other:>5.0%} "
+                              f"{record['pipeline_share']:>5.0%} {drift:>9.2e} {record['peak_mib']:>9.0f} "
+                              f"{achieved:>8.3g} {mfu_text}", flush=True)  # fmt: skip
         timer.remove()
     if sink:
         sink.close()
         print(f"figures: {out}")
+
+
+def _host_syncs(critic, batch) -> list[tuple[str, int]] | str:
+    """Where one launch (copy, forward and read-out of a batch, what the file loop queues) makes the host wait for
+    the GPU, as (file:line, count), most first; torch's sync debug mode names them. A string if that failed."""
+    import collections
+    import warnings
+
+    import torch
+
+    from vcritic.prompts import QUALITY
+
+    torch.cuda.synchronize()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                critic.read([QUALITY], batch)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+    except Exception as err:  # a figure, not a reason to lose the rest of a GPU session
+        return f"not measured: {type(err).__name__}: {err}"
+    found = (f"{Path(w.filename).name}:{w.lineno}" for w in caught if "synchroniz" in str(w.message))
+    return collections.Counter(found).most_common()
+
+
+def _bf16_cast_matches(device) -> tuple[bool, int]:
+    """Whether fp32 -> bf16 rounds alike on the CPU (the file pipeline's workers) and on ``device``: normalized
+    pixel values and every float32 bit pattern class (NaN compared as NaN)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    pixels = torch.randn(4_000_000, generator=generator) * 1.5
+    bits = torch.randint(-(2**31), 2**31 - 1, (4_000_000,), generator=generator, dtype=torch.int32).view(torch.float32)
+    values = torch.cat([pixels, bits])
+    on_cpu = values.to(torch.bfloat16)
+    on_device = values.to(device).to(torch.bfloat16).cpu()
+    both_nan = torch.isnan(on_cpu) & torch.isnan(on_device)
+    equal = bool(((on_cpu.view(torch.int16) == on_device.view(torch.int16)) | both_nan).all())
+    return equal, values.numel()
 
 
 def _jpegs(folder: Path, count: int, width: int, height: int) -> list[Path]:
@@ -377,6 +453,10 @@ def main() -> None:
     parser.add_argument("--vision-attention", choices=("grouped", "sdpa", "both"), default="grouped",
                         help="with --arch, Qwen-VL: vcritic's grouped vision attention (what loading sets), stock "
                         "per-segment sdpa, or both in one run (before/after)")  # fmt: skip
+    parser.add_argument("--pipeline", choices=("old", "overlap", "both"), default="overlap",
+                        help="with --arch: the end-to-end loop: each batch read back before the next (old), "
+                        "one batch in flight, pixels cast in the workers (overlap, what vcritic does), "
+                        "or both")  # fmt: skip
     parser.add_argument("--peak-tflops", type=float, help="with --arch: the card's dense bf16 peak, for MFU")
     parser.add_argument("--model", help="checkpoint (default: a random LLaVA, hidden 256, 4 layers, 224 px)")
     parser.add_argument("--device", default=None)

@@ -39,24 +39,29 @@ def test_full_size_configs_have_the_released_parameter_counts(throughput, tmp_pa
 def test_tiny_scale_run_prints_and_writes_every_figure(throughput, tmp_path, monkeypatch, capsys):
     out = tmp_path / "figures.jsonl"
     argv = ["throughput.py", "--arch", "llava-1.5-7b", "--scale", "tiny", "--images", "2", "--batch-sizes", "1", "2",
-            "--workers", "0", "--out", str(out), "--peak-tflops", "1"]  # fmt: skip
+            "--workers", "0", "--out", str(out), "--peak-tflops", "1", "--pipeline", "both"]  # fmt: skip
     monkeypatch.setattr(sys, "argv", argv)
     throughput.main()
     printed = capsys.readouterr().out
     records = [json.loads(line) for line in out.read_text().splitlines()]
     assert records[0]["figure"] == "model" and records[0]["peak_tflops"] == 1
     rows = [r for r in records if r["figure"] == "throughput"]
-    assert [(r["image"], r["batch"]) for r in rows] == [("448x448", 1), ("448x448", 2), ("1024x768", 1),
-                                                         ("1024x768", 2)]  # fmt: skip
+    settings = [("448x448", 1), ("448x448", 2), ("1024x768", 1), ("1024x768", 2)]
+    assert [(r["image"], r["batch"], r["pipeline"]) for r in rows] == [(*s, p) for s in settings
+                                                                       for p in ("old", "overlap")]  # fmt: skip
+    # The same rows from both loops, and the ratio the target is about.
+    assert [r["max_abs_dmos_vs_old_pipeline"] for r in rows] == [None, 0.0] * 4
+    assert all(r["e2e_over_forward"] == pytest.approx(r["e2e_img_s"] / r["forward_img_s"]) for r in rows)
     for row in rows:
         assert row["forward_img_s"] > 0 and row["e2e_img_s"] > 0 and row["flops_per_image"] > 0
+        assert row["loader_img_s"] > 0
         assert row["split_s"]["vision"] > 0 and row["split_s"]["lm"] > 0
         assert row["split_s"]["vision"] + row["split_s"]["lm"] <= row["forward_s"]
         assert row["mfu"] == pytest.approx(row["tflops"] / 1)
         assert row["max_abs_dmos_vs_batch1"] < 1e-3  # CPU float32: batch invariant
         assert row["peak_mib"] > 0
     assert rows[0]["max_abs_dmos_vs_batch1"] == 0.0
-    assert "448x448" in printed and "1024x768" in printed and "fwd img/s" in printed
+    assert "448x448" in printed and "1024x768" in printed and "fwd img/s" in printed and " overlap " in printed
 
 
 @pytest.mark.slow

@@ -169,6 +169,7 @@ class Critic:
         self.info = info or {}
         self.resolution = resolution or Resolution()  # what the processor was set to (vcritic.resolution)
         self._token_ids: dict[str, list[int]] = {}
+        self._answer_tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         forward = inspect.signature(type(self._base_model()).forward).parameters
         self._accepts_logits_to_keep = "logits_to_keep" in forward
         self._accepts_use_cache = "use_cache" in forward or any(
@@ -191,9 +192,21 @@ class Critic:
             self._token_ids[question.name] = answer_token_ids(self.tokenizer, question, model=self.source)
         return self._token_ids[question.name]
 
+    def answer_tensors(self, question: Question) -> tuple[torch.Tensor, torch.Tensor]:
+        """The answer words' token ids and values on the model's device, made once: building them per batch would
+        copy them from pageable host memory, a host sync that keeps the next batch from being launched early."""
+        if question.name not in self._answer_tensors:
+            import torch
+
+            ids = torch.tensor(self.token_ids(question), dtype=torch.long, device=self.device)
+            values = torch.tensor(question.values, dtype=torch.float32, device=self.device)
+            self._answer_tensors[question.name] = (ids, values)
+        return self._answer_tensors[question.name]
+
     # -- model side ----------------------------------------------------------------------------------------------
     def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """Tensors to the model's device; floating-point ones (pixels) to its dtype."""
+        """Tensors to the model's device; floating-point ones (pixels) to its dtype, unless the file pipeline's
+        workers already cast them (:func:`cast_floating`)."""
         import torch
 
         inputs = {}
@@ -219,7 +232,7 @@ class Critic:
 
     def readout(self, question: Question, batch: dict[str, Any]) -> Readout:
         """One forward pass over a collated batch; the answer-word distribution at the last position."""
-        return expectation(self.last_logits(batch), self.token_ids(question), question.values)
+        return expectation(self.last_logits(batch), *self.answer_tensors(question))
 
     def read(self, questions: Sequence[Question], batch: dict[str, Any]) -> list[Readout]:
         """Every question about every image of a :meth:`Encoder.collate_questions` batch, one Readout per question;
@@ -230,7 +243,7 @@ class Critic:
 
     def _readouts(self, questions: Sequence[Question], logits: torch.Tensor) -> list[Readout]:
         """``[n_images, n_questions, vocab]`` answer logits -> one Readout per question."""
-        return [expectation(logits[:, j], self.token_ids(q), q.values) for j, q in enumerate(questions)]
+        return [expectation(logits[:, j], *self.answer_tensors(q)) for j, q in enumerate(questions)]
 
     # -- Python API ----------------------------------------------------------------------------------------------
     def score(self, images, *, tasks: str | Sequence[str] = "mos", batch_size: int | str = 8) -> Score | list[Score]:
@@ -238,7 +251,8 @@ class Critic:
 
         Returns one :class:`Score` for one image, a list for a list. MOS and attributes are 0-100 (higher = more),
         ``p_ai_generated`` 0-1. ``batch_size``: images per forward, or ``"auto"`` (from free GPU memory); a batch that
-        runs out of GPU memory is run again at half the size (:func:`vcritic.memory.in_batches`).
+        runs out of GPU memory is run again at half the size, and the next batch is prepared while one runs
+        (:func:`vcritic.memory.in_batches`).
         """
         from vcritic.results import scores_from_readouts
         from vcritic.tasks import parse_tasks, task_questions
@@ -248,11 +262,14 @@ class Critic:
             raise VcriticError("score needs at least one task", hint="tasks: mos, attributes, authenticity or all")
         pictures, single = _as_list(images)
 
-        def run(chunk) -> list[Score]:
+        def launch(chunk) -> list[Readout]:
             items = [self.encoder.encode_questions(questions, _as_image(p)) for p in chunk]
-            return scores_from_readouts(questions, self.read(questions, self.encoder.collate_questions(items)))
+            return self.read(questions, self.encoder.collate_questions(items))
 
-        results = in_batches(pictures, batch_size, run, self.device)
+        def finish(readouts: list[Readout]) -> list[Score]:
+            return scores_from_readouts(questions, readouts)
+
+        results = in_batches(pictures, batch_size, launch, finish, self.device)
         return results[0] if single else results
 
     def compare(self, a, b=None, *, batch_size: int | str = 8) -> Comparison | list[Comparison]:
@@ -273,12 +290,14 @@ class Critic:
                 raise VcriticError("compare(a, b) needs two images, or two lists of the same length")
             pairs = list(zip(firsts, seconds, strict=True))
 
-        def run(chunk) -> list[Comparison]:
+        def launch(chunk) -> torch.Tensor:
             items = [item for x, y in chunk for item in self.encoder.encode_both_orders(_as_image(x), _as_image(y))]
-            out = self.readout(self.pair_question, self.encoder.collate(items))
-            return [Comparison(p) for p in symmetric_preference(out.probs).tolist()]
+            return symmetric_preference(self.readout(self.pair_question, self.encoder.collate(items)).probs)
 
-        results = in_batches(pairs, batch_size, run, self.device)
+        def finish(probs: torch.Tensor) -> list[Comparison]:
+            return [Comparison(p) for p in probs.tolist()]
+
+        results = in_batches(pairs, batch_size, launch, finish, self.device)
         return results[0] if single else results
 
     def rank(self, images, *, per_image: int | None = None, every_pair: bool | None = None, seed: int = 0,
@@ -404,6 +423,19 @@ def symmetric_preference(probs: torch.Tensor) -> torch.Tensor:
     """
     p_first = probs[:, 0]
     return 0.5 * (p_first[0::2] + (1.0 - p_first[1::2]))
+
+
+def cast_floating(batch, dtype):
+    """A collated batch (nested dicts allowed) with its floating-point tensors, the pixels, in ``dtype``: the cast
+    :meth:`Critic.to_device` makes, done before the copy so that a bfloat16 batch crosses process boundaries, pinning
+    and the copy to the GPU at half the bytes. fp32 -> bf16/fp16 rounds to nearest even on CPU and GPU alike."""
+    import torch
+
+    if isinstance(batch, dict):
+        return {key: cast_floating(value, dtype) for key, value in batch.items()}
+    if isinstance(batch, torch.Tensor) and batch.is_floating_point():
+        return batch.to(dtype)
+    return batch
 
 
 def _pad(tensor: torch.Tensor, length: int, fill: int, *, left: bool) -> torch.Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from vcritic.errors import VcriticError
 
@@ -113,25 +113,36 @@ def auto_batch_size(device, run_one) -> int:
     return max(1, min(AUTO_MAX, int(AUTO_FRACTION * free / per_image)))
 
 
-def in_batches(items: Sequence[T], batch_size: int | str | BatchPlan, run: Callable[[Sequence[T]], list], device):
-    """``run(chunk)`` over ``items`` in chunks, results concatenated in order: the Python API's loop
+def in_batches(items: Sequence[T], batch_size: int | str | BatchPlan, launch: Callable[[Sequence[T]], Any],
+               finish: Callable[[Any], list], device) -> list:  # fmt: skip
+    """``finish(launch(chunk))`` over ``items`` in chunks, results concatenated in order: the Python API's loop
     (:meth:`vcritic.critic.Critic.score` and ``compare``), with the CLI's rules. ``"auto"`` measures the size first;
     a chunk that runs out of GPU memory is run again at half the size, so nothing is lost or run twice; an item
-    that does not fit even alone raises :class:`VcriticError` (there is no error row to put it in)."""
+    that does not fit even alone raises :class:`VcriticError` (there is no error row to put it in).
+
+    ``launch(chunk)`` prepares a chunk and queues its forward, returning results that may still be on the device;
+    ``finish`` reads them back. One chunk stays in flight, as in the file loop: chunk k is finished after chunk k+1
+    was launched, so preparing k+1 (decoding, preprocessing) overlaps the GPU's work on k."""
+    from vcritic.in_flight import InFlight
+
     plan = BatchPlan.of(batch_size)
     if not items:
         return []
     if plan.current is None:
-        plan.current = auto_batch_size(device, lambda: run(items[:1]))
+        plan.current = auto_batch_size(device, lambda: finish(launch(items[:1])))
     results: list = []
-    start = 0
+    in_flight = None  # the chunk launched last, not yet finished
+    start = 0  # the first item not yet launched
     while start < len(items):
         chunk = items[start : start + plan.current]
         try:
-            results += run(chunk)
+            launched = InFlight(launch(chunk))
         except Exception as err:
             if not is_out_of_memory(err):
                 raise
+            if in_flight is not None:  # launched before this ran out of memory: its results are good
+                results += finish(in_flight.result())
+                in_flight = None
             release_cached_memory(device)
             if plan.halve():
                 continue
@@ -139,5 +150,9 @@ def in_batches(items: Sequence[T], batch_size: int | str | BatchPlan, run: Calla
                 f"item {start} of {len(items)} runs out of GPU memory even alone",
                 hint="load the critic with a smaller max_pixels or image_size, or use a larger GPU",
             ) from None
+        if in_flight is not None:
+            results += finish(in_flight.result())
+        in_flight = launched
         start += len(chunk)
+    results += finish(in_flight.result())
     return results

@@ -7,6 +7,7 @@ uncertainty, both on the values' own scale (0-100 for MOS). One forward pass, no
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -61,13 +62,19 @@ class Readout:
     probs: torch.Tensor  # [B, n_choices]
 
 
-def expectation(logits: torch.Tensor, token_ids: list[int], values: tuple[float, ...]) -> Readout:
-    """``logits``: [B, vocab] at the answer position. Computed in float32 whatever the model dtype."""
+def expectation(
+    logits: torch.Tensor, token_ids: Sequence[int] | torch.Tensor, values: Sequence[float] | torch.Tensor
+) -> Readout:
+    """``logits``: [B, vocab] at the answer position. Computed in float32 whatever the model dtype.
+
+    ``token_ids`` and ``values`` may be given as tensors on the logits' device (:meth:`Critic.answer_tensors`): built
+    from Python lists, they would be copied to a GPU with a host sync that stalls the next batch's launch."""
     import torch
 
-    choice_logits = logits[:, token_ids].float()
+    ids = torch.as_tensor(token_ids, dtype=torch.long, device=logits.device)
+    choice_logits = logits.index_select(1, ids).float()
     probs = torch.softmax(choice_logits, dim=-1)
-    vals = torch.tensor(values, dtype=torch.float32, device=probs.device)
+    vals = torch.as_tensor(values, dtype=torch.float32, device=probs.device)
     mean = probs @ vals
     var = probs @ (vals**2) - mean**2
     return Readout(mean=mean, std=var.clamp_min(0).sqrt(), probs=probs)

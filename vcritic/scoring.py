@@ -139,18 +139,25 @@ class _ImageDataset:
 
 
 class _Collate:
-    """Pads the encodings of the items that worked; keeps the failures aside. Picklable for worker processes."""
+    """Pads the encodings of the items that worked; keeps the failures aside. Picklable for worker processes.
 
-    def __init__(self, encoder: Encoder, questions: bool = False):
+    ``dtype``: the model's, to cast the pixels to here (:func:`vcritic.critic.cast_floating`), in the worker."""
+
+    def __init__(self, encoder: Encoder, questions: bool = False, dtype=None):
         self.encoder = encoder
         self.questions = questions  # items are Encoder.encode_questions results
+        self.dtype = dtype
 
     def __call__(self, samples):
+        from vcritic.critic import cast_floating
+
         ok = [(index, encodings) for index, encodings, error in samples if error is None]
         errors = {index: error for index, _, error in samples if error is not None}
         flat = [encoding for _, encodings in ok for encoding in encodings]
         collate = self.encoder.collate_questions if self.questions else self.encoder.collate
         batch = collate(flat) if flat else None
+        if batch is not None and self.dtype is not None:
+            batch = cast_floating(batch, self.dtype)
         return [index for index, _ in ok], errors, batch
 
 
@@ -169,7 +176,7 @@ def default_workers() -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def _loader(critic: Critic, items: Sequence[Any], start: int, encode, batch_size: int, workers: int | None, questions):
+def _loader(critic: Critic, items, start: int, encode, batch_size: int, workers: int | None, questions, dtype):
     import torch
 
     dataset = _ImageDataset(critic.encoder, items, encode)
@@ -183,55 +190,91 @@ def _loader(critic: Critic, items: Sequence[Any], start: int, encode, batch_size
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
-        collate_fn=_Collate(critic.encoder, questions),
+        collate_fn=_Collate(critic.encoder, questions, dtype),
         pin_memory=critic.device.type == "cuda",
         prefetch_factor=2 if workers else None,
     )
 
 
-def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: int | None, run, questions=False):
-    """``(indices, errors, run(batch))`` per batch, in input order, with the batch size of
+def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: int | None, launch, finish,
+             *, questions=False, overlap=True):  # fmt: skip
+    """``(indices, errors, finish(launch(batch)))`` per batch, in input order, with the batch size of
     :class:`~vcritic.memory.BatchPlan` (``auto`` measured first); a batch that runs out of GPU memory is run again at
-    half the size (see :mod:`vcritic.memory`), so no row is lost and none is scored twice."""
+    half the size (see :mod:`vcritic.memory`), so no row is lost and none is scored twice.
+
+    ``launch(batch)`` copies a collated batch to the device and queues the forward, returning device tensors without
+    waiting for them; ``finish(result)`` turns them into Python values. With ``overlap`` one batch stays in flight:
+    batch k is finished only after batch k+1 was launched, so the host fetches, launches and writes rows while the
+    GPU computes, and the workers cast the pixels to the model's dtype. A batch's rows come out right after the next
+    launch (the last batch's at the end), also when that launch raises (an error, Ctrl-C) or runs out of memory.
+    ``overlap=False`` finishes each batch before fetching the next and casts on the device (for benchmarks)."""
+    from vcritic.in_flight import InFlight
     from vcritic.memory import TOO_LARGE, BatchPlan, auto_batch_size, is_out_of_memory, release_cached_memory
 
     plan = BatchPlan.of(batch_size)
     if plan.current is None:
-        plan.current = auto_batch_size(critic.device, lambda: _run_one(critic, items, encode, run, questions))
+        run_one = lambda: _run_one(critic, items, encode, launch, finish, questions)  # noqa: E731
+        plan.current = auto_batch_size(critic.device, run_one)
+    dtype = critic.dtype if overlap else None
     start = 0
-    while start < len(items):
-        halved = False
-        for indices, errors, batch in _loader(critic, items, start, encode, plan.current, workers, questions):
-            outputs = None
-            if batch is not None:
-                try:
-                    outputs = run(batch)
-                except Exception as err:
-                    if not is_out_of_memory(err):
-                        raise
-                    halved = plan.halve()
-                    if halved:
-                        break
-                    errors = {**errors, **dict.fromkeys(indices, TOO_LARGE)}  # one image alone does not fit
-                    indices = []
-                finally:
-                    batch = None
+    pending: list[tuple[list[int], dict[int, str], InFlight | None]] = []  # fetched, not yet given out
+
+    def give_out(keep: int):
+        """The fetched batches but the last ``keep``, in order; a batch that cannot be finished drops the later
+        ones, so that rows never come out of order."""
+        nonlocal start
+        while len(pending) > keep:
+            indices, errors, flight = pending.pop(0)
+            try:
+                outputs = finish(flight.result()) if flight else None
+            except BaseException:
+                pending.clear()
+                raise
             start += len(indices) + len(errors)
             yield indices, errors, outputs
+
+    while start < len(items):
+        halved = False
+        try:
+            for indices, errors, batch in _loader(critic, items, start, encode, plan.current, workers, questions,
+                                                  dtype):  # fmt: skip
+                launched = None
+                if batch is not None:
+                    try:
+                        launched = InFlight(launch(batch))
+                    except Exception as err:
+                        if not is_out_of_memory(err):
+                            raise
+                        halved = plan.halve()  # a batch still in flight was launched before: its results are good
+                        if halved:
+                            break
+                        errors = {**errors, **dict.fromkeys(indices, TOO_LARGE)}  # one image alone does not fit
+                        indices = []
+                    finally:
+                        batch = None
+                pending.append((indices, errors, launched))
+                yield from give_out(1 if overlap and launched is not None else 0)
+        except GeneratorExit:
+            raise
+        except BaseException:
+            yield from give_out(0)  # the batch in flight was computed before this failed: its rows are not lost
+            raise
+        yield from give_out(0)
         if halved:
             release_cached_memory(critic.device)
         elif start < len(items):  # the loader ended early: nothing is left that it could give
             break
 
 
-def _run_one(critic: Critic, items: Sequence[Any], encode, run, questions) -> None:
-    """One image through ``run``, for the ``auto`` measurement (the first of the first few that can be read)."""
+def _run_one(critic: Critic, items: Sequence[Any], encode, launch, finish, questions) -> None:
+    """One image through ``launch`` and ``finish``, for the ``auto`` measurement (the first of the first few that
+    can be read)."""
     for index, item in enumerate(items[:8]):
         try:
             encodings = encode(critic.encoder, item)
         except Exception:
             continue
-        run(_Collate(critic.encoder, questions)([(index, encodings, None)])[2])
+        finish(launch(_Collate(critic.encoder, questions)([(index, encodings, None)])[2]))
         return
 
 
@@ -247,12 +290,15 @@ def score_paths(
     batch_size: int | str | BatchPlan = 8,
     workers: int | None = None,
     questions: Sequence[Question] | None = None,
+    overlap: bool = True,
 ) -> Iterator[ScoreRow]:
     """The ``tasks`` read-outs (default MOS, 0-100) for each file, in input order, streamed batch by batch.
 
     All questions about an image share one encoding of it (see :mod:`vcritic.shared_prefix`). ``questions``
     replaces the tasks' questions by any subset of them (benchmarks ask one at a time). ``batch_size``: a number,
-    ``"auto"`` or a :class:`~vcritic.memory.BatchPlan` (which then reports the size it ended at).
+    ``"auto"`` or a :class:`~vcritic.memory.BatchPlan` (which then reports the size it ended at). ``overlap``: one
+    batch in flight while the next is launched (see ``_batches``); False runs them one after another, for
+    benchmarks (the rows are the same).
     """
     from vcritic.results import scores_from_readouts
 
@@ -260,10 +306,14 @@ def score_paths(
     names = [os.fspath(p) for p in paths]
     encode = _EncodeQuestions(questions)
 
-    def run(batch):
-        return scores_from_readouts(questions, critic.read(questions, batch))
+    def launch(batch):
+        return critic.read(questions, batch)
 
-    for indices, errors, scores in _batches(critic, names, encode, batch_size, workers, run, questions=True):
+    def finish(readouts):
+        return scores_from_readouts(questions, readouts)
+
+    batches = _batches(critic, names, encode, batch_size, workers, launch, finish, questions=True, overlap=overlap)
+    for indices, errors, scores in batches:
         results = dict(zip(indices, scores, strict=True)) if scores is not None else {}
         for index in sorted([*results, *errors]):
             if index in errors:
@@ -279,16 +329,23 @@ def compare_paths(
     *,
     batch_size: int | str | BatchPlan = 8,
     workers: int | None = None,
+    overlap: bool = True,
 ) -> Iterator[CompareRow]:
-    """P(a better than b) for each pair, in input order. ``batch_size`` counts pairs (two prompts each)."""
+    """P(a better than b) for each pair, in input order. ``batch_size`` counts pairs (two prompts each);
+    ``overlap`` as in :func:`score_paths`."""
     from vcritic.critic import symmetric_preference
 
     names = [(os.fspath(a), os.fspath(b)) for a, b in pairs]
 
-    def run(batch):
-        return symmetric_preference(critic.readout(critic.pair_question, batch).probs).tolist()
+    def launch(batch):
+        return symmetric_preference(critic.readout(critic.pair_question, batch).probs)
 
-    for indices, errors, probs in _batches(critic, names, _encode_pair, batch_size, workers, run):
+    def finish(probs):
+        return probs.tolist()
+
+    for indices, errors, probs in _batches(
+        critic, names, _encode_pair, batch_size, workers, launch, finish, overlap=overlap
+    ):
         results = dict(zip(indices, probs, strict=True)) if probs is not None else {}
         for index in sorted([*results, *errors]):
             a, b = names[index]

@@ -163,8 +163,9 @@ def _read_suffixes(critic: Critic, model, prefix: dict[str, Any], cache, batch: 
 
     n = batch["n"]
     cache.batch_repeat_interleave(n)
-    suffix_ids = batch["suffix_ids"].to(critic.device)
-    suffix_mask = batch["suffix_mask"].to(critic.device)
+    # non_blocking: a blocking copy to a GPU waits for the work already queued (the previous batch included).
+    suffix_ids = batch["suffix_ids"].to(critic.device, non_blocking=True)
+    suffix_mask = batch["suffix_mask"].to(critic.device, non_blocking=True)
     prefix_mask = prefix["attention_mask"]
     mask = torch.cat([prefix_mask.repeat_interleave(n, dim=0), suffix_mask], dim=1)
     decoder = _text_decoder(model)
