@@ -57,6 +57,13 @@ def train(
         ),
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier training output in OUT.")] = False,
+    allow_stage_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-stage-mismatch",
+            help="Train on data built for another stage (its data.json says which); refused without this flag.",
+        ),
+    ] = False,
     steps: _flag("--steps", int, "Optimizer steps.") = None,
     lr: _flag("--lr", float, "Peak learning rate.") = None,
     batch_size: _flag("--batch-size", int, "Dialogues per forward pass, per process.") = None,
@@ -140,6 +147,7 @@ def train(
             dtype=dtype,
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
+            allow_stage_mismatch=allow_stage_mismatch,
             on_event=on_event,
         )
     out = trained.output
