@@ -23,7 +23,10 @@ EPILOG = (
     "load it with --model OUT, at the resolution it was trained at (--max-pixels/--image-size, recorded in "
     "vcritic.json; a later stage inherits it). Several GPUs: accelerate launch -m vcritic train ... (each process "
     "takes its own GPU: choose them with CUDA_VISIBLE_DEVICES, not --device cuda:N). "
-    "Exit status: 0 done; 1 bad input; 130 interrupted (a checkpoint was saved; rerun with --resume)."
+    "Data built for another stage (its data.json) is refused unless --allow-stage-mismatch. "
+    "Exit status: 0 done; 1 bad input, or a failure mid-run (the last completed step is saved where possible: the "
+    "message says which checkpoint --resume continues from); 130 interrupted (a checkpoint was saved; rerun with "
+    "--resume)."
 )
 
 
@@ -53,7 +56,8 @@ def train(
         bool,
         typer.Option(
             "--resume",
-            help="Continue from the newest checkpoint in OUT, with the run's --steps and intervals unless given again.",
+            help="Continue from the newest checkpoint in OUT, with the run's --steps and intervals unless given again "
+            "(--steps below the steps done is refused).",
         ),
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier training output in OUT.")] = False,
