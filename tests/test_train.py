@@ -249,7 +249,7 @@ def _raise(error: BaseException):
     return action
 
 
-@pytest.mark.parametrize("failure", ["forward", "optimizer", "save"])
+@pytest.mark.parametrize("failure", ["forward", "optimizer", "save", "end"])
 def test_a_failure_saves_the_last_completed_step_and_resume_gives_the_weights_of_one_run(
     tiny_llava, uninterrupted, tmp_path, failure
 ):
@@ -264,7 +264,7 @@ def test_a_failure_saves_the_last_completed_step_and_resume_gives_the_weights_of
             stack.enter_context(_at_forward(12, _raise(oom)))
         elif failure == "optimizer":  # step 6's update applied, the step not yet counted
             stack.enter_context(_at_optimizer_step(6, RuntimeError("injected in the optimizer step")))
-        else:
+        elif failure == "save":
             limit = stack.enter_context(_files_limited_to(1024))
 
             def disk_full_then_oom():
@@ -272,6 +272,9 @@ def test_a_failure_saves_the_last_completed_step_and_resume_gives_the_weights_of
                 raise oom
 
             stack.enter_context(_at_forward(12, disk_full_then_oom))
+        else:  # the disk fills up once the last step is done: the final checkpoint cannot be written
+            limit = stack.enter_context(_files_limited_to(1024))
+            run["on_event"] = lambda record: limit() if record.get("step") == 8 and record["event"] == "step" else None
         with pytest.raises(TrainingFailed) as err:
             train(**run)
     names = sorted(p.name for p in (out / "checkpoints").iterdir())
@@ -286,6 +289,12 @@ def test_a_failure_saves_the_last_completed_step_and_resume_gives_the_weights_of
         )
         assert err.value.hint.startswith("the newest checkpoint, step-4, is intact")
         assert names == ["step-2", "step-4"]
+    elif failure == "end":
+        assert err.value.message.startswith(f"training did all 8 steps, but writing the result to {out} failed: ")
+        assert err.value.hint.startswith("fix the cause, then run the same command plus --resume (output: ")
+        assert err.value.hint.endswith("it continues from step-6")
+        assert names == ["step-4", "step-6"]
+        del run["on_event"]
     else:
         assert err.value.message.startswith(
             "training failed in step 6 of 8: OutOfMemoryError: CUDA out of memory. Tried to allocate 20.00 GiB "

@@ -528,10 +528,12 @@ def _train(
         # Every process of a run gets Ctrl-C, and a failure that went through agree() is known to all of them, so
         # they save together (saving is collective). Any other failure may be on one process only, while the
         # others wait inside a collective for it: saving there would hang, so the launcher ends the others.
+        if isinstance(err, _NonFiniteLoss):
+            raise  # NaN weights are worth no checkpoint; the newest one stays the newest
         together = isinstance(err, KeyboardInterrupt | _ProcessFailed) or accelerator.num_processes == 1
         cause = err.error if isinstance(err, _ProcessFailed) else err
-        if isinstance(cause, _NonFiniteLoss) or not together or applying:
-            saved, save_error = None, None  # half-updated or NaN weights: the newest checkpoint stays the newest
+        if not together or applying:
+            saved, save_error = None, None  # half-updated weights: the newest checkpoint stays the newest
         elif step == last_saved and checkpoint_dirs(output):
             saved, save_error = step, None
         else:
@@ -545,11 +547,22 @@ def _train(
             err, cause, step, config.steps, output, saved, save_error, applying=applying, together=together
         ) from (None if isinstance(err, KeyboardInterrupt) else cause)
 
-    if step > last_saved or not checkpoint_dirs(output):
-        checkpoint()
-    accelerator.wait_for_everyone()
+    try:
+        if step > last_saved or not checkpoint_dirs(output):
+            checkpoint()
+        accelerator.wait_for_everyone()
+        if main:
+            _export(accelerator.unwrap_model(net), loaded, output, model, revision, stage, config, train_data)
+    except Exception as err:  # a full disk at the very end
+        newest = checkpoint_dirs(output)
+        hint = "fix the cause, then start again with --overwrite"
+        if newest:
+            hint = f"fix the cause, then run the same command plus --resume (output: {output}): it continues from "
+            hint += f"{newest[-1].name}" + (" and only writes the output" if newest[-1].name == f"step-{step}" else "")
+        raise TrainingFailed(
+            f"training did all {step} steps, but writing the result to {output} failed: {_describe(err)}", hint=hint
+        ) from err
     if main:
-        _export(accelerator.unwrap_model(net), loaded, output, model, revision, stage, config, train_data)
         emit({"event": "done", "step": step, "output": str(output)})
     accelerator.wait_for_everyone()
     return Trained(output, accelerator.unwrap_model(net), loaded.processor, family, main)
@@ -729,8 +742,6 @@ def _stopped(
     together: bool,
 ) -> VcriticError:
     """The one error a stopped run ends with: what stopped it, and which checkpoint ``--resume`` continues from."""
-    if isinstance(cause, _NonFiniteLoss):
-        return cause
     resume = f"run the same command plus --resume (output: {output})"
     if isinstance(err, KeyboardInterrupt):
         kind, what = TrainingInterrupted, f"interrupted at step {step} of {steps}"
@@ -743,7 +754,8 @@ def _stopped(
         kind, what = TrainingFailed, f"training failed in step {step + 1} of {steps}: {failure}"
     if saved is not None:
         if kind is TrainingInterrupted:
-            return kind(f"{what}; checkpoint saved", hint=f"continue with the same command plus --resume ({output})")
+            hint = f"continue with the same command plus --resume (output: {output})"
+            return kind(f"{what}; checkpoint saved", hint=hint)
         return kind(what, hint=f"step {saved} is saved as checkpoints/step-{saved}; fix the cause, then {resume}")
     if applying:
         why = f"step {step + 1}'s update was half applied, so it was not saved"
