@@ -807,7 +807,8 @@ def test_training_resolution_is_recorded_used_by_scoring_and_inherited_by_the_ne
     assert (old.resolution.source, fixed_size(old.processor)) == ("default", None)
     assert len(old.score(images)) == 2
     (out / "vcritic.json").write_text(json.dumps({**manifest, "resolution": {"image_size": "big"}}))
-    with pytest.raises(VcriticError, match="'resolution' must hold max_pixels and image_size"):
+    range_named = r"'resolution' must hold max_pixels \(1 to 12845056\) and image_size \(1 to 3584\)"
+    with pytest.raises(VcriticError, match=range_named):
         load_critic(out)
 
 
@@ -837,7 +838,12 @@ def test_config_file_sets_the_training_resolution(tmp_path):
     assert (load_config(1, str(path)).image_size, load_config(1, str(path)).max_pixels) == (448, None)
     assert load_config(2, str(path), {"image_size": 224}).image_size == 224  # a flag wins
     assert load_config(1).image_size is None and load_config(1).max_pixels is None  # the checkpoint's own
-    for bad, why in (("image_size: -28", "must be > 0"), ("max_pixels: lots", "must be a whole number")):
+    cases = (
+        ("image_size: -28", "must be from 1 to 3584"),
+        ("image_size: 100000", "must be from 1 to 3584"),
+        ("max_pixels: lots", "must be a whole number"),
+    )
+    for bad, why in cases:
         path.write_text(bad + "\n")
         with pytest.raises(VcriticError, match=why) as caught:
             load_config(1, str(path))

@@ -441,10 +441,6 @@ def _train(
         if main:
             emit({"event": "checkpoint", "step": step, "path": str(path)})
 
-    def agree(error: BaseException | None) -> None:
-        """Stop every process here if any failed (see :func:`_agree`)."""
-        _agree(accelerator, error)
-
     net.train()
     losses: list = []  # this step's micro-batch losses (tensors, read out only when logged)
     started, start_step = time.monotonic(), step
@@ -462,7 +458,7 @@ def _train(
                 # Loading (a corrupt image found late) and the forward pass (out of memory) may fail on one
                 # process only: each is followed by a point where all processes agree to go on or to stop.
                 batch, error = _next_batch(batches)
-                agree(error)
+                _agree(accelerator, error)
                 if batch is None:
                     break
                 with accelerator.accumulate(net):
@@ -471,7 +467,7 @@ def _train(
                         loss = answer_loss(net, batch, torch_dtype)
                     except Exception as err:
                         error = err
-                    agree(error)
+                    _agree(accelerator, error)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and config.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(params, config.max_grad_norm)
@@ -525,7 +521,7 @@ def _train(
             if step < config.steps:
                 epoch, skip = epoch + 1, 0
     except (KeyboardInterrupt, Exception) as err:
-        # Every process of a run gets Ctrl-C, and a failure that went through agree() is known to all of them, so
+        # Every process of a run gets Ctrl-C, and a failure that went through _agree() is known to all of them, so
         # they save together (saving is collective). Any other failure may be on one process only, while the
         # others wait inside a collective for it: saving there would hang, so the launcher ends the others.
         if isinstance(err, _NonFiniteLoss):
