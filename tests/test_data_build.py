@@ -273,3 +273,25 @@ def test_bad_inputs_are_one_line_errors_before_any_work(tmp_path, root, capsys):
     assert main(["data", "build", "--stage", "1", "--root", str(root), "--datasets", " , ", "--out",
                  str(tmp_path / "e")]) == 2  # fmt: skip
     assert "--datasets is empty" in capsys.readouterr().err and not (tmp_path / "e").exists()
+
+
+def test_overwrite_of_a_synth_folder_removes_its_images_and_manifest_not_the_users_files(tmp_path, root, sample_images):
+    from vcritic.train.synth import synthesize
+
+    sources = tmp_path / "pristine"
+    sources.mkdir()
+    sample_images["coffee"].save(sources / "coffee.png")
+    out = tmp_path / "data"
+    synthesize(sources, out, size=16, levels=2, kinds=["blur"])
+    (out / "notes.txt").write_text("mine")
+    (out / "images" / "my-own.png").write_bytes(b"mine")
+    # Was left behind: manifest.csv and its images beside stage-2 dialogues, which `bench DIR/manifest.csv` read.
+    record = build(BuildOptions(stage=2, out=out, root=root, overwrite=True))
+    on_disk = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert on_disk == ["data.json", "dialogues.jsonl", "images/my-own.png", "notes.txt", "val.jsonl"]
+    assert record["removed"] == 1 + 3  # the manifest; pristine, blur 1, blur 2
+    assert json.loads((out / "data.json").read_text())["stage"] == 2
+    (out / "images" / "my-own.png").unlink()
+    synthesize(sources, out, size=16, levels=2, kinds=["blur"], overwrite=True)
+    build(BuildOptions(stage=1, out=out, root=root, overwrite=True))
+    assert not (out / "images").exists()  # emptied of what vcritic wrote, so removed

@@ -149,3 +149,24 @@ def test_a_kind_that_does_not_change_a_source_is_dropped_for_it(tmp_path, sample
                      ("coffee", "saturation")}  # fmt: skip
     pairs = list(read_dialogues(tmp_path / "o" / "dialogues.jsonl"))
     assert len(pairs) == (3 + 3) + (6 + 6)  # camera: blur only; coffee: blur and saturation
+
+
+def test_overwrite_removes_what_the_earlier_run_wrote_and_nothing_else(sources, tmp_path, capsys):
+    out = tmp_path / "o"
+    synthesize(sources, out, size=16, levels=3, kinds=["blur", "jpeg"])
+    (out / "notes.txt").write_text("mine")
+    (out / "images" / "my-own.png").write_bytes(b"mine")  # in images/, but not in the manifest: not vcritic's
+    (out / "dialogues.jsonl.tmp").write_text("")  # what a killed run leaves
+    (sources / "coffee.png").unlink()
+    # Fewer sources, levels and kinds: the earlier run's coffee images, level-3 and jpeg images were left behind.
+    args = ["data", "synth", str(sources), "--out", str(out), "--size", "16", "--levels", "2", "--kinds", "blur"]
+    assert main([*args, "--overwrite"]) == 0
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    listed = set(versions(out))
+    assert len(listed) == 3 * 3  # three sources: pristine, blur 1, blur 2
+    assert on_disk == listed | {"images/my-own.png", "notes.txt", "manifest.csv", "data.json", "dialogues.jsonl",
+                                "val.jsonl"}  # fmt: skip
+    removed = (1 + 6) + 3 * (7 - 3) + 1  # coffee's 7 images; 4 more of each other source; the .tmp file
+    assert f"Removed {removed} file(s) an earlier run wrote that this one did not" in capsys.readouterr().err
+    for dialogue in read_dialogues(out / "dialogues.jsonl"):
+        assert all((out / name).is_file() for name in dialogue.images)

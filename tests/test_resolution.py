@@ -84,3 +84,31 @@ def test_fixed_size_families_refuse_what_they_cannot_do(tiny_llava, image_dir):
     assert result.exception.hint == "use --image-size 32 or leave it out"
     result = runner.invoke(app, [*base, "--image-size", "32"])
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize("command", ["score", "compare", "bench", "describe", "rank", "train"])
+def test_a_huge_resolution_is_refused_in_one_line_by_every_command_before_any_work(command, tmp_path, capsys):
+    """Was accepted: --image-size 100000 asks for 12.7 million visual tokens per image (and a model download or a
+    dataset scan first). The nonexistent input shows nothing else was looked at."""
+    from vcritic.cli.app import main
+
+    cases = (("--image-size", "100000", "1 to 3584"), ("--max-pixels", "20000000", "1 to 12845056"))
+    for flag, value, allowed in cases:
+        assert main([command, str(tmp_path / "nothing-here"), flag, value]) == 2
+        err = capsys.readouterr().err
+        assert err.splitlines()[0] == f"Error: {flag} {value} is out of range: use {allowed}", err
+        assert "Traceback" not in err
+
+
+def test_the_same_range_holds_for_the_api_vcritic_json_and_the_training_config(tiny_llava):
+    from vcritic.loading import load_critic
+    from vcritic.resolution import chosen_resolution
+    from vcritic.train.config import load_config
+
+    with pytest.raises(VcriticError, match=r"^--image-size 100000 is out of range: use 1 to 3584"):
+        load_critic(tiny_llava, image_size=100000)
+    with pytest.raises(VcriticError, match="'resolution' must hold max_pixels .* not {'max_pixels': 99999999"):
+        chosen_resolution(None, None, {"resolution": {"max_pixels": 99999999, "image_size": None}})
+    with pytest.raises(VcriticError, match="config key 'image_size': 100000 must be from 1 to 3584"):
+        load_config(1, None, {"image_size": 100000})
+    assert chosen_resolution(None, 3584, None).image_size == 3584  # the top of the range is allowed

@@ -27,6 +27,34 @@ if TYPE_CHECKING:
 
 FIXED_SIZE_ATTRIBUTE = "vcritic_image_size"
 MANIFEST_KEY = "resolution"  # in a trained directory's vcritic.json: what training saw, the default for scoring
+# The sane range, one rule for every command, the Python API, vcritic.json and the training config. The top is the
+# largest input any supported family takes: Qwen2-VL/2.5-VL's own pixel budget (16384 visual tokens of 28x28 px);
+# the fixed-size towers take 224-448. Beyond it an image costs memory and time (--image-size 100000 would be 12.7
+# million visual tokens) and no model has seen such inputs.
+MAX_PIXELS = 12_845_056
+MAX_IMAGE_SIZE = 3584  # the square side that fills MAX_PIXELS
+RANGES = {"max_pixels": (1, MAX_PIXELS), "image_size": (1, MAX_IMAGE_SIZE)}
+
+
+def out_of_range(max_pixels: int | None, image_size: int | None) -> tuple[str, int, int, int] | None:
+    """(name, value, lowest, highest) of the first value outside :data:`RANGES`; None when both are fine."""
+    for name, value in (("max_pixels", max_pixels), ("image_size", image_size)):
+        low, high = RANGES[name]
+        if value is not None and not low <= value <= high:
+            return name, value, low, high
+    return None
+
+
+def check_range(max_pixels: int | None = None, image_size: int | None = None) -> None:
+    """Refuse ``max_pixels`` / ``image_size`` outside the sane range, naming it."""
+    found = out_of_range(max_pixels, image_size)
+    if found is not None:
+        name, value, low, high = found
+        raise VcriticError(
+            f"--{name.replace('_', '-')} {value} is out of range: use {low} to {high}",
+            hint="448 or 224 is the paper's --image-size; Qwen2-VL/2.5-VL see at most "
+            f"{MAX_PIXELS} pixels ({MAX_IMAGE_SIZE}x{MAX_IMAGE_SIZE})",
+        )
 
 
 @dataclass(frozen=True)
@@ -53,6 +81,7 @@ def chosen_resolution(max_pixels: int | None, image_size: int | None, manifest: 
     a trained directory's ``vcritic.json`` recorded, else the checkpoint's default. Manifests written before the
     key existed have none: the checkpoint's default."""
     if max_pixels is not None or image_size is not None:
+        check_range(max_pixels, image_size)
         return Resolution(max_pixels, image_size, "flags")
     recorded = (manifest or {}).get(MANIFEST_KEY)
     if recorded is None:
@@ -65,10 +94,11 @@ def chosen_resolution(max_pixels: int | None, image_size: int | None, manifest: 
         valid_pair = False
     else:
         valid_pair = all(valid(v) for v in recorded.values())
+        valid_pair = valid_pair and out_of_range(recorded.get("max_pixels"), recorded.get("image_size")) is None
     if not valid_pair:
         raise VcriticError(
-            f"vcritic.json: {MANIFEST_KEY!r} must hold max_pixels and image_size (whole numbers or null), "
-            f"not {recorded!r}",
+            f"vcritic.json: {MANIFEST_KEY!r} must hold max_pixels (1 to {MAX_PIXELS}) and image_size (1 to "
+            f"{MAX_IMAGE_SIZE}), whole numbers or null, not {recorded!r}",
             hint="fix the file, or remove the key to use the checkpoint's default resolution",
         )
     values = recorded

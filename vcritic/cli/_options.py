@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from vcritic.presets import DEFAULT_PRESET
+from vcritic.resolution import MAX_IMAGE_SIZE, MAX_PIXELS
 
 ModelOpt = Annotated[
     str | None,
@@ -113,15 +114,30 @@ TasksOpt = Annotated[
         "is encoded once for all of them.",
     ),
 ]
+
+
+def _in_range(ctx, param, value: int | None) -> int | None:
+    """--max-pixels / --image-size: the sane range of :mod:`vcritic.resolution`, checked before any work (a model
+    download, a dataset scan), as a usage error."""
+    from vcritic.errors import UsageError, VcriticError
+    from vcritic.resolution import check_range
+
+    try:
+        check_range(**{param.name: value})
+    except VcriticError as err:
+        raise UsageError(err.message, hint=err.hint) from None
+    return value
+
+
 MaxPixelsOpt = Annotated[
     int | None,
     typer.Option(
         "--max-pixels",
-        min=1,
+        callback=_in_range,
         help="Pixel budget per image for Qwen2-VL/2.5-VL (one visual token per 28x28 px): lower is faster and "
-        "lighter, higher sees more detail. Default: what a vcritic trained model was trained at (its vcritic.json), "
-        "else the checkpoint's (12845056 for Qwen2.5-VL: a 1024x768 image is 999 tokens). Refused for fixed-size "
-        "towers (LLaVA, BLIP-2, InstructBLIP).",
+        f"lighter, higher sees more detail; 1 to {MAX_PIXELS}. Default: what a vcritic trained model was trained "
+        "at (its vcritic.json), else the checkpoint's (12845056 for Qwen2.5-VL: a 1024x768 image is 999 tokens). "
+        "Refused for fixed-size towers (LLaVA, BLIP-2, InstructBLIP).",
         show_default=False,
     ),
 ]
@@ -129,11 +145,11 @@ ImageSizeOpt = Annotated[
     int | None,
     typer.Option(
         "--image-size",
-        min=1,
+        callback=_in_range,
         help="Resize every image to this square side first, the paper's fixed input (224 or 448; 256 visual "
-        "tokens at 448 for Qwen2-VL/2.5-VL, which take multiples of 28). Fixed-size towers accept only their own "
-        "size. Default: what a vcritic trained model was trained at (its vcritic.json), else the checkpoint's "
-        "resizing. Either flag replaces both recorded values.",
+        f"tokens at 448 for Qwen2-VL/2.5-VL, which take multiples of 28); 1 to {MAX_IMAGE_SIZE}. Fixed-size "
+        "towers accept only their own size. Default: what a vcritic trained model was trained at (its "
+        "vcritic.json), else the checkpoint's resizing. Either flag replaces both recorded values.",
         show_default=False,
     ),
 ]

@@ -25,7 +25,14 @@ SeedOpt = Annotated[
     int,
     typer.Option("--seed", min=0, max=2**32 - 1, help="Seed for every random draw: same seed, identical files."),
 ]
-OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Write into an existing, non-empty --out.")]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Write into an existing, non-empty --out, removing what an earlier vcritic data run wrote there "
+        "(dialogues, data.json, a synth manifest.csv and the images it lists); other files are left alone.",
+    ),
+]
 ValFractionOpt = Annotated[
     float,
     typer.Option(
@@ -67,6 +74,13 @@ def _names(text: str | None, flag: str) -> list[str] | None:
 
         raise UsageError(f"{flag} is empty", hint=f"name at least one, or leave {flag} out")
     return names
+
+
+def _say_removed(record: dict) -> None:
+    if record.get("removed"):
+        from vcritic.cli._output import stderr
+
+        stderr.print(f"Removed {record['removed']} file(s) an earlier run wrote that this one did not", markup=False)
 
 
 @data_app.command("build", no_args_is_help=True, epilog=BUILD_EPILOG, cls=Command)
@@ -188,6 +202,7 @@ def build(
     )
     record = build_stage(options, log=lambda message: stderr.print(message, markup=False))
     stderr.print(summary_table(record, f"Stage {stage} dialogues in {out}"))
+    _say_removed(record)
     skipped = sum(record.get("skipped", {}).values())
     stderr.print(
         f"Done in {record['seconds']:.1f} s"
@@ -245,6 +260,7 @@ def synth(
     for line in record["skipped_files"]:
         stderr.print(f"[yellow]Skipped[/] {line}", markup=True, highlight=False)
     stderr.print(summary_table(record, f"Synthetic stage-1 pairs in {out}"))
+    _say_removed(record)
     stderr.print(
         f"{record['synth']['sources']} sources, {record['images']} images in {record['seconds']:.1f} s"
         + (f", {len(record['skipped_files'])} unreadable skipped" if record["skipped_files"] else "")

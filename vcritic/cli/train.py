@@ -23,7 +23,10 @@ EPILOG = (
     "load it with --model OUT, at the resolution it was trained at (--max-pixels/--image-size, recorded in "
     "vcritic.json; a later stage inherits it). Several GPUs: accelerate launch -m vcritic train ... (each process "
     "takes its own GPU: choose them with CUDA_VISIBLE_DEVICES, not --device cuda:N). "
-    "Exit status: 0 done; 1 bad input; 130 interrupted (a checkpoint was saved; rerun with --resume)."
+    "Data built for another stage (its data.json) is refused unless --allow-stage-mismatch. "
+    "Exit status: 0 done; 1 bad input, or a failure mid-run (the last completed step is saved where possible: the "
+    "message says which checkpoint --resume continues from); 130 interrupted (a checkpoint was saved; rerun with "
+    "--resume)."
 )
 
 
@@ -53,10 +56,18 @@ def train(
         bool,
         typer.Option(
             "--resume",
-            help="Continue from the newest checkpoint in OUT, with the run's --steps and intervals unless given again.",
+            help="Continue from the newest checkpoint in OUT, with the run's --steps and intervals unless given again "
+            "(--steps below the steps done is refused).",
         ),
     ] = False,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an earlier training output in OUT.")] = False,
+    allow_stage_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-stage-mismatch",
+            help="Train on data built for another stage (its data.json says which); refused without this flag.",
+        ),
+    ] = False,
     steps: _flag("--steps", int, "Optimizer steps.") = None,
     lr: _flag("--lr", float, "Peak learning rate.") = None,
     batch_size: _flag("--batch-size", int, "Dialogues per forward pass, per process.") = None,
@@ -140,6 +151,7 @@ def train(
             dtype=dtype,
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
+            allow_stage_mismatch=allow_stage_mismatch,
             on_event=on_event,
         )
     out = trained.output

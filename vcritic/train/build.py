@@ -300,7 +300,7 @@ def stage3(options: BuildOptions, log: Log) -> tuple[list[Dialogue], list[Dialog
 def build(options: BuildOptions, log: Log = lambda message: None) -> dict[str, Any]:
     """Build ``options.stage``'s dialogues and write the data folder; returns the ``data.json`` record."""
     from vcritic.train import relativity
-    from vcritic.train.datadir import check_out, write_data_dir
+    from vcritic.train.datadir import DIALOGUES, INFO, VAL, check_out, remove_stale, write_data_dir, written_before
 
     start = time.perf_counter()
     if options.stage not in (1, 2, 3):
@@ -325,6 +325,7 @@ def build(options: BuildOptions, log: Log = lambda message: None) -> dict[str, A
         if folder.expanduser().resolve() == options.out.expanduser().resolve():
             raise VcriticError(f"--out {options.out} is one of the --from folders", hint="write to another folder")
     check_out(options.out, options.overwrite)
+    earlier = written_before(options.out) if options.out.is_dir() else set()
     info: dict[str, Any] = {"stage": options.stage, "seed": options.seed, "source": "build"}
     if options.stage == 3:
         train, val, extra = stage3(options, log)
@@ -354,5 +355,7 @@ def build(options: BuildOptions, log: Log = lambda message: None) -> dict[str, A
     if options.rewrite_endpoint:
         info["rewrite"] = {"endpoint": options.rewrite_endpoint, "model": options.rewrite_model}
     record = write_data_dir(options.out, train, val, info)
+    # Only now, so a build that fails leaves the earlier one whole; e.g. a synth run's images and manifest go.
+    record["removed"] = remove_stale(options.out, earlier, [options.out / n for n in (DIALOGUES, VAL, INFO)])
     record["seconds"] = time.perf_counter() - start
     return record

@@ -10,7 +10,9 @@ import json
 import os
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 CHECKPOINTS = "checkpoints"
 POSITION = "position.json"
@@ -39,11 +41,17 @@ def save_checkpoint(accelerator, output: Path, step: int, position: dict, keep: 
         folder.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(tmp, ignore_errors=True)
     accelerator.wait_for_everyone()
-    accelerator.save_state(str(tmp))
-    accelerator.wait_for_everyone()
+    try:
+        accelerator.save_state(str(tmp))
+        accelerator.wait_for_everyone()
+        if accelerator.is_main_process:
+            (tmp / POSITION).write_text(json.dumps({"step": step, **position}))
+            _fsync_tree(tmp)
+    except BaseException:
+        # A full disk: give back what the half-written copy took; the previous checkpoint was never touched.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if accelerator.is_main_process:
-        (tmp / POSITION).write_text(json.dumps({"step": step, **position}))
-        _fsync_tree(tmp)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
@@ -52,6 +60,44 @@ def save_checkpoint(accelerator, output: Path, step: int, position: dict, keep: 
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
     return final
+
+
+@dataclass
+class StepBoundary:
+    """What a checkpoint records that changes inside an optimizer step besides the weights: the random number
+    generators (dropout) and accelerate's micro-batch counter (gradient accumulation). Taken where a step ends
+    and put back before a checkpoint is saved mid-step (a failure, Ctrl-C), so that checkpoint is exactly the one
+    the step's end would have written and ``--resume`` repeats the uninterrupted run."""
+
+    python: Any
+    numpy: Any
+    torch: Any
+    cuda: Any
+    micro_batches: int
+
+    @classmethod
+    def take(cls, accelerator) -> StepBoundary:
+        import random
+
+        import numpy as np
+        import torch
+
+        # Only when CUDA is in use: asking for its generators would initialise CUDA in a CPU run.
+        cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+        return cls(random.getstate(), np.random.get_state(), torch.get_rng_state(), cuda, accelerator.step)
+
+    def restore(self, accelerator) -> None:
+        import random
+
+        import numpy as np
+        import torch
+
+        random.setstate(self.python)
+        np.random.set_state(self.numpy)
+        torch.set_rng_state(self.torch)
+        if self.cuda is not None:
+            torch.cuda.set_rng_state_all(self.cuda)
+        accelerator.step = self.micro_batches
 
 
 def _fsync_tree(root: Path) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from vcritic.errors import VcriticError
+from vcritic.resolution import out_of_range
 
 PRESET_DIR = Path(__file__).with_name("presets")
 DEFAULT_PRESET = "paper"
@@ -94,9 +95,10 @@ class TrainConfig:
         for name in (*not_negative, "workers", "min_lr", "warmup_lr", "lora_r"):
             if getattr(self, name) < 0:
                 _bad(name, getattr(self, name), "must be >= 0")
-        for name in ("max_pixels", "image_size"):
-            if getattr(self, name) is not None and getattr(self, name) <= 0:
-                _bad(name, getattr(self, name), "must be > 0 (or null)")
+        found = out_of_range(self.max_pixels, self.image_size)
+        if found is not None:
+            name, value, low, high = found
+            _bad(name, value, f"must be from {low} to {high} (or null)")
         for name in ("lr", "min_lr", "warmup_lr"):
             if not math.isfinite(getattr(self, name)):
                 _bad(name, getattr(self, name), "must be a finite number")

@@ -5,6 +5,7 @@ Layout::
     DIR/dialogues.jsonl   training dialogues (vcritic.train.dialogues)
     DIR/val.jsonl         held-out dialogues for periodic evaluation: training-split images only (never a dataset's
                           test split), disjoint from the images of dialogues.jsonl
+    DIR/manifest.csv      (synth only) path,mos,ref_id,kind,level of every image in DIR/images/
     DIR/data.json         {"format": 1, "stage": N, "seed": .., "datasets": [..], "counts": {task: {dataset: n}},
                            "val_counts": {..}, "val_fraction": .., "skipped": {dataset: n}, ...}
 
@@ -14,6 +15,7 @@ reference image and all its distorted versions together), so no content is on bo
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import random
@@ -27,6 +29,8 @@ from vcritic.train.dialogues import Dialogue, write_dialogues
 DATA_FORMAT = 1
 VAL_FRACTION = 0.02
 DIALOGUES, VAL, INFO = "dialogues.jsonl", "val.jsonl", "data.json"
+MANIFEST, IMAGES = "manifest.csv", "images"  # vcritic data synth's too
+OWN_FILES = (DIALOGUES, VAL, INFO, MANIFEST)
 
 G = TypeVar("G", bound=Hashable)
 
@@ -37,6 +41,39 @@ def check_out(out: Path, overwrite: bool) -> None:
         raise VcriticError(f"{out} exists and is not a folder", hint="give a new folder for --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise VcriticError(f"{out} already exists and is not empty", hint="pass --overwrite to replace its contents")
+
+
+def written_before(out: Path) -> set[Path]:
+    """The files an earlier ``vcritic data`` run wrote in ``out``, which ``--overwrite`` replaces: the folder's own
+    files (:data:`OWN_FILES` and their temporary copies) and the images a synth ``manifest.csv`` lists under
+    ``images/``. Nothing else there is vcritic's: a user's other files are never among them."""
+    out = out.resolve()
+    names = [*OWN_FILES, *(name + ".tmp" for name in OWN_FILES)]
+    found = {out / name for name in names if (out / name).is_file()}
+    images = out / IMAGES
+    try:
+        with (out / MANIFEST).open(newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return found
+    for row in rows:
+        path = (out / str(row.get("path") or "")).resolve()  # resolved: no "../" out of images/
+        if path.parent == images and path.is_file():
+            found.add(path)
+    return found
+
+
+def remove_stale(out: Path, before: set[Path], written: Iterable[Path]) -> int:
+    """Delete what an earlier run wrote (``before``) and this run did not write again (a source no longer given, a
+    synth run's images under a ``build``); ``images/`` goes too when that leaves it empty. Returns the count."""
+    out = out.resolve()
+    stale = before - {(out / path).resolve() for path in written}
+    for path in stale:
+        path.unlink(missing_ok=True)
+    images = out / IMAGES
+    if stale and images.is_dir() and not any(images.iterdir()):
+        images.rmdir()
+    return len(stale)
 
 
 def rng_for(seed: int, *parts: object) -> random.Random:

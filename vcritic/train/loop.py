@@ -23,7 +23,7 @@ from vcritic.distributed import check_launch_device
 from vcritic.errors import VcriticError
 from vcritic.loading import MANIFEST, manifest_adapters
 from vcritic.resolution import MANIFEST_KEY
-from vcritic.train.checkpoints import checkpoint_dirs, read_position, save_checkpoint
+from vcritic.train.checkpoints import StepBoundary, checkpoint_dirs, read_position, save_checkpoint
 from vcritic.train.config import TrainConfig
 from vcritic.train.dialogues import Dialogue, read_dialogues
 
@@ -38,6 +38,24 @@ class TrainingInterrupted(VcriticError):
     """Ctrl-C during training: a checkpoint was saved; exit status 130."""
 
     exit_code = 130
+
+
+class TrainingFailed(VcriticError):
+    """Training stopped on an error; the last completed step was saved where that was possible (the message
+    says which checkpoint ``--resume`` continues from). The original error is the ``__cause__``."""
+
+
+class _NonFiniteLoss(VcriticError):
+    """The loss became NaN or infinite: the weights are no longer worth a checkpoint."""
+
+
+class _ProcessFailed(Exception):
+    """Raised on every process at a point where they agreed to stop: ``error`` on the processes that failed,
+    None on the others; ``ranks`` are the processes that failed."""
+
+    def __init__(self, error: BaseException | None, ranks: list[int]):
+        super().__init__(str(error) if error else f"process {ranks} failed")
+        self.error, self.ranks = error, ranks
 
 
 @dataclass
@@ -163,7 +181,16 @@ def _resume_config(output: Path, stage: int, model: str, data: Path, config: Tra
             f"cannot resume with a different {', '.join(changed)}: the run was started with other values",
             hint=f"on --resume only {', '.join(RESUMABLE_CHANGES)} may change",
         )
-    return TrainConfig(**{**saved, **{k: getattr(config, k) for k in RESUMABLE_CHANGES}})
+    resumed = TrainConfig(**{**saved, **{k: getattr(config, k) for k in RESUMABLE_CHANGES}})
+    done = read_position(checkpoint_dirs(output)[-1])["step"]
+    if resumed.steps < done:
+        # It used to re-export the newest checkpoint's weights silently, as if it were a run of --steps steps.
+        raise VcriticError(
+            f"--steps {resumed.steps} is below the {done} steps this run has already done",
+            hint=f"give --steps {done} or more (or leave it out to finish the run as started), or start again "
+            "with --overwrite",
+        )
+    return resumed
 
 
 def resume_settings(output: str | Path, config: TrainConfig, given: Collection[str]) -> TrainConfig:
@@ -234,10 +261,12 @@ def train(
     dtype: str | None = None,
     trust_remote_code: bool = False,
     allow_pickle: bool = False,
+    allow_stage_mismatch: bool = False,
     on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> Trained:
     """Train one stage and write the trained directory to ``output``, which is locked for the run.
 
+    Data built for another stage (its ``data.json``) is refused unless ``allow_stage_mismatch``.
     ``on_event`` receives progress records (``{"event": "start" | "step" | "eval" | "checkpoint" | "done", ...}``)
     on the main process.
     """
@@ -256,6 +285,7 @@ def train(
             dtype=dtype,
             trust_remote_code=trust_remote_code,
             allow_pickle=allow_pickle,
+            allow_stage_mismatch=allow_stage_mismatch,
             on_event=on_event,
         )
 
@@ -274,6 +304,7 @@ def _train(
     dtype: str | None,
     trust_remote_code: bool,
     allow_pickle: bool,
+    allow_stage_mismatch: bool,
     on_event: Callable[[dict[str, Any]], None] | None,
 ) -> Trained:
     import torch
@@ -322,6 +353,14 @@ def _train(
     if resume:
         config = _resume_config(output, stage, model, data_dir, config)
     train_data = read_data(data_dir)
+    built_for = train_data.info.get("stage")
+    if built_for not in (None, stage) and not allow_stage_mismatch:
+        # A stage trained on another stage's dialogues by mistake costs GPU-days: refused before the model loads.
+        raise VcriticError(
+            f"{data_dir} was built for stage {built_for} (its data.json), not stage {stage}",
+            hint=f"train --stage {built_for} on it, build stage {stage} data with vcritic data build, or pass "
+            "--allow-stage-mismatch if this is meant",
+        )
 
     set_seed(config.seed)
     loaded = load_model(
@@ -394,8 +433,8 @@ def _train(
         )
         if config.eval_every and not train_data.val:
             emit({"event": "warning", "message": f"{data_dir} has no val.jsonl dialogues: nothing to evaluate"})
-        if train_data.info.get("stage") not in (None, stage):
-            emit({"event": "warning", "message": f"{data_dir} was built for stage {train_data.info['stage']}"})
+        if built_for not in (None, stage):
+            emit({"event": "warning", "message": f"{data_dir} was built for stage {built_for}, not {stage}"})
 
     def checkpoint() -> None:
         path = save_checkpoint(accelerator, output, step, {"epoch": epoch}, config.keep_checkpoints)
@@ -407,18 +446,32 @@ def _train(
     started, start_step = time.monotonic(), step
     said_nothing_to_evaluate = False
     last_saved = step
+    boundary = StepBoundary.take(accelerator)  # where the last completed step ended
+    applying = False  # inside an optimizer step: the weights may be half updated, so nothing may be saved
     try:
         while step < config.steps:
             # accelerate's loader sets its own epoch counter on the sampler when iterated; keep both at ours.
             loader.set_epoch(epoch)
             sampler.set_epoch(epoch)
-            batches = accelerator.skip_first_batches(loader, skip) if skip else loader
-            for batch in batches:
+            batches = iter(accelerator.skip_first_batches(loader, skip) if skip else loader)
+            while True:
+                # Loading (a corrupt image found late) and the forward pass (out of memory) may fail on one
+                # process only: each is followed by a point where all processes agree to go on or to stop.
+                batch, error = _next_batch(batches)
+                _agree(accelerator, error)
+                if batch is None:
+                    break
                 with accelerator.accumulate(net):
-                    loss = answer_loss(net, batch, torch_dtype)
+                    loss, error = None, None
+                    try:
+                        loss = answer_loss(net, batch, torch_dtype)
+                    except Exception as err:
+                        error = err
+                    _agree(accelerator, error)
                     accelerator.backward(loss)
                     if accelerator.sync_gradients and config.max_grad_norm > 0:
                         accelerator.clip_grad_norm_(params, config.max_grad_norm)
+                    applying = accelerator.sync_gradients
                     optimizer.step()
                     optimizer.zero_grad()
                 losses.append(loss.detach().float())
@@ -426,6 +479,8 @@ def _train(
                     continue
                 scheduler.step()
                 step += 1
+                applying = False
+                boundary = StepBoundary.take(accelerator)
                 if step % config.log_every == 0 or step == config.steps:
                     mean = accelerator.reduce(torch.stack(losses).mean(), "mean").item()
                     elapsed = time.monotonic() - started
@@ -438,7 +493,7 @@ def _train(
                         "epoch": epoch,
                     }
                     if not math.isfinite(mean):
-                        raise VcriticError(f"the loss became {mean} at step {step}", hint="lower --lr")
+                        raise _NonFiniteLoss(f"the loss became {mean} at step {step}", hint="lower --lr")
                     if main:
                         _append_metrics(output / METRICS, record)
                         eta = (config.steps - step) * elapsed / (step - start_step)
@@ -463,21 +518,47 @@ def _train(
                     last_saved = step
                 if step >= config.steps:
                     break
-            else:
+            if step < config.steps:
                 epoch, skip = epoch + 1, 0
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as err:
+        # Every process of a run gets Ctrl-C, and a failure that went through _agree() is known to all of them, so
+        # they save together (saving is collective). Any other failure may be on one process only, while the
+        # others wait inside a collective for it: saving there would hang, so the launcher ends the others.
+        if isinstance(err, _NonFiniteLoss):
+            raise  # NaN weights are worth no checkpoint; the newest one stays the newest
+        together = isinstance(err, KeyboardInterrupt | _ProcessFailed) or accelerator.num_processes == 1
+        cause = err.error if isinstance(err, _ProcessFailed) else err
+        if not together or applying:
+            saved, save_error = None, None  # half-updated weights: the newest checkpoint stays the newest
+        elif step == last_saved and checkpoint_dirs(output):
+            saved, save_error = step, None
+        else:
+            boundary.restore(accelerator)  # the RNG and micro-batch counter of the last completed step
+            try:
+                checkpoint()
+                saved, save_error = step, None
+            except Exception as failed:
+                saved, save_error = None, failed
+        raise _stopped(
+            err, cause, step, config.steps, output, saved, save_error, applying=applying, together=together
+        ) from (None if isinstance(err, KeyboardInterrupt) else cause)
+
+    try:
         if step > last_saved or not checkpoint_dirs(output):
             checkpoint()
-        raise TrainingInterrupted(
-            f"interrupted at step {step} of {config.steps}; checkpoint saved",
-            hint=f"continue with the same command plus --resume (output: {output})",
-        ) from None
-
-    if step > last_saved or not checkpoint_dirs(output):
-        checkpoint()
-    accelerator.wait_for_everyone()
+        accelerator.wait_for_everyone()
+        if main:
+            _export(accelerator.unwrap_model(net), loaded, output, model, revision, stage, config, train_data)
+    except Exception as err:  # a full disk at the very end
+        newest = checkpoint_dirs(output)
+        hint = "fix the cause, then start again with --overwrite"
+        if newest:
+            hint = f"fix the cause, then run the same command plus --resume (output: {output}): it continues from "
+            hint += f"{newest[-1].name}" + (" and only writes the output" if newest[-1].name == f"step-{step}" else "")
+        raise TrainingFailed(
+            f"training did all {step} steps, but writing the result to {output} failed: {_describe(err)}", hint=hint
+        ) from err
     if main:
-        _export(accelerator.unwrap_model(net), loaded, output, model, revision, stage, config, train_data)
         emit({"event": "done", "step": step, "output": str(output)})
     accelerator.wait_for_everyone()
     return Trained(output, accelerator.unwrap_model(net), loaded.processor, family, main)
@@ -528,15 +609,19 @@ def _evaluate(accelerator, net, processor, family, dtype, data: TrainData, confi
     from vcritic.train.evaluate import evaluate, evaluation_sample
 
     results: dict = {}
+    error = None
     if accelerator.is_main_process:
         model = accelerator.unwrap_model(net)
         model.eval()
         critic = Critic(model, processor, family=family, device=accelerator.device, dtype=dtype, source="training")
-        with accelerator.autocast():
-            held_out = evaluation_sample(data.val, config.eval_samples)
-            results = evaluate(critic, held_out, data.root, batch_size=config.batch_size)
+        try:
+            with accelerator.autocast():
+                held_out = evaluation_sample(data.val, config.eval_samples)
+                results = evaluate(critic, held_out, data.root, batch_size=config.batch_size)
+        except Exception as err:  # a held-out image gone bad, out of memory: the others hear of it below
+            error = err
         model.train()
-    accelerator.wait_for_everyone()
+    _agree(accelerator, error)  # also where the other processes wait for the evaluation
     return results
 
 
@@ -601,3 +686,84 @@ def _export(net, loaded, output: Path, model: str, revision, stage: int, config:
         "description": f"VisualCritic stage {stage} on {base}",
     }
     (output / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _next_batch(batches) -> tuple[Any, BaseException | None]:
+    """The next batch, or (None, None) at the end of the epoch, or (None, error) when loading it failed (the
+    DataLoader opens the images: a file corrupted since the run started is found here)."""
+    try:
+        return next(batches), None
+    except StopIteration:
+        return None, None
+    except Exception as err:
+        return None, err
+
+
+def _agree(accelerator, error: BaseException | None) -> None:
+    """Raise :class:`_ProcessFailed` on every process if ``error`` is set on any of them. All processes call this
+    at the same points (after loading a batch, after its forward pass), outside any other collective, so one that
+    failed there does not leave the others waiting for it: they stop together and save together. One flag per
+    process is gathered; a single process only checks its own."""
+    if accelerator.num_processes == 1:
+        if error is not None:
+            raise _ProcessFailed(error, [0])
+        return
+    import torch
+
+    flags = accelerator.gather(torch.tensor([float(error is not None)], device=accelerator.device))
+    ranks = [rank for rank, flag in enumerate(flags.tolist()) if flag]
+    if ranks:
+        raise _ProcessFailed(error, ranks)
+
+
+def _describe(error: BaseException) -> str:
+    """One line for an error: vcritic's own message, or the exception's type and first line."""
+    if isinstance(error, VcriticError):
+        return error.message
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _stopped(
+    err: BaseException,
+    cause: BaseException | None,
+    step: int,
+    steps: int,
+    output: Path,
+    saved: int | None,
+    save_error: BaseException | None,
+    *,
+    applying: bool,
+    together: bool,
+) -> VcriticError:
+    """The one error a stopped run ends with: what stopped it, and which checkpoint ``--resume`` continues from."""
+    resume = f"run the same command plus --resume (output: {output})"
+    if isinstance(err, KeyboardInterrupt):
+        kind, what = TrainingInterrupted, f"interrupted at step {step} of {steps}"
+    else:
+        if cause is None:  # another process failed; it printed its own error
+            ranks = err.ranks if isinstance(err, _ProcessFailed) else []
+            failure = f"process {', '.join(map(str, ranks))} failed (its own message says why)"
+        else:
+            failure = _describe(cause)
+        kind, what = TrainingFailed, f"training failed in step {step + 1} of {steps}: {failure}"
+    if saved is not None:
+        if kind is TrainingInterrupted:
+            hint = f"continue with the same command plus --resume (output: {output})"
+            return kind(f"{what}; checkpoint saved", hint=hint)
+        return kind(what, hint=f"step {saved} is saved as checkpoints/step-{saved}; fix the cause, then {resume}")
+    if applying:
+        why = f"step {step + 1}'s update was half applied, so it was not saved"
+    elif save_error is not None:
+        why = f"saving a checkpoint failed too ({_describe(save_error)})"
+    elif not together:
+        why = "with several processes, only a failure while loading a batch or in the forward pass can be saved"
+    else:
+        why = "nothing was saved"
+    newest = checkpoint_dirs(output)
+    if newest:
+        hint = f"the newest checkpoint, {newest[-1].name}, is intact: fix the cause, then {resume}"
+    else:
+        hint = "there is no checkpoint yet: fix the cause, then start again with --overwrite"
+    return kind(f"{what}; {why}", hint=hint)

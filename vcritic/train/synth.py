@@ -236,7 +236,19 @@ def synthesize(
     from PIL import Image
 
     from vcritic.images import UnreadableImageError, find_images, load_image
-    from vcritic.train.datadir import VAL_FRACTION, check_out, held_out_groups, rng_for, write_data_dir
+    from vcritic.train.datadir import (
+        DIALOGUES,
+        INFO,
+        MANIFEST,
+        VAL,
+        VAL_FRACTION,
+        check_out,
+        held_out_groups,
+        remove_stale,
+        rng_for,
+        write_data_dir,
+        written_before,
+    )
     from vcritic.train.relativity import pair_dialogues
 
     start = time.perf_counter()
@@ -255,6 +267,7 @@ def synthesize(
     if out.resolve() == src.resolve() or src.resolve() in out.resolve().parents:
         raise VcriticError(f"--out {out} is inside SRC_DIR", hint="write the output outside the source folder")
     check_out(out, overwrite)
+    earlier = written_before(out) if out.is_dir() else set()
     sources = find_images([src])
     if not sources:
         raise VcriticError(f"no images in {src}", hint="SRC_DIR is a folder of pristine images (jpg, png, ...)")
@@ -288,7 +301,7 @@ def synthesize(
     if not versions:
         raise VcriticError(f"none of the {len(sources)} images in {src} could be read", hint="check the files")
 
-    manifest = out / "manifest.csv"
+    manifest = out / MANIFEST
     tmp = manifest.with_name(manifest.name + ".tmp")
     with tmp.open("w", newline="", encoding="utf-8") as handle:
         writer = Writer(handle)
@@ -321,6 +334,10 @@ def synthesize(
         "skipped": {DATASET: len(skipped)} if skipped else {},
     }
     record = write_data_dir(out, train, val, info)
+    # What an earlier run here wrote and this one did not: the images of a source no longer given, of a kind
+    # dropped, of levels beyond --levels. (Those written again were replaced in place.)
+    written = [out / name for name in (DIALOGUES, VAL, INFO, MANIFEST)] + [out / v.path for v in versions]
+    record["removed"] = remove_stale(out, earlier, written)
     record["images"] = len(versions)
     record["skipped_files"] = skipped
     record["seconds"] = time.perf_counter() - start
