@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from vcritic.presets import DEFAULT_PRESET
+from vcritic.shapes import ROWS
 
 ModelOpt = Annotated[
     str | None,
@@ -76,8 +77,8 @@ BatchSizeOpt = Annotated[
         callback=_batch_size,
         metavar="N|auto",
         help="Images per forward pass, or 'auto' (CUDA: from free GPU memory and one measured image; CPU: 8). On "
-        "CUDA out-of-memory the batch is halved and retried. Scores do not depend on it (CPU, float32; see README "
-        "Performance for GPU).",
+        "CUDA out-of-memory the batch is halved and retried. Scores move with it only by rounding: up to 1e-5 on "
+        "CPU in float32, a few MOS points on a GPU in bfloat16 (README Performance); --reproducible removes that.",
     ),
 ]
 WorkersOpt = Annotated[
@@ -144,5 +145,15 @@ DeviceMapOpt = Annotated[
         help="'auto': spread a model too large for one GPU over all visible GPUs (accelerate's big-model loading; "
         "also 'balanced', 'balanced_low_0', 'sequential'). Default: the whole model on --device.",
         show_default=False,
+    ),
+]
+ReproducibleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--reproducible",
+        help=f"Fixed compute shapes: images are grouped by size and every forward pass reads exactly {ROWS} of them "
+        "(copies fill a partial group), so a score does not depend on --batch-size or the other images, on a GPU "
+        f"too. Costs up to {ROWS - 1} copies per size in each batch (a lone image is {ROWS}x the work); --batch-size "
+        "then only sets how many images are read and grouped per step. See README Performance, Score tolerance.",
     ),
 ]
