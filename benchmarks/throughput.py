@@ -10,6 +10,12 @@ where ``$OUT`` is set) as JSON lines, one per figure, as they come::
     python benchmarks/throughput.py --arch qwen2.5-vl-7b                  # full size, CUDA bf16
     python benchmarks/throughput.py --arch llava-1.5-7b --scale tiny      # the same code path on CPU, in seconds
     python benchmarks/throughput.py --arch qwen2.5-vl-7b --vision-attention both   # grouped vs stock vision attention
+    python benchmarks/throughput.py --arch qwen2.5-vl-7b --fixed-shapes both       # default vs --reproducible
+
+``--fixed-shapes both`` runs every setting in the default mode (shapes follow the batch) and in fixed shapes
+(``--reproducible``, :mod:`vcritic.shapes`), so one run prints the speed cost and the drift of each mode side by side
+(with ``--vision-attention both``, fixed shapes run with the grouped attention only). MFU counts the real images'
+FLOPs, so the copies that fill a partial group show as lost MFU.
 
 Without ``--arch``, the original mode:
 
@@ -241,6 +247,7 @@ def run_arch(args) -> None:
     from vcritic.prompts import QUALITY
     from vcritic.runtime import resolve_device, resolve_dtype
     from vcritic.scoring import score_paths
+    from vcritic.shared_prefix import collate_questions
     from vcritic.vision_attention import NAME, use_for_vision
 
     device = resolve_device(args.device)
@@ -273,7 +280,10 @@ def run_arch(args) -> None:
         attentions = ["grouped", "sdpa"] if args.vision_attention == "both" else [args.vision_attention]
         if not use_for_vision(critic.model, implementation[attentions[0]]):
             attentions = ["-"]
-        print(f"{'image':>9} {'batch':>5} {'tokens':>6} {'vis.att':>7} {'fwd img/s':>9} {'e2e img/s':>9} "
+        modes = ["off", "on"] if args.fixed_shapes == "both" else [args.fixed_shapes]
+        # (attention, fixed shapes) settings: fixed shapes are timed with the attention vcritic loads, not both.
+        settings = [(a, m) for a in attentions for m in modes if a == attentions[0] or m == modes[0]]
+        print(f"{'image':>9} {'batch':>5} {'tokens':>6} {'vis.att':>7} {'shapes':>6} {'fwd img/s':>9} {'e2e img/s':>9} "
               f"{'e2e/fwd':>7} {'vision':>6} {'adapter':>7} {'lm':>5} {'other':>5} {'pipe':>5} {'max|dMOS|':>9} "
               f"{'peak MiB':>9} {'TFLOP/s':>8} {'MFU':>6}")  # fmt: skip
         for label, (width, height), batch_sizes in sizes:
@@ -281,11 +291,13 @@ def run_arch(args) -> None:
             paths = _jpegs(folder / label, count, width, height)
             encodings = [critic.encoder.encode_questions([QUALITY], _open(p)) for p in paths]
             tokens = int(encodings[0]["full"][0]["input_ids"].shape[1])
-            one = critic.encoder.collate_questions(encodings[:1])
-            seen: dict[tuple[str, int], list[float]] = {}  # (attention, batch) -> this size's scores
-            for attention in attentions:
+            one = collate_questions(critic.encoder, encodings[:1])  # padded, whatever the mode: FLOPs of one image
+            seen: dict[tuple[str, str, int], list[float]] = {}  # (attention, shapes, batch) -> this size's scores
+            rates: dict[tuple[str, str, int], tuple[float, float]] = {}  # same keys -> (e2e img/s, drift)
+            for attention, mode in settings:
                 if attention != "-":  # before/after of the vision tower's attention, same weights and inputs
                     use_for_vision(critic.model, implementation[attention])
+                critic.fixed_shapes = mode == "on"
                 critic.read([QUALITY], one)  # warm-up: kernels, allocator
                 flops = _flops_per_image(critic, one)
                 reference = None
@@ -312,9 +324,12 @@ def run_arch(args) -> None:
                     scores = [row.mos for row in rows]
                     reference = reference or scores
                     drift = max(abs(a - b) for a, b in zip(scores, reference, strict=True))
-                    seen[attention, batch_size] = scores
-                    paired = next((s for (a, b), s in seen.items() if b == batch_size and a != attention), None)
-                    vs_other = max(abs(a - b) for a, b in zip(scores, paired, strict=True)) if paired else None
+                    seen[attention, mode, batch_size] = scores
+                    rates[attention, mode, batch_size] = (count / e2e_s, drift)
+                    first = seen.get((attentions[0], mode, batch_size)) if attention != attentions[0] else None
+                    vs_other = _largest_difference(scores, first)
+                    default_shapes = seen.get((attention, "off", batch_size)) if mode == "on" else None
+                    vs_shapes = _largest_difference(scores, default_shapes)
                     fwd_rate, e2e_rate = count / forward_s, count / e2e_s
                     achieved = flops * fwd_rate / 1e12
                     mfu = achieved / peak if peak else None
@@ -322,20 +337,40 @@ def run_arch(args) -> None:
                     other = max(0.0, 1 - sum(parts.values()))
                     record = {"figure": "throughput", "image": label, "batch": batch_size, "tokens": tokens,
                               "vision_attention": attention, "max_abs_dmos_vs_other_attention": vs_other,
+                              "fixed_shapes": mode == "on", "max_abs_dmos_vs_default_shapes": vs_shapes,
                               "forward_img_s": fwd_rate, "e2e_img_s": e2e_rate, "split_s": split,
                               "forward_s": forward_s, "e2e_s": e2e_s, "pipeline_share": 1 - forward_s / e2e_s,
                               "max_abs_dmos_vs_batch1": drift, "peak_mib": _peak_mib(device),
                               "flops_per_image": flops, "tflops": achieved, "mfu": mfu}  # fmt: skip
                     emit(record)
                     mfu_text = f"{mfu:>6.1%}" if mfu is not None else f"{'-':>6}"
-                    print(f"{label:>9} {batch_size:>5} {tokens:>6} {attention:>7} {fwd_rate:>9.2f} {e2e_rate:>9.2f} "
+                    shapes = "fixed" if mode == "on" else "batch"
+                    print(f"{label:>9} {batch_size:>5} {tokens:>6} {attention:>7} {shapes:>6} {fwd_rate:>9.2f} "
+                          f"{e2e_rate:>9.2f} "
                           f"{e2e_rate / fwd_rate:>7.2f} {parts['vision']:>6.0%} {parts['adapter']:>7.0%} "
                           f"{parts['lm']:>5.0%} {other:>5.0%} {record['pipeline_share']:>5.0%} {drift:>9.2e} "
                           f"{record['peak_mib']:>9.0f} {achieved:>8.3g} {mfu_text}", flush=True)  # fmt: skip
+            if len(modes) == 2:
+                print(_modes_line(label, attentions[0], batch_sizes, rates), flush=True)
         timer.remove()
     if sink:
         sink.close()
         print(f"figures: {out}")
+
+
+def _modes_line(label: str, attention: str, batch_sizes: list[int], rates: dict) -> str:
+    """One line per image size: fixed shapes' end-to-end speed relative to the default, and each mode's drift."""
+    speed = ", ".join(f"{b}: {rates[attention, 'on', b][0] / rates[attention, 'off', b][0]:.2f}x" for b in batch_sizes)
+    drift = {mode: max(rates[attention, mode, b][1] for b in batch_sizes) for mode in ("off", "on")}
+    return (
+        f"{label:>9} fixed shapes vs default: e2e speed {speed}; max|dMOS| across batch sizes: default "
+        f"{drift['off']:.2e}, fixed {drift['on']:.2e}"
+    )
+
+
+def _largest_difference(scores: list[float], other: list[float] | None) -> float | None:
+    """max |a - b| against the scores of the same images in another setting, if it ran."""
+    return None if other is None else max(abs(a - b) for a, b in zip(scores, other, strict=True))
 
 
 def _jpegs(folder: Path, count: int, width: int, height: int) -> list[Path]:
@@ -377,6 +412,9 @@ def main() -> None:
     parser.add_argument("--vision-attention", choices=("grouped", "sdpa", "both"), default="grouped",
                         help="with --arch, Qwen-VL: vcritic's grouped vision attention (what loading sets), stock "
                         "per-segment sdpa, or both in one run (before/after)")  # fmt: skip
+    parser.add_argument("--fixed-shapes", choices=("off", "on", "both"), default="off",
+                        help="with --arch: shapes follow the batch (off, the default mode), fixed shapes "
+                        "(--reproducible), or both in one run: speed and drift of each mode")  # fmt: skip
     parser.add_argument("--peak-tflops", type=float, help="with --arch: the card's dense bf16 peak, for MFU")
     parser.add_argument("--model", help="checkpoint (default: a random LLaVA, hidden 256, 4 layers, 224 px)")
     parser.add_argument("--device", default=None)
