@@ -211,7 +211,7 @@ def test_cli_reproducible_scores_do_not_move_with_batch_size_workers_or_resume(t
     assert out.read_text().splitlines() == rows
 
 
-def test_cli_compare_and_rank_take_reproducible(tiny_models, files, tmp_path):
+def test_cli_compare_rank_and_bench_take_reproducible(tiny_models, files, tmp_path):
     model = str(tiny_models("llava"))
     pairs = tmp_path / "pairs.csv"
     pairs.write_text("a,b\n" + "".join(f"{files[i]},{files[i + 1]}\n" for i in range(5)))
@@ -224,3 +224,10 @@ def test_cli_compare_and_rank_take_reproducible(tiny_models, files, tmp_path):
     ranked = runner.invoke(app, ["rank", *files[:4], *common])
     assert ranked.exit_code == 0, ranked.output
     assert "fixed shapes of 8 rows" in ranked.stderr
+    manifest = tmp_path / "mine.csv"
+    manifest.write_text("path,mos\n" + "".join(f"{path},{10 * i}\n" for i, path in enumerate(files[:6])))
+    benched = [runner.invoke(app, ["bench", str(manifest), "--split", "all", "--json", "-b", size, *common])
+               for size in ("1", "5")]  # fmt: skip
+    assert all(result.exit_code == 0 for result in benched), benched[0].output
+    assert benched[0].stdout == benched[1].stdout
+    assert "fixed shapes of 8 rows" in benched[0].stderr

@@ -128,7 +128,7 @@ def run_fixed(critic: Critic, batch: ShapeGroups, forward: Callable[[dict[str, A
 
     from vcritic.memory import is_out_of_memory, release_cached_memory
 
-    shapes = critic.fixed_shapes
+    shapes = critic.fixed_shapes or FixedShapes()  # grouped while on, read after it was turned off: still fixed
     collate = _collator(critic, batch.questions)
     out = None
     with torch.inference_mode():
