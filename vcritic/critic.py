@@ -71,7 +71,7 @@ class Encoder:
         self._splits: dict[tuple[str, ...], Any] = {}  # shared_prefix.PromptSplit per question set
         # vcritic.shapes.FixedShapes when the critic reads in fixed shapes (--reproducible): collate then groups
         # items by shape instead of padding them. Set through Critic.fixed_shapes.
-        self.fixed_shapes = None
+        self.fixed_shapes: FixedShapes | None = None
 
     @property
     def pair_question(self) -> Question:
@@ -260,7 +260,7 @@ class Critic:
         """One forward pass over a collated batch; the answer-word distribution at the last position."""
         return expectation(self.last_logits(batch), self.token_ids(question), question.values)
 
-    def read(self, questions: Sequence[Question], batch: dict[str, Any]) -> list[Readout]:
+    def read(self, questions: Sequence[Question], batch: dict[str, Any] | ShapeGroups) -> list[Readout]:
         """Every question about every image of a :meth:`Encoder.collate_questions` batch, one Readout per question;
         the image and the shared prompt prefix are encoded once (see :mod:`vcritic.shared_prefix`)."""
         from vcritic.shapes import ShapeGroups, run_fixed
