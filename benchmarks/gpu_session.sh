@@ -9,8 +9,11 @@
 #   1. benchmarks/vision_attention.py: the 7B vision tower alone, full depth, bf16, batch 8 and 32 at 448x448 and
 #      1024x768, stock sdpa vs vcritic's grouped attention (~1-2 min; the issue measured 0.67 s per stock forward
 #      of 32 images at 448 px, and 1024x768 has ~4x the tokens). VISION=0 skips it; with SCALE=tiny it runs 2 blocks.
-#   2. benchmarks/throughput.py per architecture. Qwen2.5-VL runs every setting twice, grouped and stock vision
-#      attention (--vision-attention both, VISION_ATTENTION=grouped halves it): before/after end to end in one run.
+#   2. benchmarks/throughput.py per architecture. Qwen2.5-VL runs every setting with grouped and stock vision
+#      attention (--vision-attention both, VISION_ATTENTION=grouped skips stock): before/after end to end in one run.
+#      Every architecture also runs each setting in fixed shapes (--fixed-shapes both, the --reproducible mode of
+#      vcritic/shapes.py, with the grouped attention only): its speed cost and drift beside the default mode's, the
+#      issue's target being <= 0.01 MOS at <= 15% cost. FIXED_SHAPES=off skips it (saves about a third of step 2).
 #      Every setting runs end to end with both file loops (--pipeline both: "old" reads each batch back before the
 #      next, "overlap" keeps one in flight and casts pixels in the workers; PIPELINE=overlap skips the old one):
 #      the e2e/fwd column is the issue's "within 10% of forward-only" target, and on CUDA the script first checks
@@ -42,6 +45,7 @@ if [ "${VISION:-1}" != 0 ]; then
 fi
 for arch in ${ARCHES:-qwen2.5-vl-7b llava-1.5-7b instructblip-vicuna-7b}; do
     python3 benchmarks/throughput.py --arch "$arch" --scale "${SCALE:-full}" --images "${IMAGES:-64}" \
-        --vision-attention "${VISION_ATTENTION:-both}" --pipeline "${PIPELINE:-both}" --out "$OUT/throughput.jsonl" \
+        --vision-attention "${VISION_ATTENTION:-both}" --fixed-shapes "${FIXED_SHAPES:-both}" \
+        --pipeline "${PIPELINE:-both}" --out "$OUT/throughput.jsonl" \
         2>&1 | tee -a "$OUT/throughput.log"
 done

@@ -12,6 +12,12 @@ where ``$OUT`` is set) as JSON lines, one per figure, as they come::
     python benchmarks/throughput.py --arch llava-1.5-7b --scale tiny      # the same code path on CPU, in seconds
     python benchmarks/throughput.py --arch qwen2.5-vl-7b --vision-attention both   # grouped vs stock vision attention
     python benchmarks/throughput.py --arch qwen2.5-vl-7b --pipeline both  # serial vs overlapped file loop
+    python benchmarks/throughput.py --arch qwen2.5-vl-7b --fixed-shapes both       # default vs --reproducible
+
+``--fixed-shapes both`` runs every setting in the default mode (shapes follow the batch) and in fixed shapes
+(``--reproducible``, :mod:`vcritic.shapes`), so one run prints the speed cost and the drift of each mode side by side
+(with ``--vision-attention both``, fixed shapes run with the grouped attention only). MFU counts the real images'
+FLOPs, so the copies that fill a partial group show as lost MFU.
 
 Without ``--arch``, the original mode:
 
@@ -243,6 +249,7 @@ def run_arch(args) -> None:
     from vcritic.prompts import QUALITY
     from vcritic.runtime import resolve_device, resolve_dtype
     from vcritic.scoring import _EncodeQuestions, _loader, score_paths
+    from vcritic.shared_prefix import collate_questions
     from vcritic.vision_attention import NAME, use_for_vision
 
     device = resolve_device(args.device)
@@ -276,12 +283,15 @@ def run_arch(args) -> None:
         attentions = ["grouped", "sdpa"] if args.vision_attention == "both" else [args.vision_attention]
         if not use_for_vision(critic.model, implementation[attentions[0]]):
             attentions = ["-"]
+        modes = ["off", "on"] if args.fixed_shapes == "both" else [args.fixed_shapes]
+        # (attention, fixed shapes) settings: fixed shapes are timed with the attention vcritic loads, not both.
+        settings = [(a, m) for a in attentions for m in modes if a == attentions[0] or m == modes[0]]
         pipelines = ["old", "overlap"] if args.pipeline == "both" else [args.pipeline]
         if device.type == "cuda":
             same = _bf16_cast_matches(device)
             print(f"fp32 -> bf16 cast, {same[1]:,} values: CPU and GPU bitwise equal: {same[0]}")
             emit({"figure": "bf16_cast_cpu_equals_gpu", "equal": same[0], "values": same[1]})
-        print(f"{'image':>9} {'batch':>5} {'tokens':>6} {'vis.att':>7} {'pipeline':>8} {'fwd img/s':>9} "
+        print(f"{'image':>9} {'batch':>5} {'tokens':>6} {'vis.att':>7} {'shapes':>6} {'pipeline':>8} {'fwd img/s':>9} "
               f"{'e2e img/s':>9} {'e2e/fwd':>7} {'load img/s':>10} {'vision':>6} {'adapter':>7} {'lm':>5} "
               f"{'other':>5} {'pipe':>5} {'max|dMOS|':>9} {'peak MiB':>9} {'TFLOP/s':>8} {'MFU':>6}")  # fmt: skip
         for label, (width, height), batch_sizes in sizes:
@@ -289,11 +299,13 @@ def run_arch(args) -> None:
             paths = _jpegs(folder / label, count, width, height)
             encodings = [critic.encoder.encode_questions([QUALITY], _open(p)) for p in paths]
             tokens = int(encodings[0]["full"][0]["input_ids"].shape[1])
-            one = critic.encoder.collate_questions(encodings[:1])
-            seen: dict[tuple[str, int, str], list[float]] = {}  # (attention, batch, pipeline) -> scores
-            for attention in attentions:
+            one = collate_questions(critic.encoder, encodings[:1])  # padded, whatever the mode: FLOPs of one image
+            seen: dict[tuple[str, str, int, str], list[float]] = {}  # (attention, shapes, batch, pipeline) -> scores
+            rates: dict[tuple[str, str, int], tuple[float, float]] = {}  # (attention, shapes, batch) -> (e2e, drift)
+            for attention, mode in settings:
                 if attention != "-":  # before/after of the vision tower's attention, same weights and inputs
                     use_for_vision(critic.model, implementation[attention])
+                critic.fixed_shapes = mode == "on"
                 critic.read([QUALITY], one)  # warm-up: kernels, allocator
                 if device.type == "cuda":  # what limits the overlap: a launch returns only after its last sync
                     syncs = _host_syncs(critic, one)
@@ -343,16 +355,22 @@ def run_arch(args) -> None:
                         scores = [row.mos for row in rows]
                         reference = reference or scores
                         drift = max(abs(a - b) for a, b in zip(scores, reference, strict=True))
-                        seen[attention, batch_size, pipeline] = scores
-                        paired = next((s for (a, b, p), s in seen.items()
-                                       if b == batch_size and p == pipeline and a != attention), None)  # fmt: skip
-                        vs_other = max(abs(a - b) for a, b in zip(scores, paired, strict=True)) if paired else None
-                        old = by_pipeline.get("old")
-                        vs_old = max(abs(a - b) for a, b in zip(scores, old, strict=True)) if old else None
+                        seen[attention, mode, batch_size, pipeline] = scores
+                        first = (
+                            seen.get((attentions[0], mode, batch_size, pipeline))
+                            if attention != attentions[0]
+                            else None
+                        )
+                        vs_other = _largest_difference(scores, first)
+                        default_shapes = seen.get((attention, "off", batch_size, pipeline)) if mode == "on" else None
+                        vs_shapes = _largest_difference(scores, default_shapes)
+                        vs_old = _largest_difference(scores, by_pipeline.get("old"))
                         by_pipeline[pipeline] = scores
                         e2e_rate = count / e2e_s
+                        rates[attention, mode, batch_size] = (e2e_rate, drift)  # the last loop: vcritic's own
                         record = {"figure": "throughput", "image": label, "batch": batch_size, "tokens": tokens,
                                   "vision_attention": attention, "max_abs_dmos_vs_other_attention": vs_other,
+                                  "fixed_shapes": mode == "on", "max_abs_dmos_vs_default_shapes": vs_shapes,
                                   "pipeline": pipeline, "max_abs_dmos_vs_old_pipeline": vs_old,
                                   "forward_img_s": fwd_rate, "e2e_img_s": e2e_rate, "loader_img_s": load_rate,
                                   "e2e_over_forward": e2e_rate / fwd_rate, "split_s": split, "forward_s": forward_s,
@@ -362,11 +380,14 @@ def run_arch(args) -> None:
                                   "mfu": mfu}  # fmt: skip
                         emit(record)
                         mfu_text = f"{mfu:>6.1%}" if mfu is not None else f"{'-':>6}"
-                        print(f"{label:>9} {batch_size:>5} {tokens:>6} {attention:>7} {pipeline:>8} {fwd_rate:>9.2f} "
-                              f"{e2e_rate:>9.2f} {e2e_rate / fwd_rate:>7.2f} {load_rate:>10.1f} "
+                        shapes = "fixed" if mode == "on" else "batch"
+                        print(f"{label:>9} {batch_size:>5} {tokens:>6} {attention:>7} {shapes:>6} {pipeline:>8} "
+                              f"{fwd_rate:>9.2f} {e2e_rate:>9.2f} {e2e_rate / fwd_rate:>7.2f} {load_rate:>10.1f} "
                               f"{parts['vision']:>6.0%} {parts['adapter']:>7.0%} {parts['lm']:>5.0%} {other:>5.0%} "
                               f"{record['pipeline_share']:>5.0%} {drift:>9.2e} {record['peak_mib']:>9.0f} "
                               f"{achieved:>8.3g} {mfu_text}", flush=True)  # fmt: skip
+            if len(modes) == 2:
+                print(_modes_line(label, attentions[0], batch_sizes, rates), flush=True)
         timer.remove()
     if sink:
         sink.close()
@@ -414,6 +435,21 @@ def _bf16_cast_matches(device) -> tuple[bool, int]:
     return equal, values.numel()
 
 
+def _modes_line(label: str, attention: str, batch_sizes: list[int], rates: dict) -> str:
+    """One line per image size: fixed shapes' end-to-end speed relative to the default, and each mode's drift."""
+    speed = ", ".join(f"{b}: {rates[attention, 'on', b][0] / rates[attention, 'off', b][0]:.2f}x" for b in batch_sizes)
+    drift = {mode: max(rates[attention, mode, b][1] for b in batch_sizes) for mode in ("off", "on")}
+    return (
+        f"{label:>9} fixed shapes vs default: e2e speed {speed}; max|dMOS| across batch sizes: default "
+        f"{drift['off']:.2e}, fixed {drift['on']:.2e}"
+    )
+
+
+def _largest_difference(scores: list[float], other: list[float] | None) -> float | None:
+    """max |a - b| against the scores of the same images in another setting, if it ran."""
+    return None if other is None else max(abs(a - b) for a, b in zip(scores, other, strict=True))
+
+
 def _jpegs(folder: Path, count: int, width: int, height: int) -> list[Path]:
     """``count`` natural images (scikit-image's, else seeded noise over gradients where it is not installed, as on
     a bare GPU machine) at exactly ``width`` x ``height``, as JPEG files."""
@@ -457,6 +493,9 @@ def main() -> None:
                         help="with --arch: the end-to-end loop: each batch read back before the next (old), "
                         "one batch in flight, pixels cast in the workers (overlap, what vcritic does), "
                         "or both")  # fmt: skip
+    parser.add_argument("--fixed-shapes", choices=("off", "on", "both"), default="off",
+                        help="with --arch: shapes follow the batch (off, the default mode), fixed shapes "
+                        "(--reproducible), or both in one run: speed and drift of each mode")  # fmt: skip
     parser.add_argument("--peak-tflops", type=float, help="with --arch: the card's dense bf16 peak, for MFU")
     parser.add_argument("--model", help="checkpoint (default: a random LLaVA, hidden 256, 4 layers, 224 px)")
     parser.add_argument("--device", default=None)

@@ -4,6 +4,7 @@ image exactly once, --resume, and no hang when process 0 refuses to start."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import os
 import subprocess
 import sys
@@ -130,3 +131,19 @@ def test_only_the_first_process_is_main_on_the_terminal(monkeypatch):
     assert is_secondary_process()
     monkeypatch.setenv("RANK", "0")
     assert not is_secondary_process()
+
+
+@pytest.mark.slow
+@pytest.mark.needs_torchvision
+@pytest.mark.skipif(importlib.util.find_spec("torchvision") is None, reason="needs torchvision")
+def test_two_processes_with_reproducible_write_the_single_process_csv_exactly(tiny_models, photos, tmp_path):
+    """Each process scores every other image, so every image meets other neighbours than in one process; with
+    fixed shapes the CSV is the same text (Qwen2.5-VL: images of several patch grids)."""
+    model = str(tiny_models("qwen2_5_vl"))
+    outputs = {}
+    for processes in (1, 2):
+        outputs[processes] = tmp_path / f"{processes}.csv"
+        args = [str(photos), "-m", model, "-o", str(outputs[processes]), "--reproducible", "--tasks", "all"]
+        result = _score(args, processes=processes)  # the broken file: exit 3 (the launcher makes it 1)
+        assert "Scored 21 of 22 images" in result.stderr and "fixed shapes of 8 rows" in result.stderr, result.stderr
+    assert outputs[2].read_text() == outputs[1].read_text()

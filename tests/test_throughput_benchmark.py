@@ -80,3 +80,20 @@ def test_vision_attention_both_measures_before_and_after_in_one_run(throughput, 
     assert [(r["image"], r["vision_attention"]) for r in rows] == expected
     assert [r["max_abs_dmos_vs_other_attention"] is None for r in rows] == [True, False, True, False]
     assert all(r["max_abs_dmos_vs_other_attention"] < 1e-4 for r in rows[1::2])
+
+
+def test_fixed_shapes_both_measures_each_mode_side_by_side(throughput, tmp_path, monkeypatch, capsys):
+    """--fixed-shapes both: every setting in the default mode and in fixed shapes; fixed shapes do not drift."""
+    out = tmp_path / "figures.jsonl"
+    argv = ["throughput.py", "--arch", "llava-1.5-7b", "--scale", "tiny", "--images", "3", "--batch-sizes", "1", "2",
+            "--workers", "0", "--out", str(out), "--fixed-shapes", "both"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    throughput.main()
+    printed = capsys.readouterr().out
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    rows = [r for r in rows if r["figure"] == "throughput" and r["image"] == "448x448"]
+    assert [(r["fixed_shapes"], r["batch"]) for r in rows] == [(False, 1), (False, 2), (True, 1), (True, 2)]
+    assert [r["max_abs_dmos_vs_default_shapes"] is None for r in rows] == [True, True, False, False]
+    assert all(r["max_abs_dmos_vs_batch1"] == 0.0 for r in rows[2:])
+    assert all(r["e2e_img_s"] > 0 and r["flops_per_image"] == rows[0]["flops_per_image"] for r in rows)
+    assert "448x448 fixed shapes vs default: e2e speed 1: " in printed

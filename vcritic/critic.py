@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from vcritic.shapes import FixedShapes, ShapeGroups
+
 # Token-aligned inputs: left-padded to the longest prompt in the batch.
 _TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "labels")
 # Padding values of the token-aligned inputs that are not 0 (labels: -100, ignored by the loss).
@@ -67,6 +69,9 @@ class Encoder:
         self.qformer_pad_id = (qformer.pad_token_id or 0) if qformer is not None else 0
         self._prompts: dict[tuple[str, str | None], str] = {}
         self._splits: dict[tuple[str, ...], Any] = {}  # shared_prefix.PromptSplit per question set
+        # vcritic.shapes.FixedShapes when the critic reads in fixed shapes (--reproducible): collate then groups
+        # items by shape instead of padding them. Set through Critic.fixed_shapes.
+        self.fixed_shapes: FixedShapes | None = None
 
     @property
     def pair_question(self) -> Question:
@@ -104,7 +109,13 @@ class Encoder:
 
         return encode_questions(self, questions, image)
 
-    def collate_questions(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def collate_questions(self, items: Sequence[dict[str, Any]]) -> dict[str, Any] | ShapeGroups:
+        """A batch of :meth:`encode_questions` items for :meth:`Critic.read`: padded (see
+        :func:`vcritic.shared_prefix.collate_questions`), or grouped by shape in fixed-shapes mode."""
+        if self.fixed_shapes is not None:
+            from vcritic.shapes import group
+
+            return group(items, questions=True)
         from vcritic.shared_prefix import collate_questions
 
         return collate_questions(self, items)
@@ -121,7 +132,16 @@ class Encoder:
         """(a, b) then (b, a): the interleaving :func:`symmetric_preference` reads back."""
         return [self.encode_pair(a, b), self.encode_pair(b, a)]
 
-    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any] | ShapeGroups:
+        """A batch of encoded prompts for :meth:`Critic.last_logits`: :meth:`pad_batch`, or grouped by shape in
+        fixed-shapes mode (:mod:`vcritic.shapes`)."""
+        if self.fixed_shapes is not None:
+            from vcritic.shapes import group
+
+            return group(items, questions=False)
+        return self.pad_batch(items)
+
+    def pad_batch(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
         """Left-pad encoded items into one batch, so every prompt ends at the last position."""
         import torch
 
@@ -157,6 +177,7 @@ class Critic:
         source: str,
         info: dict | None = None,
         resolution: Resolution | None = None,
+        fixed_shapes: bool | int = False,
     ):
         self.model = model
         self.processor = processor
@@ -168,6 +189,7 @@ class Critic:
         self.source = source
         self.info = info or {}
         self.resolution = resolution or Resolution()  # what the processor was set to (vcritic.resolution)
+        self.fixed_shapes = fixed_shapes
         self._token_ids: dict[str, list[int]] = {}
         self._answer_tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
         forward = inspect.signature(type(self._base_model()).forward).parameters
@@ -183,6 +205,18 @@ class Critic:
     @property
     def pair_question(self) -> Question:
         return self.encoder.pair_question
+
+    @property
+    def fixed_shapes(self) -> FixedShapes | None:
+        """Fixed compute shapes (:mod:`vcritic.shapes`), or None: shapes follow the batch. Set it to True, a
+        number of rows, or False. Kept on the encoder, which groups the items; the forwards here run the groups."""
+        return self.encoder.fixed_shapes
+
+    @fixed_shapes.setter
+    def fixed_shapes(self, value: bool | int | FixedShapes | None) -> None:
+        from vcritic.shapes import FixedShapes
+
+        self.encoder.fixed_shapes = FixedShapes.of(value)
 
     def prompt(self, question: Question) -> str:
         return self.encoder.prompt(question)
@@ -218,10 +252,15 @@ class Critic:
             inputs[key] = value
         return inputs
 
-    def last_logits(self, batch: dict[str, Any]) -> torch.Tensor:
-        """One forward pass over a collated batch: next-token logits at the last position, ``[B, vocab]``."""
+    def last_logits(self, batch: dict[str, Any] | ShapeGroups) -> torch.Tensor:
+        """One forward pass over a collated batch (one per group of fixed shape): next-token logits at the last
+        position, ``[B, vocab]``."""
         import torch
 
+        from vcritic.shapes import ShapeGroups, run_fixed
+
+        if isinstance(batch, ShapeGroups):
+            return run_fixed(self, batch, self.last_logits)
         inputs = self.to_device(batch)
         if self._accepts_logits_to_keep:
             inputs["logits_to_keep"] = 1  # only the answer position: skips a [B, L, vocab] projection
@@ -234,11 +273,14 @@ class Critic:
         """One forward pass over a collated batch; the answer-word distribution at the last position."""
         return expectation(self.last_logits(batch), *self.answer_tensors(question))
 
-    def read(self, questions: Sequence[Question], batch: dict[str, Any]) -> list[Readout]:
+    def read(self, questions: Sequence[Question], batch: dict[str, Any] | ShapeGroups) -> list[Readout]:
         """Every question about every image of a :meth:`Encoder.collate_questions` batch, one Readout per question;
         the image and the shared prompt prefix are encoded once (see :mod:`vcritic.shared_prefix`)."""
+        from vcritic.shapes import ShapeGroups, run_fixed
         from vcritic.shared_prefix import answer_logits
 
+        if isinstance(batch, ShapeGroups):
+            return self._readouts(questions, run_fixed(self, batch, lambda chunk: answer_logits(self, chunk)))
         return self._readouts(questions, answer_logits(self, batch))
 
     def _readouts(self, questions: Sequence[Question], logits: torch.Tensor) -> list[Readout]:
@@ -338,7 +380,7 @@ class Critic:
         continue from a cache (InstructBLIP, whose image tokens depend on the question anyway) or the prompt split
         does not check out (:class:`vcritic.shared_prefix.PromptSplit`)."""
         from vcritic.results import scores_from_readouts
-        from vcritic.shared_prefix import cache_generator, generate_and_answer
+        from vcritic.shared_prefix import cache_generator, collate_questions, generate_and_answer
         from vcritic.tasks import parse_tasks, task_questions
 
         pictures, single = _as_list(images)
@@ -352,7 +394,8 @@ class Critic:
             item = self.encoder.encode_questions((DESCRIBE, *questions), picture) if one_pass else {}
             if "prefix" in item:
                 prompt_suffix, *question_suffixes = item["suffix_ids"]
-                batch = self.encoder.collate_questions([{"prefix": item["prefix"], "suffix_ids": question_suffixes}])
+                # One image, padded as is: generate continues from this batch's cache (not in fixed shapes).
+                batch = collate_questions(self.encoder, [{"prefix": item["prefix"], "suffix_ids": question_suffixes}])
                 text, logits = generate_and_answer(self, batch, prompt_suffix, **options)
                 score = scores_from_readouts(questions, self._readouts(questions, logits))[0]
             else:  # no cache to continue from, or no shared prefix: generate and score, two passes

@@ -143,6 +143,7 @@ def load_critic(
     max_pixels: int | None = None,
     image_size: int | None = None,
     device_map: str | None = None,
+    fixed_shapes: bool | int = False,
 ):
     """Load ``model`` (+ optional LoRA ``adapter``) for scoring: eval mode, no gradients, on ``device``.
 
@@ -154,6 +155,8 @@ def load_critic(
     ``max_pixels``/``image_size``: how large images are seen (:mod:`vcritic.resolution`; default: what a trained
     directory was trained at, else the checkpoint's own). ``device_map="auto"``
     spreads the model over every visible GPU (accelerate's big-model loading) instead of moving it to ``device``.
+    ``fixed_shapes`` (the CLI's ``--reproducible``): True or a number of rows makes every forward the same shape, so
+    scores do not depend on the batch size or the other images (:mod:`vcritic.shapes`; ``Critic.fixed_shapes``).
     """
     from vcritic.runtime import resolve_device, resolve_dtype
 
@@ -195,6 +198,7 @@ def load_critic(
         source=str(model) if model else _default_model(),
         info=loaded.manifest,
         resolution=loaded.resolution,
+        fixed_shapes=fixed_shapes,
     )
 
 

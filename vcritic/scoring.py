@@ -2,8 +2,9 @@
 
 :func:`score_paths` and :func:`compare_paths` yield one row per input, in input order, as soon as its batch is done,
 so callers can stream results to disk. A file that cannot be read becomes a row with an ``error`` and the run goes
-on. On CPU in float32 scores do not depend on the batch size or the other images in a batch (see ``Critic``'s left
-padding); on a GPU in bfloat16 they move by up to a few MOS points (README, Performance).
+on. A score moves with the batch size and the other images in a batch only by rounding: up to 1e-5 on CPU in
+float32, a few MOS points on a GPU in bfloat16 (README, Performance); not at all with ``critic.fixed_shapes``
+(``--reproducible``, :mod:`vcritic.shapes`), which ``Critic.read``/``last_logits`` apply to each batch here.
 """
 
 from __future__ import annotations

@@ -86,7 +86,7 @@ def collate_questions(encoder: Encoder, items: Sequence[dict[str, Any]]) -> dict
     import torch
 
     if "full" in items[0]:
-        return {"full": encoder.collate([enc for item in items for enc in item["full"]]), "n": len(items[0]["full"])}
+        return {"full": encoder.pad_batch([enc for item in items for enc in item["full"]]), "n": len(items[0]["full"])}
     suffixes = [ids for item in items for ids in item["suffix_ids"]]
     width = max(len(ids) for ids in suffixes)
     suffix_ids = torch.full((len(suffixes), width), encoder.pad_token_id, dtype=torch.long)
@@ -95,7 +95,7 @@ def collate_questions(encoder: Encoder, items: Sequence[dict[str, Any]]) -> dict
         suffix_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         suffix_mask[row, : len(ids)] = 1
     return {
-        "prefix": encoder.collate([item["prefix"] for item in items]),
+        "prefix": encoder.pad_batch([item["prefix"] for item in items]),
         "suffix_ids": suffix_ids,
         "suffix_mask": suffix_mask,
         "n": len(items[0]["suffix_ids"]),

@@ -9,6 +9,7 @@ import typer
 
 from vcritic.presets import DEFAULT_PRESET
 from vcritic.resolution import MAX_IMAGE_SIZE, MAX_PIXELS
+from vcritic.shapes import ROWS
 
 ModelOpt = Annotated[
     str | None,
@@ -77,8 +78,8 @@ BatchSizeOpt = Annotated[
         callback=_batch_size,
         metavar="N|auto",
         help="Images per forward pass, or 'auto' (CUDA: from free GPU memory and one measured image; CPU: 8). On "
-        "CUDA out-of-memory the batch is halved and retried. Scores do not depend on it (CPU, float32; see README "
-        "Performance for GPU).",
+        "CUDA out-of-memory the batch is halved and retried. Scores move with it only by rounding: up to 1e-5 on "
+        "CPU in float32, a few MOS points on a GPU in bfloat16 (README Performance); --reproducible removes that.",
     ),
 ]
 WorkersOpt = Annotated[
@@ -181,3 +182,16 @@ def parse_range(text: str | None, option: str = "--mos-range") -> tuple[float, f
     if not high > low:
         raise VcriticError(f"{option} {text!r} is empty", hint="the highest score must exceed the lowest")
     return low, high
+
+
+ReproducibleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--reproducible",
+        help=f"Fixed compute shapes: images are grouped by size and every forward pass reads exactly {ROWS} of them "
+        "(copies fill a partial group), so a score does not depend on --batch-size or the other images (bitwise on "
+        f"CPU; not yet measured on a GPU). Costs up to {ROWS - 1} copies per size in each batch (a lone image is "
+        f"{ROWS}x the work); --batch-size then only sets how many images are read and grouped per step. "
+        "See README Performance, Score tolerance.",
+    ),
+]

@@ -21,6 +21,7 @@ from vcritic.cli._options import (
     ImageSizeOpt,
     MaxPixelsOpt,
     ModelOpt,
+    ReproducibleOpt,
     RevisionOpt,
     TrustRemoteCodeOpt,
     WorkersOpt,
@@ -117,6 +118,7 @@ def bench(
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
     batch_size: BatchSizeOpt = "8",
+    reproducible: ReproducibleOpt = False,
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
@@ -182,7 +184,7 @@ def bench(
             benches, root, settings, predictions, outputs, out, plot, multi, incomplete,
             dict(model=model, adapter=adapter, revision=revision, device=device, dtype=dtype,
                  trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, max_pixels=max_pixels,
-                 image_size=image_size, device_map=device_map),
+                 image_size=image_size, device_map=device_map, fixed_shapes=reproducible),
         )  # fmt: skip
     label = _short_label(source["model"]) if source["model"] else (predictions.name if predictions else "ours")
     if multi:
@@ -379,6 +381,8 @@ def _run_one(bench, root, settings, critic, predictions_file, source, out, plot,
     scored, total = result["n_scored"], result["n_images"]
     elapsed = time.perf_counter() - started
     note = output.resume_note() if output is not None and predictions_file is None else ""
+    if critic is not None and critic.fixed_shapes:
+        note += f" ({critic.fixed_shapes.describe()})"
     stderr.print(f"{bench.title}: {scored} of {total} images evaluated in {elapsed:.1f} s{note}", markup=False)
     if scored < total:
         stderr.print(f"{bench.title}: {total - scored} image(s) have no score; metrics cover the other {scored}.",

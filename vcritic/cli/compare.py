@@ -22,6 +22,7 @@ from vcritic.cli._options import (
     MaxPixelsOpt,
     ModelOpt,
     OverwriteOpt,
+    ReproducibleOpt,
     RevisionOpt,
     TrustRemoteCodeOpt,
     WorkersOpt,
@@ -67,6 +68,7 @@ def compare(
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
     batch_size: BatchSizeOpt = "8",
+    reproducible: ReproducibleOpt = False,
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
@@ -82,7 +84,8 @@ def compare(
     single_process_only("compare")
     load = dict(adapter=adapter, revision=revision, device=device, dtype=dtype,
                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-                max_pixels=max_pixels, image_size=image_size, device_map=device_map)  # fmt: skip
+                max_pixels=max_pixels, image_size=image_size, device_map=device_map,
+                fixed_shapes=reproducible)  # fmt: skip
     if pairs is not None:
         if image_a is not None or image_b is not None:
             raise UsageError("give either two images or --pairs, not both")
@@ -200,7 +203,8 @@ def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batc
                                "better": verdict(result.p_a_better) if ok else ""})  # fmt: skip
                     progress.update(task, advance=1)
     total = out.total_rows
-    done = f" ({plan.describe()})" if critic is not None else ""
+    shapes = f", {critic.fixed_shapes.describe()}" if critic is not None and critic.fixed_shapes else ""
+    done = f" ({plan.describe()}{shapes})" if critic is not None else ""
     stderr.print(f"Compared {total - failed} of {total} pairs{done}" + (f" -> {out.path}" if out.path else "")
                  + out.resume_note("compared"), markup=False)  # fmt: skip
     if critic is not None:

@@ -22,6 +22,7 @@ from vcritic.cli._options import (
     MaxPixelsOpt,
     ModelOpt,
     OverwriteOpt,
+    ReproducibleOpt,
     RevisionOpt,
     TrustRemoteCodeOpt,
     WorkersOpt,
@@ -102,6 +103,7 @@ def rank(
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
     batch_size: BatchSizeOpt = "8",
+    reproducible: ReproducibleOpt = False,
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
@@ -132,7 +134,7 @@ def rank(
     single_process_only("rank")
     load = dict(adapter=adapter, revision=revision, device=device, dtype=dtype,
                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, max_pixels=max_pixels,
-                image_size=image_size, device_map=device_map)  # fmt: skip
+                image_size=image_size, device_map=device_map, fixed_shapes=reproducible)  # fmt: skip
     design = dict(per_image=per_image, every_pair=True if all_pairs else None, seed=seed)
     _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, model, load, batch_size, workers)
 
@@ -224,7 +226,8 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, mod
         _write_ranking(out, fit, labels, errors)
     summary = f"Ranked {len(labels)} of {len(paths)} images from {len(compared)} comparisons"
     if todo:
-        summary += f" in {elapsed:.1f} s ({len(todo) / max(elapsed, 1e-9):.1f} pairs/s, {plan.describe()})"
+        shapes = f", {critic.fixed_shapes.describe()}" if critic.fixed_shapes else ""
+        summary += f" in {elapsed:.1f} s ({len(todo) / max(elapsed, 1e-9):.1f} pairs/s, {plan.describe()}{shapes})"
     _finish(out, fit, labels, errors, show, summary)
     if pairs_file is not None and pairs_file.path is not None:
         stderr.print(f"Comparisons: {pairs_file.path}", markup=False)

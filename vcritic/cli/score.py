@@ -20,6 +20,7 @@ from vcritic.cli._options import (
     MaxPixelsOpt,
     ModelOpt,
     OverwriteOpt,
+    ReproducibleOpt,
     RevisionOpt,
     TasksOpt,
     TrustRemoteCodeOpt,
@@ -60,6 +61,7 @@ def score(
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
     batch_size: BatchSizeOpt = "8",
+    reproducible: ReproducibleOpt = False,
     workers: WorkersOpt = None,
     device: DeviceOpt = None,
     dtype: DtypeOpt = None,
@@ -123,6 +125,7 @@ def score(
             max_pixels=max_pixels,
             image_size=image_size,
             device_map=device_map,
+            fixed_shapes=reproducible,
         )
 
     plan = BatchPlan(batch_size)
@@ -194,7 +197,9 @@ def score(
     summary = f"Scored {ok} of {total} images"
     if todo:
         processes = f", {team.size} processes" if team else ""
-        summary += f" in {elapsed:.1f} s ({len(todo) / max(elapsed, 1e-9):.1f} img/s, {plan.describe()}{processes})"
+        shapes = f", {critic.fixed_shapes.describe()}" if critic.fixed_shapes else ""
+        summary += (f" in {elapsed:.1f} s ({len(todo) / max(elapsed, 1e-9):.1f} img/s, {plan.describe()}{shapes}"
+                    f"{processes})")  # fmt: skip
     if scored:
         summary += f"; MOS (0-100) mean {sum(scored) / len(scored):.1f}, min {min(scored):.1f}, max {max(scored):.1f}"
     if scored and calibration is not None:
