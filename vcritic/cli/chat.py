@@ -168,7 +168,7 @@ def _lines(ask: list[str] | None, interactive: bool) -> Iterator[str]:
             except EOFError:  # Ctrl-D
                 stderr.print()
                 return
-            except KeyboardInterrupt:  # the "Interrupted." that follows gets a line of its own
+            except KeyboardInterrupt:  # the shell prompt that follows (exit 130) starts on a line of its own
                 stderr.print()
                 raise
     else:
