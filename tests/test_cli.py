@@ -196,7 +196,7 @@ def test_version_completion_and_help_without_type_noise(runner):
     assert runner.invoke(app, ["-V"]).output == runner.invoke(app, ["--version"]).output
     top = runner.invoke(app, ["--help"], env={"COLUMNS": "150"}).output
     assert "--install-completion" in top
-    every = ["score", "compare", "describe", "bench", "report", "download", "train", "models", "models rm",
+    every = ["score", "compare", "describe", "chat", "bench", "report", "download", "train", "models", "models rm",
              "data build", "data synth"]  # fmt: skip
     for command in every:
         text = runner.invoke(app, [*command.split(), "--help"], env={"COLUMNS": "150"}).output

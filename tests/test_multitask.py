@@ -9,7 +9,7 @@ import io
 import pytest
 from conftest import family_params
 
-from vcritic.cli.describe import _streamer  # the streamer the command line prints with
+from vcritic.cli.describe import text_streamer  # the streamer the command line prints with
 from vcritic.datasets import ATTRIBUTES
 from vcritic.loading import load_critic
 from vcritic.prompts import ATTRIBUTE_QUESTIONS, AUTHENTICITY_QUESTION, QUALITY
@@ -82,7 +82,7 @@ def test_describe_is_deterministic_and_streamed_as_written(critic, sample_images
     image = sample_images["chelsea"]
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        first = critic.describe(image, tasks="mos", max_new_tokens=8, streamer=_streamer(critic.tokenizer))
+        first = critic.describe(image, tasks="mos", max_new_tokens=8, streamer=text_streamer(critic.tokenizer))
     second = critic.describe(image, tasks="none", max_new_tokens=8)
     assert first.text and first.text == second.text
     assert printed.getvalue().strip() == first.text  # the streamer saw exactly the returned text
@@ -120,7 +120,7 @@ def test_describe_encodes_the_image_once_for_the_text_and_the_numbers(critic, sa
 
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        described = critic.describe(image, max_new_tokens=24, streamer=_streamer(critic.tokenizer))
+        described = critic.describe(image, max_new_tokens=24, streamer=text_streamer(critic.tokenizer))
     assert calls.take() == (2 if critic.family.model_type in QUESTION_DEPENDENT_IMAGE else 1)
     assert described.text == expected_text and printed.getvalue().strip() == expected_text
     for question in task_questions(["mos", "attributes", "authenticity"]):

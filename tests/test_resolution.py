@@ -86,7 +86,7 @@ def test_fixed_size_families_refuse_what_they_cannot_do(tiny_llava, image_dir):
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.parametrize("command", ["score", "compare", "bench", "describe", "rank", "train"])
+@pytest.mark.parametrize("command", ["score", "compare", "bench", "describe", "chat", "rank", "train"])
 def test_a_huge_resolution_is_refused_in_one_line_by_every_command_before_any_work(command, tmp_path, capsys):
     """Was accepted: --image-size 100000 asks for 12.7 million visual tokens per image (and a model download or a
     dataset scan first). The nonexistent input shows nothing else was looked at."""

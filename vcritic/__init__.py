@@ -8,6 +8,7 @@ The public Python API is imported lazily so ``import vcritic`` (and ``vcritic --
     scores = critic.score([img1, "b.png"])        # a list in, a list out; PIL images or paths
     critic.compare("a.png", "b.png").p_a_better   # P(a better than b), symmetric in argument order
     critic.describe("photo.jpg").text             # the written assessment (greedy: same image, same text)
+    critic.chat("photo.jpg").ask("Is it sharp?")  # a Conversation: follow-up questions keep the history
     critic.rank(["a.png", "b.png", "c.png"]).images[0].path  # best first, Bradley-Terry from pairwise comparisons
 """
 
@@ -21,6 +22,7 @@ _LAZY = {
     "Score": "vcritic.results",
     "Comparison": "vcritic.results",
     "Description": "vcritic.results",
+    "Conversation": "vcritic.chat",
     "Ranking": "vcritic.results",
     "RankedImage": "vcritic.results",
     "VcriticError": "vcritic.errors",

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
+    from vcritic.chat import Conversation
     from vcritic.shapes import FixedShapes, ShapeGroups
 
 # Token-aligned inputs: left-padded to the longest prompt in the batch.
@@ -404,20 +405,33 @@ class Critic:
             results.append(Description(text, score))
         return results[0] if single else results
 
+    def chat(self, image, *, max_new_tokens: int = 256, temperature: float | None = None) -> Conversation:
+        """A conversation about one image (a path or PIL image): ``.ask(question)`` answers with the earlier
+        exchanges in the model's chat template, ``.reset()`` forgets them, ``.score()`` reads out the numbers.
+        Greedy (the same questions give the same answers) unless ``temperature`` is given. The image is encoded once
+        for all turns where the model's ``generate`` continues from a cache (see :mod:`vcritic.chat`)."""
+        from vcritic.chat import Conversation
+
+        return Conversation(self, _as_image(image), max_new_tokens=max_new_tokens, temperature=temperature)
+
     def generate(self, image: Image.Image, *, max_new_tokens: int = 160, streamer=None) -> str:
         """Greedy free text for the DESCRIBE question about one image, from the full prompt (no shared prefix)."""
         inputs = self.to_device(self.encoder.encode(DESCRIBE, [image]))
         return self.decode_greedy(self.model, inputs, max_new_tokens=max_new_tokens, streamer=streamer)
 
-    def decode_greedy(self, model, inputs: dict[str, Any], *, max_new_tokens: int, streamer=None) -> str:
-        """``model.generate`` greedily over one prompt, as text: the only place vcritic generates."""
+    def decode_greedy(
+        self, model, inputs: dict[str, Any], *, max_new_tokens: int, streamer=None, temperature: float | None = None
+    ) -> str:
+        """``model.generate`` greedily over one prompt, as text: the only place vcritic generates. A ``temperature``
+        (chat's ``--temperature``) samples instead, with the model's own top-k/top-p settings."""
         import torch
 
+        sampling = {"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False}
         with torch.inference_mode():
             ids = model.generate(
                 **inputs,
                 max_new_tokens=max_new_tokens,
-                do_sample=False,
+                **sampling,
                 num_beams=1,
                 pad_token_id=self.encoder.pad_token_id,
                 streamer=streamer,

@@ -12,6 +12,7 @@ processors that have none (BLIP-2/InstructBLIP drop theirs on reload) get the pa
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from vcritic.datasets.records import ATTRIBUTES
@@ -194,21 +195,36 @@ def render_prompt(
     *,
     image_placeholder: str | None,
     instruction: str | None = None,
+    history: Sequence[tuple[str, str]] = (),
 ) -> str:
     """The full prompt text up to the read-out word.
 
     ``image_placeholder`` is the processor's image token where images are placed in the text (LLaVA, Qwen-VL, ...)
     or ``None`` for families whose processor puts the image tokens in front by itself (BLIP-2, InstructBLIP).
+    ``history``: the earlier (user words, answer) exchanges of a conversation (``vcritic chat``), rendered as the
+    template renders them; the images go with the first user message, so without history this is the one-turn
+    prompt that scoring asks and training teaches.
     """
-    text = user_text(question, instruction)
+    turns = [*history, (user_text(question, instruction), None)]
     if getattr(processor, "chat_template", None):
-        content = [{"type": "image"} for _ in range(question.n_images)] + [{"type": "text", "text": text}]
-        messages = [{"role": "user", "content": content}]
+        messages = []
+        for i, (words, answer) in enumerate(turns):
+            images = [{"type": "image"} for _ in range(question.n_images if i == 0 else 0)]
+            messages.append({"role": "user", "content": [*images, {"type": "text", "text": words}]})
+            if answer is not None:
+                messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
         rendered = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         # Templates that end the assistant header with "ASSISTANT:" expect the answer after a space.
         separator = "" if rendered[-1:].isspace() else " "
         return rendered + separator + question.answer_prefix
-    return vicuna_prompt(text, question.n_images, image_placeholder) + question.answer_prefix
+    # The paper's format has no multi-turn form; an answer ends with EOS, as training teaches it.
+    end = getattr(getattr(processor, "tokenizer", processor), "eos_token", None) or "\n"
+    text = "".join(
+        vicuna_prompt(words, question.n_images if i == 0 else 0, image_placeholder)
+        + (f"{answer}{end}" if answer is not None else "")
+        for i, (words, answer) in enumerate(turns)
+    )
+    return text + question.answer_prefix
 
 
 def vicuna_prompt(text: str, n_images: int, image_placeholder: str | None) -> str:

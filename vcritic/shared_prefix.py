@@ -111,7 +111,7 @@ def answer_logits(critic: Critic, batch: dict[str, Any]) -> torch.Tensor:
         logits = critic.last_logits(batch["full"])
         return logits.view(-1, n, logits.shape[-1])
     with torch.inference_mode():
-        model, prefix, cache = _encode_prefix(critic, batch["prefix"])
+        model, prefix, cache = encode_prefix(critic, batch["prefix"])
         logits = _read_suffixes(critic, model, prefix, cache, batch)
     return logits.view(-1, n, logits.shape[-1])
 
@@ -132,7 +132,7 @@ def generate_and_answer(
     import torch
 
     with torch.inference_mode():
-        model, prefix, cache = _encode_prefix(critic, batch["prefix"])
+        model, prefix, cache = encode_prefix(critic, batch["prefix"])
         prompt_cache = copy.deepcopy(cache)  # the read-outs below extend and repeat the cache in place
         logits = _read_suffixes(critic, model, prefix, cache, batch)
         suffix = torch.tensor([list(prompt_suffix)], dtype=prefix["input_ids"].dtype, device=critic.device)
@@ -140,13 +140,13 @@ def generate_and_answer(
         inputs = {
             "input_ids": torch.cat([prefix["input_ids"], suffix], dim=1),
             "attention_mask": torch.cat([prefix["attention_mask"], torch.ones_like(suffix)], dim=1),
-            _generate_cache_argument(generator): prompt_cache,
+            generate_cache_argument(generator): prompt_cache,
         }
         text = critic.decode_greedy(generator, inputs, **generate_options)
     return text, logits.view(-1, batch["n"], logits.shape[-1])
 
 
-def _encode_prefix(critic: Critic, prefix_batch: dict[str, Any]):
+def encode_prefix(critic: Critic, prefix_batch: dict[str, Any]):
     """The shared prefix (vision tower included) through the whole model: its KV cache and inputs."""
     model = critic._base_model()
     prefix = critic.to_device(prefix_batch)
@@ -238,7 +238,7 @@ def cache_generator(critic: Critic):
     return model if getattr(type(model), "generate", None) is GenerationMixin.generate else None
 
 
-def _generate_cache_argument(model) -> str:
+def generate_cache_argument(model) -> str:
     import inspect
 
     # transformers 5.x renamed generate's past_key_values to cache (the old name warns); older 5.x knows only it.

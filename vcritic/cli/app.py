@@ -12,7 +12,7 @@ import sys
 import typer
 
 from vcritic import __version__
-from vcritic.cli import bench, calibrate, compare, data, describe, download, models, rank, report, score, train
+from vcritic.cli import bench, calibrate, chat, compare, data, describe, download, models, rank, report, score, train
 from vcritic.cli._help import Command, Group
 
 app = typer.Typer(
@@ -30,6 +30,7 @@ app.command("score", no_args_is_help=True, epilog=score.EPILOG, cls=Command)(sco
 app.command("compare", no_args_is_help=True, epilog=compare.EPILOG, cls=Command)(compare.compare)
 app.command("rank", no_args_is_help=True, epilog=rank.EPILOG, cls=Command)(rank.rank)
 app.command("describe", no_args_is_help=True, epilog=describe.EPILOG, cls=Command)(describe.describe)
+app.command("chat", no_args_is_help=True, epilog=chat.EPILOG, cls=Command)(chat.chat)
 app.command("bench", no_args_is_help=True, epilog=bench.EPILOG, cls=Command)(bench.bench)
 app.command("calibrate", no_args_is_help=True, epilog=calibrate.EPILOG, cls=Command)(calibrate.calibrate)
 app.command("report", no_args_is_help=True, epilog=report.EPILOG, cls=Command)(report.report)

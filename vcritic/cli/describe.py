@@ -83,7 +83,7 @@ def describe(
         image_size=image_size,
         device_map=device_map,
     )
-    streamer = None if as_json else _streamer(critic.tokenizer)
+    streamer = None if as_json else text_streamer(critic.tokenizer)
     failed = 0
     for path in paths:
         try:
@@ -102,13 +102,13 @@ def describe(
         if as_json:
             stdout.print(json.dumps(_as_dict(str(path), result)), markup=False)
         elif result.score is not None:
-            stdout.print(_readout_line(result.score), markup=False)
+            stdout.print(readout_line(result.score), markup=False)
     if failed:
         stderr.print(f"[yellow]{failed} file(s) could not be described.[/]")
         raise typer.Exit(EXIT_PARTIAL if failed < len(paths) else 1)
 
 
-def _streamer(tokenizer):
+def text_streamer(tokenizer):
     """Prints the new text to stdout as tokens arrive (transformers' own streamer), then a newline; a reader that
     leaves (`| head`) ends the run with 141, as for every write to stdout."""
     from transformers import TextStreamer
@@ -127,15 +127,21 @@ def _streamer(tokenizer):
 
 def _as_dict(path: str, result) -> dict:
     out = {"path": path, "text": result.text}
-    score = result.score
-    if score is not None:
-        if score.mos is not None:
-            out.update(mos=_round(score.mos), mos_std=_round(score.mos_std))
-        if score.attributes:
-            out["attributes"] = {name: _round(value) for name, value in score.attributes.items()}
-        if score.p_ai_generated is not None:
-            out["p_ai_generated"] = _round(score.p_ai_generated, 6)
+    if result.score is not None:
+        out.update(score_dict(result.score))
     out["error"] = None
+    return out
+
+
+def score_dict(score) -> dict:
+    """A Score's numbers for JSON output, those that were read out (also ``vcritic chat --json``'s ``score``)."""
+    out = {}
+    if score.mos is not None:
+        out.update(mos=_round(score.mos), mos_std=_round(score.mos_std))
+    if score.attributes:
+        out["attributes"] = {name: _round(value) for name, value in score.attributes.items()}
+    if score.p_ai_generated is not None:
+        out["p_ai_generated"] = _round(score.p_ai_generated, 6)
     return out
 
 
@@ -143,7 +149,7 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def _readout_line(score) -> str:
+def readout_line(score) -> str:
     parts = []
     if score.mos is not None:
         parts.append(f"MOS {score.mos:.1f}/100")

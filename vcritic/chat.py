@@ -1,0 +1,156 @@
+"""A conversation about one image (``vcritic chat``, :meth:`Critic.chat`): the history kept in the model's chat
+template, the image encoded once.
+
+Every question is asked with the whole history rendered as the chat template renders it (:func:`render_prompt`
+with ``history``), so the model reads the dialogue token for token as the template gives it; the first turn is the
+stage-3 training prompt (the CHAT question, the user's words as its instruction).
+
+The image is encoded once, with the key/value-cache continuation ``describe`` uses (:mod:`vcritic.shared_prefix`):
+the first turn runs its prompt, all but the last token, through the whole model (vision tower included) and
+``generate`` continues from that cache. A later turn keeps the cache up to the first token where its prompt differs
+from the previous one and runs only the rest: the previous answer as the template renders it (which need not be the
+tokens generated: LLaVA's "ASSISTANT: " separator merges with the answer's first word) and the new question. Where
+the tokens in common do not reach past the image, the whole prompt runs again, image included.
+
+- Models whose own ``generate`` cannot continue from a cache (InstructBLIP, whose Q-Former reads the text anyway)
+  generate from the full prompt, image included, on every turn.
+- Qwen2-VL/2.5-VL keep the image's rotary offset (``rope_deltas``) on the model, where any other image (a score,
+  another conversation) replaces it: a conversation puts its own back before each turn.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from vcritic.errors import VcriticError
+from vcritic.prompts import CHAT, render_prompt
+
+if TYPE_CHECKING:
+    import torch
+    from PIL import Image
+
+    from vcritic.critic import Critic
+    from vcritic.results import Score
+
+DEFAULT_MAX_NEW_TOKENS = 256
+
+
+class Conversation:
+    """Questions about one image, each answered with the earlier exchanges in context. Made by :meth:`Critic.chat`."""
+
+    def __init__(
+        self,
+        critic: Critic,
+        image: Image.Image,
+        *,
+        max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+        temperature: float | None = None,
+    ):
+        from vcritic.resolution import fit_image
+
+        if max_new_tokens < 1:
+            raise VcriticError(f"max_new_tokens must be at least 1, got {max_new_tokens}")
+        if temperature is not None and not temperature > 0:
+            raise VcriticError(f"temperature must be above 0, got {temperature}", hint="leave it out for greedy")
+        self.critic = critic
+        self.image = fit_image(critic.processor, image)  # once, not once per turn
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.exchanges: list[tuple[str, str]] = []  # (question, answer), oldest first
+        self._cache = None  # the KV cache of (a prefix of) the last prompt, image included
+        self._cached_ids: torch.Tensor | None = None  # that prompt's token ids
+        self._image_end: int | None = None  # the cache is reusable only if it reaches past the image tokens
+        self._rope_deltas = None
+
+    def ask(self, question: str, *, streamer=None) -> str:
+        """The model's answer to ``question`` given the exchanges so far, which it joins. ``streamer``: a
+        transformers streamer that receives the answer as it is generated."""
+        words = question.strip()
+        if not words:
+            raise VcriticError("the question is empty", hint="ask something about the image")
+        critic = self.critic
+        inputs = dict(critic.processor(images=[self.image], text=[self.prompt(words)], return_tensors="pt"))
+        answer = self._answer(inputs, streamer)
+        self.exchanges.append((words, answer))
+        return answer
+
+    def prompt(self, question: str) -> str:
+        """The text the model reads for ``question`` after the exchanges so far, up to its answer."""
+        placeholder = self.critic.family.image_placeholder
+        return render_prompt(
+            self.critic.processor, CHAT, image_placeholder=placeholder, instruction=question, history=self.exchanges
+        )
+
+    def reset(self) -> None:
+        """Forget the exchanges. The image's cache is kept: the next prompt starts with the same image."""
+        self.exchanges.clear()
+
+    def score(self, tasks: str = "all") -> Score:
+        """The image's numbers (:meth:`Critic.score`: the answer-word read-outs, not parsed from any answer)."""
+        return self.critic.score(self.image, tasks=tasks)
+
+    # -- one turn ------------------------------------------------------------------------------------------------
+    def _answer(self, inputs: dict[str, Any], streamer) -> str:
+        import torch
+
+        from vcritic.critic import _TEXT_KEYS
+        from vcritic.shared_prefix import cache_generator, encode_prefix, generate_cache_argument
+
+        critic = self.critic
+        options = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "streamer": streamer}
+        generator = cache_generator(critic)
+        if generator is None:
+            return critic.decode_greedy(critic.model, critic.to_device(inputs), **options)
+        ids = inputs["input_ids"]
+        # Taken out for the turn: one interrupted half-way (Ctrl-C, out of memory) leaves no half-extended cache.
+        cache, self._cache = self._cache, None
+        reuse = self._reusable(cache, ids[0])
+        holder = _rope_holder(critic)
+        if reuse is None:
+            head = {key: value[:, :-1] if key in _TEXT_KEYS else value for key, value in inputs.items()}
+            with torch.inference_mode():
+                _, _, cache = encode_prefix(critic, head)
+            self._image_end = _image_end(critic, ids[0])
+            self._rope_deltas = holder.rope_deltas if holder is not None else None
+        else:
+            surplus = cache.get_seq_length() - reuse
+            if surplus:  # a negative count: what current transformers takes, and older 5.x reads as "this many"
+                cache.crop(-surplus)
+            if holder is not None:
+                holder.rope_deltas = self._rope_deltas
+        prompt = {
+            "input_ids": ids.to(critic.device),
+            "attention_mask": inputs["attention_mask"].to(critic.device),
+            generate_cache_argument(generator): cache,
+        }
+        text = critic.decode_greedy(generator, prompt, **options)
+        self._cache, self._cached_ids = cache, ids[0]
+        return text
+
+    def _reusable(self, cache, ids: torch.Tensor) -> int | None:
+        """How many of the cached tokens the prompt ``ids`` keeps (at least its last token is left to run), or None
+        where the cache cannot serve it."""
+        if cache is None or self._image_end is None or not hasattr(cache, "crop"):
+            return None
+        old = self._cached_ids
+        size = min(len(ids), len(old))
+        differ = (ids[:size] != old[:size]).nonzero()
+        common = int(differ[0]) if len(differ) else size
+        return min(common, len(ids) - 1) if common >= self._image_end else None
+
+
+def _image_end(critic: Critic, ids: torch.Tensor) -> int | None:
+    """The position after a prompt's last image token, or None where the image tokens cannot be found in it (then
+    every turn encodes the image again)."""
+    processor = critic.processor
+    token = getattr(processor, "image_token_id", None)
+    if token is None and getattr(processor, "image_token", None) is not None:
+        token = critic.tokenizer.convert_tokens_to_ids(str(processor.image_token))
+    found = (ids == token).nonzero() if token is not None else []
+    return int(found[-1]) + 1 if len(found) else None
+
+
+def _rope_holder(critic: Critic):
+    """The module that keeps Qwen2-VL/2.5-VL's multimodal rotary offset between calls, or None."""
+    inner = getattr(critic._base_model(), "model", None)
+    return inner if hasattr(inner, "rope_deltas") else None
