@@ -369,7 +369,10 @@ def test_calibrate_then_score_with_the_calibration(tmp_path, tiny_llava, monkeyp
     assert list(rows[0]) == ["path", "mos", "mos_std", "mos_calibrated", "calibrated_scale", "scale", "error"]
     for row in rows:
         assert row["calibrated_scale"] == "KonIQ-10k MOS (1-5)" and row["scale"] == "0-100"
-        assert float(row["mos_calibrated"]) == pytest.approx(calibration.apply(float(row["mos"])), abs=1e-4)
+        # The CSV rounds mos to 4 decimals and the map is monotonic (steep for a random model's nearly equal
+        # scores): the calibrated value of the unrounded score lies between the maps of the rounding interval.
+        ends = [calibration.apply(float(row["mos"]) + half) for half in (-5e-5, 5e-5)]
+        assert min(ends) - 1e-4 <= float(row["mos_calibrated"]) <= max(ends) + 1e-4, (row, ends)
         assert 1.0 <= float(row["mos_calibrated"]) <= 5.0
 
     # bench --predictions reads the calibrated CSV as it reads the plain one.
