@@ -41,6 +41,12 @@ def _vcritic(args, processes: int, timeout: int = 240):
     return subprocess.run([*launch, "-m", "vcritic", *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
+def _why(result) -> str:
+    """The processes' own stderr, without the launcher's traceback that follows a failed process."""
+    cut = result.stderr.find('Traceback (most recent call last):\n  File "<frozen runpy>"')
+    return (result.stderr if cut < 0 else result.stderr[:cut])[-4000:]
+
+
 def _score(args, processes: int, timeout: int = 240):
     return _vcritic(["score", *args, "--device", "cpu", "--batch-size", "3"], processes, timeout)
 
@@ -67,7 +73,7 @@ def test_two_processes_write_one_csv_in_input_order_and_resume(tiny_llava, photo
 
     both = tmp_path / "both.csv"
     result = _score([str(photos), "-m", str(tiny_llava), "-o", str(both)], processes=2)
-    assert "Scored 21 of 22 images" in result.stderr and "2 processes" in result.stderr, result.stderr[-3000:]
+    assert "Scored 21 of 22 images" in result.stderr and "2 processes" in result.stderr, _why(result)
     assert result.stderr.count("Scored 21 of 22") == 1  # one summary, from process 0
     _same(_rows(both), want)
 
@@ -76,7 +82,7 @@ def test_two_processes_write_one_csv_in_input_order_and_resume(tiny_llava, photo
     partial = tmp_path / "partial.csv"
     partial.write_text("".join(lines[:8]) + lines[8][:10])
     result = _score([str(photos), "-m", str(tiny_llava), "-o", str(partial), "--resume"], processes=2)
-    assert "7 row(s) already there, 15 image(s) to go" in result.stderr, result.stderr[-3000:]
+    assert "7 row(s) already there, 15 image(s) to go" in result.stderr, _why(result)
     _same(_rows(partial), want)
 
 
@@ -181,7 +187,7 @@ def test_bench_all_with_two_processes_equals_one_and_resumes(tiny_llava, iqa_roo
     want = json.loads(single.stdout)
 
     both = _vcritic([*args, "--json", "--plot", "--out", str(tmp_path / "two")], processes=2)
-    assert both.returncode == 0, both.stderr[-3000:]
+    assert both.returncode == 0, _why(both)
     got = json.loads(both.stdout)  # one JSON document: process 0 alone printed
     assert list(got["datasets"]) == ["spaq", "kadid10k"]
     assert both.stderr.count("SPAQ: 12 of 12 images evaluated") == 1 and "by 2 processes" in both.stderr
@@ -203,7 +209,7 @@ def test_bench_all_with_two_processes_equals_one_and_resumes(tiny_llava, iqa_roo
     (cut / "spaq" / "predictions.csv").write_text("".join(lines[:3]) + lines[3][:25])
     (cut / "kadid10k" / "predictions.csv").unlink()
     resumed = _vcritic([*args, "--json", "--out", str(cut), "--resume"], processes=2)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.returncode == 0, _why(resumed)
     assert "SPAQ: resuming, 2 prediction(s) already in" in resumed.stderr and "10 image(s) to go" in resumed.stderr
     for dataset in ("spaq", "kadid10k"):
         _same_predictions(cut / dataset / "predictions.csv", tmp_path / "one" / dataset / "predictions.csv")
@@ -229,7 +235,7 @@ def test_compare_pairs_with_two_processes_resumes_in_input_order(tiny_llava, pho
     cut = tmp_path / "cut.csv"
     cut.write_text("".join(lines[:4]) + lines[4][:12])  # 3 pairs and a torn one, as a kill leaves
     result = _vcritic([*args, "-o", str(cut), "--resume"], processes=2)
-    assert "3 row(s) already there, 10 pair(s) to go" in result.stderr, result.stderr[-3000:]
+    assert "3 row(s) already there, 10 pair(s) to go" in result.stderr, _why(result)
     assert "Compared 12 of 13 pairs (batch size 3, 2 processes)" in result.stderr
     got = _rows(cut)
     assert [(r["a"], r["b"], r["note"], r["better"], r["error"]) for r in got] == [
@@ -267,6 +273,6 @@ def test_bench_predictions_under_launch_run_on_process_zero_alone(iqa_root, tmp_
     scores.write_text("path,mos\n" + "".join(f"{r.path},{r.mos:.4f}\n" for r in records))
     result = _vcritic(["bench", "spaq", "--root", str(iqa_root), "--predictions", str(scores), "--split", "all",
                        "--json", "--device", "cpu"], processes=2, timeout=120)  # fmt: skip
-    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.returncode == 0, _why(result)
     metrics = json.loads(result.stdout)
     assert metrics["n_scored"] == 12 and metrics["mos"]["srcc"] == pytest.approx(1.0)
