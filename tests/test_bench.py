@@ -215,6 +215,11 @@ def test_cli_all_with_predictions_prints_table2(runner, data_root, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert set(summary["datasets"]) == {"spaq", "kadid10k"}
     assert (out / "spaq" / "metrics.json").is_file() and (out / "kadid10k" / "split.csv").is_file()
+    # The datasets without a row in scores.csv get no folder (once a header-only predictions.csv) and are named.
+    without = [name for name in DATASETS if name not in ("spaq", "kadid10k")]
+    assert sorted(path.name for path in out.iterdir()) == ["kadid10k", "spaq", "summary.json"]
+    assert summary["without_predictions"] == without
+    assert f"Not evaluated: {', '.join(without)} (no predictions in scores.csv)" in result.stderr
 
 
 def test_cli_errors_are_one_line_messages(data_root, capsys, tmp_path):

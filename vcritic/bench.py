@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vcritic.csvio import DictWriter
 from vcritic.datasets import ATTRIBUTES, Record, get_dataset, load_dataset, load_manifest, locate_dataset
@@ -26,6 +26,9 @@ from vcritic.datasets import splits as splitting
 from vcritic.datasets.records import read_csv_table
 from vcritic.errors import VcriticError
 from vcritic.scoring import MOS_SCALE, ScoreRow, format_number, score_columns
+
+if TYPE_CHECKING:
+    from vcritic.distributed import Team
 
 DEFAULT_PAIRS = 1000
 PAIR_SEED = splitting.SPLIT_SEED
@@ -156,18 +159,20 @@ def predict(
     workers: int | None = None,
     advance: Callable[[int], None] | None = None,
     on_prediction: Callable[[Record, ScoreRow], None] | None = None,
+    team: Team | None = None,
 ) -> list[ScoreRow]:
     """The model's read-outs for every record (default: :func:`benchmark_tasks`), in record order, streamed in
     batches; all questions about an image share one encoding of it. ``on_prediction`` sees each prediction as soon
-    as it is known (to write it to disk)."""
+    as it is known (to write it to disk). With a ``team`` (process 0 under ``accelerate launch``) every process
+    scores a share of the records."""
     from vcritic.scoring import score_paths
 
     tasks = benchmark_tasks(records) if tasks is None else tasks
     paths = [str(r.path) for r in records]
+    run = team.score_paths if team is not None else score_paths
     predictions = []
-    for record, row in zip(
-        records, score_paths(critic, paths, tasks=tasks, batch_size=batch_size, workers=workers), strict=True
-    ):
+    for record, row in zip(records, run(critic, paths, tasks=tasks, batch_size=batch_size, workers=workers),
+                           strict=True):  # fmt: skip
         predictions.append(row)
         if on_prediction:
             on_prediction(record, row)
@@ -268,13 +273,16 @@ def compare(
     batch_size: int = 8,
     workers: int | None = None,
     advance: Callable[[int], None] | None = None,
+    team: Team | None = None,
 ) -> list[float | None]:
-    """P(first better than second) from the model's direct comparison, per pair (None where it failed)."""
+    """P(first better than second) from the model's direct comparison, per pair (None where it failed); with a
+    ``team``, every process compares a share of the pairs."""
     from vcritic.scoring import compare_paths
 
     probabilities = []
     named = [(str(records[i].path), str(records[j].path)) for i, j in pairs]
-    for row in compare_paths(critic, named, batch_size=batch_size, workers=workers):
+    run = team.compare_paths if team is not None else compare_paths
+    for row in run(critic, named, batch_size=batch_size, workers=workers):
         probabilities.append(row.p_a_better)
         if advance:
             advance(1)

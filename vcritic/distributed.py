@@ -1,12 +1,15 @@
-"""Data-parallel scoring under ``accelerate launch -m vcritic score ...``: every process scores its share, the
-first one writes the one output.
+"""Data-parallel work under ``accelerate launch -m vcritic score|compare --pairs|bench ...``: every process does its
+share of each job, the first one writes the outputs.
 
-- Only process 0 opens the output (lock, ``--resume``) and decides which inputs are left; it sends that list to
-  the others (or ``None`` when it failed before scoring, so they stop instead of waiting).
-- Process r scores the interleaved shard ``todo[r::n]``, on its own device (``cuda:LOCAL_RANK`` on GPUs).
+- Only process 0 reads the command's inputs, opens the outputs (lock, ``--resume``) and decides what is left to do.
+  It hands out the work as jobs (:meth:`Team.load`, :meth:`Team.score_paths`, :meth:`Team.compare_paths`); the
+  other processes do nothing but :meth:`Team.follow` them, until process 0 says stop (``None``): also when it
+  refused to start or failed between jobs, so they never wait for work that will not come.
+- Process r does the interleaved shard ``items[r::n]`` of each job, on its own device (``cuda:LOCAL_RANK`` on
+  GPUs).
 - Rows are gathered in rounds of :data:`ROUND` rows per process. Round k holds positions ``k*ROUND ..`` of every
   shard, i.e. one contiguous block of the input list, so process 0 writes rows in input order as the rounds
-  finish: the same streaming, crash-safe CSV as a single process, each image exactly once.
+  finish: the same streaming, crash-safe CSV as a single process, each input exactly once.
 
 Multi-node runs are accelerate's own launcher (``accelerate launch --num_machines M --machine_rank R
 --main_process_ip ...``); nothing here depends on the number of machines, but the inputs and the output folder
@@ -15,14 +18,16 @@ must be visible at the same paths on every machine.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from vcritic.errors import VcriticError
 
 ROUND = 8  # rows per process per gather: small enough to stream, large enough that gathers cost nothing
+LOAD = "load"  # the job that has every process load its model (at the same time as process 0)
 
 
 def launched_processes() -> int:
@@ -64,6 +69,8 @@ class Team:
         self.rank = self.state.process_index
         self.size = self.state.num_processes
         self.is_main = self.state.is_main_process
+        self.busy = False  # process 0 has handed out a job whose rows are not all gathered yet
+        self.lost = False  # a collective call failed: another process is gone, nothing more to say to it
 
     def device(self, requested: str | None) -> str:
         """This process's device: its own GPU unless the user named the CPU (or one GPU for all, which is refused)."""
@@ -81,7 +88,7 @@ class Team:
         from accelerate.utils import broadcast_object_list
 
         box = [value]
-        broadcast_object_list(box, from_process=0)
+        self._together(lambda: broadcast_object_list(box, from_process=0))
         return box[0]
 
     def shard(self, items: Sequence[Any]) -> list[Any]:
@@ -97,13 +104,92 @@ class Team:
         for start in range(0, longest, ROUND):
             batch = [(local * self.size + self.rank, row)
                      for local, row in enumerate(itertools.islice(mine, ROUND), start=start)]  # fmt: skip
-            everyone = gather_object(batch)
+            everyone = self._together(lambda: gather_object(batch))  # noqa: B023 (called at once)
             if self.is_main:
                 for _, row in sorted(everyone, key=lambda pair: pair[0]):
                     yield row
 
+    def _together(self, collective: Callable[[], Any]) -> Any:
+        """Run a collective call; when another process has died (its connection closed, or the call timed out),
+        say so in one line instead of the backend's traceback: that process's own error is the one that matters."""
+        try:
+            return collective()
+        except RuntimeError as err:
+            self.lost = True
+            reason = (str(err).strip().splitlines() or ["no reason given"])[0]
+            raise VcriticError(
+                f"lost contact with the other processes of this run ({reason})",
+                hint="the other process's own error says why it stopped; rows already written are kept: run the "
+                "same command with --resume",
+            ) from None
+
     def wait(self) -> None:
         self.state.wait_for_everyone()
+
+    # -- process 0 hands out the work ----------------------------------------------------------------------------
+    def load(self, load: Callable[[], Any]) -> Any:
+        """Process 0: every process loads its model now, at the same time as this one does with ``load()``."""
+        self.share(LOAD)
+        return load()
+
+    def score_paths(self, critic, paths: Sequence[Any], *, batch_size=8, **options) -> Iterator[Any]:
+        """Process 0: :func:`vcritic.scoring.score_paths` with every process scoring its shard; the rows in input
+        order. ``batch_size`` may be this process's :class:`~vcritic.memory.BatchPlan`; the others get its size."""
+        return self._job("score", critic, [os.fspath(p) for p in paths], batch_size, options)
+
+    def compare_paths(self, critic, pairs: Sequence[tuple[Any, Any]], *, batch_size=8, **options) -> Iterator[Any]:
+        """Process 0: :func:`vcritic.scoring.compare_paths` split the same way."""
+        return self._job("compare", critic, [(os.fspath(a), os.fspath(b)) for a, b in pairs], batch_size, options)
+
+    def _job(self, kind: str, critic, items: list, batch_size, options: dict) -> Iterator[Any]:
+        if not items:
+            return
+        from vcritic.memory import BatchPlan
+
+        self.busy = True
+        self.share((kind, items, {**options, "batch_size": BatchPlan.of(batch_size).requested}))
+        rows = _job_function(kind)(critic, self.shard(items), batch_size=batch_size, **options)
+        yield from self.gather_in_order(rows, len(items))
+        self.busy = False
+
+    def stop(self) -> None:
+        """Process 0, at its end: the others stop following. Not in the middle of a job (process 0 failed while
+        writing rows): the others are in a gather that would take the message for rows; process 0's error exit
+        makes the launcher stop them."""
+        if not (self.busy or self.lost):
+            self.share(None)
+            self.state.destroy_process_group()  # closed in order, not by the interpreter's exit (NCCL warns)
+
+    # -- the other processes follow ------------------------------------------------------------------------------
+    def follow(self, load: Callable[[], Any]) -> None:
+        """Every process but 0: load the model when process 0 does, do each job it hands out on this process's
+        shard, until it says stop."""
+        critic = None
+        while (job := self.share(None)) is not None:
+            if job == LOAD:
+                critic = load()
+                continue
+            kind, items, options = job
+            rows = _job_function(kind)(critic, self.shard(items), **options)
+            for _ in self.gather_in_order(rows, len(items)):
+                pass
+        self.state.destroy_process_group()
+
+
+def _job_function(kind: str):
+    from vcritic.scoring import compare_paths, score_paths
+
+    return {"score": score_paths, "compare": compare_paths}[kind]
+
+
+@contextlib.contextmanager
+def lead(team: Team | None) -> Iterator[None]:
+    """Process 0's part of a command: however it ends, the other processes stop following (see :meth:`Team.stop`)."""
+    try:
+        yield
+    finally:
+        if team is not None:
+            team.stop()
 
 
 def team_for(device: str | None, device_map: str | None = None) -> Team | None:
@@ -118,12 +204,11 @@ def team_for(device: str | None, device_map: str | None = None) -> Team | None:
     return Team(device)
 
 
-def single_process_only(command: str) -> None:
+def single_process_only(command: str, hint: str | None = None) -> None:
     """Refuse a command that does not split its work, when launched as several processes (each would redo it all
     and race for the same output)."""
     if launched_processes() > 1:
-        hint = {
-            "bench": "score the images data-parallel (accelerate launch -m vcritic score ... -o scores.csv), then "
-            "vcritic bench NAME --predictions scores.csv",
-        }.get(command, "run it as one process, without accelerate launch")
-        raise VcriticError(f"vcritic {command} does not run data-parallel yet; only score does", hint=hint)
+        raise VcriticError(
+            f"vcritic {command} does not run data-parallel; score, compare --pairs and bench do",
+            hint=hint or "run it as one process, without accelerate launch",
+        )

@@ -36,8 +36,9 @@ EPILOG = (
     "--root is the dataset's folder or the folder holding it under its name (koniq10k/, spaq/, ...). "
     "MOS is compared on a 0-100 scale, higher is better. Splits: 80/20 random per dataset, KADID-10k 65/16 "
     "references, seed 2403 (--split-scheme official: KonIQ-10k's own split). --out DIR writes predictions.csv, "
-    "metrics.json, split.csv and pairs.csv (one folder per dataset for 'all'). Exit status: 0 done; 3 done, but "
-    "some images have no score; 1 nothing evaluated; 2 usage error."
+    "metrics.json, split.csv and pairs.csv (one folder per dataset for 'all'). Under 'accelerate launch -m vcritic "
+    "bench ...' the processes share the scoring and the pairs; the first one writes the files and prints. Exit "
+    "status: 0 done; 3 done, but some images have no score; 1 nothing evaluated; 2 usage error."
 )
 
 
@@ -129,90 +130,132 @@ def bench(
     device_map: DeviceMapOpt = None,
 ) -> None:
     """Benchmark a model on public IQA datasets: SRCC, PLCC, KRCC, pair ranking, against the paper's numbers."""
-    from vcritic.distributed import single_process_only
-
-    single_process_only("bench")
     import json
 
     from vcritic.cli._output import stderr, stdout
+    from vcritic.distributed import lead, team_for
     from vcritic.home import data_root
 
-    if root is None:
-        root, root_note = data_root(), " (the default: $VCRITIC_DATA, else the datasets/ folder in vcritic's home)"
-    else:
-        root_note = ""
-    if list_datasets:
-        _print_found(root, root_note, stdout)
+    team = team_for(device, device_map)  # several processes under accelerate launch: each scores a shard
+    load = dict(model=model, adapter=adapter, revision=revision, device=device, dtype=dtype,
+                trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, max_pixels=max_pixels,
+                image_size=image_size, device_map=device_map, fixed_shapes=reproducible)  # fmt: skip
+    if team is not None and not team.is_main:
+        from vcritic.cli._model import load_for_command
+
+        team.follow(lambda: load_for_command(**{**load, "device": team.device(device)}))
         return
-    if name is None:
-        raise UsageError("bench needs a dataset name, 'all' or a CSV manifest", hint="vcritic bench --list shows them")
-    if plot:
-        _require_matplotlib()
-    if resume and predictions is not None:
-        raise UsageError("--resume is for model runs", hint="evaluating --predictions takes no time to redo")
-    if model is not None and predictions is not None:
-        raise VcriticError("--model and --predictions exclude each other", hint="give one of them")
-    if predictions is not None and not predictions.is_file():
-        raise VcriticError(f"predictions file {predictions} not found", hint="write it with: vcritic score -o FILE")
-    names = _with_root_note(lambda: _dataset_names(name, root), root_note)
-    _check_out(out, overwrite, resume, all_mode=name.lower() == "all")
-    settings = dict(split=split, scheme=split_scheme, limit=limit, pairs=pairs, batch_size=batch_size, workers=workers)
-    mos_limits = parse_range(mos_range)
+    with lead(team):  # everything but the model's work is process 0's: --predictions and --plot need no model
+        if team is not None:
+            load["device"] = team.device(device)  # this process's own GPU
+        if root is None:
+            root, root_note = data_root(), " (the default: $VCRITIC_DATA, else the datasets/ folder in vcritic's home)"
+        else:
+            root_note = ""
+        if list_datasets:
+            _print_found(root, root_note, stdout)
+            return
+        if name is None:
+            raise UsageError(
+                "bench needs a dataset name, 'all' or a CSV manifest", hint="vcritic bench --list shows them"
+            )
+        if plot:
+            _require_matplotlib()
+        if resume and predictions is not None:
+            raise UsageError("--resume is for model runs", hint="evaluating --predictions takes no time to redo")
+        if model is not None and predictions is not None:
+            raise VcriticError("--model and --predictions exclude each other", hint="give one of them")
+        if predictions is not None and not predictions.is_file():
+            raise VcriticError(f"predictions file {predictions} not found", hint="write it with: vcritic score -o FILE")
+        names = _with_root_note(lambda: _dataset_names(name, root), root_note)
+        _check_out(out, overwrite, resume, all_mode=name.lower() == "all")
+        settings = dict(
+            split=split, scheme=split_scheme, limit=limit, pairs=pairs, batch_size=batch_size, workers=workers
+        )
+        mos_limits = parse_range(mos_range)
 
-    multi = name.lower() == "all"
-    benches = {}
-    incomplete = False
-    for dataset in names:  # read every dataset before spending time on the model
-        try:
-            step = functools.partial(_prepared, dataset, root, settings, mos_limits, check_images=predictions is None)
-            benches[dataset] = _with_root_note(step, root_note)
-        except VcriticError as err:
-            if not multi:
-                raise
-            stderr.print(f"[yellow]Skipping {escape(dataset)}:[/] {escape(str(err))}", markup=True)
-            incomplete = True
+        multi = name.lower() == "all"
+        benches = {}
+        incomplete = False
+        for dataset in names:  # read every dataset before spending time on the model
+            try:
+                step = functools.partial(
+                    _prepared, dataset, root, settings, mos_limits, check_images=predictions is None
+                )
+                benches[dataset] = _with_root_note(step, root_note)
+            except VcriticError as err:
+                if not multi:
+                    raise
+                stderr.print(f"[yellow]Skipping {escape(dataset)}:[/] {escape(str(err))}", markup=True)
+                incomplete = True
+        given, without = {}, []  # --predictions: each dataset's rows, and the datasets it has none for
+        if predictions is not None:
+            for dataset, prepared in list(benches.items()):
+                given[dataset] = _given_predictions(prepared, predictions, root, multi)
+                if given[dataset] is None:
+                    without.append(benches.pop(dataset).name)
 
-    outputs = {}  # predictions.csv of each dataset, opened and locked before the model loads
-    if out is not None:
-        for dataset, prepared in benches.items():
-            target = out / prepared.name if multi else out
-            outputs[dataset] = _open_predictions(target, prepared, overwrite, resume, predictions)
-    with contextlib.ExitStack() as stack:
-        for output in outputs.values():
-            stack.enter_context(output)
-        results, source, incomplete = _evaluate_all(
-            benches, root, settings, predictions, outputs, out, plot, multi, incomplete,
-            dict(model=model, adapter=adapter, revision=revision, device=device, dtype=dtype,
-                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, max_pixels=max_pixels,
-                 image_size=image_size, device_map=device_map, fixed_shapes=reproducible),
-        )  # fmt: skip
-    label = _short_label(source["model"]) if source["model"] else (predictions.name if predictions else "ours")
-    if multi:
-        summary = {"source": source, "split": split, "split_scheme": split_scheme, "datasets": results}
+        outputs = {}  # predictions.csv of each dataset, opened and locked before the model loads
         if out is not None:
-            (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
-        if as_json:
-            typer.echo(json.dumps(summary, indent=2))
+            for dataset, prepared in benches.items():
+                target = out / prepared.name if multi else out
+                outputs[dataset] = _open_predictions(target, prepared, overwrite, resume, predictions)
+        with contextlib.ExitStack() as stack:
+            for output in outputs.values():
+                stack.enter_context(output)
+            results, source, incomplete = _evaluate_all(
+                benches, settings, predictions, given, outputs, out, plot, multi, incomplete, load, team
+            )
+        label = _short_label(source["model"]) if source["model"] else (predictions.name if predictions else "ours")
+        if multi:
+            summary = {"source": source, "split": split, "split_scheme": split_scheme, "datasets": results}
+            if predictions is not None:
+                summary["without_predictions"] = without  # found under --root, but not one of their images is in it
+            if out is not None:
+                (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+            if as_json:
+                typer.echo(json.dumps(summary, indent=2))
+            else:
+                _print_table2(results, label, stdout)
+            if without:
+                stderr.print(
+                    f"Not evaluated: {', '.join(without)} (no predictions in {predictions.name})", markup=False
+                )
         else:
-            _print_table2(results, label, stdout)
-    else:
-        (result,) = results.values()
-        if as_json:
-            typer.echo(json.dumps(result, indent=2))
-        else:
-            _print_single(result, label, stdout)
-    if incomplete:
-        raise typer.Exit(EXIT_PARTIAL)
+            (result,) = results.values()
+            if as_json:
+                typer.echo(json.dumps(result, indent=2))
+            else:
+                _print_single(result, label, stdout)
+        if incomplete:
+            raise typer.Exit(EXIT_PARTIAL)
 
 
-def _evaluate_all(benches, root, settings, predictions, outputs, out, plot, multi, incomplete, load):
+def _given_predictions(bench, predictions_file: Path, root, multi: bool) -> list | None:
+    """The rows of a --predictions file for a dataset's records; None for a dataset of 'all' that has none there
+    (it is left out, and no file is written for it)."""
+    from vcritic import bench as benchmark
+
+    roots = [bench.root, *([root] if root else [])]
+    predictions = benchmark.read_predictions(predictions_file, bench.records, roots)
+    if any(p is not None for p in predictions):
+        return predictions
+    if multi:
+        return None
+    raise VcriticError(
+        f"none of the {len(bench.records)} {bench.title} images ({bench.split} split) is in {predictions_file}",
+        hint="paths are matched after resolving; relative ones against the current folder, the CSV's folder and --root",
+    )
+
+
+def _evaluate_all(benches, settings, predictions, given, outputs, out, plot, multi, incomplete, load, team):
     critic = None
     model, adapter = load.pop("model"), load.get("adapter")
     if predictions is None and benches:
         from vcritic.cli._model import load_for_command
         from vcritic.cli._output import stderr
 
-        critic = load_for_command(model, **load)
+        critic = team.load(lambda: load_for_command(model, **load)) if team else load_for_command(model, **load)
         stderr.print(f"Model: {critic.loaded}", markup=False)
     source = {"model": critic.source if critic else model, "adapter": str(adapter) if adapter else None}
     source["predictions"] = None
@@ -222,11 +265,8 @@ def _evaluate_all(benches, root, settings, predictions, outputs, out, plot, mult
     results: dict[str, dict[str, Any]] = {}
     for dataset, prepared in benches.items():
         target = None if out is None else (out / prepared.name if multi else out)
-        result = _run_one(
-            prepared, root, settings, critic, predictions, source, target, plot, multi, outputs.get(dataset)
-        )
-        if result is None:
-            continue
+        result = _run_one(prepared, settings, critic, given.get(dataset), source, target, plot, outputs.get(dataset),
+                          team)  # fmt: skip
         results[dataset] = result
         incomplete |= bool(result["n_failed"] or result["n_missing"])
 
@@ -342,27 +382,14 @@ def _prepared(dataset, root, settings, mos_limits, check_images: bool = False):
     return bench
 
 
-def _run_one(bench, root, settings, critic, predictions_file, source, out, plot, multi, output=None) -> dict | None:
+def _run_one(bench, settings, critic, given, source, out, plot, output=None, team=None) -> dict:
+    """One dataset: ``given`` predictions (--predictions) or the model's, then pairs, metrics and files."""
     from vcritic import bench as benchmark
     from vcritic.cli._output import make_progress, stderr
     from vcritic.datasets.splits import write_split
 
     started = time.perf_counter()
-    if predictions_file is not None:
-        roots = [bench.root, *([root] if root else [])]
-        predictions = benchmark.read_predictions(predictions_file, bench.records, roots)
-        if not any(p is not None for p in predictions):
-            if multi:
-                stderr.print(f"{bench.title}: no predictions in {predictions_file.name}, not evaluated", style="dim",
-                             markup=False)  # fmt: skip
-                return None
-            raise VcriticError(
-                f"none of the {len(bench.records)} {bench.title} images ({bench.split} split) is in {predictions_file}",
-                hint="paths are matched after resolving; relative ones against the current folder, the CSV's "
-                "folder and --root",
-            )
-    else:
-        predictions = _predict(bench, critic, settings, output)
+    predictions = given if given is not None else _predict(bench, critic, settings, output, team)
     usable = [p is not None and p.mos is not None for p in predictions]
     pairs = benchmark.sample_pairs(bench.records, usable, settings["pairs"])
     pair_probs = None
@@ -376,14 +403,17 @@ def _run_one(bench, root, settings, critic, predictions_file, source, out, plot,
                 batch_size=settings["batch_size"],
                 workers=settings["workers"],
                 advance=lambda n: progress.update(task, advance=n),
+                team=team,
             )
     result = benchmark.evaluate(bench, predictions, pairs=pairs, pair_probs=pair_probs, source=source)
     scored, total = result["n_scored"], result["n_images"]
     elapsed = time.perf_counter() - started
-    note = output.resume_note() if output is not None and predictions_file is None else ""
+    note = output.resume_note() if output is not None and given is None else ""
     if critic is not None and critic.fixed_shapes:
         note += f" ({critic.fixed_shapes.describe()})"
-    stderr.print(f"{bench.title}: {scored} of {total} images evaluated in {elapsed:.1f} s{note}", markup=False)
+    processes = f" by {team.size} processes" if team and critic is not None else ""
+    stderr.print(f"{bench.title}: {scored} of {total} images evaluated in {elapsed:.1f} s{processes}{note}",
+                 markup=False)  # fmt: skip
     if scored < total:
         stderr.print(f"{bench.title}: {total - scored} image(s) have no score; metrics cover the other {scored}.",
                      style="yellow", markup=False)  # fmt: skip
@@ -391,7 +421,7 @@ def _run_one(bench, root, settings, critic, predictions_file, source, out, plot,
         raise VcriticError(f"{bench.title}: no image could be scored", hint="see the error column of predictions.csv")
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        if predictions_file is not None:  # model runs wrote their rows as they went
+        if given is not None:  # model runs wrote their rows as they went
             for record, prediction in zip(bench.records, predictions, strict=True):
                 output.write(benchmark.prediction_row(bench, record, prediction))
         benchmark.write_metrics(out / "metrics.json", result)
@@ -407,7 +437,7 @@ def _run_one(bench, root, settings, critic, predictions_file, source, out, plot,
     return result
 
 
-def _predict(bench, critic, settings, output) -> list:
+def _predict(bench, critic, settings, output, team=None) -> list:
     """Model predictions for every record, each written to ``output`` (predictions.csv) as it is known; records
     already there (``--resume``) are read back instead of scored again."""
     from vcritic import bench as benchmark
@@ -442,7 +472,8 @@ def _predict(bench, critic, settings, output) -> list:
         task = progress.add_task(f"Scoring {escape(bench.title)}", total=len(todo), rate="")
         fresh = benchmark.predict(critic, [bench.records[k] for k in todo], tasks=bench.tasks,
                                   batch_size=settings["batch_size"], workers=settings["workers"],
-                                  advance=lambda n: progress.update(task, advance=n), on_prediction=keep)  # fmt: skip
+                                  advance=lambda n: progress.update(task, advance=n), on_prediction=keep,
+                                  team=team)  # fmt: skip
     known.update(zip(todo, fresh, strict=True))
     return [known[k] for k in range(len(bench.records))]
 

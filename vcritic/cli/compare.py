@@ -33,8 +33,9 @@ EPILOG = (
     "P(A better) is read from the model's answer-word probabilities with the pair shown in both orders and "
     "averaged, so compare A B and compare B A always sum to 1. With --pairs, the CSV needs columns a and b "
     "(relative paths are taken from the CSV's folder); other columns are copied to the output, followed by "
-    "p_a_better, better (a, b or tie) and error. Exit status: 0 done; 3 done, but some pairs have an error; "
-    "1 nothing compared; 2 usage error."
+    "p_a_better, better (a, b or tie) and error. Under 'accelerate launch -m vcritic compare --pairs ...' the "
+    "processes share the pairs; the first one writes the CSV. Exit status: 0 done; 3 done, but some pairs have an "
+    "error; 1 nothing compared; 2 usage error."
 )
 
 
@@ -79,20 +80,27 @@ def compare(
     device_map: DeviceMapOpt = None,
 ) -> None:
     """Which of two images has better quality, with P(A better than B)."""
-    from vcritic.distributed import single_process_only
+    from vcritic.distributed import lead, single_process_only, team_for
 
-    single_process_only("compare")
     load = dict(adapter=adapter, revision=revision, device=device, dtype=dtype,
                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
                 max_pixels=max_pixels, image_size=image_size, device_map=device_map,
                 fixed_shapes=reproducible)  # fmt: skip
     if pairs is not None:
-        if image_a is not None or image_b is not None:
-            raise UsageError("give either two images or --pairs, not both")
-        if as_json:
-            raise UsageError("--json is for one pair", hint="--pairs writes a CSV (-o)")
-        _compare_many(model, load, pairs, output, overwrite, resume, batch_size, workers)
+        team = team_for(device, device_map)  # several processes under accelerate launch: each compares a shard
+        if team is not None and not team.is_main:
+            team.follow(lambda: load_for_command(model, **{**load, "device": team.device(device)}))
+            return
+        with lead(team):
+            if team is not None:
+                load["device"] = team.device(device)  # this process's own GPU
+            if image_a is not None or image_b is not None:
+                raise UsageError("give either two images or --pairs, not both")
+            if as_json:
+                raise UsageError("--json is for one pair", hint="--pairs writes a CSV (-o)")
+            _compare_many(model, load, pairs, output, overwrite, resume, batch_size, workers, team)
         return
+    single_process_only("compare", hint="one pair is one process's work; compare --pairs runs data-parallel")
     if image_a is None or image_b is None:
         raise UsageError("compare needs two images", hint="vcritic compare A B, or vcritic compare --pairs pairs.csv")
     if output is not None or overwrite or resume:
@@ -163,7 +171,7 @@ def read_pairs(path: Path) -> tuple[list[dict[str, str]], list[str]]:
     return rows, fieldnames
 
 
-def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batch_size, workers) -> None:
+def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batch_size, workers, team=None) -> None:
     from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._output import make_progress, stderr
     from vcritic.memory import BatchPlan
@@ -192,8 +200,9 @@ def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batc
         critic = None
         plan = BatchPlan(batch_size)
         if todo:
-            critic = load_for_command(model, **load)
-            results = compare_paths(critic, [resolved[k] for k in todo], batch_size=plan, workers=workers)
+            critic = team.load(lambda: load_for_command(model, **load)) if team else load_for_command(model, **load)
+            run = team.compare_paths if team else compare_paths  # the team: every process compares a shard
+            results = run(critic, [resolved[k] for k in todo], batch_size=plan, workers=workers)
             with make_progress() as progress:
                 task = progress.add_task("Comparing", total=len(todo), rate="")
                 for k, result in zip(todo, results, strict=True):
@@ -204,7 +213,8 @@ def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batc
                     progress.update(task, advance=1)
     total = out.total_rows
     shapes = f", {critic.fixed_shapes.describe()}" if critic is not None and critic.fixed_shapes else ""
-    done = f" ({plan.describe()}{shapes})" if critic is not None else ""
+    processes = f", {team.size} processes" if team else ""
+    done = f" ({plan.describe()}{shapes}{processes})" if critic is not None else ""
     stderr.print(f"Compared {total - failed} of {total} pairs{done}" + (f" -> {out.path}" if out.path else "")
                  + out.resume_note("compared"), markup=False)  # fmt: skip
     if critic is not None:

@@ -106,7 +106,7 @@ def score(
     calibration = _read_calibration(calibration_file, wanted, model, revision, adapter, force_calibration_model)
     skipped: list[Path] = []
     paths = require_images(inputs, skipped)
-    from vcritic.distributed import team_for
+    from vcritic.distributed import lead, team_for
     from vcritic.memory import BatchPlan
 
     team = team_for(device, device_map)  # several processes under accelerate launch: each scores a shard
@@ -130,16 +130,9 @@ def score(
 
     plan = BatchPlan(batch_size)
     if team is not None and not team.is_main:
-        todo = team.share(None)  # None: process 0 stopped before scoring, and said why
-        if todo:
-            from vcritic.scoring import score_paths
-
-            rows = score_paths(load(), team.shard(todo), tasks=wanted, batch_size=plan, workers=workers)
-            for _ in team.gather_in_order(rows, len(todo)):
-                pass
+        team.follow(load)  # process 0 hands out the work, or says stop when it refused to start
         return
-    shared = team is None
-    try:
+    with lead(team):
         columns = score_columns(wanted, calibrated=calibration is not None)
         inputs = [*paths, *([calibration.path] if calibration else [])]
         with open_output(output, columns, overwrite=overwrite, resume=resume, inputs=inputs) as out:
@@ -147,8 +140,6 @@ def score(
             bases = [Path.cwd(), Path(os.path.abspath(output)).parent] if resume else []
             done = out.match(paths, lambda p: path_names(str(p), bases[:1]), lambda row: path_names(row["path"], bases))
             todo = [path for path, row in zip(paths, done, strict=True) if row is None]
-            if not shared:
-                shared = team.share(todo) is not None
             previous = out.existing_rows()
             if calibration is not None:
                 _check_calibrated_rows(previous, calibration, output)
@@ -167,17 +158,14 @@ def score(
             if todo:
                 from vcritic.scoring import score_paths
 
-                critic = load()
+                critic = team.load(load) if team else load()
                 if calibration is not None:  # now with the commit loading found
                     _check_calibration_model(calibration, critic, revision, adapter, force_calibration_model)
                 started = time.perf_counter()
                 with make_progress() as progress:
                     task = progress.add_task("Scoring", total=len(todo), rate="")
-                    if team is None:
-                        rows = score_paths(critic, todo, tasks=wanted, batch_size=plan, workers=workers)
-                    else:
-                        mine = score_paths(critic, team.shard(todo), tasks=wanted, batch_size=plan, workers=workers)
-                        rows = team.gather_in_order(mine, len(todo))
+                    run = team.score_paths if team else score_paths  # the team: every process scores a shard
+                    rows = run(critic, todo, tasks=wanted, batch_size=plan, workers=workers)
                     for done, row in enumerate(rows, start=1):
                         out.write(row.fields(wanted, calibration))
                         if row.error:
@@ -188,10 +176,6 @@ def score(
                                 scored.append(row.mos)
                         rate = done / max(time.perf_counter() - started, 1e-9)
                         progress.update(task, advance=1, rate=f"{rate:.1f} img/s")
-    except BaseException:
-        if not shared:
-            team.share(None)  # let the other processes stop instead of waiting for a list of inputs
-        raise
     elapsed = time.perf_counter() - started
     total = out.total_rows
     summary = f"Scored {ok} of {total} images"
