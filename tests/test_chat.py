@@ -90,9 +90,7 @@ def _template_ids(critic, image, exchanges, question) -> list[int]:
 def _plain_answer(critic, conversation: Conversation, question: str) -> str:
     """The answer of one plain ``generate`` over the whole prompt with the image (no cache carried over)."""
     inputs = critic.processor(images=[conversation.image], text=[conversation.prompt(question)], return_tensors="pt")
-    return critic.decode_greedy(
-        critic.model, critic.to_device(dict(inputs)), max_new_tokens=conversation.max_new_tokens
-    )
+    return critic.decode_text(critic.model, critic.to_device(dict(inputs)), max_new_tokens=conversation.max_new_tokens)
 
 
 @pytest.mark.parametrize("family", family_params(("llava", "qwen2_5_vl")))

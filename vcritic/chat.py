@@ -100,7 +100,7 @@ class Conversation:
         options = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "streamer": streamer}
         generator = cache_generator(critic)
         if generator is None:
-            return critic.decode_greedy(critic.model, critic.to_device(inputs), **options)
+            return critic.decode_text(critic.model, critic.to_device(inputs), **options)
         ids = inputs["input_ids"]
         # Taken out for the turn: one interrupted half-way (Ctrl-C, out of memory) leaves no half-extended cache.
         cache, self._cache = self._cache, None
@@ -123,7 +123,7 @@ class Conversation:
             "attention_mask": inputs["attention_mask"].to(critic.device),
             generate_cache_argument(generator): cache,
         }
-        text = critic.decode_greedy(generator, prompt, **options)
+        text = critic.decode_text(generator, prompt, **options)
         self._cache, self._cached_ids = cache, ids[0]
         return text
 

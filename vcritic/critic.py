@@ -417,13 +417,13 @@ class Critic:
     def generate(self, image: Image.Image, *, max_new_tokens: int = 160, streamer=None) -> str:
         """Greedy free text for the DESCRIBE question about one image, from the full prompt (no shared prefix)."""
         inputs = self.to_device(self.encoder.encode(DESCRIBE, [image]))
-        return self.decode_greedy(self.model, inputs, max_new_tokens=max_new_tokens, streamer=streamer)
+        return self.decode_text(self.model, inputs, max_new_tokens=max_new_tokens, streamer=streamer)
 
-    def decode_greedy(
+    def decode_text(
         self, model, inputs: dict[str, Any], *, max_new_tokens: int, streamer=None, temperature: float | None = None
     ) -> str:
-        """``model.generate`` greedily over one prompt, as text: the only place vcritic generates. A ``temperature``
-        (chat's ``--temperature``) samples instead, with the model's own top-k/top-p settings."""
+        """``model.generate`` over one prompt, as text: the only place vcritic generates. Greedy (deterministic) unless
+        a ``temperature`` is given (chat's ``--temperature``), which samples with the model's own top-k/top-p."""
         import torch
 
         sampling = {"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False}

@@ -142,7 +142,7 @@ def generate_and_answer(
             "attention_mask": torch.cat([prefix["attention_mask"], torch.ones_like(suffix)], dim=1),
             generate_cache_argument(generator): prompt_cache,
         }
-        text = critic.decode_greedy(generator, inputs, **generate_options)
+        text = critic.decode_text(generator, inputs, **generate_options)
     return text, logits.view(-1, batch["n"], logits.shape[-1])
 
 
