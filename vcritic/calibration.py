@@ -329,16 +329,12 @@ class Calibration:
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the JSON file whole (a temporary file beside it, then a rename), so no reader sees half of it."""
-        path = Path(path)
-        temp = path.with_name(f".{path.name}.vcritic-new")
-        try:
-            temp.write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
-            os.replace(temp, path)
-        except OSError as err:
-            temp.unlink(missing_ok=True)
-            raise VcriticError(f"cannot write {path}: {err.strerror or err}", hint="choose another -o") from None
-        return path
+        """Write the JSON file whole (:func:`vcritic.files.write_atomically`), so no reader sees half of it."""
+        from vcritic.files import write_atomically
+
+        data = (json.dumps(self.to_dict(), indent=2) + "\n").encode("utf-8")
+        write_atomically(path, data, hint="choose another -o")
+        return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Calibration:

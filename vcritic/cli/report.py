@@ -5,13 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from vcritic.errors import VcriticError
+from vcritic.files import write_atomically
 from vcritic.report import MAX_IMAGES, THUMBNAIL_SIZE
 
 EPILOG = (
@@ -65,7 +65,7 @@ def report(
         _write_stdout(page)
         where = "stdout"
     else:
-        _write_atomically(output, page.encode("utf-8"))
+        write_atomically(output, page.encode("utf-8"))
         where = str(output)
     if isinstance(data, BenchRun):
         shown = f"{len(data.datasets)} dataset(s)"
@@ -103,37 +103,6 @@ def _check_output(output: Path, source: Path, overwrite: bool) -> None:
                            hint="choose another -o")  # fmt: skip
     if output.exists() and not overwrite:
         raise VcriticError(f"{output} already exists", hint="pass --overwrite to replace it, or choose another -o")
-
-
-def _write_atomically(output: Path, data: bytes) -> None:
-    """Write beside the target, sync, and rename over it: the path holds the old file whole or the new one whole.
-    A symlinked -o keeps pointing at the file it named."""
-    target = Path(os.path.realpath(output))
-    try:
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".vcritic-new")
-    except OSError as err:
-        raise VcriticError(f"cannot write {output}: {err.strerror or err}") from None
-    try:
-        try:
-            mode = os.stat(target).st_mode & 0o7777  # an overwritten file keeps its permissions
-        except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask  # as a plain open() would create it; mkstemp makes 0600
-        with contextlib.suppress(OSError):
-            os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-    except BaseException as err:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        if isinstance(err, OSError):
-            raise VcriticError(f"cannot write {output}: {err.strerror or err}",
-                               hint="the file is as it was" if target.exists() else None) from None  # fmt: skip
-        raise
 
 
 def _write_stdout(page: str) -> None:
