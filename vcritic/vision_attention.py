@@ -150,7 +150,12 @@ def use_for_vision(model, implementation: str = NAME) -> bool:
     if getattr(config, "model_type", None) not in FAMILIES or "vision_config" not in config.sub_configs:
         return False
     register()
-    # Through the sub-config dict: the tower's own check accepts any registered name, while a top-level "flash"
-    # name would send transformers looking for a hub kernel.
-    model.set_attn_implementation({"vision_config": implementation})
+    try:
+        # Through the sub-config dict: the tower's own check accepts any registered name, while a top-level "flash"
+        # name would send transformers looking for a hub kernel (5.5.4 to 5.24).
+        model.set_attn_implementation({"vision_config": implementation})
+    except (ValueError, ImportError, OSError):
+        # transformers 5.25 looks for a hub kernel for any "flash" name, sub-configs included: set the name on the
+        # vision sub-config itself, which the tower reads at every forward (ALL_ATTENTION_FUNCTIONS lookup).
+        config.vision_config._attn_implementation = implementation
     return True
