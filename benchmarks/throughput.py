@@ -230,14 +230,65 @@ def _peak_tflops(device, given: float | None) -> float | None:
 
 
 def _flops_per_image(critic, batch) -> float:
-    """Model FLOPs of one forward of a one-image batch (matmuls and attention, torch's own counter)."""
+    """Model FLOPs of one forward of a one-image batch (matmuls and attention): torch's own counter where it works,
+    else :func:`analytic_flops` (torch 2.11's FlopCounterMode asserts on SDPA with grouped-query shapes, which must
+    not stop a benchmark)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     from vcritic.prompts import QUALITY
 
-    with FlopCounterMode(display=False) as counter:
-        critic.read([QUALITY], batch)
-    return float(counter.get_total_flops())
+    try:
+        with FlopCounterMode(display=False) as counter:
+            critic.read([QUALITY], batch)
+        return float(counter.get_total_flops())
+    except (AssertionError, RuntimeError, NotImplementedError) as err:
+        print(f"# FlopCounterMode failed ({type(err).__name__}); counting FLOPs from the shapes instead", flush=True)
+        return analytic_flops(lambda: critic.read([QUALITY], batch))
+
+
+def analytic_flops(run, attention: bool = True) -> float:
+    """FLOPs of ``run()`` counted from the shapes of its matmul-like calls (linear, matmul/bmm, convolutions and,
+    with ``attention``, scaled_dot_product_attention), 2 per multiply-add as FlopCounterMode counts them; causal
+    attention is counted in full, as FlopCounterMode does. Elementwise work is left out (a few percent at most)."""
+    import math
+
+    import torch
+    import torch.nn.functional as F
+    from torch.overrides import TorchFunctionMode
+
+    total = 0.0
+
+    def count(func, args, kwargs):
+        nonlocal total
+        if func is F.linear:
+            x, w = args[0], args[1]
+            total += 2 * x.numel() // x.shape[-1] * w.shape[0] * w.shape[1]
+        elif func in (torch.matmul, torch.Tensor.matmul, torch.bmm, torch.mm, torch.Tensor.__matmul__):
+            a, b = args[0], args[1]
+            if a.dim() >= 2 and b.dim() >= 2:
+                batch = math.prod(torch.broadcast_shapes(a.shape[:-2], b.shape[:-2]))
+                total += 2 * batch * a.shape[-2] * a.shape[-1] * b.shape[-1]
+        elif func in (F.conv1d, F.conv2d, F.conv3d):
+            x, w = args[0], args[1]
+            out = func(*args, **kwargs)
+            per_output = w.shape[1] * math.prod(w.shape[2:])  # input channels (per group) x kernel volume
+            total += 2 * out.numel() * per_output
+            return out
+        elif func is F.scaled_dot_product_attention and attention:
+            q, k = args[0], args[1]
+            heads_and_batch = math.prod(q.shape[:-2])
+            total += 4 * heads_and_batch * q.shape[-2] * k.shape[-2] * q.shape[-1]  # QK^T and PV
+        return None
+
+    class _Count(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            done = count(func, args, kwargs)
+            return done if done is not None else func(*args, **kwargs)
+
+    with _Count():
+        run()
+    return float(total)
 
 
 def run_arch(args) -> None:

@@ -97,3 +97,38 @@ def test_fixed_shapes_both_measures_each_mode_side_by_side(throughput, tmp_path,
     assert all(r["max_abs_dmos_vs_batch1"] == 0.0 for r in rows[2:])
     assert all(r["e2e_img_s"] > 0 and r["flops_per_image"] == rows[0]["flops_per_image"] for r in rows)
     assert "448x448 fixed shapes vs default: e2e speed 1: " in printed
+
+
+def test_analytic_flops_agree_with_torchs_counter(throughput, tiny_models, sample_images):
+    """The fallback for torch releases whose FlopCounterMode fails on grouped-query SDPA counts exactly what torch's
+    counter counts for matmuls and convolutions (on CPU torch's counter has no formula for SDPA's CPU kernel, so
+    attention is compared against the shapes' formula separately)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from vcritic.loading import load_critic
+    from vcritic.prompts import QUALITY
+
+    critic = load_critic(tiny_models("llava"))
+    batch = critic.encoder.collate_questions([critic.encoder.encode_questions([QUALITY], sample_images["chelsea"])])
+    with FlopCounterMode(display=False) as counter:
+        critic.read([QUALITY], batch)
+    reference = counter.get_total_flops()
+    without_attention = throughput.analytic_flops(lambda: critic.read([QUALITY], batch), attention=False)
+    assert reference > 0
+    assert without_attention == reference
+    calls = []
+    import torch.nn.functional as F
+
+    real = F.scaled_dot_product_attention
+
+    def spy(q, k, *args, **kwargs):
+        calls.append(4 * q.shape[0] * q.shape[1] * q.shape[2] * k.shape[2] * q.shape[3])
+        return real(q, k, *args, **kwargs)
+
+    F.scaled_dot_product_attention = spy
+    try:
+        critic.read([QUALITY], batch)
+    finally:
+        F.scaled_dot_product_attention = real
+    counted = throughput.analytic_flops(lambda: critic.read([QUALITY], batch))
+    assert calls and counted == reference + sum(calls)
