@@ -15,8 +15,6 @@ import dataclasses
 import html
 from pathlib import Path
 
-import click
-
 MARKERS = (
     "<!-- vcritic:cli -->",
     "<!-- vcritic:train-config -->",
@@ -47,44 +45,43 @@ def cli_reference() -> str:
 
     root = typer.main.get_command(app)
     parts = []
-    for path, command, ctx in _walk(root, click.Context(root, info_name="vcritic")):
+    # Typer ships its own copy of click, so commands are told apart by what they have, not by click's classes.
+    for path, command, ctx in _walk(root, root.context_class(root, info_name="vcritic")):
         parts.append(_command_page(path, command, ctx))
     return "\n\n".join(parts)
 
 
-def _walk(command: click.Command, ctx: click.Context, path: tuple[str, ...] = ("vcritic",)):
-    if not isinstance(command, click.Group):
+def _is_group(command) -> bool:
+    return hasattr(command, "list_commands")
+
+
+def _walk(command, ctx, path: tuple[str, ...] = ("vcritic",)):
+    if not _is_group(command):
         yield path, command, ctx
         return
-    if len(path) > 1:  # a sub-group: its own heading, then its commands
-        yield path, command, ctx
+    yield path, command, ctx  # a group: its own heading (global options, its commands), then each command
     for name in command.list_commands(ctx):
         sub = command.get_command(ctx, name)
         if sub is None or sub.hidden:
             continue
-        yield from _walk(sub, click.Context(sub, info_name=name, parent=ctx), (*path, name))
+        yield from _walk(sub, sub.context_class(sub, info_name=name, parent=ctx), (*path, name))
 
 
-def _command_page(path: tuple[str, ...], command: click.Command, ctx: click.Context) -> str:
+def _command_page(path: tuple[str, ...], command, ctx) -> str:
+    """One command as its --help shows it: the same help records, as markdown tables."""
     name = " ".join(path)
     lines = [f"## `{name}`", "", _text(command.help or command.short_help or "").strip(), ""]
-    usage = " ".join(command.collect_usage_pieces(ctx))
-    lines += ["```text", f"{name} {usage}".rstrip(), "```", ""]
-    arguments = [p for p in command.params if isinstance(p, click.Argument)]
-    options = [p for p in command.params if isinstance(p, click.Option) and not p.hidden]
-    if arguments:
-        lines += ["| argument | description |", "|---|---|"]
-        for param in arguments:
-            required = "" if param.required else " (optional)"
-            lines.append(f"| `{param.make_metavar(ctx)}` | {_cell(getattr(param, 'help', '') or '')}{required} |")
-        lines.append("")
-    if options:
-        lines += ["| option | description | default |", "|---|---|---|"]
-        for param in options:
-            flags = ", ".join(f"`{o}`" for o in [*param.opts, *param.secondary_opts])
-            lines.append(f"| {flags} | {_cell(param.help or '')} | {_default(param)} |")
-        lines.append("")
-    if isinstance(command, click.Group):
+    usage = command.get_usage(ctx).removeprefix("Usage:").strip()
+    lines += ["```text", usage, "```", ""]
+    params = [p for p in command.get_params(ctx) if not p.hidden and p.name != "help"]
+    for kind, header in (("argument", "argument"), ("option", "option")):
+        records = [p.get_help_record(ctx) for p in params if p.param_type_name == kind]
+        records = [r for r in records if r]
+        if records:
+            lines += [f"| {header} | description |", "|---|---|"]
+            lines += [f"| `{_code(term)}` | {_cell(text)} |" for term, text in records]
+            lines.append("")
+    if _is_group(command):
         subs = ", ".join(f"`{name} {sub}`" for sub in command.list_commands(ctx))
         lines += [f"Commands: {subs}.", ""]
     if command.epilog:
@@ -92,17 +89,9 @@ def _command_page(path: tuple[str, ...], command: click.Command, ctx: click.Cont
     return "\n".join(lines)
 
 
-def _default(param: click.Option) -> str:
-    if param.required:
-        return "required"
-    if param.is_flag and not param.secondary_opts:
-        return ""
-    if param.show_default is False or param.default is None or callable(param.default):
-        return ""
-    value = param.default
-    if isinstance(value, (list, tuple)):
-        value = ",".join(str(v) for v in value) if value else ""
-    return f"`{value}`" if value != "" else ""
+def _code(term: str) -> str:
+    """A help record's flags and metavar inside a table's code span."""
+    return term.replace("|", "\\|").replace("`", "'")
 
 
 def _text(text: str) -> str:
