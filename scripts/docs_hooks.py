@@ -13,6 +13,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import html
+import re
 from pathlib import Path
 
 MARKERS = (
@@ -35,6 +36,14 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     if MARKERS[3] in markdown:
         markdown = markdown.replace(MARKERS[3], benchmark_table())
     return markdown
+
+
+# Docstrings are written with Sphinx roles (:func:`x`); markdown shows them as the code span alone.
+ROLE = re.compile(r":(?:mod|class|func|meth|attr|exc|data|obj):(?=<code|`)")
+
+
+def on_page_content(html_text: str, page, config, files) -> str:
+    return ROLE.sub("", html_text)
 
 
 # -- CLI ---------------------------------------------------------------------------------------------------------
@@ -150,4 +159,4 @@ def _first_line(path: Path) -> str:
     else:
         doc = ast.get_docstring(ast.parse(text)) or ""
     paragraph = doc.split("\n\n")[0]
-    return " ".join(paragraph.split()).replace("``", "`")
+    return ROLE.sub("", " ".join(paragraph.split()).replace("``", "`"))
