@@ -302,14 +302,14 @@ def test_bench_all_with_a_tiny_model(runner, data_root, tiny_llava, tmp_path):
     assert all(d["n_scored"] == 4 and d["pair_ranking"]["n_direct"] == 3 for d in summary["datasets"].values())
 
 
-def test_readme_and_help_name_every_dataset():
+def test_docs_and_help_name_every_dataset():
     from pathlib import Path
 
     from vcritic.cli.bench import EPILOG
 
-    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    guide = (Path(__file__).parents[1] / "docs" / "guides" / "benchmarks.md").read_text()
     for name, spec in DATASETS.items():
-        assert f"| `{name}/`" in readme and spec.url in readme, name
+        assert f"| `{name}/`" in guide and spec.url in guide, name
         assert name in EPILOG
 
 

@@ -1,4 +1,4 @@
-"""--max-pixels / --image-size: what each family accepts, what the model then sees, and the README's token count."""
+"""--max-pixels / --image-size: what each family accepts, what the model then sees, and the documented token count."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ def _qwen_processor(tiny_models):
 
 @needs_torchvision
 def test_default_qwen25_budget_gives_999_tokens_for_1024x768(tiny_models):
-    """The README's figure: Qwen2.5-VL's released preprocessor (min 3136, max 12845056 pixels) on a KonIQ-size
-    image resizes it to 1036x756 (multiples of 28) = 74x54 patches of 14 px, merged 2x2 -> 999 tokens."""
+    """The figure in docs/guides/scoring.md: Qwen2.5-VL's released preprocessor (min 3136, max 12845056 pixels) on a
+    KonIQ-size image resizes it to 1036x756 (multiples of 28) = 74x54 patches of 14 px, merged 2x2 -> 999 tokens."""
     from vcritic.resolution import configure_resolution, visual_tokens
 
     processor = _qwen_processor(tiny_models)

@@ -131,7 +131,7 @@ def native_size(image_processor) -> int | None:
 def configure_resolution(processor, *, max_pixels: int | None = None, image_size: int | None = None) -> None:
     """Set the processor so every image is seen at ``max_pixels`` / ``image_size``; refuse what the family cannot do.
 
-    Left at None, the checkpoint's own settings stay (see the README for the token counts).
+    Left at None, the checkpoint's own settings stay (token counts: docs/guides/scoring.md, "Resolution").
     """
     if max_pixels is None and image_size is None:
         return

@@ -3,8 +3,9 @@
 :func:`score_paths` and :func:`compare_paths` yield one row per input, in input order, as soon as its batch is done,
 so callers can stream results to disk. A file that cannot be read becomes a row with an ``error`` and the run goes
 on. A score moves with the batch size and the other images in a batch only by rounding: up to 1e-5 on CPU in
-float32, a few MOS points on a GPU in bfloat16 (README, Performance); not at all with ``critic.fixed_shapes``
-(``--reproducible``, :mod:`vcritic.shapes`), which ``Critic.read``/``last_logits`` apply to each batch here.
+float32, a few MOS points on a GPU in bfloat16 (docs/explanations/score-tolerance.md); not at all with
+``critic.fixed_shapes`` (``--reproducible``, :mod:`vcritic.shapes`), which ``Critic.read``/``last_logits`` apply
+to each batch here.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from vcritic.docs_url import docs_page
 from vcritic.presets import DEFAULT_PRESET
 from vcritic.resolution import MAX_IMAGE_SIZE, MAX_PIXELS
 from vcritic.shapes import ROWS
@@ -79,7 +80,8 @@ BatchSizeOpt = Annotated[
         metavar="N|auto",
         help="Images per forward pass, or 'auto' (CUDA: from free GPU memory and one measured image; CPU: 8). On "
         "CUDA out-of-memory the batch is halved and retried. Scores move with it only by rounding: up to 1e-5 on "
-        "CPU in float32, a few MOS points on a GPU in bfloat16 (README Performance); --reproducible removes that.",
+        "CPU in float32, a few MOS points on a GPU in bfloat16; --reproducible removes that. See "
+        + docs_page("explanations/score-tolerance"),
     ),
 ]
 WorkersOpt = Annotated[
@@ -192,6 +194,6 @@ ReproducibleOpt = Annotated[
         "(copies fill a partial group), so a score does not depend on --batch-size or the other images (bitwise on "
         f"CPU; not yet measured on a GPU). Costs up to {ROWS - 1} copies per size in each batch (a lone image is "
         f"{ROWS}x the work); --batch-size then only sets how many images are read and grouped per step. "
-        "See README Performance, Score tolerance.",
+        f"See {docs_page('explanations/score-tolerance')}",
     ),
 ]

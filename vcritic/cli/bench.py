@@ -27,6 +27,7 @@ from vcritic.cli._options import (
     WorkersOpt,
     parse_range,
 )
+from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
 
 EXIT_PARTIAL = 3
@@ -339,7 +340,7 @@ def _dataset_names(name: str, root: Path | None) -> list[str]:
 
             raise VcriticError(
                 f"no dataset found under {root}",
-                hint=f"expected sub-folders named {', '.join(DATASETS)}; see 'Datasets and benchmarks' in the README",
+                hint=f"expected sub-folders named {', '.join(DATASETS)}; see {docs_page('guides/benchmarks')}",
             )
         return list(found)
     if name.lower().endswith(".csv"):
@@ -377,7 +378,7 @@ def _prepared(dataset, root, settings, mos_limits, check_images: bool = False):
         example = bench.records[0].path
         raise VcriticError(
             f"{bench.title}: the images listed in the annotation file are missing (e.g. {example})",
-            hint="see 'Datasets and benchmarks' in the README for where the images go",
+            hint=f"where the images go: {docs_page('guides/benchmarks', 'getting-the-datasets')}",
         )
     return bench
 

@@ -24,6 +24,7 @@ from vcritic.cli._options import (
     WorkersOpt,
     parse_range,
 )
+from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
 
 EPILOG = (
@@ -244,7 +245,7 @@ def _prepare(dataset, root, split, scheme, limit, mos_range, predictions_file):
     if predictions_file is None and not any(r.path.is_file() for r in prepared.records[:50]):
         raise VcriticError(
             f"{prepared.title}: the images listed in the annotation file are missing (e.g. {prepared.records[0].path})",
-            hint="see 'Datasets and benchmarks' in the README for where the images go",
+            hint=f"where the images go: {docs_page('guides/benchmarks', 'getting-the-datasets')}",
         )
     return prepared
 

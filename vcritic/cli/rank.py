@@ -27,6 +27,7 @@ from vcritic.cli._options import (
     TrustRemoteCodeOpt,
     WorkersOpt,
 )
+from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
 from vcritic.ranking import DEFAULT_PER_IMAGE, PRIOR_SD
 
@@ -63,7 +64,7 @@ def rank(
             "-k",
             min=2,
             help=f"Other images each image is compared with (default {DEFAULT_PER_IMAGE}); more costs model time "
-            "linearly and ranks better (see README Ranking).",
+            f"linearly and ranks better (how to pick it: {docs_page('guides/compare-and-rank', 'how-to-pick-k')}).",
             show_default=False,
         ),
     ] = None,

@@ -17,6 +17,7 @@ from pathlib import Path
 from vcritic.datasets import agiqa, aigciqa, cgiqa, flive, kadid, koniq, livec, spaq
 from vcritic.datasets.manifest import load_manifest
 from vcritic.datasets.records import ATTRIBUTES, DatasetSpec, Record, normalise_name
+from vcritic.docs_url import docs_page
 from vcritic.errors import VcriticError
 
 # In the order of the paper's Table 2, then AIGCIQA-2023 (used for authenticity only).
@@ -73,8 +74,8 @@ def locate_dataset(spec: DatasetSpec, root: str | os.PathLike) -> Path:
         markers = " or ".join(spec.markers)
         raise VcriticError(
             f"{spec.title} not found in {root} (looked for {markers} there and in {root / spec.name}/)",
-            hint=f"download it from {spec.url} and unpack it as {root / spec.name}/; see 'Datasets and benchmarks' "
-            "in the README",
+            hint=f"download it from {spec.url} and unpack it as {root / spec.name}/; see "
+            + docs_page("guides/benchmarks", "getting-the-datasets"),
         )
     return found
 

@@ -15,12 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vcritic.docs_url import docs_page
 from vcritic.errors import VcriticError
 
 # The five attribute indicators of the paper (SPAQ carries their ground truth), in the paper's order.
 ATTRIBUTES = ("brightness", "colorfulness", "contrast", "noisiness", "sharpness")
 
-DOCS_HINT = "see 'Datasets and benchmarks' in the README for the expected layout"
+DOCS_HINT = f"the expected layout: {docs_page('guides/benchmarks', 'getting-the-datasets')}"
 
 
 @dataclass(frozen=True)
