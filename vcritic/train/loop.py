@@ -23,7 +23,13 @@ from vcritic.distributed import check_launch_device
 from vcritic.errors import VcriticError
 from vcritic.loading import MANIFEST, manifest_adapters
 from vcritic.resolution import MANIFEST_KEY
-from vcritic.train.checkpoints import StepBoundary, checkpoint_dirs, read_position, save_checkpoint
+from vcritic.train.checkpoints import (
+    StepBoundary,
+    checkpoint_dirs,
+    load_checkpoint,
+    read_position,
+    save_checkpoint,
+)
 from vcritic.train.config import TrainConfig
 from vcritic.train.dialogues import Dialogue, read_dialogues
 
@@ -397,15 +403,15 @@ def _train(
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step, config) / config.lr)
     net, optimizer, loader = accelerator.prepare(net, optimizer, loader)
-    # The scheduler steps once per optimizer step here, not once per process as a prepared one would.
-    accelerator.register_for_checkpointing(scheduler)
+    # The scheduler steps once per optimizer step here, not once per process as a prepared one would; it is not
+    # registered with accelerate, which unpickles registered objects with weights_only=False (see checkpoints).
     # Checkpoints hold the trained weights only; on resume the frozen rest comes from --model again.
     accelerator.register_save_state_pre_hook(lambda _models, weights, _dir: [_keep_only(w, trained) for w in weights])
 
     step = 0
     if resume:
         checkpoint = checkpoint_dirs(output)[-1]
-        accelerator.load_state(str(checkpoint), strict=False)
+        load_checkpoint(accelerator, checkpoint, scheduler, allow_pickle=allow_pickle)
         step = read_position(checkpoint)["step"]
         if main:
             _truncate_metrics(output / METRICS, step)
@@ -437,7 +443,7 @@ def _train(
             emit({"event": "warning", "message": f"{data_dir} was built for stage {built_for}, not {stage}"})
 
     def checkpoint() -> None:
-        path = save_checkpoint(accelerator, output, step, {"epoch": epoch}, config.keep_checkpoints)
+        path = save_checkpoint(accelerator, output, step, {"epoch": epoch}, config.keep_checkpoints, scheduler)
         if main:
             emit({"event": "checkpoint", "step": step, "path": str(path)})
 
