@@ -21,6 +21,7 @@ from typing import Any
 
 from vcritic.distributed import check_launch_device
 from vcritic.errors import VcriticError
+from vcritic.files import locked_folder
 from vcritic.loading import MANIFEST, manifest_adapters
 from vcritic.resolution import MANIFEST_KEY
 from vcritic.train.checkpoints import (
@@ -220,37 +221,13 @@ def _base_entry(model: str) -> str:
 
 @contextmanager
 def _output_lock(output: Path):
-    """Hold an exclusive ``flock`` on the output folder for the whole run (the launching process, rank 0, only), so
-    a second run writing the same folder is refused instead of mixing checkpoints and adapters. The folder is made
-    here if needed, and removed again if the run leaves it empty (a typo costs no ``--overwrite`` later)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock
-        fcntl = None
-    if fcntl is None or os.environ.get("RANK", "0") != "0" or (output.exists() and not output.is_dir()):
+    """The output folder locked for the whole run (:func:`vcritic.files.locked_folder`) by the launching process,
+    rank 0, only: a second run writing the same folder is refused instead of mixing checkpoints and adapters."""
+    if os.environ.get("RANK", "0") != "0":
         yield
         return
-    created = not output.exists()
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        fd = os.open(output, os.O_RDONLY)
-    except OSError as err:
-        raise VcriticError(f"cannot create {output}: {err.strerror}", hint="choose another --output") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise VcriticError(
-                f"another vcritic train run is writing {output}",
-                hint="wait for it to finish, or choose another --output",
-            ) from None
-        except OSError:
-            pass  # a file system without locks: go on unlocked
+    with locked_folder(output, flag="--output"):
         yield
-    finally:
-        os.close(fd)
-        if created and output.is_dir() and not any(output.iterdir()):
-            output.rmdir()
 
 
 def train(
