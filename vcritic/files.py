@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +13,41 @@ from pathlib import Path
 from vcritic.errors import VcriticError
 
 
+def check_replaceable(output: str | os.PathLike, *, hint: str | None = None) -> None:
+    """Refuse an ``output`` that exists and is not a regular file, or a symlink to one: a FIFO, a device node, a
+    socket. :func:`write_atomically` renames its new file over the path, which would replace the node itself (as
+    root, ``/dev/full`` became an HTML page). Callers use it to refuse before any work; the writer checks again."""
+    try:
+        info = os.stat(output)  # follows a symlink: what it leads to is what would be replaced
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise VcriticError(f"cannot use {output}: {err.strerror or err}", hint=hint) from None
+    if not stat.S_ISREG(info.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(info.st_mode), "not a file")
+        via = " (through a symlink)" if os.path.islink(output) else ""
+        raise VcriticError(
+            f"{output} is not a regular file but {kind}{via}; vcritic replaces only regular files",
+            hint=hint or "choose another file name (or - for stdout where the command offers it)",
+        )
+
+
+_KINDS = {
+    stat.S_IFIFO: "a FIFO",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+    stat.S_IFDIR: "a folder",
+}
+
+
 def write_atomically(output: str | os.PathLike, data: bytes, *, hint: str | None = None) -> Path:
     """Write ``data`` beside ``output``, sync, and rename over it: the path holds the old file whole or the new one
-    whole. A symlinked ``output`` keeps pointing at the file it named; an overwritten file keeps its permissions.
+    whole. Only a regular file is ever replaced (:func:`check_replaceable`): a symlink to one is written through
+    (it keeps pointing at the file it named), anything else is refused. An overwritten file keeps its permissions.
     A failure is one :class:`VcriticError` ("cannot write ..."), with ``hint`` or, where an old file stands, that it
     is as it was."""
+    check_replaceable(output, hint=hint)
     target = Path(os.path.realpath(output))
     try:
         fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".vcritic-new")
@@ -35,6 +66,7 @@ def write_atomically(output: str | os.PathLike, data: bytes, *, hint: str | None
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        check_replaceable(target, hint=hint)  # again: what stands there may have changed while writing
         os.replace(temp, target)
     except BaseException as err:
         with contextlib.suppress(OSError):
