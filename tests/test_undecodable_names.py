@@ -68,3 +68,13 @@ def test_score_to_stdout_writes_the_row_too(images, tiny_llava):
     assert result.returncode == 0, result.stderr.decode(errors="replace")
     text = result.stdout.decode("utf-8")  # strict: valid UTF-8
     assert "a\\xff.png," in text and "ok.png," in text
+
+
+def test_report_finds_the_image_an_escaped_name_stands_for(images, tmp_path):
+    from vcritic.report import build_report
+
+    scores = tmp_path / "scores.csv"
+    rows = [f"{cell_text(str(images / name))},50.0000,1.0000,0-100," for name in (BAD, "ok.png")]
+    scores.write_text("path,mos,mos_std,scale,error\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    page = build_report(scores)
+    assert page.count('<img src="data:image/jpeg') == 2 and "a\\xff.png" in page
