@@ -78,3 +78,14 @@ def test_report_finds_the_image_an_escaped_name_stands_for(images, tmp_path):
     scores.write_text("path,mos,mos_std,scale,error\n" + "\n".join(rows) + "\n", encoding="utf-8")
     page = build_report(scores)
     assert page.count('<img src="data:image/jpeg') == 2 and "a\\xff.png" in page
+
+
+def test_bench_predictions_match_the_record_an_escaped_name_stands_for(images, tmp_path):
+    from vcritic.bench import read_predictions
+    from vcritic.datasets import Record
+
+    predictions = tmp_path / "p.csv"
+    predictions.write_text(f"path,mos,mos_std,scale,error\n{cell_text(str(images / BAD))},42.0,1.0,0-100,\n")
+    record = Record(path=images / BAD, mos=50.0, dataset="mine", image="other-name.png")
+    (row,) = read_predictions(predictions, [record])
+    assert row is not None and row.mos == 42.0
