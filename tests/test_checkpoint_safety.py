@@ -87,3 +87,17 @@ def test_a_checkpoint_from_before_the_json_scheduler_still_resumes(run):
     (checkpoint / "scheduler.json").unlink()
     train(**args, config=_config(steps=3, batch_size=2), resume=True)
     assert [r["step"] for r in _metrics(args["output"])] == [1, 2, 3]
+
+
+def test_a_damaged_schedule_or_a_fifo_in_a_checkpoint_is_one_line_not_a_hang(run, tmp_path):
+    import os
+
+    args, checkpoint = run
+    (checkpoint / "scheduler.json").write_text("{not json")
+    with pytest.raises(VcriticError, match="cannot read .*scheduler.json") as err:
+        train(**args, config=_config(steps=3, batch_size=2), resume=True)
+    assert "damaged" in err.value.hint
+    (checkpoint / "random_states_0.pkl").unlink()
+    os.mkfifo(checkpoint / "random_states_0.pkl")
+    with pytest.raises(VcriticError, match="random_states_0.pkl is not a regular file"):
+        train(**args, config=_config(steps=3, batch_size=2), resume=True)

@@ -85,9 +85,15 @@ def load_checkpoint(accelerator, checkpoint: Path, scheduler, *, allow_pickle: b
     import tempfile
 
     files = [p for p in sorted(checkpoint.iterdir()) if not p.name.startswith(".")]
+    for path in files:
+        if not path.is_dir() and not path.is_file():  # a FIFO would hang the reader, a device feed it anything
+            raise VcriticError(
+                f"{path} is not a regular file",
+                hint="remove that checkpoint folder; --resume then continues from the one before",
+            )
     if not allow_pickle:
         for path in files:
-            if not path.name.endswith(_NOT_PICKLED) and not _CUSTOM.match(path.name):
+            if path.is_file() and not path.name.endswith(_NOT_PICKLED) and not _CUSTOM.match(path.name):
                 _load_plain(path)
     # accelerate reads a folder; this one holds links to the checked files only. Its custom_checkpoint_* files
     # are unpickled with weights_only=False, and they are vcritic's no longer (the scheduler is scheduler.json).
@@ -100,11 +106,18 @@ def load_checkpoint(accelerator, checkpoint: Path, scheduler, *, allow_pickle: b
         except pickle.UnpicklingError as err:  # a file changed since it was checked: still refused by accelerate
             raise _refused(checkpoint, str(err)) from None
     if (checkpoint / SCHEDULER).is_file():
-        state = json.loads((checkpoint / SCHEDULER).read_text())
+        source = checkpoint / SCHEDULER
+        try:
+            state = json.loads(source.read_text())
+        except (OSError, ValueError) as err:
+            raise _damaged(source, err) from None
     else:  # a checkpoint from before scheduler.json: accelerate's pickle, read as plain data
-        legacy = checkpoint / "custom_checkpoint_0.pkl"
-        state = _load_plain(legacy) if not allow_pickle else _torch_load(legacy, weights_only=False)
-    scheduler.load_state_dict(state)
+        source = checkpoint / "custom_checkpoint_0.pkl"
+        state = _load_plain(source) if not allow_pickle else _torch_load(source, weights_only=False)
+    try:
+        scheduler.load_state_dict(state)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise _damaged(source, err) from None
 
 
 def _load_plain(path: Path):
@@ -119,10 +132,14 @@ def _load_plain(path: Path):
     except pickle.UnpicklingError as err:
         raise _refused(path.parent, str(err), path.name) from None
     except (OSError, RuntimeError, EOFError, ValueError) as err:
-        raise VcriticError(
-            f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
-            hint="the checkpoint is damaged: remove that checkpoint folder, and --resume continues from the one before",
-        ) from None
+        raise _damaged(path, err) from None
+
+
+def _damaged(path: Path, err: BaseException) -> VcriticError:
+    return VcriticError(
+        f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
+        hint="the checkpoint is damaged: remove that checkpoint folder, and --resume continues from the one before",
+    )
 
 
 def _torch_load(path: Path, *, weights_only: bool, allowed: list | None = None):
