@@ -391,7 +391,7 @@ def test_a_second_run_writing_the_same_output_is_refused(tiny_llava, pair_data, 
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         # Both runs used to go on in the same folder (interleaved checkpoints, metrics, adapters).
         for resume, overwrite in ((True, False), (False, True)):
-            with pytest.raises(VcriticError, match="another vcritic train run is writing"):
+            with pytest.raises(VcriticError, match=r"is in use by another vcritic run \(pid \d+\)"):
                 train(model=str(tiny_llava), data=pair_data, output=out, stage=1, config=_config(steps=2),
                       resume=resume, overwrite=overwrite)  # fmt: skip
     finally:

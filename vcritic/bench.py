@@ -192,6 +192,8 @@ def read_predictions(path: Path, records: Sequence[Record], roots: Sequence[Path
     each of ``roots``. Failing that, a row matches a record whose image name (as the annotation file gives it)
     the row's path ends with, where exactly one row does.
     """
+    from vcritic.csvio import cell_name
+
     header, rows = read_csv_table(path, ("path", "mos"), "a predictions CSV from `vcritic score` (path, mos, ...)")
     scale_ok = all((row.get("scale") or MOS_SCALE).strip() == MOS_SCALE for row in rows)
     if not scale_ok:
@@ -204,9 +206,10 @@ def read_predictions(path: Path, records: Sequence[Record], roots: Sequence[Path
         text = (row["path"] or "").strip()
         if not text:
             continue
-        given = Path(text).expanduser()
-        for candidate in [given] if given.is_absolute() else [base / given for base in bases]:
-            by_path.setdefault(_real(candidate), row)
+        for spelling in dict.fromkeys([text, cell_name(text) or text]):  # and a \\xNN-escaped name's file
+            given = Path(spelling).expanduser()
+            for candidate in [given] if given.is_absolute() else [base / given for base in bases]:
+                by_path.setdefault(_real(candidate), row)
         parts = tuple(text.replace("\\", "/").split("/"))
         for k in range(1, min(len(parts), 4) + 1):
             by_tail[parts[-k:]].append(row)

@@ -60,6 +60,31 @@ def manifest_adapters(manifest: dict[str, Any]) -> list[str]:
     return adapters
 
 
+def manifest_adapter_dirs(directory: Path, manifest: dict[str, Any]) -> list[Path]:
+    """The adapter folders a trained directory's ``vcritic.json`` names, each checked to lie inside ``directory``:
+    a trained folder names only files inside itself, so an absolute path, a ``..`` or a symlink that leads out
+    (to someone else's adapter, or a file vcritic should not read) is refused."""
+    root = directory.resolve()
+    found = []
+    for name in manifest_adapters(manifest):
+        parts = Path(name).parts
+        target = directory / name
+        inside = [target, target / "adapter_config.json", *target.glob("adapter_model.*")]
+        if Path(name).is_absolute() or ".." in parts or not all(_within(p, root) for p in inside):
+            raise VcriticError(
+                f"{directory / MANIFEST} names the adapter {name!r}, which is outside {directory}",
+                hint='a trained folder names only folders inside itself (e.g. "." or "previous/1"); copy the '
+                "adapter into it and name it by its relative path",
+            )
+        found.append(target)
+    return found
+
+
+def _within(path: Path, root: Path) -> bool:
+    resolved = path.resolve()
+    return resolved == root or root in resolved.parents
+
+
 @dataclass
 class Loaded:
     """A model and its processor as loaded from a checkpoint, before any decision about training or scoring."""
@@ -107,7 +132,7 @@ def load_model(
         else:
             base = str(manifest["base_model"])
             base_dir = resolve_model(base, manifest.get("base_revision"), allow_pickle=allow_pickle)
-        adapter_dirs = [directory / name for name in manifest_adapters(manifest)]
+        adapter_dirs = manifest_adapter_dirs(directory, manifest)
         processor_dir = directory if _has_processor_files(directory) else base_dir
     if adapter is not None:
         adapter_dir = Path(adapter).expanduser()
@@ -126,7 +151,7 @@ def load_model(
     configure_resolution(processor, max_pixels=resolution.max_pixels, image_size=resolution.image_size)
     net = _load_model(base_dir, dtype, trust_remote_code, allow_pickle, device_map)
     for i, adapter_dir in enumerate(adapter_dirs):
-        net = _apply_adapter(net, adapter_dir, merge_adapter or i < len(adapter_dirs) - 1)
+        net = _apply_adapter(net, adapter_dir, merge_adapter or i < len(adapter_dirs) - 1, allow_pickle)
     return Loaded(net, processor, manifest, directory, resolution)
 
 
@@ -334,13 +359,20 @@ def _corrupt_weights(directory: Path, err: Exception) -> VcriticError:
     )
 
 
-def _apply_adapter(model, adapter_dir: Path, merge: bool):
+def _apply_adapter(model, adapter_dir: Path, merge: bool, allow_pickle: bool = False):
     from peft import PeftModel
 
     if not (adapter_dir / "adapter_config.json").is_file():
         raise VcriticError(
             f"{adapter_dir} has no adapter_config.json",
             hint="the vcritic.json 'adapter' entry must point at it",
+        )
+    pickled = adapter_dir / "adapter_model.bin"
+    if not allow_pickle and pickled.exists() and not (adapter_dir / "adapter_model.safetensors").is_file():
+        # peft would unpickle it (torch's restricted loader where the installed torch has one): never by default.
+        raise VcriticError(
+            f"the adapter in {adapter_dir} has only pickled weights ({pickled.name}), which can run code when loaded",
+            hint="convert it to adapter_model.safetensors, or pass --allow-pickle if you trust the source",
         )
     base_name = model.name_or_path
     made_for = _adapter_base(adapter_dir)

@@ -33,7 +33,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 
-from vcritic.csvio import DictWriter
+from vcritic.csvio import DictWriter, cell_name, cell_text
 from vcritic.errors import VcriticError
 
 FSYNC_INTERVAL_S = 5.0  # rows reach the OS at once; this bounds what a power cut (not a kill) can lose
@@ -78,10 +78,11 @@ def _same_file_as_input(path: Path, inputs: Iterable[str | os.PathLike]) -> str 
 def path_names(text: str, bases: Iterable[Path] = ()) -> list[Hashable]:
     """What a path written in a CSV matches for ``--resume``: the text as written, and the file it names (a relative
     path resolved against each of ``bases``), so ``./a.jpg``, ``a.jpg`` and ``/abs/a.jpg`` are one image."""
-    names: list[Hashable] = [("as written", text)]
-    given = Path(text).expanduser()
-    for base in [Path("/")] if given.is_absolute() else bases:
-        names.append(("file", os.path.normcase(os.path.realpath(base / given))))
+    names: list[Hashable] = [("as written", cell_text(text))]  # as a row holds it (csvio: not-UTF-8 bytes as \\xNN)
+    for spelling in dict.fromkeys([text, cell_name(text) or text]):  # a row's text, and the name it escapes
+        given = Path(spelling).expanduser()
+        for base in [Path("/")] if given.is_absolute() else bases:
+            names.append(("file", os.path.normcase(os.path.realpath(base / given))))
     return names
 
 

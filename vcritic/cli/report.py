@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from vcritic.errors import VcriticError
-from vcritic.files import write_atomically
+from vcritic.files import check_replaceable, write_atomically
 from vcritic.report import MAX_IMAGES, THUMBNAIL_SIZE
 
 EPILOG = (
@@ -101,6 +101,7 @@ def _check_output(output: Path, source: Path, overwrite: bool) -> None:
     if clash is not None:
         raise VcriticError(f"the output {output} is one of the inputs ({clash}); it would be overwritten",
                            hint="choose another -o")  # fmt: skip
+    check_replaceable(output, hint="choose another -o, or -o - for stdout")  # a FIFO, a device: never replaced
     if output.exists() and not overwrite:
         raise VcriticError(f"{output} already exists", hint="pass --overwrite to replace it, or choose another -o")
 

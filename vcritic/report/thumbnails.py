@@ -23,14 +23,20 @@ class Thumbnail:
 def resolve_image(text: str, csv_folder: Path) -> Path:
     """The file a path cell names. vcritic writes paths as they were given, relative to the folder it ran in, so a
     relative path is tried from the current folder first, then from the CSV's own folder (scoring.resolve_relative's
-    rule); an absolute one is taken as it is."""
+    rule); an absolute one is taken as it is. A name that is not UTF-8, written with ``\\xNN`` escapes
+    (:mod:`vcritic.csvio`), is also tried as the name on disk it stands for."""
+    from vcritic.csvio import cell_name
     from vcritic.scoring import resolve_relative
 
-    given = Path(text).expanduser()
-    if given.is_absolute() or given.exists():
-        return given
-    beside = Path(resolve_relative(text, csv_folder))
-    return beside if beside.exists() else given
+    for spelling in dict.fromkeys([text, cell_name(text) or text]):
+        given = Path(spelling).expanduser()
+        if given.exists():
+            return given
+        if not given.is_absolute():
+            beside = Path(resolve_relative(spelling, csv_folder))
+            if beside.exists():
+                return beside
+    return Path(text).expanduser()
 
 
 def make_thumbnail(path: str | os.PathLike, size: int = THUMBNAIL_SIZE) -> Thumbnail:

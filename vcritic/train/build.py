@@ -298,7 +298,15 @@ def stage3(options: BuildOptions, log: Log) -> tuple[list[Dialogue], list[Dialog
 
 
 def build(options: BuildOptions, log: Log = lambda message: None) -> dict[str, Any]:
-    """Build ``options.stage``'s dialogues and write the data folder; returns the ``data.json`` record."""
+    """Build ``options.stage``'s dialogues and write the data folder; returns the ``data.json`` record. The folder
+    is locked for the run: a second ``data build`` or ``data synth`` into it is refused, not interleaved."""
+    from vcritic.files import locked_folder
+
+    with locked_folder(Path(options.out).expanduser(), flag="--out"):
+        return _build(options, log)
+
+
+def _build(options: BuildOptions, log: Log) -> dict[str, Any]:
     from vcritic.train import relativity
     from vcritic.train.datadir import DIALOGUES, INFO, VAL, check_out, remove_stale, write_data_dir, written_before
 

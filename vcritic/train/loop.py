@@ -1,6 +1,8 @@
 """``vcritic train``: one stage of the curriculum on ``accelerate``, written as a vcritic trained directory.
 
-The run folder ``OUT`` holds, as it goes: ``run.json`` (what was asked: model, data, stage, config),
+The run folder ``OUT`` holds, as it goes: ``.vcritic-output.json`` (vcritic's mark on a folder it made, and the names
+it wrote there: ``--overwrite`` replaces only such a folder, and only those), ``run.json`` (what was asked: model,
+data, stage, config),
 ``metrics.jsonl`` (one JSON object per log line), ``checkpoints/step-N`` (resumable state), and at the end the
 trained directory itself: ``vcritic.json``, the peft adapter (safetensors), the processor files and, for a stage
 trained on top of an earlier one, that stage's adapters under ``previous/``.
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import shutil
 import time
 from collections.abc import Callable, Collection
@@ -21,13 +24,22 @@ from typing import Any
 
 from vcritic.distributed import check_launch_device
 from vcritic.errors import VcriticError
+from vcritic.files import locked_folder
 from vcritic.loading import MANIFEST, manifest_adapters
 from vcritic.resolution import MANIFEST_KEY
-from vcritic.train.checkpoints import StepBoundary, checkpoint_dirs, read_position, save_checkpoint
+from vcritic.train.checkpoints import (
+    CHECKPOINTS,
+    StepBoundary,
+    checkpoint_dirs,
+    load_checkpoint,
+    read_position,
+    save_checkpoint,
+)
 from vcritic.train.config import TrainConfig
 from vcritic.train.dialogues import Dialogue, read_dialogues
 
 RUN = "run.json"
+OWNED = ".vcritic-output.json"  # written first in a run folder: the proof it is vcritic's, and what it wrote there
 METRICS = "metrics.jsonl"
 PREVIOUS = "previous"
 # Keys that may change when a run is resumed: they do not alter what is computed up to the checkpoint.
@@ -114,7 +126,8 @@ def _check_images(folder: Path, dialogues: list[Dialogue]) -> None:
 
 
 def check_output(output: Path, *, resume: bool, overwrite: bool) -> None:
-    """Refuse, before any work, an output that would be overwritten without ``overwrite`` (or not resumed)."""
+    """Refuse, before any work, an output that would be overwritten without ``overwrite`` (or not resumed), and an
+    ``overwrite`` of a folder that is not a vcritic training output or holds anything vcritic did not write there."""
     ours = (output / RUN).is_file() or (output / MANIFEST).is_file()
     if resume:
         if not checkpoint_dirs(output):
@@ -133,11 +146,57 @@ def check_output(output: Path, *, resume: bool, overwrite: bool) -> None:
             else:
                 hint = "it stopped before its first checkpoint, so there is nothing to resume: pass --overwrite"
             raise VcriticError(f"{output} already exists and is not empty", hint=hint)
-        if not ours:
+        # A run.json alone proves nothing (any folder can hold one): only vcritic's own marker does.
+        if not (output / OWNED).is_file():
             raise VcriticError(
-                f"{output} is not a vcritic training output; --overwrite only replaces those",
-                hint="choose an empty or new folder",
+                f"{output} is not a folder vcritic train made (it has no {OWNED}); --overwrite only replaces those",
+                hint="choose an empty or new folder (an output of an earlier vcritic version has no marker: delete it "
+                "yourself if it is one)",
             )
+        stray = _not_written_by_vcritic(output)
+        if stray:
+            raise VcriticError(
+                f"{output} holds {stray}, which vcritic did not write; --overwrite would delete it",
+                hint="move it out of the folder, or choose another --output",
+            )
+
+
+def _written_by_vcritic(output: Path) -> set[str]:
+    """The names directly in ``output`` that vcritic train wrote there, as its marker records them."""
+    try:
+        recorded = json.loads((output / OWNED).read_text()).get("files", [])
+    except (OSError, ValueError, AttributeError):
+        recorded = []
+    names = {name for name in recorded if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")}
+    return {OWNED, RUN, METRICS, CHECKPOINTS, *names}
+
+
+def _not_written_by_vcritic(output: Path) -> str | None:
+    """One entry of ``output`` (or of its checkpoints folder) that vcritic did not write, or None."""
+    known = _written_by_vcritic(output)
+    for entry in sorted(output.iterdir()):
+        if entry.name not in known:
+            return entry.name
+    checkpoints = output / CHECKPOINTS
+    if checkpoints.is_dir() and not checkpoints.is_symlink():
+        for entry in sorted(checkpoints.iterdir()):
+            if not re.match(r"^(\.tmp-)?step-\d+$", entry.name) or entry.is_symlink():
+                return f"{CHECKPOINTS}/{entry.name}"
+    elif checkpoints.exists() or checkpoints.is_symlink():
+        return CHECKPOINTS
+    return None
+
+
+def _record_written(output: Path, before: set[str]) -> None:
+    """Add to the marker what appeared in ``output`` since ``before`` (the trained directory's files), so a later
+    ``--overwrite`` knows them as vcritic's."""
+    try:
+        now = {entry.name for entry in output.iterdir()}
+        record = json.loads((output / OWNED).read_text())
+    except (OSError, ValueError):
+        return
+    record["files"] = sorted(set(record.get("files", [])) | (now - before))
+    (output / OWNED).write_text(json.dumps(record, indent=2) + "\n")
 
 
 def _check_not_inputs(output: Path, *, model: str, data: Path) -> None:
@@ -153,14 +212,16 @@ def _check_not_inputs(output: Path, *, model: str, data: Path) -> None:
 
 
 def _create_output(output: Path) -> None:
-    """A fresh output folder (an earlier output there was accepted by :func:`check_output`). Its contents go, not
-    the folder itself, which holds the run's lock."""
+    """A fresh output folder, marked as vcritic's. An earlier output there was accepted by :func:`check_output`: its
+    entries, all vcritic's, go; the folder itself stays (it holds the run's lock)."""
     output.mkdir(parents=True, exist_ok=True)
-    for entry in list(output.iterdir()):
+    for name in _written_by_vcritic(output):
+        entry = output / name
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
-        else:
+        elif entry.exists() or entry.is_symlink():
             entry.unlink()
+    (output / OWNED).write_text(json.dumps({"written_by": "vcritic train", "files": []}, indent=2) + "\n")
 
 
 def _resume_config(output: Path, stage: int, model: str, data: Path, config: TrainConfig) -> TrainConfig:
@@ -214,37 +275,13 @@ def _base_entry(model: str) -> str:
 
 @contextmanager
 def _output_lock(output: Path):
-    """Hold an exclusive ``flock`` on the output folder for the whole run (the launching process, rank 0, only), so
-    a second run writing the same folder is refused instead of mixing checkpoints and adapters. The folder is made
-    here if needed, and removed again if the run leaves it empty (a typo costs no ``--overwrite`` later)."""
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock
-        fcntl = None
-    if fcntl is None or os.environ.get("RANK", "0") != "0" or (output.exists() and not output.is_dir()):
+    """The output folder locked for the whole run (:func:`vcritic.files.locked_folder`) by the launching process,
+    rank 0, only: a second run writing the same folder is refused instead of mixing checkpoints and adapters."""
+    if os.environ.get("RANK", "0") != "0":
         yield
         return
-    created = not output.exists()
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-        fd = os.open(output, os.O_RDONLY)
-    except OSError as err:
-        raise VcriticError(f"cannot create {output}: {err.strerror}", hint="choose another --output") from None
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise VcriticError(
-                f"another vcritic train run is writing {output}",
-                hint="wait for it to finish, or choose another --output",
-            ) from None
-        except OSError:
-            pass  # a file system without locks: go on unlocked
+    with locked_folder(output, flag="--output"):
         yield
-    finally:
-        os.close(fd)
-        if created and output.is_dir() and not any(output.iterdir()):
-            output.rmdir()
 
 
 def train(
@@ -397,15 +434,15 @@ def _train(
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_at(step, config) / config.lr)
     net, optimizer, loader = accelerator.prepare(net, optimizer, loader)
-    # The scheduler steps once per optimizer step here, not once per process as a prepared one would.
-    accelerator.register_for_checkpointing(scheduler)
+    # The scheduler steps once per optimizer step here, not once per process as a prepared one would; it is not
+    # registered with accelerate, which unpickles registered objects with weights_only=False (see checkpoints).
     # Checkpoints hold the trained weights only; on resume the frozen rest comes from --model again.
     accelerator.register_save_state_pre_hook(lambda _models, weights, _dir: [_keep_only(w, trained) for w in weights])
 
     step = 0
     if resume:
         checkpoint = checkpoint_dirs(output)[-1]
-        accelerator.load_state(str(checkpoint), strict=False)
+        load_checkpoint(accelerator, checkpoint, scheduler, allow_pickle=allow_pickle)
         step = read_position(checkpoint)["step"]
         if main:
             _truncate_metrics(output / METRICS, step)
@@ -437,7 +474,7 @@ def _train(
             emit({"event": "warning", "message": f"{data_dir} was built for stage {built_for}, not {stage}"})
 
     def checkpoint() -> None:
-        path = save_checkpoint(accelerator, output, step, {"epoch": epoch}, config.keep_checkpoints)
+        path = save_checkpoint(accelerator, output, step, {"epoch": epoch}, config.keep_checkpoints, scheduler)
         if main:
             emit({"event": "checkpoint", "step": step, "path": str(path)})
 
@@ -548,7 +585,11 @@ def _train(
             checkpoint()
         accelerator.wait_for_everyone()
         if main:
-            _export(accelerator.unwrap_model(net), loaded, output, model, revision, stage, config, train_data)
+            before = {entry.name for entry in output.iterdir()}
+            try:
+                _export(accelerator.unwrap_model(net), loaded, output, model, revision, stage, config, train_data)
+            finally:  # also what a failed export left: vcritic's to replace
+                _record_written(output, before)
     except Exception as err:  # a full disk at the very end
         newest = checkpoint_dirs(output)
         hint = "fix the cause, then start again with --overwrite"

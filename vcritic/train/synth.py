@@ -231,8 +231,30 @@ def synthesize(
 ) -> dict[str, Any]:
     """Write distorted images, ``manifest.csv`` and the stage-1 data folder; returns the ``data.json`` record.
 
-    Unreadable sources are skipped and counted (``skipped`` in the record), never fatal.
+    Unreadable sources are skipped and counted (``skipped`` in the record), never fatal. ``out`` is locked for the
+    run, as ``data build`` locks it.
     """
+    from vcritic.files import locked_folder
+
+    with locked_folder(Path(out).expanduser(), flag="--out"):
+        return _synthesize(
+            src, out, levels=levels, kinds=kinds, size=size, seed=seed, val_fraction=val_fraction,
+            overwrite=overwrite, progress=progress,
+        )  # fmt: skip
+
+
+def _synthesize(
+    src: Path,
+    out: Path,
+    *,
+    levels: int,
+    kinds: Sequence[str] | None,
+    size: int | None,
+    seed: int,
+    val_fraction: float | None,
+    overwrite: bool,
+    progress: Callable[[int, int], None] | None,
+) -> dict[str, Any]:
     from PIL import Image
 
     from vcritic.images import UnreadableImageError, find_images, load_image

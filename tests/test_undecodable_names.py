@@ -1,0 +1,91 @@
+"""A file name that is not valid UTF-8 (legal on Linux) gets a row like any other, and ``--resume`` knows it.
+
+Such a name is written with each byte that is not UTF-8 as ``\\xNN`` (the CSV stays valid UTF-8): ``a\\xff.png``."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+from vcritic.cli._csv import path_names
+from vcritic.cli.app import main
+from vcritic.csvio import cell_text
+
+pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="names that are not UTF-8 are a Linux file system's")
+
+BAD = os.fsdecode(b"a\xff.png")  # 'a\udcff.png': how Python spells the name it cannot decode
+
+
+@pytest.fixture
+def images(tmp_path, sample_images):
+    folder = tmp_path / "x"
+    folder.mkdir()
+    sample_images["chelsea"].resize((64, 48)).save(folder / "ok.png")
+    sample_images["coffee"].resize((64, 48)).save(os.fsencode(folder) + b"/a\xff.png")
+    return folder
+
+
+def _rows(path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8", newline="") as handle:  # strict UTF-8: the file must stay valid
+        return list(csv.DictReader(handle))
+
+
+def test_cell_text_escapes_only_what_is_not_utf8():
+    assert cell_text("plain/é.png") == "plain/é.png"
+    assert cell_text(BAD) == "a\\xff.png"
+    assert cell_text(cell_text(BAD)) == "a\\xff.png"
+    # The written name and the name on disk are one image for --resume.
+    assert ("as written", "a\\xff.png") in path_names(BAD) and ("as written", "a\\xff.png") in path_names("a\\xff.png")
+
+
+@pytest.mark.slow
+def test_score_writes_a_row_for_an_undecodable_name_and_resume_recognises_it(images, tiny_llava, tmp_path, capsys,
+                                                                            sample_images):  # fmt: skip
+    out = tmp_path / "scores.csv"
+    args = ["score", str(images), "-m", str(tiny_llava), "-o", str(out)]
+    # Was: UnicodeEncodeError, no row at all, for every image of the run.
+    assert main(args) == 0
+    rows = _rows(out)
+    assert sorted(os.path.basename(r["path"]) for r in rows) == ["a\\xff.png", "ok.png"]
+    assert all(r["mos"] and not r["error"] for r in rows)
+    sample_images["rocket"].resize((48, 64)).save(images / "new.png")
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0
+    assert "2 row(s) already there, 1 image(s) to go" in capsys.readouterr().err
+    assert sorted(os.path.basename(r["path"]) for r in _rows(out)) == ["a\\xff.png", "new.png", "ok.png"]
+
+
+@pytest.mark.slow
+def test_score_to_stdout_writes_the_row_too(images, tiny_llava):
+    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env.pop("PYTHONIOENCODING", None)
+    result = subprocess.run([sys.executable, "-m", "vcritic", "score", str(images), "-m", str(tiny_llava), "-o", "-"],
+                            capture_output=True, env=env, timeout=300)  # fmt: skip
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    text = result.stdout.decode("utf-8")  # strict: valid UTF-8
+    assert "a\\xff.png," in text and "ok.png," in text
+
+
+def test_report_finds_the_image_an_escaped_name_stands_for(images, tmp_path):
+    from vcritic.report import build_report
+
+    scores = tmp_path / "scores.csv"
+    rows = [f"{cell_text(str(images / name))},50.0000,1.0000,0-100," for name in (BAD, "ok.png")]
+    scores.write_text("path,mos,mos_std,scale,error\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    page = build_report(scores)
+    assert page.count('<img src="data:image/jpeg') == 2 and "a\\xff.png" in page
+
+
+def test_bench_predictions_match_the_record_an_escaped_name_stands_for(images, tmp_path):
+    from vcritic.bench import read_predictions
+    from vcritic.datasets import Record
+
+    predictions = tmp_path / "p.csv"
+    predictions.write_text(f"path,mos,mos_std,scale,error\n{cell_text(str(images / BAD))},42.0,1.0,0-100,\n")
+    record = Record(path=images / BAD, mos=50.0, dataset="mine", image="other-name.png")
+    (row,) = read_predictions(predictions, [record])
+    assert row is not None and row.mos == 42.0
