@@ -12,7 +12,21 @@ import sys
 import typer
 
 from vcritic import __version__
-from vcritic.cli import bench, calibrate, chat, compare, data, describe, download, models, rank, report, score, train
+from vcritic.cli import (
+    bench,
+    calibrate,
+    chat,
+    compare,
+    data,
+    describe,
+    download,
+    models,
+    rank,
+    report,
+    score,
+    serve,
+    train,
+)
 from vcritic.cli._help import Command, Group
 
 app = typer.Typer(
@@ -36,6 +50,7 @@ app.command("calibrate", no_args_is_help=True, epilog=calibrate.EPILOG, cls=Comm
 app.command("report", no_args_is_help=True, epilog=report.EPILOG, cls=Command)(report.report)
 app.command("download", no_args_is_help=True, epilog=download.EPILOG, cls=Command)(download.download)
 app.command("train", no_args_is_help=True, epilog=train.EPILOG, cls=Command)(train.train)
+app.command("serve", epilog=serve.EPILOG, cls=Command)(serve.serve)
 app.add_typer(models.models_app, name="models")
 app.add_typer(data.data_app, name="data")
 
