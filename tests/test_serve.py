@@ -336,3 +336,20 @@ def test_out_of_memory_halves_the_batch_and_keeps_serving():
     assert plan.current == 1 and plan.halvings == 3  # then [x, huge] -> 1, and huge alone fails
     assert mixed[0] == "k:a" and mixed[2] == "k:b" and isinstance(mixed[1], ItemError)
     assert later[0] == "k:x" and isinstance(later[1], ItemError) and str(later[1]) == TOO_LARGE
+
+
+def test_usage_errors_exit_2_before_anything_starts(capsys):
+    from vcritic.cli.app import main
+
+    assert main(["serve", "-m", "x", "--max-images", "10", "--max-queue", "5"]) == 2
+    assert "--max-images 10 is over --max-queue 5" in capsys.readouterr().err
+    assert main(["serve", "-m", "x", "--api-key", " "]) == 2
+    assert "--api-key is empty" in capsys.readouterr().err
+
+
+def test_a_model_that_cannot_load_stops_the_service_with_its_error(tmp_path, capsys):
+    from vcritic.cli.app import main
+
+    code = main(["serve", "-m", str(tmp_path / "missing"), "--port", str(_free_port())])
+    err = capsys.readouterr().err
+    assert code == 1 and "no such checkpoint directory" in err and "Traceback" not in err
