@@ -28,7 +28,7 @@ EPILOG = (
     "a and b) answers P(a better); GET /health (503 until the model is loaded), /v1/model, /metrics (Prometheus), "
     '/docs (OpenAPI). Errors are JSON {"error": ...}: 401 API key, 413 over a limit, 429 queue full, 504 timeout. '
     "SIGTERM stops taking connections, answers the requests in flight and exits 0. Needs: pip install "
-    "'vcritic[serve]'. See docs/guides/serve.md."
+    "'vcritic\\[serve]'. See docs/guides/serve.md."  # \\[ : the help is rich markup
 )
 
 
