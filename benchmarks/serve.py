@@ -103,6 +103,7 @@ def main() -> None:
     parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--max-wait-ms", type=float, default=10.0)
     parser.add_argument("--reproducible", action="store_true")
+    parser.add_argument("--threads", type=int, default=None, help="the service's decode/preprocess threads")
     args = parser.parse_args()
 
     import httpx
@@ -128,7 +129,8 @@ def main() -> None:
         with open(log, "wb") as out:
             server = subprocess.Popen(
                 [sys.executable, "-m", "vcritic", "serve", "-m", model, "--port", str(port), "--max-batch",
-                 str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), *options],
+                 str(args.max_batch), "--max-wait-ms", str(args.max_wait_ms), *options,
+                 *(["--threads", str(args.threads)] if args.threads else [])],
                 stdout=out, stderr=subprocess.STDOUT, env=env,
             )  # fmt: skip
         try:
