@@ -4,11 +4,12 @@
 Starts ``python -m vcritic serve`` on 127.0.0.1 (a free port), times it from start to ready (/health 200), then for
 each client count runs a bounded number of requests, each one image as the raw body (the reward-loop pattern:
 many small concurrent requests, merged by the service's dynamic batching), and prints images/s, p50 and p99
-latency and the mean model batch size (from /metrics). Every image's scores are kept, so it also prints how far a
-score moved between being read alone and inside the batches (the default mode's tolerance; 0 with
-``--reproducible``). Then the service gets SIGTERM (its exit status is printed) and ``vcritic score`` scores the
-same files offline with ``--batch-size`` = the service's ``--max-batch``; its own img/s figure (model loaded, files
-read) is the reference.
+latency and the mean model batch size (from /metrics), with the service's own p99 (the upper bound of its latency
+histogram bucket, from the request's dispatch to its answer), which tells a tail in the service from one in the
+client sharing the machine. Every image's scores are kept, so it also prints how far a score moved between being
+read alone and inside the batches (the default mode's tolerance; 0 with ``--reproducible``). Then the service gets
+SIGTERM (its exit status is printed) and ``vcritic score`` scores the same files offline with ``--batch-size`` =
+the service's ``--max-batch``; its own img/s figure (model loaded, files read) is the reference.
 
     python benchmarks/serve.py                              # a tiny random LLaVA built here, CPU
     python benchmarks/serve.py --model /ckpt --device cuda --images 512 --max-batch 64
@@ -60,6 +61,22 @@ def metric(url: str, name: str) -> float:
     text = httpx.get(url + "/metrics", timeout=30).text
     found = re.search(rf"^{re.escape(name)} ([0-9.e+-]+)$", text, re.MULTILINE)
     return float(found.group(1)) if found else 0.0
+
+
+def latency_buckets(url: str) -> dict[float, float]:
+    """The service's own /v1/score latency histogram: upper bound (s) -> cumulative count."""
+    import httpx
+
+    text = httpx.get(url + "/metrics", timeout=30).text
+    pattern = r'^vcritic_request_seconds_bucket\{endpoint="/v1/score",le="([^"]+)"\} ([0-9.e+-]+)$'
+    return {float(le): float(count) for le, count in re.findall(pattern, text, re.MULTILINE)}
+
+
+def bucket_quantile(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The upper bound of the bucket holding the q-quantile of the requests between two readings."""
+    counts = {le: after[le] - before.get(le, 0.0) for le in sorted(after)}
+    total = counts[float("inf")]
+    return next(le for le, count in counts.items() if count >= q * total)
 
 
 async def load(url: str, bodies: list[tuple[str, bytes]], clients: int, requests: int):
@@ -148,12 +165,14 @@ def main() -> None:
             print(f"start to ready: {ready:.1f} s (model load {loaded.group(1) if loaded else '?'} s of it)")
             asyncio.run(load(url, bodies[:4], 4, 8))  # warm-up: first-call costs are not throughput
 
-            print(f"{'clients':>7} {'requests':>8} {'img/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean batch':>10}")
+            print(f"{'clients':>7} {'requests':>8} {'img/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean batch':>10} "
+                  f"{'server p99 <=':>13}")  # fmt: skip
             seen: dict[str, list[float]] = {}
             rates = {}
             for clients in args.clients:
                 requests = args.requests or max(32, 4 * clients)
                 batches, items = metric(url, "vcritic_batch_size_count"), metric(url, "vcritic_batch_size_sum")
+                buckets = latency_buckets(url)
                 seconds, latencies, found = asyncio.run(load(url, bodies, clients, requests))
                 batches = metric(url, "vcritic_batch_size_count") - batches
                 items = metric(url, "vcritic_batch_size_sum") - items
@@ -161,7 +180,8 @@ def main() -> None:
                     seen.setdefault(name, []).extend(values)
                 rates[clients] = requests / seconds
                 print(f"{clients:>7} {requests:>8} {rates[clients]:>8.1f} {1000 * statistics.median(latencies):>8.1f} "
-                      f"{1000 * percentile(latencies, 0.99):>8.1f} {items / max(batches, 1):>10.1f}")  # fmt: skip
+                      f"{1000 * percentile(latencies, 0.99):>8.1f} {items / max(batches, 1):>10.1f} "
+                      f"{bucket_quantile(buckets, latency_buckets(url), 0.99):>11g} s")  # fmt: skip
             spread = max((max(v) - min(v) for v in seen.values() if len(v) > 1), default=0.0)
             print(
                 f"same image, scores across batch compositions (alone .. {max(args.clients)} clients): "
