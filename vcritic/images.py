@@ -168,6 +168,27 @@ def load_image(path: str | os.PathLike) -> Image.Image:
         raise UnreadableImageError(describe_image_error(err)) from err
 
 
+def load_image_bytes(data: bytes, max_pixels: int | None = None) -> Image.Image:
+    """An image sent as bytes (``vcritic serve``), opened as :func:`load_image` opens a file. ``max_pixels``: a
+    larger image is refused from its header, before anything is decoded (the decompression-bomb rule, with the
+    caller's limit). Whatever is wrong raises :class:`UnreadableImageError`."""
+    import io
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            width, height = image.size
+            if max_pixels is not None and width * height > max_pixels:
+                raise UnreadableImageError(
+                    f"image of {width}x{height} = {width * height} pixels is over the limit of {max_pixels} pixels"
+                )
+            image.load()
+            return to_rgb(image)
+    except UnreadableImageError:
+        raise
+    except Exception as err:  # decoders raise many types (OSError, ValueError, SyntaxError, struct.error, ...)
+        raise UnreadableImageError(describe_image_error(err)) from err
+
+
 def describe_image_error(err: BaseException) -> str:
     """A short, path-free reason why an image could not be used."""
     from PIL import UnidentifiedImageError

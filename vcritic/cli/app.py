@@ -25,6 +25,7 @@ from vcritic.cli import (
     rank,
     report,
     score,
+    serve,
     train,
 )
 from vcritic.cli._help import Command, Group
@@ -50,6 +51,7 @@ app.command("calibrate", no_args_is_help=True, epilog=calibrate.EPILOG, cls=Comm
 app.command("report", no_args_is_help=True, epilog=report.EPILOG, cls=Command)(report.report)
 app.command("download", no_args_is_help=True, epilog=download.EPILOG, cls=Command)(download.download)
 app.command("train", no_args_is_help=True, epilog=train.EPILOG, cls=Command)(train.train)
+app.command("serve", epilog=serve.EPILOG, cls=Command)(serve.serve)
 app.command("demo", epilog=demo.EPILOG, cls=Command)(demo.demo)
 app.add_typer(models.models_app, name="models")
 app.add_typer(data.data_app, name="data")
