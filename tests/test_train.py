@@ -508,7 +508,7 @@ def test_cli_trains_refuses_to_overwrite_and_the_output_scores(tiny_llava, pair_
     out = tmp_path / "out"
     missing = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(tmp_path / "nope"), "-o", str(out)]
     assert main(missing) == 1
-    assert "has no dialogues.jsonl" in capsys.readouterr().err and not out.exists()  # nothing to --overwrite later
+    assert "no such folder" in capsys.readouterr().err and not out.exists()  # nothing to --overwrite later
     args = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out)]
     assert main([*args, "--config", "tiny", "--steps", "2", "--batch-size", "4", "--save-every", "1"]) == 0
     err = capsys.readouterr().err

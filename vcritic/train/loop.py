@@ -81,6 +81,11 @@ def read_data(folder: Path) -> TrainData:
     """A folder written by ``vcritic data build`` / ``vcritic data synth``: dialogues.jsonl, val.jsonl, data.json."""
     folder = Path(folder).expanduser()
     path = folder / "dialogues.jsonl"
+    if not folder.is_dir():
+        raise VcriticError(
+            f"--data {folder} is not a folder" if folder.exists() else f"--data: no such folder: {folder}",
+            hint="give the folder vcritic data build --out (or data synth) wrote",
+        )
     if not path.is_file():
         raise VcriticError(f"{folder} has no dialogues.jsonl", hint="build it with: vcritic data build --out DIR")
     dialogues = list(read_dialogues(path))

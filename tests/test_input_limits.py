@@ -1,0 +1,211 @@
+"""Bad input gets one line: wrong types and sizes in training dialogues, hostile Excel workbooks, implausible
+calibration labels, bad option values (exit 2), and inputs that are not what they claim, all refused before any
+model work, never with a traceback, a hang or unbounded memory."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from vcritic.cli.app import main
+from vcritic.errors import VcriticError
+from vcritic.prompts import QUALITY
+from vcritic.train import dialogues as dialogue_module
+from vcritic.train.dialogues import read_dialogues
+
+GOOD = {
+    "question": "quality",
+    "task": "quality",
+    "images": ["a.png"],
+    "instruction": QUALITY.instruction,
+    "answer": QUALITY.answer(" good"),
+}
+
+
+def _write_lines(path: Path, records) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"answer": None}, "'answer' is null, not a string"),
+        ({"instruction": 5}, "'instruction' is a number (5), not a string"),
+        ({"images": "a.png"}, "'images' is a string, not a list"),
+        ({"images": [3]}, "image 3 is not a file path"),
+        ({"images": ["a.png", "b.png"]}, "2 image(s) for a 'quality' question, which shows 1"),
+        ({"images": []}, "0 image(s) for a 'quality' question"),
+        ({"dataset": ["x"]}, "'dataset' is a list, not a string"),
+        ({"meta": [1]}, "'meta' is a list, not an object"),
+        ({"instruction": "x" * 100_000}, "'instruction' is 100,000 characters, over the 16,000 allowed"),
+        ({"instruction": "x" * 5_000_000}, "is longer than 1024 KiB"),
+        ({"answer": QUALITY.answer_prefix + " good" * 10_000}, "'answer' is 50,0"),
+        ({"answer": "Good."}, "a 'quality' answer must start with"),
+    ],
+)
+def test_a_dialogue_field_of_the_wrong_type_or_size_is_refused_with_its_line(tmp_path, change, said):
+    path = _write_lines(tmp_path / "dialogues.jsonl", [GOOD, GOOD, {**GOOD, **change}])
+    with pytest.raises(VcriticError) as err:
+        list(read_dialogues(path))
+    assert err.value.message.startswith(f"{path}, line 3") and said in err.value.message
+
+
+def test_a_dialogue_file_without_line_breaks_is_not_read_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(dialogue_module, "MAX_LINE_BYTES", 1000)
+    path = tmp_path / "dialogues.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + " " * 5000)
+    with pytest.raises(VcriticError, match=r"line 2 is longer than 0 KiB"):
+        list(read_dialogues(path))
+    monkeypatch.setattr(dialogue_module, "MAX_FILE_BYTES", 100)
+    with pytest.raises(VcriticError, match="GiB a dialogue file may be"):
+        list(read_dialogues(path))
+
+
+def test_train_refuses_bad_dialogues_before_loading_the_model(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_lines(data / "dialogues.jsonl", [GOOD, {**GOOD, "instruction": "x" * 5_000_000}])
+    args = ["train", "--stage", "1", "--model", str(tmp_path / "no-model-here"), "--data", str(data)]
+    assert main([*args, "-o", str(tmp_path / "out"), "--config", "tiny"]) == 1
+    err = capsys.readouterr().err
+    assert "dialogues.jsonl, line 2 is longer than 1024 KiB" in err and "Traceback" not in err
+
+
+def test_train_data_folder_that_does_not_exist_says_so(tmp_path, capsys):
+    args = ["train", "--stage", "1", "--model", "x", "--data", str(tmp_path / "nosuch"), "-o", str(tmp_path / "o")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"no such folder: {tmp_path / 'nosuch'}" in err and "dialogues.jsonl" not in err.split("Hint")[0]
+
+
+# --- Excel annotations (SPAQ) -------------------------------------------------------------------------------------
+
+CONTENT_TYPES = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    '<Override PartName="/xl/workbook.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+    "%s</Types>"
+)
+SHEET_TYPE = (
+    '<Override PartName="/xl/worksheets/sheet1.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+)
+ROOT_RELS = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+    'officeDocument" Target="xl/workbook.xml"/></Relationships>'
+)
+WORKBOOK = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+    'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>%s</sheets></workbook>'
+)
+WORKBOOK_RELS = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">%s</Relationships>'
+)
+SHEET_REL = (
+    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" '
+    'Target="worksheets/sheet1.xml"/>'
+)
+SHEET = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>%s'
+    '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+    '<row r="1"><c r="A1" t="inlineStr"><is><t>%s</t></is></c></row></sheetData></worksheet>'
+)
+LAUGHS = (
+    '<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+    '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">'
+    '<!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">]>'
+)
+
+
+def _xlsx(path: Path, *, sheet: str | None = SHEET % ("", "Image name"), extra: dict | None = None) -> Path:
+    """A minimal workbook built by hand, so each part can be made hostile."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", CONTENT_TYPES % (SHEET_TYPE if sheet is not None else ""))
+        archive.writestr("_rels/.rels", ROOT_RELS)
+        listed = '<sheet name="S" sheetId="1" r:id="rId1"/>' if sheet is not None else ""
+        archive.writestr("xl/workbook.xml", WORKBOOK % listed)
+        archive.writestr("xl/_rels/workbook.xml.rels", WORKBOOK_RELS % (SHEET_REL if sheet is not None else ""))
+        if sheet is not None:
+            archive.writestr("xl/worksheets/sheet1.xml", sheet)
+        for name, data in (extra or {}).items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_hand_built_workbook_reads(tmp_path):
+    from vcritic.datasets.records import read_xlsx_rows
+
+    assert read_xlsx_rows(_xlsx(tmp_path / "ok.xlsx"), "x") == [("Image name",)]
+
+
+@pytest.mark.parametrize(
+    ("build", "said"),
+    [
+        (dict(sheet=None), "has no worksheet"),
+        (dict(sheet=(SHEET % ("", "unclosed")).replace("</row>", "")), "is not a readable .xlsx file"),
+        (dict(sheet=SHEET % (LAUGHS, "&lol4;")), "declares XML entities (DOCTYPE)"),
+        (
+            dict(sheet=SHEET % ('<!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>', "&xxe;")),
+            "declares XML entities (DOCTYPE)",
+        ),
+        (dict(extra={"xl/sharedStrings.xml": "<?xml version='1.0'?>\n<!DOCTYPE x>\n<sst/>"}), "(DOCTYPE)"),
+    ],
+)
+def test_a_hostile_workbook_is_refused_in_one_line(tmp_path, build, said):
+    from vcritic.datasets.records import read_xlsx_rows
+
+    path = _xlsx(tmp_path / "bad.xlsx", **build)
+    with pytest.raises(VcriticError) as err:
+        read_xlsx_rows(path, "the SPAQ scores")
+    assert said in err.value.message and str(path) in err.value.message and "\n" not in err.value.message
+
+
+def test_a_zip_bomb_workbook_is_refused_from_its_directory_before_parsing(tmp_path, monkeypatch):
+    from vcritic.datasets import records
+
+    monkeypatch.setattr(records, "MAX_XLSX_EXPANDED", 20 << 20)
+    path = _xlsx(tmp_path / "bomb.xlsx", extra={"xl/media/zeros.bin": bytes(50 << 20)})
+    assert path.stat().st_size < 200_000  # 50 MB of zeros compress ~1000 fold
+    with pytest.raises(VcriticError, match=r"expands to 50 MB, over the 20 MB"):
+        records.read_xlsx_rows(path, "the SPAQ scores")
+    # The ratio alone gives it away too, whatever the total.
+    monkeypatch.setattr(records, "MAX_XLSX_EXPANDED", 1 << 40)
+    with pytest.raises(VcriticError, match=r"xl/media/zeros.bin is compressed \d+ to 1"):
+        records.read_xlsx_rows(path, "the SPAQ scores")
+
+
+def test_spaq_with_a_hostile_workbook_exits_1_in_one_line(tmp_path, capsys):
+    root = tmp_path / "spaq"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "TestImage").mkdir()
+    _xlsx(root / "Annotations" / "MOS and Image attribute scores.xlsx", sheet=None)
+    assert main(["bench", "spaq", "--root", str(tmp_path), "--predictions", str(tmp_path / "p.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "has no worksheet" in err and "Traceback" not in err and "IndexError" not in err
+
+
+def test_an_instruction_over_the_token_bound_is_refused_before_the_model_sees_it(tiny_llava, monkeypatch):
+    from PIL import Image
+
+    from vcritic.loading import load_critic
+    from vcritic.train import collate
+    from vcritic.train.dialogues import Dialogue
+
+    critic = load_critic(tiny_llava)
+    monkeypatch.setattr(collate, "MAX_TEXT_TOKENS", 50)
+    long = Dialogue("quality", "quality", ("x.png",), "very " * 60 + "sharp?", QUALITY.answer(" good"))
+    with pytest.raises(VcriticError, match=r"'quality' dialogue's instruction is \d+ tokens, over the 50 allowed"):
+        collate.encode_dialogue(critic.encoder, long, [Image.new("RGB", (32, 32))])
+    short = Dialogue("quality", "quality", ("x.png",), "sharp?", QUALITY.answer(" good"))
+    assert collate.encode_dialogue(critic.encoder, short, [Image.new("RGB", (32, 32))])["labels"] is not None
