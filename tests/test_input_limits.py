@@ -177,7 +177,7 @@ def test_a_zip_bomb_workbook_is_refused_from_its_directory_before_parsing(tmp_pa
     monkeypatch.setattr(records, "MAX_XLSX_EXPANDED", 20 << 20)
     path = _xlsx(tmp_path / "bomb.xlsx", extra={"xl/media/zeros.bin": bytes(50 << 20)})
     assert path.stat().st_size < 200_000  # 50 MB of zeros compress ~1000 fold
-    with pytest.raises(VcriticError, match=r"expands to 50 MB, over the 20 MB"):
+    with pytest.raises(VcriticError, match=r"expands to 50 MiB, over the 20 MiB"):
         records.read_xlsx_rows(path, "the SPAQ scores")
     # The ratio alone gives it away too, whatever the total.
     monkeypatch.setattr(records, "MAX_XLSX_EXPANDED", 1 << 40)
@@ -190,6 +190,7 @@ def test_spaq_with_a_hostile_workbook_exits_1_in_one_line(tmp_path, capsys):
     (root / "Annotations").mkdir(parents=True)
     (root / "TestImage").mkdir()
     _xlsx(root / "Annotations" / "MOS and Image attribute scores.xlsx", sheet=None)
+    (tmp_path / "p.csv").write_text("path,mos\nx.jpg,50\n")
     assert main(["bench", "spaq", "--root", str(tmp_path), "--predictions", str(tmp_path / "p.csv")]) == 1
     err = capsys.readouterr().err
     assert "has no worksheet" in err and "Traceback" not in err and "IndexError" not in err
