@@ -210,3 +210,67 @@ def test_an_instruction_over_the_token_bound_is_refused_before_the_model_sees_it
         collate.encode_dialogue(critic.encoder, long, [Image.new("RGB", (32, 32))])
     short = Dialogue("quality", "quality", ("x.png",), "sharp?", QUALITY.answer(" good"))
     assert collate.encode_dialogue(critic.encoder, short, [Image.new("RGB", (32, 32))])["labels"] is not None
+
+
+# --- calibrate ----------------------------------------------------------------------------------------------------
+
+
+def _ratings(path: Path, extra: list[str]) -> Path:
+    lines = ["path,mos,scale,error,rating"]
+    lines += [f"img{i}.png,{10 + i * 0.8:.2f},0-100,,{1 + i * 0.04:.3f}" for i in range(100)]
+    path.write_text("\n".join([*lines, *extra]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("row", "said"),
+    [
+        ("odd.png,-50,0-100,,3", "line 102: mos -50 lies outside vcritic's 0-100"),
+        ("odd.png,1e308,0-100,,3", "line 102: mos 1e+308 lies outside vcritic's 0-100"),
+        ("odd.png,nan,0-100,,3", "line 102: mos 'nan' or rating '3' is not a finite number"),
+        ("odd.png,inf,0-100,,3", "is not a finite number"),
+        ("img7.png,15.6,0-100,,4.5", "img7.png appears on lines 9 and 102 with different mos or rating"),
+    ],
+)
+def test_calibrate_refuses_scores_off_the_scale_and_conflicting_duplicates(tmp_path, capsys, row, said):
+    path = _ratings(tmp_path / "ratings.csv", [row])
+    args = ["calibrate", "-p", str(path), "--target", "rating", "-m", str(tmp_path), "-o", str(tmp_path / "c.json")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and not (tmp_path / "c.json").exists()
+
+
+def test_calibrate_counts_an_identical_duplicate_once(tmp_path, capsys):
+    path = _ratings(tmp_path / "ratings.csv", ["img7.png,15.60,0-100,,1.280"])
+    args = ["calibrate", "-p", str(path), "--target", "rating", "-m", str(tmp_path), "-o", "-"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["n"] == 100 and "1 repeated row(s)" in captured.err
+
+
+def test_the_calibration_library_refuses_scores_off_the_0_100_scale():
+    from vcritic.calibration import ModelId, TargetScale
+    from vcritic.calibration import calibrate as fit
+
+    mos = [float(i) for i in range(50)] + [150.0]
+    with pytest.raises(VcriticError, match="outside vcritic's 0-100"):
+        fit(mos, list(range(51)), target=TargetScale("x", 0, 60), model=ModelId("m"), dataset="d")
+
+
+def test_bench_predictions_is_not_refused_for_a_model_set_in_the_environment(tmp_path, capsys, monkeypatch):
+    from dataset_fixtures import make_koniq10k
+
+    from vcritic import bench
+
+    make_koniq10k(tmp_path)
+    records = bench.prepare("koniq10k", tmp_path, split="all").records
+    scores = tmp_path / "scores.csv"
+    scores.write_text("path,mos,scale,error\n" + "".join(f"{r.path},{r.mos:.3f},0-100,\n" for r in records))
+    monkeypatch.setenv("VCRITIC_MODEL", "some-model")
+    args = ["bench", "koniq10k", "--root", str(tmp_path), "--predictions", str(scores), "--json"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert main([*args, "--model", "other"]) == 2
+    assert "--model and --predictions exclude each other" in capsys.readouterr().err
+    scores.write_text("path,mos,scale,error\n" + "".join(f"{r.path},-50,0-100,\n" for r in records))
+    assert main([*args[:-1]]) == 1
+    assert "has mos -50, outside vcritic's 0-100 scale" in capsys.readouterr().err

@@ -233,6 +233,11 @@ def _prediction(row: dict[str, str], attributes: Sequence[str], path: Path) -> S
         p_ai = float(row["p_ai_generated"]) if (row.get("p_ai_generated") or "").strip() else None
     except ValueError as err:
         raise VcriticError(f"{path}: row for {row['path']!r} has a non-number: {err}") from None
+    if not (math.isfinite(mos) and 0.0 <= mos <= 100.0):
+        raise VcriticError(
+            f"{path}: row for {row['path']!r} has mos {text}, outside vcritic's 0-100 scale",
+            hint="bench reads the scores vcritic score writes",
+        )
     return ScoreRow(row["path"], mos, std, None, scores, p_ai_generated=p_ai)
 
 

@@ -43,6 +43,7 @@ EPILOG = (
 
 
 def bench(
+    ctx: typer.Context,
     name: Annotated[
         str | None, typer.Argument(help="Dataset name, 'all', or a CSV manifest file.", show_default=False)
     ] = None,
@@ -163,8 +164,10 @@ def bench(
             _require_matplotlib()
         if resume and predictions is not None:
             raise UsageError("--resume is for model runs", hint="evaluating --predictions takes no time to redo")
+        if predictions is not None and model is not None and _from_environment(ctx, "model"):
+            model = load["model"] = None  # VCRITIC_MODEL names the model for runs that need one, not a choice here
         if model is not None and predictions is not None:
-            raise VcriticError("--model and --predictions exclude each other", hint="give one of them")
+            raise UsageError("--model and --predictions exclude each other", hint="give one of them")
         if predictions is not None and not predictions.is_file():
             raise VcriticError(f"predictions file {predictions} not found", hint="write it with: vcritic score -o FILE")
         names = _with_root_note(lambda: _dataset_names(name, root), root_note)
@@ -601,3 +604,9 @@ def _rank(results: dict[str, dict[str, Any]], column: str, key: str) -> str:
     if column not in results:
         return "-"
     return _num(results[column]["pair_ranking"][key], 2)
+
+
+def _from_environment(ctx: typer.Context | None, name: str) -> bool:
+    """Whether option ``name`` took its value from its environment variable, not the command line."""
+    source = ctx.get_parameter_source(name) if ctx is not None else None
+    return getattr(source, "name", None) == "ENVIRONMENT"

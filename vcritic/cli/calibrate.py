@@ -296,7 +296,8 @@ def _from_columns(path: Path, column: str, target_range, name, notes):
                 f"{path} has no column {wanted!r} (found: {', '.join(h for h in header if h) or 'none'})",
                 hint="mos is vcritic's score (as vcritic score writes it); --target names the label column",
             )
-    mos, labels, skipped = [], [], 0
+    mos, labels, skipped, repeated = [], [], 0, 0
+    seen: dict[str, tuple[int, tuple[float, float]]] = {}  # path -> (line, values): one image counts once
     for number, row in enumerate(rows, 2):
         if (row.get("scale") or MOS_SCALE).strip() != MOS_SCALE:
             raise VcriticError(
@@ -313,10 +314,30 @@ def _from_columns(path: Path, column: str, target_range, name, notes):
             raise VcriticError(f"{path}, line {number}: mos {score!r} or {column} {label!r} is not a number") from None
         if not all(math.isfinite(v) for v in values):
             raise VcriticError(f"{path}, line {number}: mos {score!r} or {column} {label!r} is not a finite number")
+        if not 0.0 <= values[0] <= 100.0:
+            raise VcriticError(
+                f"{path}, line {number}: mos {values[0]:g} lies outside vcritic's 0-100 scale",
+                hint="mos must be vcritic's score as vcritic score writes it",
+            )
+        image = (row.get("path") or "").strip()
+        if image and image in seen:
+            first, before = seen[image]
+            if before != values:
+                raise VcriticError(
+                    f"{path}: {image} appears on lines {first} and {number} with different mos or {column} values "
+                    f"({before[0]:g}, {before[1]:g} and {values[0]:g}, {values[1]:g})",
+                    hint="keep one row per image",
+                )
+            repeated += 1
+            continue
+        if image:
+            seen[image] = (number, values)
         mos.append(values[0])
         labels.append(values[1])
     if skipped:
         notes.append(f"{path.name}: {skipped} row(s) without a score or a {column} value are left out")
+    if repeated:
+        notes.append(f"{path.name}: {repeated} repeated row(s) (same image, same values) counted once")
     if target_range is None:
         low, high = (min(labels), max(labels)) if labels else (0.0, 1.0)
         if labels and high > low:
