@@ -274,3 +274,24 @@ def test_bench_predictions_is_not_refused_for_a_model_set_in_the_environment(tmp
     scores.write_text("path,mos,scale,error\n" + "".join(f"{r.path},-50,0-100,\n" for r in records))
     assert main([*args[:-1]]) == 1
     assert "has mos -50, outside vcritic's 0-100 scale" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_resume_alone_finishes_a_run_started_with_a_config(tiny_llava, tmp_path, capsys, sample_images):
+    import shutil
+
+    from test_train import write_pairs
+
+    data = write_pairs(tmp_path / "data", [sample_images[k] for k in ("astronaut", "chelsea")], n=2)
+    out = tmp_path / "out"
+    args = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(data), "--output", str(out)]
+    assert main([*args, "--config", "tiny", "--steps", "2", "--batch-size", "2", "--save-every", "1"]) == 0
+    shutil.rmtree(out / "checkpoints" / "step-2")
+    capsys.readouterr()
+    assert main([*args, "--resume"]) == 0, capsys.readouterr().err
+    assert "step 2/2" in capsys.readouterr().err
+    # A setting that differs from the run's is refused naming where it came from.
+    shutil.rmtree(out / "checkpoints" / "step-2")
+    assert main([*args, "--config", "paper", "--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "cannot resume with a different" in err and "--config" in err and "run.json" in err

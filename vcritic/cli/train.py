@@ -107,7 +107,7 @@ def train(
     )
     settings = load_config(stage, config, overrides)
     if resume:
-        settings = resume_settings(output, settings, explicit_keys(stage, config, overrides))
+        settings = resume_settings(output, settings, explicit_keys(stage, config, overrides), whole=config is None)
     interactive = progress_enabled()
     progress = make_progress(interactive)
     task = None
