@@ -295,3 +295,53 @@ def test_resume_alone_finishes_a_run_started_with_a_config(tiny_llava, tmp_path,
     assert main([*args, "--config", "paper", "--resume"]) == 1
     err = capsys.readouterr().err
     assert "cannot resume with a different" in err and "--config" in err and "run.json" in err
+
+
+# --- exit codes ---------------------------------------------------------------------------------------------------
+
+
+def test_a_bad_option_value_exits_2_in_every_command_before_any_work(tmp_path, capsys):
+    """A usage error (a bad value, conflicting options) is exit 2 everywhere, found before a dataset is read or a
+    model is looked up (neither exists here); runtime errors stay exit 1."""
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (16, 16)).save(image)
+    nothing = str(tmp_path / "no-such-model")
+    out = ["-o", str(tmp_path / "out.csv")]
+    cases = [
+        ["score", str(image), "--tasks", "mos,sharpnes"],
+        ["score", str(image), "--tasks", "none"],
+        ["score", str(image), "--batch-size", "0"],
+        ["score", str(image), "--device", "cpux"],
+        ["score", str(image), "--dtype", "float8"],
+        ["score", str(image), "--resume"],
+        ["score", str(image), *out, "--resume", "--overwrite"],
+        ["compare", str(image), str(image), "--device", "gpu"],
+        ["rank", str(tmp_path), "-k", "0"],
+        ["describe", str(image), "--tasks", "none,mos"],
+        ["chat", str(image), "--dtype", "int4"],
+        ["bench", "koniq10k", "--split", "tset"],
+        ["bench", "koniq10k", "--split-scheme", "nope"],
+        ["bench", "koniq10k", "--mos-range", "5-1"],
+        ["bench", "konik", "--root", str(tmp_path)],
+        ["calibrate", "-d", "koniq10k", "--split", "tset"],
+        ["calibrate", "-d", "koniq10k", "--kind", "linear"],
+        ["calibrate", "-p", str(image), "--target", "y", "--target-range", "9"],
+        ["train", "--stage", "1", "-m", nothing, "--data", str(tmp_path), *out, "--batch-size", "0"],
+        ["train", "--stage", "1", "-m", nothing, "--data", str(tmp_path), *out, "--lr", "nan"],
+        ["train", "--stage", "4", "-m", nothing, "--data", str(tmp_path), *out],
+        ["train", "--stage", "1", "-m", nothing, "--data", str(tmp_path), *out, "--config", "tiyn"],
+        ["data", "build", "--stage", "1", "--root", str(tmp_path), "--out", str(tmp_path / "d"), "--val-fraction", "2"],
+        ["data", "synth", str(tmp_path), "--out", str(tmp_path / "s"), "--levels", "1"],
+        ["report", str(tmp_path / "x.csv")],
+    ]
+    for args in cases:
+        capsys.readouterr()
+        code = main([*args, "-m", nothing] if args[0] in ("score", "compare", "chat", "describe") else args)
+        err = capsys.readouterr().err
+        assert code == 2, (args, err)
+        assert "Error" in err and "Traceback" not in err and "no-such-model" not in err, (args, err)
+    # Runtime errors are 1: a missing file, a model that is not there.
+    assert main(["score", str(tmp_path / "gone.png"), "-m", nothing]) == 1
+    assert main(["score", str(image), "-m", nothing, "--device", "cpu"]) == 1

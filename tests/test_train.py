@@ -525,7 +525,7 @@ def test_cli_trains_refuses_to_overwrite_and_the_output_scores(tiny_llava, pair_
     err = capsys.readouterr().err
     assert "Error: --steps 1 is below the 2 steps this run has already done" in err and "Traceback" not in err
     assert (out / "vcritic.json").read_bytes() == exported
-    assert main([*args, "--config", "nope"]) == 1
+    assert main([*args, "--config", "nope"]) == 2
     assert "unknown config 'nope'" in capsys.readouterr().err
 
     # --resume without --steps continues to the run's 2 steps, not the preset's 2000 (and keeps --save-every 1).

@@ -24,7 +24,7 @@ from vcritic.csvio import DictWriter
 from vcritic.datasets import ATTRIBUTES, Record, get_dataset, load_dataset, load_manifest, locate_dataset
 from vcritic.datasets import splits as splitting
 from vcritic.datasets.records import read_csv_table
-from vcritic.errors import VcriticError
+from vcritic.errors import UsageError, VcriticError
 from vcritic.scoring import MOS_SCALE, ScoreRow, format_number, score_columns
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def prepare(
     else:
         spec = get_dataset(name)
         if mos_range is not None:
-            raise VcriticError("--mos-range is for CSV manifests", hint=f"{spec.title}'s range is fixed by its files")
+            raise UsageError("--mos-range is for CSV manifests", hint=f"{spec.title}'s range is fixed by its files")
         if root is None:
             raise VcriticError(f"no --root given for {spec.title}", hint="pass --root with the folder holding it")
         folder = locate_dataset(spec, root)

@@ -25,6 +25,9 @@ from vcritic.cli._options import (
     RevisionOpt,
     TrustRemoteCodeOpt,
     WorkersOpt,
+    _usage,
+    check_scheme,
+    check_split,
     parse_range,
 )
 from vcritic.errors import UsageError, VcriticError
@@ -67,10 +70,17 @@ def bench(
             show_default=False,
         ),
     ] = None,
-    split: Annotated[str, typer.Option("--split", help="test, train, val (official scheme only) or all.")] = "test",
+    split: Annotated[
+        str,
+        typer.Option("--split", callback=_usage(check_split), help="test, train, val (official scheme only) or all."),
+    ] = "test",
     split_scheme: Annotated[
         str,
-        typer.Option("--split-scheme", help="paper (seeded 80/20, KADID by reference) or official (KonIQ-10k's own)."),
+        typer.Option(
+            "--split-scheme",
+            callback=_usage(check_scheme),
+            help="paper (seeded 80/20, KADID by reference) or official (KonIQ-10k's own).",
+        ),
     ] = "paper",
     limit: Annotated[
         int | None,
@@ -113,7 +123,10 @@ def bench(
     mos_range: Annotated[
         str | None,
         typer.Option(
-            "--mos-range", help="For a CSV manifest: its MOS range, e.g. 1-5 (default 0-100).", show_default=False
+            "--mos-range",
+            callback=_usage(parse_range),
+            help="For a CSV manifest: its MOS range, e.g. 1-5 (default 0-100).",
+            show_default=False,
         ),
     ] = None,
     model: ModelOpt = None,
@@ -335,7 +348,7 @@ def _dataset_names(name: str, root: Path | None) -> list[str]:
 
     if name.lower() == "all":
         if root is None:
-            raise VcriticError("'bench all' needs --root", hint="the folder holding koniq10k/, spaq/, ...")
+            raise UsageError("'bench all' needs --root", hint="the folder holding koniq10k/, spaq/, ...")
         found = find_datasets(root)
         if not found:
             from vcritic.datasets import DATASETS

@@ -22,6 +22,9 @@ from vcritic.cli._options import (
     RevisionOpt,
     TrustRemoteCodeOpt,
     WorkersOpt,
+    _usage,
+    check_scheme,
+    check_split,
     parse_range,
 )
 from vcritic.errors import UsageError, VcriticError
@@ -79,6 +82,7 @@ def calibrate(
         str | None,
         typer.Option(
             "--target-range",
+            callback=_usage(lambda text: parse_range(text, "--target-range")),
             help="With --target: the scale's range, e.g. 0-10 (calibrated values are kept inside it). Default: the "
             "lowest and highest label seen (then not enforced).",
             show_default=False,
@@ -96,15 +100,26 @@ def calibrate(
         str | None,
         typer.Option(
             "--mos-range",
+            callback=_usage(parse_range),
             help="For a CSV manifest as --dataset: its MOS range, e.g. 1-5 (default 0-100).",
             show_default=False,
         ),
     ] = None,
     split: Annotated[
-        str, typer.Option("--split", help="Which images of --dataset: all, train, test or val (as for bench).")
+        str,
+        typer.Option(
+            "--split",
+            callback=_usage(check_split),
+            help="Which images of --dataset: all, train, test or val (as for bench).",
+        ),
     ] = "all",
     split_scheme: Annotated[
-        str, typer.Option("--split-scheme", help="paper (seeded 80/20, KADID by reference) or official (KonIQ).")
+        str,
+        typer.Option(
+            "--split-scheme",
+            callback=_usage(check_scheme),
+            help="paper (seeded 80/20, KADID by reference) or official (KonIQ).",
+        ),
     ] = "paper",
     limit: Annotated[
         int | None,

@@ -95,14 +95,14 @@ def score(
     """
     from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._output import make_progress, stderr
-    from vcritic.errors import VcriticError
+    from vcritic.errors import UsageError
     from vcritic.images import require_images
     from vcritic.scoring import score_columns
     from vcritic.tasks import parse_tasks
 
     wanted = parse_tasks(tasks)
     if not wanted:
-        raise VcriticError("--tasks none leaves nothing to score", hint="use mos, attributes, authenticity or all")
+        raise UsageError("--tasks none leaves nothing to score", hint="use mos, attributes, authenticity or all")
     calibration = _read_calibration(calibration_file, wanted, model, revision, adapter, force_calibration_model)
     skipped: list[Path] = []
     paths = require_images(inputs, skipped)
@@ -207,11 +207,11 @@ def _read_calibration(path: Path | None, tasks, model, revision, adapter, force:
     if path is None:
         return None
     from vcritic.calibration import Calibration, model_identity
-    from vcritic.errors import VcriticError
+    from vcritic.errors import UsageError
     from vcritic.presets import DEFAULT_PRESET
 
     if "mos" not in tasks:
-        raise VcriticError("--calibration maps the MOS, but --tasks leaves it out", hint="add mos to --tasks")
+        raise UsageError("--calibration maps the MOS, but --tasks leaves it out", hint="add mos to --tasks")
     calibration = Calibration.load(path)
     if not force:
         calibration.check_model(model_identity(model or DEFAULT_PRESET, revision, adapter))
