@@ -345,3 +345,33 @@ def test_a_bad_option_value_exits_2_in_every_command_before_any_work(tmp_path, c
     # Runtime errors are 1: a missing file, a model that is not there.
     assert main(["score", str(tmp_path / "gone.png"), "-m", nothing]) == 1
     assert main(["score", str(image), "-m", nothing, "--device", "cpu"]) == 1
+
+
+# --- inputs that are not images -----------------------------------------------------------------------------------
+
+
+def test_score_with_no_readable_image_is_refused_before_the_model_loads(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    fake = tmp_path / "fake.jpg"
+    fake.write_bytes(b"\xff\xd8 not really")
+    nothing = str(tmp_path / "no-such-model")
+    for inputs in ([notes], [notes, fake]):
+        assert main(["score", *map(str, inputs), "-m", nothing, "-o", str(tmp_path / "s.csv")]) == 1
+        err = capsys.readouterr().err
+        assert f"{notes}: not an image, or a format Pillow cannot read" in err, err
+        assert "no-such-model" not in err and "Traceback" not in err and not (tmp_path / "s.csv").exists()
+    assert main(["describe", str(notes), "-m", nothing]) == 1
+    assert "not an image" in capsys.readouterr().err
+
+
+def test_score_with_one_readable_image_keeps_the_error_row_of_the_other(tmp_path, tiny_llava, capsys):
+    from PIL import Image
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    Image.new("RGB", (32, 32), (10, 200, 30)).save(tmp_path / "ok.png")
+    out = tmp_path / "s.csv"
+    assert main(["score", str(notes), str(tmp_path / "ok.png"), "-m", str(tiny_llava), "-o", str(out)]) == 3
+    rows = out.read_text().splitlines()
+    assert len(rows) == 3 and "not an image" in rows[1]

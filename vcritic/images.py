@@ -77,7 +77,29 @@ def require_images(inputs: Iterable[str | os.PathLike], skipped: list[Path] | No
             + (f" ({len(skipped)} file(s) of other types, e.g. {skipped[0].name})" if skipped else ""),
             hint="folders are searched for every file type Pillow can open",
         )
-    return paths
+    # Loading a model takes up to a minute: when not one input can be an image (``score notes.txt``), say so first.
+    # Stops at the first file that opens, so a folder of good images costs one header read.
+    reasons = []
+    for path in paths:
+        reason = probe_image(path)
+        if reason is None:
+            return paths
+        reasons.append((path, reason))
+    first, why = reasons[0]
+    more = f" (and {len(reasons) - 1} other input(s) that cannot be read either)" if len(reasons) > 1 else ""
+    raise VcriticError(f"{first}: {why}{more}", hint="give image files (JPEG, PNG, WebP, ...) or folders of them")
+
+
+def probe_image(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be an image, from its header alone (a regular file Pillow identifies), or None. Cheap:
+    nothing is decoded, so a file that passes may still fail to load."""
+    try:
+        with open_regular(path) as handle, Image.open(handle) as image:
+            if image.format in _NOT_IMAGES:
+                return f"a {image.format} file, not an image vcritic reads"
+    except Exception as err:  # as load_image: decoders raise many types
+        return describe_image_error(err)
+    return None
 
 
 def _walk_images(root: Path, skipped: list[Path] | None) -> list[Path]:
