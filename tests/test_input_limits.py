@@ -375,3 +375,67 @@ def test_score_with_one_readable_image_keeps_the_error_row_of_the_other(tmp_path
     assert main(["score", str(notes), str(tmp_path / "ok.png"), "-m", str(tiny_llava), "-o", str(out)]) == 3
     rows = out.read_text().splitlines()
     assert len(rows) == 3 and "not an image" in rows[1]
+
+
+# --- outputs that fail --------------------------------------------------------------------------------------------
+
+
+def _vcritic(args, stdout, timeout=120):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("VCRITIC_DEBUG", None)
+    return subprocess.run([sys.executable, "-m", "vcritic", *map(str, args)], stdout=stdout, stderr=subprocess.PIPE,
+                          text=True, timeout=timeout, env=env)  # fmt: skip
+
+
+@pytest.fixture
+def bench_json(tmp_path):
+    """A bench run that needs no model: its --json metrics go to stdout."""
+    from dataset_fixtures import make_koniq10k
+
+    from vcritic import bench
+
+    make_koniq10k(tmp_path)
+    records = bench.prepare("koniq10k", tmp_path, split="all").records
+    scores = tmp_path / "scores.csv"
+    scores.write_text("path,mos,scale,error\n" + "".join(f"{r.path},{r.mos:.3f},0-100,\n" for r in records))
+    return ["bench", "koniq10k", "--root", tmp_path, "--predictions", scores, "--json"]
+
+
+@pytest.mark.slow
+def test_a_full_disk_on_stdout_is_one_line_and_exit_1(bench_json):
+    # /dev/full only ever as the stdout of a child process: nothing is written over it.
+    with open("/dev/full", "w") as full:
+        result = _vcritic(bench_json, full)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+    assert "\nError: cannot write to standard output: No space left on device\n" in result.stderr
+
+
+@pytest.mark.slow
+def test_a_reader_that_left_ends_the_run_quietly(bench_json):
+    import os
+
+    read, write = os.pipe()
+    os.close(read)  # the reader is gone before the first byte: every write is EPIPE
+    try:
+        result = _vcritic(bench_json, write)
+    finally:
+        os.close(write)
+    assert result.returncode == 141, result.stderr
+    assert "Error" not in result.stderr and "Traceback" not in result.stderr and "Exception" not in result.stderr
+
+
+@pytest.mark.slow
+def test_score_to_a_full_disk_on_stdout_is_one_line_and_exit_1(tiny_llava, tmp_path):
+    from PIL import Image
+
+    Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp_path / "a.png")
+    with open("/dev/full", "w") as full:
+        result = _vcritic(["score", tmp_path / "a.png", "-m", tiny_llava, "-o", "-"], full, timeout=300)
+    assert result.returncode == 1, result.stderr
+    assert "Error: cannot write to standard output: No space left on device" in result.stderr
+    assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
