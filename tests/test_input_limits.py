@@ -439,3 +439,54 @@ def test_score_to_a_full_disk_on_stdout_is_one_line_and_exit_1(tiny_llava, tmp_p
     assert result.returncode == 1, result.stderr
     assert "Error: cannot write to standard output: No space left on device" in result.stderr
     assert "Traceback" not in result.stderr and "Exception ignored" not in result.stderr
+
+
+# --- every input file has a bound -----------------------------------------------------------------------------------
+
+
+def test_input_files_over_their_bound_or_not_regular_are_refused_before_reading(tmp_path, monkeypatch):
+    import os
+
+    from vcritic import limits
+    from vcritic.calibration import Calibration
+    from vcritic.cli.compare import read_pairs
+    from vcritic.datasets.manifest import load_manifest
+    from vcritic.train.config import read_yaml
+
+    monkeypatch.setattr(limits, "MAX_TABLE_BYTES", 1000)
+    monkeypatch.setattr(limits, "MAX_JSON_BYTES", 1000)
+    monkeypatch.setattr(limits, "MAX_YAML_BYTES", 1000)
+    big = {
+        "m.csv": "path,mos\n" + "a.png,1\n" * 200,
+        "p.csv": "a,b\n" + "a.png,b.png\n" * 200,
+        "c.json": "{" + " " * 2000 + "}",
+        "t.yaml": "lr: 1e-3\n" + "#" * 2000,
+    }
+    readers = {
+        "m.csv": lambda p: load_manifest(p),
+        "p.csv": read_pairs,
+        "c.json": Calibration.load,
+        "t.yaml": read_yaml,
+    }
+    for name, text in big.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(VcriticError, match=r"is [\d.]+ KiB, over the 1000 bytes"):
+            readers[name](tmp_path / name)
+        fifo = tmp_path / f"fifo-{name}"
+        os.mkfifo(fifo)  # read whole, a FIFO would block forever
+        with pytest.raises(VcriticError, match="not a regular file|not found"):
+            readers[name](fifo)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("c.json", b"[" * 100_000), ("c.json", b"\xff\xfe{}"), ("t.yaml", b"\xff\xfe lr: 1"), ("t.yaml", b"[" * 50_000)],
+)
+def test_undecodable_or_deeply_nested_config_files_are_one_line(tmp_path, name, data):
+    from vcritic.calibration import Calibration
+    from vcritic.train.config import read_yaml
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(VcriticError):
+        (Calibration.load if name.endswith(".json") else read_yaml)(path)

@@ -345,6 +345,9 @@ class Calibration:
     def load(cls, path: str | os.PathLike) -> Calibration:
         """Read a calibration file; anything malformed is one :class:`VcriticError` naming the file and the fault."""
         path = Path(path).expanduser()
+        from vcritic.limits import MAX_JSON_BYTES, check_input
+
+        check_input(path, MAX_JSON_BYTES, "a calibration file")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -356,6 +359,8 @@ class Calibration:
             raise VcriticError(
                 f"{path} is not a calibration file: not valid JSON ({err.msg}, line {err.lineno})", hint=WRITE_AGAIN
             ) from None
+        except RecursionError:
+            raise VcriticError(f"{path} is not a calibration file: nested too deeply", hint=WRITE_AGAIN) from None
         try:
             calibration = cls._from_dict(data)
         except _Malformed as err:

@@ -91,6 +91,9 @@ def read_csv_table(path: Path, required: Iterable[str], what: str) -> tuple[list
     """The header and rows of a CSV file; fails naming the file (and line) for missing or duplicate columns, a row
     with more or fewer cells than the header, and a quote left open (which would merge records silently)."""
     require_file(path, what)
+    from vcritic.limits import MAX_TABLE_BYTES, check_input
+
+    check_input(path, MAX_TABLE_BYTES, "a CSV file")
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             header, rows = strict_csv_rows(path, csv.reader(handle, strict=True))

@@ -192,12 +192,18 @@ def presets() -> list[str]:
 def read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
+    from vcritic.limits import MAX_YAML_BYTES, check_input
+
+    check_input(path, MAX_YAML_BYTES, "a config file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise VcriticError(f"cannot read config {path}: {err.strerror}", hint="check the path") from None
     except yaml.YAMLError as err:
         raise VcriticError(f"{path} is not valid YAML: {str(err).splitlines()[0]}", hint="fix the file") from None
+    except (UnicodeDecodeError, RecursionError) as err:
+        reason = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else "nested too deeply"
+        raise VcriticError(f"{path} is not a config file: {reason}", hint="fix the file") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
