@@ -490,3 +490,55 @@ def test_undecodable_or_deeply_nested_config_files_are_one_line(tmp_path, name, 
     path.write_bytes(data)
     with pytest.raises(VcriticError):
         (Calibration.load if name.endswith(".json") else read_yaml)(path)
+
+
+# --- a folder walk accounts for what it cannot search --------------------------------------------------------------
+
+
+def _too_deep(folder: Path) -> Path:
+    """A folder nested past PATH_MAX (4096 bytes): even root cannot list it by its path."""
+    import os
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(20):
+            os.mkdir("d" * 250, dir_fd=fd)
+            inner = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    finally:
+        os.close(fd)
+    return folder / "/".join(["d" * 250] * 20)
+
+
+def test_a_folder_walk_reports_linked_and_unlistable_folders(tmp_path):
+    from PIL import Image
+
+    from vcritic.images import find_images
+
+    photos, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
+    photos.mkdir()
+    elsewhere.mkdir()
+    Image.new("RGB", (8, 8)).save(photos / "a.png")
+    Image.new("RGB", (8, 8)).save(elsewhere / "b.png")
+    (photos / "linked").symlink_to(elsewhere, target_is_directory=True)
+    _too_deep(photos)
+    skipped, unsearched = [], []
+    assert find_images([photos], skipped, unsearched) == [photos / "a.png"]
+    reasons = {path.name[:10]: why for path, why in unsearched}
+    assert reasons["linked"] == "a linked folder (not followed)"
+    assert reasons["d" * 10].startswith("cannot list it: File name too long")
+    assert len(unsearched) == 2
+
+
+@pytest.mark.slow
+def test_score_says_which_folders_it_did_not_search(tmp_path, tiny_llava, capsys):
+    from PIL import Image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    Image.new("RGB", (8, 8)).save(photos / "a.png")
+    (photos / "linked").symlink_to(tmp_path, target_is_directory=True)
+    assert main(["score", str(photos), "-m", str(tiny_llava), "-o", str(tmp_path / "s.csv")]) == 0
+    err = capsys.readouterr().err
+    assert f"Not searched: 1 folder(s) (e.g. {photos / 'linked'}: a linked folder (not followed))" in err
