@@ -497,7 +497,9 @@ def test_evaluation_that_cannot_run_is_said_once_not_skipped_silently(tiny_llava
 
     assert warnings_of(tmp_path / "a") == [f"{pair_data} has no val.jsonl dialogues: nothing to evaluate"]
     # One rated quality dialogue: too few for an SRCC, and no pair to compare.
-    rated = Dialogue("quality", "quality", ("0-good.png",), QUALITY.instruction, QUALITY.answer(" good"), {"mos": 80})
+    rated = Dialogue(
+        "quality", "quality", ("0-good.png",), QUALITY.instruction, QUALITY.answer(" good"), meta={"mos": 80}
+    )
     write_dialogues(pair_data / "val.jsonl", [rated])
     said = warnings_of(tmp_path / "b")
     assert len(said) == 1 and said[0].startswith("val.jsonl has nothing to evaluate")
