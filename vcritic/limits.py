@@ -37,7 +37,10 @@ def check_input(path: str | os.PathLike, limit: int, what: str) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise VcriticError(f"{path} is not a regular file (a FIFO or a device?)", hint=f"give {what} as a file")
     if info.st_size > limit:
+        size, most = size_text(info.st_size), size_text(limit)
+        if size == most:  # just over: rounding would show the same figure twice
+            size, most = f"{info.st_size:,} bytes", f"{limit:,} bytes"
         raise VcriticError(
-            f"{Path(path)} is {size_text(info.st_size)}, over the {size_text(limit)} {what} may be",
+            f"{Path(path)} is {size}, over the {most} {what} may be",
             hint="check that this is the file you meant",
         )
