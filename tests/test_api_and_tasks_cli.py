@@ -209,5 +209,5 @@ def test_describe_cli_bad_files_and_tasks(tiny_llava, image_dir, capsys):
     objects = [json.loads(line) for line in out.out.splitlines()]
     assert objects[1] == {"path": str(broken), "text": None, "error": "not an image, or a format Pillow cannot read"}
     assert set(objects[0]) == {"path", "text", "error"}
-    assert main(["score", str(image_dir), "-m", str(tiny_llava), "--tasks", "mos,sharpness"]) == 1
+    assert main(["score", str(image_dir), "-m", str(tiny_llava), "--tasks", "mos,sharpness"]) == 2
     assert capsys.readouterr().err.startswith("Error: unknown task 'sharpness'")

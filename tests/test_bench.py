@@ -223,7 +223,7 @@ def test_cli_all_with_predictions_prints_table2(runner, data_root, tmp_path):
 
 
 def test_cli_errors_are_one_line_messages(data_root, capsys, tmp_path):
-    assert main(["bench", "konik", "--root", str(data_root)]) == 1
+    assert main(["bench", "konik", "--root", str(data_root)]) == 2
     err = capsys.readouterr().err.splitlines()
     assert err[0] == "Error: unknown dataset 'konik'"
     assert err[1].startswith("Hint: did you mean 'koniq10k'?")

@@ -401,7 +401,7 @@ def test_calibrate_then_score_with_the_calibration(tmp_path, tiny_llava, monkeyp
                                  "--force-calibration-model", "-o", "forced.csv"])  # fmt: skip
     assert forced.exit_code == 0 and "applied anyway" in forced.output
     code, err = _main(["score", images, "-m", tiny_llava, "--calibration", "cal.json", "-t", "authenticity"], capsys)
-    assert code == 1 and "--tasks leaves it out" in err
+    assert code == 2 and "--tasks leaves it out" in err
 
     # The Python API: the same check and map.
     critic = load_critic(str(tiny_llava))

@@ -127,7 +127,7 @@ def test_pairs_file_without_columns_is_a_one_line_error(capsys, tmp_path, tiny_l
 
 def test_user_errors_print_message_and_hint_without_traceback(capsys, image_dir, tiny_llava, monkeypatch):
     monkeypatch.delenv("VCRITIC_DEBUG", raising=False)
-    assert main(["score", str(image_dir), "-m", str(tiny_llava), "--dtype", "int4"]) == 1
+    assert main(["score", str(image_dir), "-m", str(tiny_llava), "--dtype", "int4"]) == 2
     err = capsys.readouterr().err
     assert err == "Error: unknown dtype 'int4'\nHint: use one of: bfloat16, float16, float32\n"
     assert main(["score", str(image_dir / "nothing-here")]) == 1

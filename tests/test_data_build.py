@@ -262,7 +262,7 @@ def test_bad_inputs_are_one_line_errors_before_any_work(tmp_path, root, capsys):
     assert main(["data", "build", "--stage", "3", "--out", str(tmp_path / "s3")]) == 1
     assert "--from" in capsys.readouterr().err
     # Stage 1 with --from: that, not a missing --root, is the mistake to name.
-    assert main(["data", "build", "--stage", "1", "--from", str(out), "--out", str(tmp_path / "s1")]) == 1
+    assert main(["data", "build", "--stage", "1", "--from", str(out), "--out", str(tmp_path / "s1")]) == 2
     assert "are for --stage 3" in capsys.readouterr().err
     # --out that is a --from folder: --overwrite replaced the dialogues it sampled (a synth folder's pairs lost).
     before = (out / "dialogues.jsonl").read_bytes()

@@ -497,7 +497,9 @@ def test_evaluation_that_cannot_run_is_said_once_not_skipped_silently(tiny_llava
 
     assert warnings_of(tmp_path / "a") == [f"{pair_data} has no val.jsonl dialogues: nothing to evaluate"]
     # One rated quality dialogue: too few for an SRCC, and no pair to compare.
-    rated = Dialogue("quality", "quality", ("0-good.png",), QUALITY.instruction, QUALITY.answer(" good"), {"mos": 80})
+    rated = Dialogue(
+        "quality", "quality", ("0-good.png",), QUALITY.instruction, QUALITY.answer(" good"), meta={"mos": 80}
+    )
     write_dialogues(pair_data / "val.jsonl", [rated])
     said = warnings_of(tmp_path / "b")
     assert len(said) == 1 and said[0].startswith("val.jsonl has nothing to evaluate")
@@ -508,7 +510,7 @@ def test_cli_trains_refuses_to_overwrite_and_the_output_scores(tiny_llava, pair_
     out = tmp_path / "out"
     missing = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(tmp_path / "nope"), "-o", str(out)]
     assert main(missing) == 1
-    assert "has no dialogues.jsonl" in capsys.readouterr().err and not out.exists()  # nothing to --overwrite later
+    assert "no such folder" in capsys.readouterr().err and not out.exists()  # nothing to --overwrite later
     args = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out)]
     assert main([*args, "--config", "tiny", "--steps", "2", "--batch-size", "4", "--save-every", "1"]) == 0
     err = capsys.readouterr().err
@@ -525,7 +527,7 @@ def test_cli_trains_refuses_to_overwrite_and_the_output_scores(tiny_llava, pair_
     err = capsys.readouterr().err
     assert "Error: --steps 1 is below the 2 steps this run has already done" in err and "Traceback" not in err
     assert (out / "vcritic.json").read_bytes() == exported
-    assert main([*args, "--config", "nope"]) == 1
+    assert main([*args, "--config", "nope"]) == 2
     assert "unknown config 'nope'" in capsys.readouterr().err
 
     # --resume without --steps continues to the run's 2 steps, not the preset's 2000 (and keeps --save-every 1).

@@ -24,7 +24,7 @@ from vcritic.csvio import DictWriter
 from vcritic.datasets import ATTRIBUTES, Record, get_dataset, load_dataset, load_manifest, locate_dataset
 from vcritic.datasets import splits as splitting
 from vcritic.datasets.records import read_csv_table
-from vcritic.errors import VcriticError
+from vcritic.errors import UsageError, VcriticError
 from vcritic.scoring import MOS_SCALE, ScoreRow, format_number, score_columns
 
 if TYPE_CHECKING:
@@ -122,7 +122,7 @@ def prepare(
     else:
         spec = get_dataset(name)
         if mos_range is not None:
-            raise VcriticError("--mos-range is for CSV manifests", hint=f"{spec.title}'s range is fixed by its files")
+            raise UsageError("--mos-range is for CSV manifests", hint=f"{spec.title}'s range is fixed by its files")
         if root is None:
             raise VcriticError(f"no --root given for {spec.title}", hint="pass --root with the folder holding it")
         folder = locate_dataset(spec, root)
@@ -236,6 +236,11 @@ def _prediction(row: dict[str, str], attributes: Sequence[str], path: Path) -> S
         p_ai = float(row["p_ai_generated"]) if (row.get("p_ai_generated") or "").strip() else None
     except ValueError as err:
         raise VcriticError(f"{path}: row for {row['path']!r} has a non-number: {err}") from None
+    if not (math.isfinite(mos) and 0.0 <= mos <= 100.0):
+        raise VcriticError(
+            f"{path}: row for {row['path']!r} has mos {text}, outside vcritic's 0-100 scale",
+            hint="bench reads the scores vcritic score writes",
+        )
     return ScoreRow(row["path"], mos, std, None, scores, p_ai_generated=p_ai)
 
 

@@ -221,6 +221,11 @@ def calibrate(
         raise ValueError("expected one label per score")
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise VcriticError("a score or label is not a finite number", hint="drop or fix those rows")
+    if x.size and not (x.min() >= 0.0 and x.max() <= 100.0):
+        odd = x[(x < 0.0) | (x > 100.0)][0]
+        raise VcriticError(f"a score ({odd:g}) lies outside vcritic's 0-100 scale", hint="pass vcritic's MOS scores")
+    if y.size and not math.isfinite(float(y.max()) - float(y.min())):
+        raise VcriticError("the labels span more than a float can hold", hint="check the label values")
     if len(x) < MIN_IMAGES:
         raise VcriticError(
             f"only {len(x)} labelled image(s) with a score: a calibration needs {MIN_IMAGES} or more",
@@ -340,6 +345,9 @@ class Calibration:
     def load(cls, path: str | os.PathLike) -> Calibration:
         """Read a calibration file; anything malformed is one :class:`VcriticError` naming the file and the fault."""
         path = Path(path).expanduser()
+        from vcritic.limits import MAX_JSON_BYTES, check_input
+
+        check_input(path, MAX_JSON_BYTES, "a calibration file")
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
@@ -351,6 +359,8 @@ class Calibration:
             raise VcriticError(
                 f"{path} is not a calibration file: not valid JSON ({err.msg}, line {err.lineno})", hint=WRITE_AGAIN
             ) from None
+        except RecursionError:
+            raise VcriticError(f"{path} is not a calibration file: nested too deeply", hint=WRITE_AGAIN) from None
         try:
             calibration = cls._from_dict(data)
         except _Malformed as err:

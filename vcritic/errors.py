@@ -2,7 +2,9 @@
 
 Anything wrong with what the user asked for (a missing file, an unknown model, a bad option value) is raised as
 :class:`VcriticError` with a one-line message and, where there is one, a hint naming the fix. The CLI turns it into
-two lines on stderr and exit code 1 in one place (``vcritic.cli.app.main``); library users can catch it.
+two lines on stderr and its ``exit_code`` in one place (``vcritic.cli.app.main``): 2 for a :class:`UsageError` (the
+command line itself is wrong: a bad option value, options that exclude each other), 1 for everything else (a file
+that is missing or bad, a model that does not load, a failure mid-run). Library users catch :class:`VcriticError`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class VcriticError(Exception):
 
 
 class UsageError(VcriticError):
-    """The command line itself is wrong (missing or conflicting arguments): exit code 2, as for Typer's own."""
+    """The command line itself is wrong (a bad option value, missing or conflicting options): exit code 2, as for
+    Typer's own checks. Raised before any work is done."""
 
     exit_code = 2

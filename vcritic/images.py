@@ -40,19 +40,25 @@ def image_extensions() -> frozenset[str]:
     )
 
 
-def find_images(inputs: Iterable[str | os.PathLike], skipped: list[Path] | None = None) -> list[Path]:
+def find_images(
+    inputs: Iterable[str | os.PathLike],
+    skipped: list[Path] | None = None,
+    unsearched: list[tuple[Path, str]] | None = None,
+) -> list[Path]:
     """Expand files, folders (recursively, image extensions only, hidden entries skipped) and glob patterns.
 
     Files named explicitly are kept whatever their extension, so a bad one is reported instead of silently
     dropped. Folders are listed in sorted order; the result keeps the order of ``inputs`` and has no duplicates.
-    Files in folders that are not of a type Pillow opens are appended to ``skipped`` when it is given.
+    Files in folders that are not of a type Pillow opens are appended to ``skipped`` when it is given, and folders
+    the walk did not search (linked folders, which it does not follow; folders it cannot list) to ``unsearched``
+    as (folder, reason).
     """
     found: list[Path] = []
     for item in inputs:
         text = os.fspath(item)
         path = Path(text).expanduser()
         if path.is_dir():
-            found.extend(_walk_images(path, skipped))
+            found.extend(_walk_images(path, skipped, unsearched))
         elif path.exists():
             found.append(path)
         elif glob.has_magic(text):
@@ -60,31 +66,67 @@ def find_images(inputs: Iterable[str | os.PathLike], skipped: list[Path] | None 
             if not matches:
                 raise VcriticError(f"no files match {text!r}", hint="check the pattern (quote it for the shell)")
             for match in map(Path, matches):
-                found.extend(_walk_images(match, skipped) if match.is_dir() else [match])
+                found.extend(_walk_images(match, skipped, unsearched) if match.is_dir() else [match])
         else:
             raise VcriticError(f"no such file or folder: {text}", hint="check the path")
     unique = list(dict.fromkeys(found))
     return unique
 
 
-def require_images(inputs: Iterable[str | os.PathLike], skipped: list[Path] | None = None) -> list[Path]:
+def require_images(
+    inputs: Iterable[str | os.PathLike],
+    skipped: list[Path] | None = None,
+    unsearched: list[tuple[Path, str]] | None = None,
+) -> list[Path]:
     """:func:`find_images`, refusing an empty result with a message that says what else the folders held."""
     skipped = [] if skipped is None else skipped
-    paths = find_images(inputs, skipped)
+    paths = find_images(inputs, skipped, unsearched)
     if not paths:
         raise VcriticError(
             "no images found in the given inputs"
             + (f" ({len(skipped)} file(s) of other types, e.g. {skipped[0].name})" if skipped else ""),
             hint="folders are searched for every file type Pillow can open",
         )
-    return paths
+    # Loading a model takes up to a minute: when not one input can be an image (``score notes.txt``), say so first.
+    # Stops at the first file that opens, so a folder of good images costs one header read.
+    reasons = []
+    for path in paths:
+        reason = probe_image(path)
+        if reason is None:
+            return paths
+        reasons.append((path, reason))
+    first, why = reasons[0]
+    more = f" (and {len(reasons) - 1} other input(s) that cannot be read either)" if len(reasons) > 1 else ""
+    raise VcriticError(f"{first}: {why}{more}", hint="give image files (JPEG, PNG, WebP, ...) or folders of them")
 
 
-def _walk_images(root: Path, skipped: list[Path] | None) -> list[Path]:
+def probe_image(path: str | os.PathLike) -> str | None:
+    """Why ``path`` cannot be an image, from its header alone (a regular file Pillow identifies), or None. Cheap:
+    nothing is decoded, so a file that passes may still fail to load."""
+    try:
+        with open_regular(path) as handle, Image.open(handle) as image:
+            if image.format in _NOT_IMAGES:
+                return f"a {image.format} file, not an image vcritic reads"
+    except Exception as err:  # as load_image: decoders raise many types
+        return describe_image_error(err)
+    return None
+
+
+def _walk_images(
+    root: Path, skipped: list[Path] | None, unsearched: list[tuple[Path, str]] | None = None
+) -> list[Path]:
     files = []
     extensions = image_extensions()
-    for dirpath, dirnames, filenames in os.walk(root):
+    not_listed = [] if unsearched is None else unsearched
+
+    def cannot_list(err: OSError) -> None:
+        not_listed.append((Path(err.filename or root), f"cannot list it: {err.strerror or err}"))
+
+    for dirpath, dirnames, filenames in os.walk(root, onerror=cannot_list):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in dirnames:  # os.walk lists a linked folder but does not go in (no loops, no escapes)
+            if os.path.islink(os.path.join(dirpath, name)):
+                not_listed.append((Path(dirpath) / name, "a linked folder (not followed)"))
         for name in sorted(filenames):
             if name.startswith("."):
                 continue
@@ -93,6 +135,14 @@ def _walk_images(root: Path, skipped: list[Path] | None) -> list[Path]:
             elif skipped is not None:
                 skipped.append(Path(dirpath) / name)
     return files
+
+
+def unsearched_note(unsearched: list[tuple[Path, str]]) -> str | None:
+    """The summary line for folders a walk did not search; None when there are none."""
+    if not unsearched:
+        return None
+    folder, why = unsearched[0]
+    return f"Not searched: {len(unsearched)} folder(s) (e.g. {folder}: {why})"
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 
-from vcritic.errors import VcriticError
+from vcritic.errors import UsageError
 from vcritic.prompts import ATTRIBUTE_QUESTIONS, AUTHENTICITY_QUESTION, QUALITY, Question
 
 TASKS: dict[str, tuple[Question, ...]] = {
@@ -32,16 +32,18 @@ def parse_tasks(spec: str | Iterable[str] | None, default: tuple[str, ...] = DEF
     names = [name for name in names if name]
     choices = f"choose from {', '.join([*TASKS, ALL])} (describe also takes none)"
     if not names and isinstance(spec, str):
-        raise VcriticError("--tasks is empty", hint=choices)
+        raise UsageError("--tasks is empty", hint=choices)
     if ALL in names:
         return tuple(TASKS)
     if names == ["none"]:
         return ()
+    if "none" in names:
+        raise UsageError("--tasks none cannot be combined with other tasks", hint=choices)
     for name in names:
         if name not in TASKS:
             close = difflib.get_close_matches(name, [*TASKS, ALL, "none"], n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise VcriticError(f"unknown task {name!r}", hint=f"{hint}{choices}")
+            raise UsageError(f"unknown task {name!r}", hint=f"{hint}{choices}")
     return tuple(task for task in TASKS if task in names)
 
 

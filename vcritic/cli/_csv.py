@@ -34,7 +34,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 
 from vcritic.csvio import DictWriter, cell_name, cell_text
-from vcritic.errors import VcriticError
+from vcritic.errors import UsageError, VcriticError
 
 FSYNC_INTERVAL_S = 5.0  # rows reach the OS at once; this bounds what a power cut (not a kill) can lose
 EXIT_INTERRUPTED = 130
@@ -373,12 +373,12 @@ def open_output(
     out = CsvOutput(None if _is_stdout(path) else path, fieldnames)
     if out.path is None:
         if resume:
-            raise VcriticError("--resume needs an output file", hint=f"give {option} FILE")
+            raise UsageError("--resume needs an output file", hint=f"give {option} FILE")
         out._stdout_header = True
         return out
 
     if overwrite and resume:
-        raise VcriticError("--overwrite and --resume exclude each other", hint="--resume keeps the rows already there")
+        raise UsageError("--overwrite and --resume exclude each other", hint="--resume keeps the rows already there")
     if path.is_dir():
         raise VcriticError(f"{option} {path} is a folder", hint="give a file name, e.g. -o scores.csv")
     clash = _same_file_as_input(path, inputs)

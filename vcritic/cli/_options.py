@@ -44,16 +44,73 @@ RevisionOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def _usage(check):
+    """A Typer callback from ``check(value)``: a bad value is a usage error (exit 2) before any work is done."""
+
+    def callback(value):
+        if value is not None:
+            check(value)
+        return value
+
+    return callback
+
+
+def check_device(spec: str) -> None:
+    """The spelling of a --device (whether it is there is found out when the model loads)."""
+    import re
+
+    from vcritic.errors import UsageError
+
+    if not re.fullmatch(r"auto|(cpu|mps|cuda)(:\d+)?", spec.strip()):
+        raise UsageError(f"unknown device {spec!r}", hint="use cpu, cuda, cuda:N or mps (or leave --device out)")
+
+
+def check_dtype(spec: str) -> None:
+    from vcritic.errors import UsageError
+    from vcritic.runtime import _DTYPE_ALIASES, DTYPES
+
+    if spec != "auto" and _DTYPE_ALIASES.get(spec.lower(), spec.lower()) not in DTYPES:
+        raise UsageError(f"unknown dtype {spec!r}", hint=f"use one of: {', '.join(DTYPES)}")
+
+
+def check_tasks(spec: str) -> None:
+    from vcritic.tasks import parse_tasks
+
+    parse_tasks(spec)  # raises UsageError
+
+
+def check_split(spec: str) -> None:
+    from vcritic.datasets.splits import SPLIT_NAMES
+    from vcritic.errors import UsageError
+
+    if spec not in SPLIT_NAMES:
+        raise UsageError(f"unknown split {spec!r}", hint=f"use one of: {', '.join(SPLIT_NAMES)}")
+
+
+def check_scheme(spec: str) -> None:
+    from vcritic.datasets.splits import SCHEMES
+    from vcritic.errors import UsageError
+
+    if spec not in SCHEMES:
+        raise UsageError(f"unknown split scheme {spec!r}", hint=f"use one of: {', '.join(SCHEMES)}")
+
+
 DeviceOpt = Annotated[
     str | None,
     typer.Option(
-        "--device", help="cpu, cuda, cuda:N or mps. Default: cuda if available, else cpu.", show_default=False
+        "--device",
+        callback=_usage(check_device),
+        help="cpu, cuda, cuda:N or mps. Default: cuda if available, else cpu.",
+        show_default=False,
     ),
 ]
 DtypeOpt = Annotated[
     str | None,
     typer.Option(
         "--dtype",
+        callback=_usage(check_dtype),
         help="bfloat16, float16 or float32. Default: bfloat16 on CUDA (float16 where bf16 is unsupported), "
         "float32 on CPU.",
         show_default=False,
@@ -112,6 +169,7 @@ TasksOpt = Annotated[
     typer.Option(
         "--tasks",
         "-t",
+        callback=_usage(check_tasks),
         help="What to read out, comma-separated: mos (0-100), attributes (brightness, colorfulness, contrast, "
         "noisiness, sharpness; 0-100 each, higher = more), authenticity (p_ai_generated, 0-1), or all. The image "
         "is encoded once for all of them.",
@@ -169,7 +227,7 @@ DeviceMapOpt = Annotated[
 
 def parse_range(text: str | None, option: str = "--mos-range") -> tuple[float, float] | None:
     """``LOW-HIGH`` (also ``LOW:HIGH``, ``LOW,HIGH``, negative ends allowed) as two numbers; None for None."""
-    from vcritic.errors import VcriticError
+    from vcritic.errors import UsageError
 
     if text is None:
         return None
@@ -180,9 +238,9 @@ def parse_range(text: str | None, option: str = "--mos-range") -> tuple[float, f
     try:
         low, high = (float(p) for p in parts)
     except ValueError:
-        raise VcriticError(f"{option} {text!r} is not LOW-HIGH", hint=f"e.g. {option} 1-5") from None
+        raise UsageError(f"{option} {text!r} is not LOW-HIGH", hint=f"e.g. {option} 1-5") from None
     if not high > low:
-        raise VcriticError(f"{option} {text!r} is empty", hint="the highest score must exceed the lowest")
+        raise UsageError(f"{option} {text!r} is empty", hint="the highest score must exceed the lowest")
     return low, high
 
 

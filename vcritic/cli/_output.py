@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import sys
 
@@ -19,6 +21,53 @@ def reader_left():
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     raise typer.Exit(EXIT_BROKEN_PIPE)
+
+
+class GuardedStdout:
+    """``sys.stdout`` while a command runs: whichever writer reaches it (typer.echo, Rich, ``sys.stdout.write``), a
+    reader that left stops the run quietly (:func:`reader_left`) and a full disk or an I/O error is one line
+    (:class:`~vcritic.errors.VcriticError`), never a traceback."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    @property
+    def buffer(self):
+        """The binary stream under it, guarded too (click's echo writes bytes there)."""
+        return GuardedStdout(self._stream.buffer)
+
+    def write(self, data):
+        try:
+            return self._stream.write(data)
+        except OSError as err:
+            if not data:  # click probes streams with empty writes; on a full disk even those fail
+                return 0
+            _stdout_failed(self._stream, err)
+
+    def flush(self):
+        try:
+            self._stream.flush()
+        except OSError as err:
+            _stdout_failed(self._stream, err)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _stdout_failed(stream, err: OSError):
+    if isinstance(err, BrokenPipeError):
+        reader_left()
+    from vcritic.errors import VcriticError
+
+    # What is still buffered can never be written: point stdout at /dev/null so the flush at exit does not fail too.
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+    raise VcriticError(
+        f"cannot write to standard output: {err.strerror or err}",
+        hint="free some space, or send the output elsewhere (-o FILE)" if err.errno == errno.ENOSPC else None,
+    ) from None
 
 
 class _DataConsole(Console):

@@ -77,11 +77,15 @@ def main(argv: list[str] | None = None) -> int:
 
     Set ``VCRITIC_DEBUG=1`` to see the full traceback instead.
     """
+    from vcritic.cli._output import GuardedStdout
     from vcritic.errors import VcriticError
 
+    real_stdout = sys.stdout
+    sys.stdout = GuardedStdout(real_stdout)
     try:
         # Outside standalone mode click returns the exit code of a typer.Exit instead of raising it.
         code = app(args=argv, standalone_mode=False, prog_name="vcritic")
+        sys.stdout.flush()  # a full disk shows here for output still buffered, not at exit
     except VcriticError as err:
         if os.environ.get("VCRITIC_DEBUG"):
             raise
@@ -110,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         show()
         return getattr(err, "exit_code", 2)
+    finally:
+        sys.stdout = real_stdout
     return code if isinstance(code, int) else 0
 
 

@@ -25,6 +25,9 @@ from vcritic.cli._options import (
     RevisionOpt,
     TrustRemoteCodeOpt,
     WorkersOpt,
+    _usage,
+    check_scheme,
+    check_split,
     parse_range,
 )
 from vcritic.docs_url import docs_page
@@ -44,6 +47,7 @@ EPILOG = (
 
 
 def bench(
+    ctx: typer.Context,
     name: Annotated[
         str | None, typer.Argument(help="Dataset name, 'all', or a CSV manifest file.", show_default=False)
     ] = None,
@@ -67,10 +71,17 @@ def bench(
             show_default=False,
         ),
     ] = None,
-    split: Annotated[str, typer.Option("--split", help="test, train, val (official scheme only) or all.")] = "test",
+    split: Annotated[
+        str,
+        typer.Option("--split", callback=_usage(check_split), help="test, train, val (official scheme only) or all."),
+    ] = "test",
     split_scheme: Annotated[
         str,
-        typer.Option("--split-scheme", help="paper (seeded 80/20, KADID by reference) or official (KonIQ-10k's own)."),
+        typer.Option(
+            "--split-scheme",
+            callback=_usage(check_scheme),
+            help="paper (seeded 80/20, KADID by reference) or official (KonIQ-10k's own).",
+        ),
     ] = "paper",
     limit: Annotated[
         int | None,
@@ -113,7 +124,10 @@ def bench(
     mos_range: Annotated[
         str | None,
         typer.Option(
-            "--mos-range", help="For a CSV manifest: its MOS range, e.g. 1-5 (default 0-100).", show_default=False
+            "--mos-range",
+            callback=_usage(parse_range),
+            help="For a CSV manifest: its MOS range, e.g. 1-5 (default 0-100).",
+            show_default=False,
         ),
     ] = None,
     model: ModelOpt = None,
@@ -164,8 +178,10 @@ def bench(
             _require_matplotlib()
         if resume and predictions is not None:
             raise UsageError("--resume is for model runs", hint="evaluating --predictions takes no time to redo")
+        if predictions is not None and model is not None and _from_environment(ctx, "model"):
+            model = load["model"] = None  # VCRITIC_MODEL names the model for runs that need one, not a choice here
         if model is not None and predictions is not None:
-            raise VcriticError("--model and --predictions exclude each other", hint="give one of them")
+            raise UsageError("--model and --predictions exclude each other", hint="give one of them")
         if predictions is not None and not predictions.is_file():
             raise VcriticError(f"predictions file {predictions} not found", hint="write it with: vcritic score -o FILE")
         names = _with_root_note(lambda: _dataset_names(name, root), root_note)
@@ -333,7 +349,7 @@ def _dataset_names(name: str, root: Path | None) -> list[str]:
 
     if name.lower() == "all":
         if root is None:
-            raise VcriticError("'bench all' needs --root", hint="the folder holding koniq10k/, spaq/, ...")
+            raise UsageError("'bench all' needs --root", hint="the folder holding koniq10k/, spaq/, ...")
         found = find_datasets(root)
         if not found:
             from vcritic.datasets import DATASETS
@@ -602,3 +618,9 @@ def _rank(results: dict[str, dict[str, Any]], column: str, key: str) -> str:
     if column not in results:
         return "-"
     return _num(results[column]["pair_ranking"][key], 2)
+
+
+def _from_environment(ctx: typer.Context | None, name: str) -> bool:
+    """Whether option ``name`` took its value from its environment variable, not the command line."""
+    source = ctx.get_parameter_source(name) if ctx is not None else None
+    return getattr(source, "name", None) == "ENVIRONMENT"

@@ -22,6 +22,9 @@ from vcritic.cli._options import (
     RevisionOpt,
     TrustRemoteCodeOpt,
     WorkersOpt,
+    _usage,
+    check_scheme,
+    check_split,
     parse_range,
 )
 from vcritic.docs_url import docs_page
@@ -81,6 +84,7 @@ def calibrate(
         str | None,
         typer.Option(
             "--target-range",
+            callback=_usage(lambda text: parse_range(text, "--target-range")),
             help="With --target: the scale's range, e.g. 0-10 (calibrated values are kept inside it). Default: the "
             "lowest and highest label seen (then not enforced).",
             show_default=False,
@@ -98,15 +102,26 @@ def calibrate(
         str | None,
         typer.Option(
             "--mos-range",
+            callback=_usage(parse_range),
             help="For a CSV manifest as --dataset: its MOS range, e.g. 1-5 (default 0-100).",
             show_default=False,
         ),
     ] = None,
     split: Annotated[
-        str, typer.Option("--split", help="Which images of --dataset: all, train, test or val (as for bench).")
+        str,
+        typer.Option(
+            "--split",
+            callback=_usage(check_split),
+            help="Which images of --dataset: all, train, test or val (as for bench).",
+        ),
     ] = "all",
     split_scheme: Annotated[
-        str, typer.Option("--split-scheme", help="paper (seeded 80/20, KADID by reference) or official (KonIQ).")
+        str,
+        typer.Option(
+            "--split-scheme",
+            callback=_usage(check_scheme),
+            help="paper (seeded 80/20, KADID by reference) or official (KonIQ).",
+        ),
     ] = "paper",
     limit: Annotated[
         int | None,
@@ -299,7 +314,8 @@ def _from_columns(path: Path, column: str, target_range, name, notes):
                 f"{path} has no column {wanted!r} (found: {', '.join(h for h in header if h) or 'none'})",
                 hint="mos is vcritic's score (as vcritic score writes it); --target names the label column",
             )
-    mos, labels, skipped = [], [], 0
+    mos, labels, skipped, repeated = [], [], 0, 0
+    seen: dict[str, tuple[int, tuple[float, float]]] = {}  # path -> (line, values): one image counts once
     for number, row in enumerate(rows, 2):
         if (row.get("scale") or MOS_SCALE).strip() != MOS_SCALE:
             raise VcriticError(
@@ -316,10 +332,30 @@ def _from_columns(path: Path, column: str, target_range, name, notes):
             raise VcriticError(f"{path}, line {number}: mos {score!r} or {column} {label!r} is not a number") from None
         if not all(math.isfinite(v) for v in values):
             raise VcriticError(f"{path}, line {number}: mos {score!r} or {column} {label!r} is not a finite number")
+        if not 0.0 <= values[0] <= 100.0:
+            raise VcriticError(
+                f"{path}, line {number}: mos {values[0]:g} lies outside vcritic's 0-100 scale",
+                hint="mos must be vcritic's score as vcritic score writes it",
+            )
+        image = (row.get("path") or "").strip()
+        if image and image in seen:
+            first, before = seen[image]
+            if before != values:
+                raise VcriticError(
+                    f"{path}: {image} appears on lines {first} and {number} with different mos or {column} values "
+                    f"({before[0]:g}, {before[1]:g} and {values[0]:g}, {values[1]:g})",
+                    hint="keep one row per image",
+                )
+            repeated += 1
+            continue
+        if image:
+            seen[image] = (number, values)
         mos.append(values[0])
         labels.append(values[1])
     if skipped:
         notes.append(f"{path.name}: {skipped} row(s) without a score or a {column} value are left out")
+    if repeated:
+        notes.append(f"{path.name}: {repeated} repeated row(s) (same image, same values) counted once")
     if target_range is None:
         low, high = (min(labels), max(labels)) if labels else (0.0, 1.0)
         if labels and high > low:

@@ -146,8 +146,10 @@ def _compare_one(model, load, image_a: Path, image_b: Path, as_json: bool) -> No
 def read_pairs(path: Path) -> tuple[list[dict[str, str]], list[str]]:
     """Rows of a pairs CSV (must have columns a and b, each filled in every row) and its column names."""
     from vcritic.datasets.records import strict_csv_rows
+    from vcritic.limits import MAX_TABLE_BYTES, check_input
 
     hint = "it must be a UTF-8 CSV with a header naming columns a and b, one pair per row"
+    check_input(path, MAX_TABLE_BYTES, "a pairs file")
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle, strict=True)

@@ -65,12 +65,13 @@ def describe(
     single_process_only("describe")
     from vcritic.cli._model import load_for_command
     from vcritic.cli._output import stderr, stdout
-    from vcritic.images import load_image, require_images
+    from vcritic.images import load_image, require_images, unsearched_note
     from vcritic.scoring import describe_error
     from vcritic.tasks import parse_tasks
 
     wanted = parse_tasks(tasks)
-    paths = require_images(inputs)
+    unsearched: list = []  # (folder, reason) the walk did not search
+    paths = require_images(inputs, unsearched=unsearched)
     critic = load_for_command(
         model,
         adapter=adapter,
@@ -103,6 +104,8 @@ def describe(
             stdout.print(json.dumps(_as_dict(str(path), result)), markup=False)
         elif result.score is not None:
             stdout.print(readout_line(result.score), markup=False)
+    if unsearched:
+        stderr.print(unsearched_note(unsearched), markup=False)
     if failed:
         stderr.print(f"[yellow]{failed} file(s) could not be described.[/]")
         raise typer.Exit(EXIT_PARTIAL if failed < len(paths) else 1)

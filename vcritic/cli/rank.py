@@ -145,13 +145,14 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, mod
     from vcritic.cli._model import load_for_command
     from vcritic.cli._output import make_progress, stderr
     from vcritic.cli.compare import verdict
-    from vcritic.images import require_images
+    from vcritic.images import require_images, unsearched_note
     from vcritic.memory import BatchPlan
     from vcritic.ranking import design_pairs
     from vcritic.scoring import compare_paths, format_number
 
     skipped: list[Path] = []
-    paths = [str(path) for path in require_images(inputs, skipped)]
+    unsearched: list[tuple[Path, str]] = []
+    paths = [str(path) for path in require_images(inputs, skipped, unsearched)]
     if len(paths) < 2:
         raise UsageError(f"ranking needs at least 2 images, found 1 ({paths[0]})", hint="give more images")
     if pairs_out is not None and output is not None and _same_path(pairs_out, output):
@@ -234,6 +235,8 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, mod
         stderr.print(f"Comparisons: {pairs_file.path}", markup=False)
     if critic is not None:
         stderr.print(f"Model: {critic.loaded}", markup=False)
+    if unsearched:
+        stderr.print(unsearched_note(unsearched), markup=False)
     if skipped:
         stderr.print(f"Not ranked: {len(skipped)} file(s) in the folders are not of an image type Pillow opens "
                      f"(e.g. {skipped[0]})", markup=False)  # fmt: skip

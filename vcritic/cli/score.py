@@ -95,17 +95,18 @@ def score(
     """
     from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._output import make_progress, stderr
-    from vcritic.errors import VcriticError
-    from vcritic.images import require_images
+    from vcritic.errors import UsageError
+    from vcritic.images import require_images, unsearched_note
     from vcritic.scoring import score_columns
     from vcritic.tasks import parse_tasks
 
     wanted = parse_tasks(tasks)
     if not wanted:
-        raise VcriticError("--tasks none leaves nothing to score", hint="use mos, attributes, authenticity or all")
+        raise UsageError("--tasks none leaves nothing to score", hint="use mos, attributes, authenticity or all")
     calibration = _read_calibration(calibration_file, wanted, model, revision, adapter, force_calibration_model)
     skipped: list[Path] = []
-    paths = require_images(inputs, skipped)
+    unsearched: list[tuple[Path, str]] = []
+    paths = require_images(inputs, skipped, unsearched)
     from vcritic.distributed import lead, team_for
     from vcritic.memory import BatchPlan
 
@@ -193,6 +194,8 @@ def score(
     stderr.print(summary + out.resume_note("scored"), markup=False)
     if critic is not None:
         stderr.print(f"Model: {critic.loaded}", markup=False)
+    if unsearched:
+        stderr.print(unsearched_note(unsearched), markup=False)
     if skipped:
         stderr.print(f"Not scored: {len(skipped)} file(s) in the folders are not of an image type Pillow opens "
                      f"(e.g. {skipped[0]})", markup=False)  # fmt: skip
@@ -207,11 +210,11 @@ def _read_calibration(path: Path | None, tasks, model, revision, adapter, force:
     if path is None:
         return None
     from vcritic.calibration import Calibration, model_identity
-    from vcritic.errors import VcriticError
+    from vcritic.errors import UsageError
     from vcritic.presets import DEFAULT_PRESET
 
     if "mos" not in tasks:
-        raise VcriticError("--calibration maps the MOS, but --tasks leaves it out", hint="add mos to --tasks")
+        raise UsageError("--calibration maps the MOS, but --tasks leaves it out", hint="add mos to --tasks")
     calibration = Calibration.load(path)
     if not force:
         calibration.check_model(model_identity(model or DEFAULT_PRESET, revision, adapter))

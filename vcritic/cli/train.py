@@ -90,7 +90,8 @@ def train(
     from rich.markup import escape
 
     from vcritic.cli._output import make_progress, progress_enabled, stderr
-    from vcritic.train.config import explicit_keys, load_config
+    from vcritic.errors import UsageError
+    from vcritic.train.config import ConfigValueError, explicit_keys, load_config
     from vcritic.train.loop import resume_settings
     from vcritic.train.loop import train as run_training
 
@@ -105,9 +106,14 @@ def train(
         max_pixels=max_pixels,
         image_size=image_size,
     )
-    settings = load_config(stage, config, overrides)
+    try:
+        settings = load_config(stage, config, overrides)
+    except ConfigValueError as err:  # a bad flag is a usage error; a bad value in a config file is not
+        if overrides.get(err.key) is None:
+            raise
+        raise UsageError(f"--{err.key.replace('_', '-')} {overrides[err.key]}: {err.why}") from None
     if resume:
-        settings = resume_settings(output, settings, explicit_keys(stage, config, overrides))
+        settings = resume_settings(output, settings, explicit_keys(stage, config, overrides), whole=config is None)
     interactive = progress_enabled()
     progress = make_progress(interactive)
     task = None

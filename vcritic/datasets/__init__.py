@@ -18,7 +18,7 @@ from vcritic.datasets import agiqa, aigciqa, cgiqa, flive, kadid, koniq, livec, 
 from vcritic.datasets.manifest import load_manifest
 from vcritic.datasets.records import ATTRIBUTES, DatasetSpec, Record, normalise_name
 from vcritic.docs_url import docs_page
-from vcritic.errors import VcriticError
+from vcritic.errors import UsageError, VcriticError
 
 # In the order of the paper's Table 2, then AIGCIQA-2023 (used for authenticity only).
 DATASETS: dict[str, DatasetSpec] = {
@@ -58,7 +58,7 @@ def get_dataset(name: str) -> DatasetSpec:
     names = list(DATASETS)
     close = difflib.get_close_matches(name.lower(), names + [a for s in DATASETS.values() for a in s.aliases], n=1)
     hint = f"did you mean {_LOOKUP[normalise_name(close[0])].name!r}? " if close else ""
-    raise VcriticError(
+    raise UsageError(
         f"unknown dataset {name!r}",
         hint=f"{hint}known: {', '.join(names)}; or give a CSV manifest file",
     )

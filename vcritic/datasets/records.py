@@ -23,6 +23,10 @@ ATTRIBUTES = ("brightness", "colorfulness", "contrast", "noisiness", "sharpness"
 
 DOCS_HINT = f"the expected layout: {docs_page('guides/benchmarks', 'getting-the-datasets')}"
 
+# Excel annotation workbooks (SPAQ's is 0.5 MB, expanding to a few MB): checked from the zip directory before parsing.
+MAX_XLSX_EXPANDED = 512 << 20  # bytes, all members together
+MAX_XLSX_RATIO = 200  # expanded to compressed, for members over 1 MiB (XML compresses 5-20 to 1; zeros 1000)
+
 
 @dataclass(frozen=True)
 class Record:
@@ -88,6 +92,9 @@ def read_csv_table(path: Path, required: Iterable[str], what: str) -> tuple[list
     """The header and rows of a CSV file; fails naming the file (and line) for missing or duplicate columns, a row
     with more or fewer cells than the header, and a quote left open (which would merge records silently)."""
     require_file(path, what)
+    from vcritic.limits import MAX_TABLE_BYTES, check_input
+
+    check_input(path, MAX_TABLE_BYTES, "a CSV file")
     try:
         with path.open(newline="", encoding="utf-8-sig") as handle:
             header, rows = strict_csv_rows(path, csv.reader(handle, strict=True))
@@ -171,19 +178,86 @@ def pick_column(path: Path, header: Sequence[str], candidates: Sequence[str], wh
 
 
 def read_xlsx_rows(path: Path, what: str) -> list[tuple[Any, ...]]:
-    """All rows of the first sheet of an .xlsx file as tuples of cell values (openpyxl, read-only)."""
+    """All rows of the first sheet of an .xlsx file as tuples of cell values (openpyxl, read-only), after
+    :func:`check_xlsx` found nothing hostile in it."""
     require_file(path, what)
+    check_xlsx(path)
     from openpyxl import load_workbook
 
     try:
         workbook = load_workbook(path, read_only=True, data_only=True)
-    except Exception as err:  # openpyxl raises zipfile/KeyError/InvalidFileException for non-xlsx files
-        raise VcriticError(f"{path} is not a readable .xlsx file: {err}", hint=DOCS_HINT) from None
+    except Exception as err:  # openpyxl raises zipfile/KeyError/InvalidFileException/ParseError for bad files
+        raise VcriticError(f"{path} is not a readable .xlsx file: {_first_line(err)}", hint=DOCS_HINT) from None
     try:
+        if not workbook.worksheets:
+            raise VcriticError(f"{path} has no worksheet", hint=f"expected {what} on its first sheet")
         sheet = workbook.worksheets[0]
         return [tuple(row) for row in sheet.iter_rows(values_only=True) if any(v is not None for v in row)]
+    except VcriticError:
+        raise
+    except Exception as err:  # read-only sheets are parsed while iterating: malformed XML shows up here
+        raise VcriticError(f"{path} is not a readable .xlsx file: {_first_line(err)}", hint=DOCS_HINT) from None
     finally:
         workbook.close()
+
+
+def check_xlsx(path: Path) -> None:
+    """Refuse a workbook that would cost unbounded time or memory, or reach outside itself, before any XML is
+    parsed: from the zip directory, more than :data:`MAX_XLSX_EXPANDED` bytes in all, or a large member compressed
+    more than :data:`MAX_XLSX_RATIO` to 1 (a zip bomb); then any XML part with a DOCTYPE, which a spreadsheet never
+    needs and which entity expansion ("billion laughs") and external entities (XXE) require. ``zipfile`` stops a
+    member at the size the directory declares, so a directory that lies cannot expand further."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            expanded = sum(member.file_size for member in members)
+            if expanded > MAX_XLSX_EXPANDED:
+                raise VcriticError(
+                    f"{path} expands to {expanded / 2**20:.0f} MiB, over the {MAX_XLSX_EXPANDED / 2**20:.0f} MiB an "
+                    "annotation workbook may hold (a zip bomb?)",
+                    hint="use the file as the dataset authors distribute it",
+                )
+            for member in members:
+                ratio = member.file_size / max(member.compress_size, 1)
+                if member.file_size > 1 << 20 and ratio > MAX_XLSX_RATIO:
+                    raise VcriticError(
+                        f"{path}: {member.filename} is compressed {ratio:.0f} to 1, over the {MAX_XLSX_RATIO} to 1 "
+                        "of real data (a zip bomb?)",
+                        hint="use the file as the dataset authors distribute it",
+                    )
+            for member in members:
+                if member.filename.lower().endswith((".xml", ".rels")) and _declares_doctype(archive, member):
+                    raise VcriticError(
+                        f"{path}: {member.filename} declares XML entities (DOCTYPE), which a workbook never needs "
+                        "and which can expand without bound or read other files",
+                        hint="use the file as the dataset authors distribute it",
+                    )
+    except VcriticError:
+        raise
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as err:
+        raise VcriticError(f"{path} is not a readable .xlsx file: {_first_line(err)}", hint=DOCS_HINT) from None
+
+
+def _declares_doctype(archive, member) -> bool:
+    """Whether an XML part holds ``<!DOCTYPE`` (or ``<!ENTITY``), read in chunks; UTF-16 parts are decoded."""
+    tail, encoding = b"", None
+    with archive.open(member) as handle:
+        while chunk := handle.read(1 << 20):
+            if encoding is None:
+                encoding = "utf-16" if chunk[:2] in (b"\xff\xfe", b"\xfe\xff") else "utf-8"
+            text = tail + chunk
+            probe = text.decode(encoding, errors="ignore").encode() if encoding == "utf-16" else text
+            if b"<!DOCTYPE" in probe or b"<!ENTITY" in probe:
+                return True
+            tail = text[-32:] if encoding == "utf-8" else b""
+    return False
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
 
 
 def load_mat_array(path: Path, key: str, what: str):

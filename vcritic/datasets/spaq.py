@@ -43,7 +43,10 @@ def load(root: Path) -> list[Record]:
 
     records = []
     for number, row in enumerate(rows[1:], 2):
-        name = str(row[at["image name"]]).strip()
+        row = (*row, *(None,) * (len(header) - len(row)))  # a short row: its missing cells are empty
+        name = str(row[at["image name"]] if row[at["image name"]] is not None else "").strip()
+        if not name:
+            raise VcriticError(f"{path}: row {number} has no image name", hint="every row names one image")
         mos = parse_score(row[at["mos"]], path, f"row {number}, MOS", MOS_RANGE)
         attributes = {a: parse_score(row[at[a]], path, f"row {number}, {a}", MOS_RANGE) for a in ATTRIBUTES}
         records.append(Record(image_path(images, name), mos, "spaq", name, attributes=attributes, ai_generated=False))

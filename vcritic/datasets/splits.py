@@ -18,7 +18,7 @@ from pathlib import Path
 
 from vcritic.csvio import DictWriter
 from vcritic.datasets.records import Record
-from vcritic.errors import VcriticError
+from vcritic.errors import UsageError, VcriticError
 
 SPLIT_SEED = 2403  # from the paper's arXiv id (2403.12806); fixed so everyone gets the same split
 TEST_FRACTION = 0.2
@@ -79,13 +79,13 @@ def assign(
         return paper_split(records, by_reference=by_reference, seed=seed)
     if scheme == "official":
         return official_split(records, dataset)
-    raise VcriticError(f"unknown split scheme {scheme!r}", hint=f"use one of: {', '.join(SCHEMES)}")
+    raise UsageError(f"unknown split scheme {scheme!r}", hint=f"use one of: {', '.join(SCHEMES)}")
 
 
 def select(records: Sequence[Record], assignment: dict[str, str], split: str) -> list[Record]:
     """The records of one split ("all": every record), in their original order."""
     if split not in SPLIT_NAMES:
-        raise VcriticError(f"unknown split {split!r}", hint=f"use one of: {', '.join(SPLIT_NAMES)}")
+        raise UsageError(f"unknown split {split!r}", hint=f"use one of: {', '.join(SPLIT_NAMES)}")
     if split == "all":
         return list(records)
     chosen = [r for r in records if assignment.get(r.image) == split]

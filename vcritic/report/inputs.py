@@ -98,8 +98,11 @@ def _read_csv(source: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]
     writes one for a file name holding a newline (quoted, as CSV allows)."""
     import csv
 
+    from vcritic.limits import MAX_TABLE_BYTES, check_input
+
     hint = f"give {EXPECTED}"
     rows = []
+    check_input(source, MAX_TABLE_BYTES, "a predictions CSV")
     try:
         with source.open(newline="", encoding="utf-8-sig") as handle:
             reader = csv.reader(handle, strict=True)
@@ -171,9 +174,12 @@ def _bench(folder: Path) -> BenchRun:
 
 
 def _json(path: Path) -> dict:
+    from vcritic.limits import MAX_JSON_BYTES, check_input
+
+    check_input(path, MAX_JSON_BYTES, "a metrics file")
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise VcriticError(f"cannot read {path}: {err}", hint="it is written by vcritic bench --out") from None
     if not isinstance(value, dict):
         raise VcriticError(f"{path} is not a JSON object", hint="it is written by vcritic bench --out")

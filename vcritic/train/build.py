@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vcritic.datasets import DATASETS, Record, find_datasets, get_dataset, load_dataset, splits
-from vcritic.errors import VcriticError
+from vcritic.errors import UsageError, VcriticError
 from vcritic.train.datadir import VAL_FRACTION, held_out_groups, rng_for
 from vcritic.train.dialogues import Dialogue
 
@@ -244,7 +244,7 @@ def stage3(options: BuildOptions, log: Log) -> tuple[list[Dialogue], list[Dialog
             datasets += names
     else:
         if options.root is None:
-            raise VcriticError("stage 3 needs --root (to rebuild stages 1-2) or --from DIR,...", hint="give either")
+            raise UsageError("stage 3 needs --root (to rebuild stages 1-2) or --from DIR,...", hint="give either")
         names = choose_datasets(3, options.root, options.datasets)
         parts = {}
         for name in names:
@@ -312,19 +312,19 @@ def _build(options: BuildOptions, log: Log) -> dict[str, Any]:
 
     start = time.perf_counter()
     if options.stage not in (1, 2, 3):
-        raise VcriticError(f"--stage is {options.stage}", hint="use 1, 2 or 3")
+        raise UsageError(f"--stage is {options.stage}", hint="use 1, 2 or 3")
     if not 0 <= options.val_fraction < 1:
-        raise VcriticError(f"--val-fraction is {options.val_fraction}", hint="use a fraction from 0 up to 1")
+        raise UsageError(f"--val-fraction is {options.val_fraction}", hint="use a fraction from 0 up to 1")
     if options.stage != 3 and (options.sources or options.instruct):
-        raise VcriticError("--from and --instruct are for --stage 3", hint="drop them, or build stage 3")
+        raise UsageError("--from and --instruct are for --stage 3", hint="drop them, or build stage 3")
     if options.stage != 3 and options.root is None:
-        raise VcriticError("--root is required", hint="give the folder holding the datasets (koniq10k/, spaq/, ...)")
+        raise UsageError("--root is required", hint="give the folder holding the datasets (koniq10k/, spaq/, ...)")
     if options.root is not None and not options.root.expanduser().is_dir():
         raise VcriticError(f"no such folder: {options.root}", hint="--root is the folder holding the datasets")
     if options.rewrite_endpoint and not options.rewrite_model:
-        raise VcriticError("--rewrite-endpoint needs --rewrite-model", hint="name the model the endpoint serves")
+        raise UsageError("--rewrite-endpoint needs --rewrite-model", hint="name the model the endpoint serves")
     if options.rewrite_endpoint and options.stage == 1:
-        raise VcriticError("--rewrite-endpoint is for stages 2 and 3", hint="stage 1 has no descriptions")
+        raise UsageError("--rewrite-endpoint is for stages 2 and 3", hint="stage 1 has no descriptions")
     for path in [*options.sources, *options.instruct]:
         if not path.expanduser().exists():
             raise VcriticError(f"no such file or folder: {path}", hint="check the --from / --instruct paths")

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from vcritic.prompts import Question
 
 IGNORE = -100
+MAX_TEXT_TOKENS = 8192  # an instruction or an answer, in the model's tokens
 
 
 def answer_tokens(tokenizer, prefix: str, answer: str) -> list[int]:
@@ -65,11 +66,21 @@ def encode_dialogue(encoder: Encoder, dialogue: Dialogue, images: Sequence[Image
         )
     if dialogue.question == COMPARE.name and question.n_images == 1:
         images = [side_by_side(images[0], images[1])]
-    item = encoder.encode(question, images, instruction)
     tokenizer = getattr(encoder.processor, "tokenizer", encoder.processor)
     answer = answer_tokens(tokenizer, question.answer_prefix, dialogue.answer)
     if not answer:
         raise VcriticError(f"empty answer in a {dialogue.question!r} dialogue", hint="rebuild the data")
+    # Characters are bounded when the file is read; tokens here, before the model sees them (a tokenizer can make
+    # several tokens of one character).
+    said = len(tokenizer(instruction, add_special_tokens=False)["input_ids"]) if instruction else 0
+    if max(said, len(answer)) > MAX_TEXT_TOKENS:
+        which = "instruction" if said > MAX_TEXT_TOKENS else "answer"
+        raise VcriticError(
+            f"a {dialogue.question!r} dialogue's {which} is {max(said, len(answer)):,} tokens, over the "
+            f"{MAX_TEXT_TOKENS:,} allowed (images {', '.join(dialogue.images)})",
+            hint="shorten or drop that dialogue",
+        )
+    item = encoder.encode(question, images, instruction)
     n = len(answer)
     answer_ids = torch.tensor([answer], dtype=item["input_ids"].dtype)
     item["input_ids"] = torch.cat([item["input_ids"], answer_ids], dim=1)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from vcritic.errors import VcriticError
+from vcritic.errors import UsageError, VcriticError
 from vcritic.resolution import out_of_range
 
 PRESET_DIR = Path(__file__).with_name("presets")
@@ -132,8 +132,19 @@ class TrainConfig:
         return self.batch_size * self.grad_accum
 
 
+class ConfigValueError(VcriticError):
+    """A config key with a bad value; ``key`` names it, so a command can tell a bad flag (a usage error) from a bad
+    config file."""
+
+    def __init__(self, key: str, why: str, message: str, hint: str | None = None):
+        super().__init__(message, hint)
+        self.key, self.why = key, why
+
+
 def _bad(key: str, value: Any, why: str):
-    raise VcriticError(f"config key {key!r}: {value!r} {why}", hint="fix it in the config file or the flag")
+    raise ConfigValueError(
+        key, why, f"config key {key!r}: {value!r} {why}", hint="fix it in the config file or the flag"
+    )
 
 
 def _coerce(key: str, value: Any, annotation: str) -> Any:
@@ -181,12 +192,18 @@ def presets() -> list[str]:
 def read_yaml(path: Path) -> dict[str, Any]:
     import yaml
 
+    from vcritic.limits import MAX_YAML_BYTES, check_input
+
+    check_input(path, MAX_YAML_BYTES, "a config file")
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise VcriticError(f"cannot read config {path}: {err.strerror}", hint="check the path") from None
     except yaml.YAMLError as err:
         raise VcriticError(f"{path} is not valid YAML: {str(err).splitlines()[0]}", hint="fix the file") from None
+    except (UnicodeDecodeError, RecursionError) as err:
+        reason = "not UTF-8 text" if isinstance(err, UnicodeDecodeError) else "nested too deeply"
+        raise VcriticError(f"{path} is not a config file: {reason}", hint="fix the file") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -252,7 +269,7 @@ def load_config(stage: int, config: str | None = None, overrides: dict[str, Any]
         else:
             close = difflib.get_close_matches(config, presets(), n=1)
             hint = (f"did you mean {close[0]!r}? " if close else "") + f"presets: {', '.join(presets())}"
-            raise VcriticError(f"unknown config {config!r}: not a preset or a YAML file", hint=hint)
+            raise UsageError(f"unknown config {config!r}: not a preset or a YAML file", hint=hint)
     if overrides:
         values.update({k: v for k, v in overrides.items() if v is not None})
         _check_keys(values, "the command line")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vcritic.errors import VcriticError
+from vcritic.limits import MAX_JSON_BYTES, check_input
 from vcritic.train.dialogues import Dialogue, write_dialogues
 
 DATA_FORMAT = 1
@@ -124,6 +125,7 @@ def write_data_dir(
 def read_info(folder: Path) -> dict[str, Any]:
     """The ``data.json`` of a built folder."""
     path = folder / INFO
+    check_input(path, MAX_JSON_BYTES, "a data.json")
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except OSError:
@@ -132,6 +134,8 @@ def read_info(folder: Path) -> dict[str, Any]:
         ) from None
     except json.JSONDecodeError as err:
         raise VcriticError(f"{path} is not valid JSON ({err.msg})", hint="rebuild the folder") from None
+    except (UnicodeDecodeError, RecursionError):
+        raise VcriticError(f"{path} is not a data.json vcritic wrote", hint="rebuild the folder") from None
     if not isinstance(record, dict) or record.get("format") != DATA_FORMAT:
         raise VcriticError(f"{path} has an unknown format", hint="rebuild the folder with this vcritic version")
     return record

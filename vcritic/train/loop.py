@@ -93,6 +93,11 @@ def read_data(folder: Path) -> TrainData:
     """A folder written by ``vcritic data build`` / ``vcritic data synth``: dialogues.jsonl, val.jsonl, data.json."""
     folder = Path(folder).expanduser()
     path = folder / "dialogues.jsonl"
+    if not folder.is_dir():
+        raise VcriticError(
+            f"--data {folder} is not a folder" if folder.exists() else f"--data: no such folder: {folder}",
+            hint="give the folder vcritic data build --out (or data synth) wrote",
+        )
     if not path.is_file():
         raise VcriticError(f"{folder} has no dialogues.jsonl", hint="build it with: vcritic data build --out DIR")
     dialogues = list(read_dialogues(path))
@@ -240,7 +245,8 @@ def _resume_config(output: Path, stage: int, model: str, data: Path, config: Tra
     if changed:
         raise VcriticError(
             f"cannot resume with a different {', '.join(changed)}: the run was started with other values",
-            hint=f"on --resume only {', '.join(RESUMABLE_CHANGES)} may change",
+            hint=f"leave out --config and those flags to resume as the run was started (its settings are in "
+            f"{output / RUN}); only {', '.join(RESUMABLE_CHANGES)} may change",
         )
     resumed = TrainConfig(**{**saved, **{k: getattr(config, k) for k in RESUMABLE_CHANGES}})
     done = read_position(checkpoint_dirs(output)[-1])["step"]
@@ -254,16 +260,22 @@ def _resume_config(output: Path, stage: int, model: str, data: Path, config: Tra
     return resumed
 
 
-def resume_settings(output: str | Path, config: TrainConfig, given: Collection[str]) -> TrainConfig:
+def resume_settings(
+    output: str | Path, config: TrainConfig, given: Collection[str], *, whole: bool = False
+) -> TrainConfig:
     """For ``--resume`` from the command line: the keys that may change on resume (steps, intervals) keep the
     saved run's values unless ``given`` (the flags the user typed) names them, so ``--resume`` alone does not
-    jump to the preset's step count. Without a saved run, ``config`` as it is."""
+    jump to the preset's step count. With ``whole`` (no ``--config`` given) every key not ``given`` is the saved
+    run's, so ``--resume`` alone finishes a run started with any ``--config``. Without a saved run, ``config``."""
     path = Path(output).expanduser() / RUN
     try:
         saved = json.loads(path.read_text())["config"]
     except (OSError, ValueError, KeyError, TypeError):
         return config
-    kept = {k: saved[k] for k in RESUMABLE_CHANGES if k not in given and k in saved}
+    if not isinstance(saved, dict):
+        return config
+    names = config.to_dict() if whole else RESUMABLE_CHANGES
+    kept = {k: saved[k] for k in names if k not in given and k in saved}
     return TrainConfig(**{**config.to_dict(), **kept})
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vcritic.csvio import Writer
-from vcritic.errors import VcriticError
+from vcritic.errors import UsageError, VcriticError
 
 LEVELS = 5
 DATASET = "synth"
@@ -277,11 +277,11 @@ def _synthesize(
     kinds = list(kinds) if kinds else list(KINDS)
     val_fraction = VAL_FRACTION if val_fraction is None else val_fraction
     if levels < 2:
-        raise VcriticError(f"--levels is {levels}", hint="give at least 2 levels, so pairs within a kind exist")
+        raise UsageError(f"--levels is {levels}", hint="give at least 2 levels, so pairs within a kind exist")
     if size is not None and size < 8:
-        raise VcriticError(f"--size is {size}", hint="give at least 8 pixels")
+        raise UsageError(f"--size is {size}", hint="give at least 8 pixels")
     if not 0 <= val_fraction < 1:
-        raise VcriticError(f"--val-fraction is {val_fraction}", hint="give a fraction from 0 up to (not including) 1")
+        raise UsageError(f"--val-fraction is {val_fraction}", hint="give a fraction from 0 up to (not including) 1")
     src = Path(src).expanduser()
     if not src.is_dir():
         raise VcriticError(f"no such folder: {src}", hint="SRC_DIR is a folder of pristine images")
