@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vcritic.presets import DEFAULT_PRESET
+from vcritic.presets import CPU_DEFAULT_PRESET, DEFAULT_PRESET
 from vcritic.resolution import MAX_IMAGE_SIZE, MAX_PIXELS
 from vcritic.shapes import ROWS
 
@@ -18,8 +18,18 @@ ModelOpt = Annotated[
         "-m",
         help="Checkpoint: a local directory (a transformers image-text-to-text model, or a vcritic "
         "trained directory with vcritic.json), a preset name (see: vcritic models) or a hub repo id. Default: "
-        f"{DEFAULT_PRESET} (downloaded on first use).",
+        f"{DEFAULT_PRESET} where CUDA is available, {CPU_DEFAULT_PRESET} otherwise (downloaded on first use).",
         envvar="VCRITIC_MODEL",
+        show_default=False,
+    ),
+]
+ReadoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--readout",
+        help="How MOS is asked and read out: a read-out (vcritic, q-realign, visualquality-r1) or a preset name whose "
+        "read-out to use, e.g. for a downloaded copy or a fine-tune of a judge in a local folder. Default: the "
+        "preset's own, what a trained folder's vcritic.json records, else vcritic's prompts (see: vcritic models -l).",
         show_default=False,
     ),
 ]
