@@ -219,9 +219,9 @@ def render_prompt(
             messages.append({"role": "user", "content": [*images, {"type": "text", "text": words}]})
             if answer is not None:
                 messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-        rendered = processor.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=False, **dict(question.template_options)
-        )
+        # A card's template options (add_vision_id) go only to templates that read them: others would warn.
+        options = {k: v for k, v in question.template_options if k in str(processor.chat_template)}
+        rendered = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **options)
         # Templates that end the assistant header with "ASSISTANT:" expect the answer after a space.
         separator = question.stem_separator
         if separator is None:
