@@ -134,3 +134,21 @@ def test_an_unknown_readout_is_refused_before_loading(capsys):
     assert main(["score", "nothing.jpg", "--readout", "q-relign"]) == 1
     err = capsys.readouterr().err
     assert "unknown read-out 'q-relign'" in err and "Traceback" not in err
+
+
+def test_a_trained_folder_records_its_readout_and_tasks(tmp_path):
+    from vcritic.train.dialogues import Dialogue
+    from vcritic.train.loop import TrainData, _judge_entries
+
+    def taught(*questions):
+        return TrainData([Dialogue(q, "", ("a.png",), "", "") for q in questions], [], tmp_path, {})
+
+    # Stage 2 on top of Q-ReAlign: MOS is still asked Q-ReAlign's way; the attributes were taught with vcritic's.
+    assert _judge_entries("q-realign-mini-0.8b", None, taught("brightness")) == ("q-realign", ["mos", "attributes"])
+    assert _judge_entries("q-realign-mini-0.8b", None, taught("quality")) == ("vcritic", ["mos"])
+    assert _judge_entries("qwen2.5-vl-7b", None, taught("compare")) == ("vcritic", [])
+    previous = {"base_model": "x", "readout": "q-realign", "trained_tasks": ["mos", "attributes"]}
+    assert _judge_entries("stage2", previous, taught("authenticity")) == (
+        "q-realign",
+        ["mos", "attributes", "authenticity"],
+    )

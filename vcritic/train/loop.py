@@ -703,7 +703,7 @@ def _judge_entries(model: str, previous: dict | None, data: TrainData) -> tuple[
     asked = {d.question for d in data.dialogues}
     taught = {task for task, questions in TASKS.items() if any(q.name in asked for q in questions)}
     start = judge_for(model, manifest=previous)
-    readout = VCRITIC.name if "mos" in taught or start.spec.generates else start.spec.name
+    readout = VCRITIC.name if "mos" in taught else start.spec.name
     known = taught | set(start.trained_tasks or ())
     return readout, [task for task in TASKS if task in known]
 
