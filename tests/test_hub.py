@@ -267,6 +267,7 @@ def test_presets_and_the_default_download_on_first_use(tiny_repo, monkeypatch, c
     preset = Preset("tiny", "tiny/llava", sha, "llava", VCRITIC, "Apache-2.0", 0.001, "test preset")
     monkeypatch.setitem(PRESETS, "tiny", preset)
     monkeypatch.setattr(presets, "DEFAULT_PRESET", "tiny")
+    monkeypatch.setattr(presets, "CPU_DEFAULT_PRESET", "tiny")  # the default without CUDA
 
     critic = load_critic(None)
     assert critic.source == "tiny"

@@ -52,8 +52,11 @@ def list_models(
         title="Presets (* = default with CUDA, + = default without)", title_justify="left", box=box.SIMPLE_HEAD
     )
     columns = ("name / repo", "size", "suits", "trained for", "SRCC KonIQ/SPAQ/KADID", "license", "cached")
-    for column in columns:  # names are what people type: never wrap them
-        table.add_column(column, no_wrap=column == "name / repo", overflow="fold")
+    # Names are what people type: the column is never narrower than the longest, so none wraps; a long repo id
+    # on the line below may fold on a narrow terminal.
+    widest = max((len(p["name"]) + 2 for p in presets), default=10)
+    for column in columns:
+        table.add_column(column, overflow="fold", min_width=widest if column == "name / repo" else None)
     for p in presets:
         cached = {"yes": f"yes, {format_size(p['size_bytes'])}", "partial": "partial", "no": "-"}[p["cached"]]
         mark = " *" if p["default"] else " +" if p["default_without_cuda"] else ""
