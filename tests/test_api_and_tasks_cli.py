@@ -76,8 +76,10 @@ def test_public_names_and_a_light_import():
 
 
 def test_load_critic_without_a_model_is_the_cli_default(tiny_llava, monkeypatch):
-    with pytest.raises(VcriticError, match=r"qwen2.5-vl-7b .* not in the local cache"):
-        vcritic.load_critic()  # the default preset; the test hub is offline
+    from vcritic.loading import default_model
+
+    with pytest.raises(VcriticError, match=rf"{default_model()} .* not in the local cache"):
+        vcritic.load_critic()  # the default preset (Q-ReAlign Lite with CUDA, Mini without); the hub is offline
     monkeypatch.setenv("VCRITIC_MODEL", str(tiny_llava))
     assert vcritic.load_critic(device="cpu").source == str(tiny_llava)
 

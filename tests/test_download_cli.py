@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from vcritic import presets
 from vcritic.cli.app import app, main
 from vcritic.home import hub_cache_dir
+from vcritic.judges import VCRITIC
 from vcritic.presets import PRESETS, Preset
 
 pytestmark = pytest.mark.slow
@@ -28,7 +29,7 @@ def runner():
 def tiny_preset(fake_hub, tiny_llava, monkeypatch):
     """The tiny LLaVA served as tiny/llava and registered as preset 'tiny', pinned to its commit."""
     sha = fake_hub.add_repo("tiny/llava", tiny_llava)
-    monkeypatch.setitem(PRESETS, "tiny", Preset("tiny", "tiny/llava", sha, "llava", "levels", "MIT", "1M", "test"))
+    monkeypatch.setitem(PRESETS, "tiny", Preset("tiny", "tiny/llava", sha, "llava", VCRITIC, "MIT", 0.001, "test"))
     return sha
 
 

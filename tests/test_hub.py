@@ -12,6 +12,7 @@ import pytest
 from vcritic import hub, presets
 from vcritic.errors import VcriticError
 from vcritic.home import hub_cache_dir, vcritic_home
+from vcritic.judges import VCRITIC
 from vcritic.presets import PRESETS, Preset
 
 
@@ -263,9 +264,10 @@ def test_presets_and_the_default_download_on_first_use(tiny_repo, monkeypatch, c
     from vcritic.loading import load_critic
 
     fake, sha = tiny_repo
-    preset = Preset("tiny", "tiny/llava", sha, "llava", "levels", "Apache-2.0", "1M", "test preset")
+    preset = Preset("tiny", "tiny/llava", sha, "llava", VCRITIC, "Apache-2.0", 0.001, "test preset")
     monkeypatch.setitem(PRESETS, "tiny", preset)
     monkeypatch.setattr(presets, "DEFAULT_PRESET", "tiny")
+    monkeypatch.setattr(presets, "CPU_DEFAULT_PRESET", "tiny")  # the default without CUDA
 
     critic = load_critic(None)
     assert critic.source == "tiny"

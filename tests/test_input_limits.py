@@ -315,6 +315,7 @@ def test_a_bad_option_value_exits_2_in_every_command_before_any_work(tmp_path, c
         ["score", str(image), "--batch-size", "0"],
         ["score", str(image), "--device", "cpux"],
         ["score", str(image), "--dtype", "float8"],
+        ["score", str(image), "--readout", "q-realing"],
         ["score", str(image), "--resume"],
         ["score", str(image), *out, "--resume", "--overwrite"],
         ["compare", str(image), str(image), "--device", "gpu"],

@@ -443,6 +443,7 @@ def test_stage_two_on_stage_one_loads_alone(tiny_llava, pair_data, tmp_path):
     manifest = json.loads((stage2 / "vcritic.json").read_text())
     assert manifest["base_model"] == str(tiny_llava.resolve())
     assert manifest["adapters"] == ["previous/1", "."] and manifest["stages"] == [1, 2]
+    assert (manifest["readout"], manifest["trained_tasks"]) == ("vcritic", [])  # comparisons only: no read-out task
     shutil.rmtree(stage1)  # the stage-2 folder needs nothing from it
 
     critic = load_critic(stage2)

@@ -10,6 +10,7 @@ the prompt and make a score depend on its batch neighbours.
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from vcritic.chat import Conversation
+    from vcritic.judges import Judge
     from vcritic.shapes import FixedShapes, ShapeGroups
 
 # Token-aligned inputs: left-padded to the longest prompt in the batch.
@@ -105,14 +107,36 @@ class Encoder:
         return dict(self.processor(images=images, text=[text], return_tensors="pt"))
 
     def encode_questions(self, questions: Sequence[Question], image: Image.Image) -> dict[str, Any]:
-        """One image with several questions, encoded so that the image is encoded once (see shared_prefix)."""
+        """One image with several questions, encoded so that the image is encoded once (see shared_prefix).
+
+        Questions that are answered by generating (a reasoning judge's MOS) get full prompts of their own under
+        ``"generate"``; the others share the prefix as usual."""
         from vcritic.shared_prefix import encode_questions
 
-        return encode_questions(self, questions, image)
+        generating = [q for q in questions if q.generates]
+        if not generating:
+            return encode_questions(self, questions, image)
+        read = [q for q in questions if not q.generates]
+        item = encode_questions(self, read, image) if read else {}
+        return {"read": item, "generate": [self.encode(q, [image]) for q in generating]}
 
     def collate_questions(self, items: Sequence[dict[str, Any]]) -> dict[str, Any] | ShapeGroups:
         """A batch of :meth:`encode_questions` items for :meth:`Critic.read`: padded (see
         :func:`vcritic.shared_prefix.collate_questions`), or grouped by shape in fixed-shapes mode."""
+        if items and "generate" in items[0]:
+            if self.fixed_shapes is not None:
+                raise VcriticError(
+                    "a reasoning judge's generated answers cannot be read in fixed shapes",
+                    hint="leave out --reproducible, or use a judge with a level-word read-out",
+                )
+            from vcritic.shared_prefix import collate_questions
+
+            read = [item["read"] for item in items]
+            return {
+                "read": collate_questions(self, read) if read[0] else None,
+                "generate": self.pad_batch([encoding for item in items for encoding in item["generate"]]),
+                "n_generate": len(items[0]["generate"]),
+            }
         if self.fixed_shapes is not None:
             from vcritic.shapes import group
 
@@ -179,7 +203,11 @@ class Critic:
         info: dict | None = None,
         resolution: Resolution | None = None,
         fixed_shapes: bool | int = False,
+        judge: Judge | None = None,
     ):
+        from vcritic.judges import VCRITIC, Judge
+
+        self.judge = judge or Judge(VCRITIC, None)  # how MOS is asked and read out; what the model was trained for
         self.model = model
         self.processor = processor
         self.tokenizer = getattr(processor, "tokenizer", processor)
@@ -221,6 +249,18 @@ class Critic:
 
     def prompt(self, question: Question) -> str:
         return self.encoder.prompt(question)
+
+    def task_questions(self, tasks: Sequence[str]) -> tuple[Question, ...]:
+        """The Questions for ``tasks`` (names from :func:`vcritic.tasks.parse_tasks`), in column order: MOS as this
+        model's read-out asks it (:attr:`judge`), the other tasks with vcritic's own questions."""
+        from vcritic.tasks import task_questions
+
+        quality = self.judge.spec.quality_question()
+        return tuple(quality if q.name == quality.name else q for q in task_questions(tasks))
+
+    def untrained(self, tasks: Sequence[str]) -> tuple[str, ...]:
+        """Which of ``tasks`` this model was not trained for (empty for a general model that declares none)."""
+        return self.judge.untrained(tasks)
 
     def token_ids(self, question: Question) -> list[int]:
         if question.name not in self._token_ids:
@@ -282,7 +322,46 @@ class Critic:
 
         if isinstance(batch, ShapeGroups):
             return self._readouts(questions, run_fixed(self, batch, lambda chunk: answer_logits(self, chunk)))
+        if "generate" in batch:
+            return self._read_and_generate(questions, batch)
         return self._readouts(questions, answer_logits(self, batch))
+
+    def _read_and_generate(self, questions: Sequence[Question], batch: dict[str, Any]) -> list[Readout]:
+        """A batch with generated answers (a reasoning judge): the read questions as usual, then one greedy
+        ``generate`` over the left-padded full prompts of the generated ones, each answer parsed for its rating."""
+        from vcritic.shared_prefix import answer_logits
+
+        read = [q for q in questions if not q.generates]
+        found = iter(self._readouts(read, answer_logits(self, batch["read"])) if read else [])
+        generated = iter(self._generated_readouts([q for q in questions if q.generates], batch))
+        return [next(generated) if q.generates else next(found) for q in questions]
+
+    def _generated_readouts(self, questions: Sequence[Question], batch: dict[str, Any]) -> list[Readout]:
+        import torch
+
+        from vcritic.judges import SPECS
+
+        inputs = self.to_device(batch["generate"])
+        specs = [SPECS[q.readout] for q in questions]
+        with torch.inference_mode():
+            ids = self.model.generate(
+                **inputs,
+                max_new_tokens=max(spec.max_new_tokens for spec in specs),
+                do_sample=False,
+                num_beams=1,
+                pad_token_id=self.encoder.pad_token_id,
+            )
+        texts = self.tokenizer.batch_decode(ids[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        n = batch["n_generate"]
+        readouts = []
+        for j, spec in enumerate(specs):
+            ratings = [spec.parse_rating(text) for text in texts[j::n]]
+            mean = torch.tensor([math.nan if r is None else r for r in ratings], dtype=torch.float32)
+            # A generated number has no distribution: no spread, no level probabilities.
+            readouts.append(
+                Readout(mean=mean, std=torch.full_like(mean, math.nan), probs=mean.new_zeros((len(mean), 0)))
+            )
+        return readouts
 
     def _readouts(self, questions: Sequence[Question], logits: torch.Tensor) -> list[Readout]:
         """``[n_images, n_questions, vocab]`` answer logits -> one Readout per question."""
@@ -298,19 +377,21 @@ class Critic:
         (:func:`vcritic.memory.in_batches`).
         """
         from vcritic.results import scores_from_readouts
-        from vcritic.tasks import parse_tasks, task_questions
+        from vcritic.tasks import parse_tasks
 
-        questions = task_questions(parse_tasks(tasks))
+        wanted = parse_tasks(tasks)
+        questions = self.task_questions(wanted)
         if not questions:
             raise VcriticError("score needs at least one task", hint="tasks: mos, attributes, authenticity or all")
         pictures, single = _as_list(images)
+        untrained = self.untrained(wanted)
 
         def launch(chunk) -> list[Readout]:
             items = [self.encoder.encode_questions(questions, _as_image(p)) for p in chunk]
             return self.read(questions, self.encoder.collate_questions(items))
 
         def finish(readouts: list[Readout]) -> list[Score]:
-            return scores_from_readouts(questions, readouts)
+            return scores_from_readouts(questions, readouts, untrained=untrained)
 
         results = in_batches(pictures, batch_size, launch, finish, self.device)
         return results[0] if single else results
@@ -382,14 +463,16 @@ class Critic:
         does not check out (:class:`vcritic.shared_prefix.PromptSplit`)."""
         from vcritic.results import scores_from_readouts
         from vcritic.shared_prefix import cache_generator, collate_questions, generate_and_answer
-        from vcritic.tasks import parse_tasks, task_questions
+        from vcritic.tasks import parse_tasks
 
         pictures, single = _as_list(images)
         wanted = parse_tasks(tasks)
-        questions = task_questions(wanted)
+        questions = self.task_questions(wanted)
+        untrained = self.untrained(wanted)
         options = {"max_new_tokens": max_new_tokens, "streamer": streamer}
-        # Text only (tasks "none") is a single pass by itself: a plain generate.
-        one_pass = bool(questions) and cache_generator(self) is not None
+        # Text only (tasks "none") is a single pass by itself: a plain generate. A reasoning judge's MOS is
+        # generated too: its numbers come from score(), a second pass.
+        one_pass = bool(questions) and cache_generator(self) is not None and not any(q.generates for q in questions)
         results = []
         for picture in map(_as_image, pictures):
             item = self.encoder.encode_questions((DESCRIBE, *questions), picture) if one_pass else {}
@@ -398,7 +481,7 @@ class Critic:
                 # One image, padded as is: generate continues from this batch's cache (not in fixed shapes).
                 batch = collate_questions(self.encoder, [{"prefix": item["prefix"], "suffix_ids": question_suffixes}])
                 text, logits = generate_and_answer(self, batch, prompt_suffix, **options)
-                score = scores_from_readouts(questions, self._readouts(questions, logits))[0]
+                score = scores_from_readouts(questions, self._readouts(questions, logits), untrained=untrained)[0]
             else:  # no cache to continue from, or no shared prefix: generate and score, two passes
                 text = self.generate(picture, **options)
                 score = self.score(picture, tasks=wanted) if questions else None

@@ -169,11 +169,16 @@ def load_critic(
     image_size: int | None = None,
     device_map: str | None = None,
     fixed_shapes: bool | int = False,
+    readout: str | None = None,
 ):
     """Load ``model`` (+ optional LoRA ``adapter``) for scoring: eval mode, no gradients, on ``device``.
 
     ``model`` is a local directory, a preset name or a hub repo id; left out, the CLI's default ($VCRITIC_MODEL,
-    else the default preset).
+    else :func:`default_model`: Q-ReAlign Lite with CUDA, Mini without).
+
+    ``readout``: how MOS is asked and read out, a :mod:`vcritic.judges` read-out or preset name (``q-realign``,
+    ``q-realign-mini-0.8b``), for a local copy or fine-tune of a judge; default: what a trained folder's
+    ``vcritic.json`` records, else the preset's own, else vcritic's prompts (``Critic.judge``).
 
     ``device``/``dtype`` default to CUDA+bfloat16 when a GPU is there, CPU+float32 otherwise (see
     :mod:`vcritic.runtime`). The adapter is merged into the weights for speed unless ``merge_adapter`` is False.
@@ -183,10 +188,15 @@ def load_critic(
     ``fixed_shapes`` (the CLI's ``--reproducible``): True or a number of rows makes every forward the same shape, so
     scores do not depend on the batch size or the other images (:mod:`vcritic.shapes`; ``Critic.fixed_shapes``).
     """
+    from vcritic.judges import get_spec, judge_for
     from vcritic.runtime import resolve_device, resolve_dtype
 
+    if readout is not None:
+        get_spec(readout)  # an unknown name fails before any download
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
+    if model is None or str(model) == "":
+        model = default_model(torch_device.type == "cuda")
     placement = device_map
     if device_map is None and torch_device.type == "cuda":
         # Weights straight onto the one GPU: no full copy of the model in host memory first, then a second copy
@@ -220,20 +230,27 @@ def load_critic(
         family=Family.detect(net.config.model_type, loaded.processor),
         device=torch_device,
         dtype=torch_dtype,
-        source=str(model) if model else _default_model(),
+        source=str(model),
         info=loaded.manifest,
         resolution=loaded.resolution,
         fixed_shapes=fixed_shapes,
+        judge=judge_for(model, readout, manifest=loaded.manifest),
     )
 
 
-def _default_model() -> str:
-    """What the CLI's --model defaults to: $VCRITIC_MODEL, else the default preset (downloaded on first use)."""
+def default_model(cuda: bool | None = None) -> str:
+    """What --model defaults to: $VCRITIC_MODEL, else :func:`vcritic.presets.default_preset` (Q-ReAlign Lite where
+    CUDA is, Mini on a CPU-only machine; downloaded on first use). ``cuda``: whether the model will run on a GPU
+    (default: whether torch sees one)."""
     import os
 
-    from vcritic.presets import DEFAULT_PRESET
+    from vcritic.presets import default_preset
 
-    return os.environ.get("VCRITIC_MODEL") or DEFAULT_PRESET
+    return os.environ.get("VCRITIC_MODEL") or default_preset(cuda)
+
+
+def _default_model() -> str:
+    return default_model()
 
 
 def _load_processor(directory: Path, trust_remote_code: bool):

@@ -44,6 +44,12 @@ class Question:
     answer_prefix: str  # the answer up to (not including) the read-out word
     choices: tuple[tuple[str, float], ...]  # (answer word with its leading space, value)
     n_images: int = 1
+    # How the answer prefix joins the generation prompt: None, a space unless the template ends in whitespace;
+    # otherwise this string (a judge's card may append its stem as is). See vcritic.judges.
+    stem_separator: str | None = None
+    readout: str = "vcritic"  # the vcritic.judges read-out this question belongs to
+    generates: bool = False  # answered by generating text and parsing a number (a reasoning judge), not read out
+    template_options: tuple[tuple[str, object], ...] = ()  # extra apply_chat_template arguments of the card
 
     @property
     def instruction(self) -> str:
@@ -213,9 +219,13 @@ def render_prompt(
             messages.append({"role": "user", "content": [*images, {"type": "text", "text": words}]})
             if answer is not None:
                 messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-        rendered = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        # A card's template options (add_vision_id) go only to templates that read them: others would warn.
+        options = {k: v for k, v in question.template_options if k in str(processor.chat_template)}
+        rendered = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **options)
         # Templates that end the assistant header with "ASSISTANT:" expect the answer after a space.
-        separator = "" if rendered[-1:].isspace() else " "
+        separator = question.stem_separator
+        if separator is None:
+            separator = "" if rendered[-1:].isspace() else " "
         return rendered + separator + question.answer_prefix
     # The paper's format has no multi-turn form; an answer ends with EOS, as training teaches it.
     end = getattr(getattr(processor, "tokenizer", processor), "eos_token", None) or "\n"

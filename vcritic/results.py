@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,7 +20,9 @@ class Score:
 
     ``mos`` and each attribute are 0-100 (higher = better quality / more of the attribute), with the spread of the
     model's level distribution in ``*_std``; ``p_ai_generated`` is P(AI-generated) in 0-1; ``probs`` is the MOS
-    distribution over the level words.
+    distribution over the level words. A reasoning judge's MOS is the number it wrote (no ``mos_std``, no
+    ``probs``; None when its answer had none). ``untrained`` names the tasks read out here that the model was never
+    trained for (e.g. ``("attributes",)`` from a quality-only judge): those numbers are zero-shot guesses.
     """
 
     mos: float | None = None
@@ -28,6 +31,7 @@ class Score:
     attributes_std: dict[str, float] = field(default_factory=dict)
     p_ai_generated: float | None = None
     probs: dict[str, float] = field(default_factory=dict)
+    untrained: tuple[str, ...] = ()
 
 
 @dataclass
@@ -77,12 +81,15 @@ class Description:
     score: Score | None = None
 
 
-def scores_from_readouts(questions: Sequence[Question], readouts: Sequence[Readout]) -> list[Score]:
-    """One :class:`Score` per image from the per-question readouts of a batch."""
+def scores_from_readouts(
+    questions: Sequence[Question], readouts: Sequence[Readout], untrained: tuple[str, ...] = ()
+) -> list[Score]:
+    """One :class:`Score` per image from the per-question readouts of a batch; ``untrained``: the asked tasks the
+    model was not trained for (see :meth:`vcritic.critic.Critic.untrained`)."""
     count = len(readouts[0].mean)
-    scores = [Score() for _ in range(count)]
+    scores = [Score(untrained=tuple(untrained)) for _ in range(count)]
     for question, readout in zip(questions, readouts, strict=True):
-        means, stds = readout.mean.tolist(), readout.std.tolist()
+        means, stds = _values(readout.mean.tolist()), _values(readout.std.tolist())
         for i, score in enumerate(scores):
             if question.name == QUALITY.name:
                 score.mos, score.mos_std = means[i], stds[i]
@@ -94,3 +101,8 @@ def scores_from_readouts(questions: Sequence[Question], readouts: Sequence[Reado
             elif question.name == AUTHENTICITY_QUESTION.name:
                 score.p_ai_generated = means[i]
     return scores
+
+
+def _values(numbers: list[float]) -> list[float | None]:
+    """NaN (a generated answer without a number, or its missing spread) as None."""
+    return [None if math.isnan(x) else x for x in numbers]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from vcritic.datasets.records import ATTRIBUTES
 from vcritic.images import load_image
-from vcritic.tasks import DEFAULT_TASKS, task_questions
+from vcritic.tasks import DEFAULT_TASKS
 
 if TYPE_CHECKING:
     from vcritic.calibration import Calibration
@@ -27,14 +27,19 @@ if TYPE_CHECKING:
     from vcritic.memory import BatchPlan
     from vcritic.prompts import Question
 
+NO_RATING = "the model's answer held no rating"
 MOS_SCALE = "0-100"  # what every mos and attribute column means: 0 lowest, 100 highest
 
 
-def score_columns(tasks: Sequence[str] = DEFAULT_TASKS, *, calibrated: bool = False) -> list[str]:
+def score_columns(
+    tasks: Sequence[str] = DEFAULT_TASKS, *, calibrated: bool = False, untrained: bool = False
+) -> list[str]:
     """The columns of a scores CSV for ``tasks``; `vcritic bench --predictions` reads any of these layouts.
 
     ``calibrated`` (``score --calibration``) adds ``mos_calibrated``, the MOS mapped onto a dataset's own scale, and
-    ``calibrated_scale``, which scale that is (see :mod:`vcritic.calibration`)."""
+    ``calibrated_scale``, which scale that is (see :mod:`vcritic.calibration`). ``untrained`` adds ``untrained``:
+    the asked tasks the judge was never trained for, comma-separated (e.g. ``attributes,authenticity`` from a
+    quality-only judge), so those numbers never pass for trained ones."""
     columns = ["path"]
     if "mos" in tasks:
         columns += ["mos", "mos_std"]
@@ -44,6 +49,8 @@ def score_columns(tasks: Sequence[str] = DEFAULT_TASKS, *, calibrated: bool = Fa
         columns += [name for attribute in ATTRIBUTES for name in (attribute, f"{attribute}_std")]
     if "authenticity" in tasks:
         columns += ["p_ai_generated"]
+    if untrained:
+        columns += ["untrained"]
     return [*columns, "scale", "error"]
 
 
@@ -67,9 +74,10 @@ def score_fields(
     attributes_std: dict[str, float] | None = None,
     p_ai_generated: float | None = None,
     calibration: Calibration | None = None,
+    untrained: Sequence[str] | None = None,
 ) -> dict[str, str]:
     """One row of a scores CSV, as ``vcritic score --tasks ...`` writes it (the columns of :func:`score_columns`;
-    with a ``calibration``, those of ``calibrated=True``)."""
+    with a ``calibration``, those of ``calibrated=True``; with ``untrained`` given, even empty, ``untrained=True``)."""
     attributes, attributes_std = attributes or {}, attributes_std or {}
     row = {"path": path, "mos": format_number(mos), "mos_std": format_number(mos_std)}
     if calibration is not None:
@@ -79,7 +87,9 @@ def score_fields(
         row[attribute] = format_number(attributes.get(attribute))
         row[f"{attribute}_std"] = format_number(attributes_std.get(attribute))
     row.update(p_ai_generated=format_number(p_ai_generated, 6), scale=MOS_SCALE, error=error or "")
-    return {column: row[column] for column in score_columns(tasks, calibrated=calibration is not None)}
+    row["untrained"] = ",".join(untrained or ())
+    columns = score_columns(tasks, calibrated=calibration is not None, untrained=untrained is not None)
+    return {column: row[column] for column in columns}
 
 
 @dataclass
@@ -91,9 +101,13 @@ class ScoreRow:
     attributes: dict[str, float] = field(default_factory=dict)  # 0-100, higher = more of the attribute
     attributes_std: dict[str, float] = field(default_factory=dict)
     p_ai_generated: float | None = None  # 0-1
+    untrained: tuple[str, ...] = ()  # asked tasks the judge was never trained for
 
-    def fields(self, tasks: Sequence[str] = DEFAULT_TASKS, calibration: Calibration | None = None) -> dict[str, str]:
-        """This row as a scores-CSV row (with ``mos_calibrated`` and ``calibrated_scale`` given a ``calibration``)."""
+    def fields(
+        self, tasks: Sequence[str] = DEFAULT_TASKS, calibration: Calibration | None = None, untrained: bool = False
+    ) -> dict[str, str]:
+        """This row as a scores-CSV row (with ``mos_calibrated`` and ``calibrated_scale`` given a ``calibration``;
+        with the ``untrained`` column when asked)."""
         return score_fields(
             self.path,
             self.mos,
@@ -104,6 +118,7 @@ class ScoreRow:
             attributes_std=self.attributes_std,
             p_ai_generated=self.p_ai_generated,
             calibration=calibration,
+            untrained=self.untrained if untrained else None,
         )
 
 
@@ -304,25 +319,30 @@ def score_paths(
     """
     from vcritic.results import scores_from_readouts
 
-    questions = tuple(questions) if questions is not None else task_questions(tasks)
+    questions = tuple(questions) if questions is not None else critic.task_questions(tasks)
     names = [os.fspath(p) for p in paths]
     encode = _EncodeQuestions(questions)
+    untrained = critic.untrained(tasks)
+    generated_mos = any(q.generates and q.name == "quality" for q in questions)
 
     def launch(batch):
         return critic.read(questions, batch)
 
     def finish(readouts):
-        return scores_from_readouts(questions, readouts)
+        return scores_from_readouts(questions, readouts, untrained=untrained)
 
     batches = _batches(critic, names, encode, batch_size, workers, launch, finish, questions=True, overlap=overlap)
     for indices, errors, scores in batches:
         results = dict(zip(indices, scores, strict=True)) if scores is not None else {}
         for index in sorted([*results, *errors]):
             if index in errors:
-                yield ScoreRow(names[index], None, None, errors[index])
+                yield ScoreRow(names[index], None, None, errors[index], untrained=untrained)
             else:
                 s = results[index]
-                yield ScoreRow(names[index], s.mos, s.mos_std, None, s.attributes, s.attributes_std, s.p_ai_generated)
+                # A reasoning judge that wrote no number: say so on the row rather than leave a silent gap.
+                error = NO_RATING if generated_mos and s.mos is None else None
+                yield ScoreRow(names[index], s.mos, s.mos_std, error, s.attributes, s.attributes_std,
+                               s.p_ai_generated, untrained)  # fmt: skip
 
 
 def compare_paths(

@@ -32,15 +32,39 @@ def load_for_command(model: str | None, *, revision: str | None = None, allow_pi
     from vcritic.distributed import is_secondary_process
     from vcritic.hub import resolve_model
     from vcritic.loading import load_critic
-    from vcritic.presets import DEFAULT_PRESET
 
-    name = model or DEFAULT_PRESET
+    name = model or default_for_command(options.get("device"))
     directory = resolve_model(name, revision, allow_pickle=allow_pickle)
     started = time.perf_counter()
     # Under accelerate launch one spinner is enough: the other processes would each draw their own over it.
     spinner = nullcontext() if is_secondary_process() else stderr.status(f"Loading {escape(name)}...")
     with spinner:
-        critic = load_critic(model, revision=revision, allow_pickle=allow_pickle, **options)
+        critic = load_critic(name, revision=revision, allow_pickle=allow_pickle, **options)
     commit = directory.name if directory.parent.name == "snapshots" else None  # the hub cache's layout
     critic.loaded = Loaded(name, commit, time.perf_counter() - started, str(critic.resolution))
     return critic
+
+
+def default_for_command(device: str | None = None, *, announce: bool = True) -> str:
+    """The model a command loads without --model (:func:`vcritic.loading.default_model`). Without CUDA (or with
+    another --device) that is the laptop-class preset, said in one line on stderr, so the choice is never silent."""
+    import os
+
+    from vcritic.loading import default_model
+    from vcritic.presets import DEFAULT_PRESET
+
+    cuda = device is None or device.startswith("cuda")
+    if cuda:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    name = default_model(cuda)
+    if announce and name != DEFAULT_PRESET and not os.environ.get("VCRITIC_MODEL"):
+        from vcritic.cli._output import stderr
+
+        stderr.print(
+            f"No CUDA GPU: using {name}, the laptop-class judge ({DEFAULT_PRESET} needs a GPU to be quick); "
+            "choose another with --model (see: vcritic models)",
+            markup=False,
+        )
+    return name

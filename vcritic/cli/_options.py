@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from vcritic.docs_url import docs_page
-from vcritic.presets import DEFAULT_PRESET
+from vcritic.presets import CPU_DEFAULT_PRESET, DEFAULT_PRESET
 from vcritic.resolution import MAX_IMAGE_SIZE, MAX_PIXELS
 from vcritic.shapes import ROWS
 
@@ -19,7 +19,7 @@ ModelOpt = Annotated[
         "-m",
         help="Checkpoint: a local directory (a transformers image-text-to-text model, or a vcritic "
         "trained directory with vcritic.json), a preset name (see: vcritic models) or a hub repo id. Default: "
-        f"{DEFAULT_PRESET} (downloaded on first use).",
+        f"{DEFAULT_PRESET} where CUDA is available, {CPU_DEFAULT_PRESET} otherwise (downloaded on first use).",
         envvar="VCRITIC_MODEL",
         show_default=False,
     ),
@@ -81,6 +81,16 @@ def check_tasks(spec: str) -> None:
     parse_tasks(spec)  # raises UsageError
 
 
+def check_readout(spec: str) -> None:
+    from vcritic.errors import UsageError, VcriticError
+    from vcritic.judges import get_spec
+
+    try:
+        get_spec(spec)
+    except VcriticError as err:
+        raise UsageError(err.message, hint=err.hint) from None
+
+
 def check_split(spec: str) -> None:
     from vcritic.datasets.splits import SPLIT_NAMES
     from vcritic.errors import UsageError
@@ -95,6 +105,19 @@ def check_scheme(spec: str) -> None:
 
     if spec not in SCHEMES:
         raise UsageError(f"unknown split scheme {spec!r}", hint=f"use one of: {', '.join(SCHEMES)}")
+
+
+ReadoutOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--readout",
+        help="How MOS is asked and read out: a read-out (vcritic, q-realign, visualquality-r1) or a preset name whose "
+        "read-out to use, e.g. for a downloaded copy or a fine-tune of a judge in a local folder. Default: the "
+        "preset's own, what a trained folder's vcritic.json records, else vcritic's prompts (see: vcritic models -l).",
+        show_default=False,
+        callback=_usage(check_readout),
+    ),
+]
 
 
 DeviceOpt = Annotated[

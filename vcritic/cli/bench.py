@@ -21,6 +21,7 @@ from vcritic.cli._options import (
     ImageSizeOpt,
     MaxPixelsOpt,
     ModelOpt,
+    ReadoutOpt,
     ReproducibleOpt,
     RevisionOpt,
     TrustRemoteCodeOpt,
@@ -131,6 +132,7 @@ def bench(
         ),
     ] = None,
     model: ModelOpt = None,
+    readout: ReadoutOpt = None,
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
     batch_size: BatchSizeOpt = "8",
@@ -154,7 +156,7 @@ def bench(
     team = team_for(device, device_map)  # several processes under accelerate launch: each scores a shard
     load = dict(model=model, adapter=adapter, revision=revision, device=device, dtype=dtype,
                 trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, max_pixels=max_pixels,
-                image_size=image_size, device_map=device_map, fixed_shapes=reproducible)  # fmt: skip
+                image_size=image_size, device_map=device_map, fixed_shapes=reproducible, readout=readout)  # fmt: skip
     if team is not None and not team.is_main:
         from vcritic.cli._model import load_for_command
 

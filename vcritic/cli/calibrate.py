@@ -19,6 +19,7 @@ from vcritic.cli._options import (
     ImageSizeOpt,
     MaxPixelsOpt,
     ModelOpt,
+    ReadoutOpt,
     RevisionOpt,
     TrustRemoteCodeOpt,
     WorkersOpt,
@@ -139,6 +140,7 @@ def calibrate(
     ] = Path("calibration.json"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
     model: ModelOpt = None,
+    readout: ReadoutOpt = None,
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
     batch_size: BatchSizeOpt = "8",
@@ -218,6 +220,7 @@ def calibrate(
             max_pixels=max_pixels,
             image_size=image_size,
             device_map=device_map,
+            readout=readout,
         )
         stderr.print(f"Model: {critic.loaded}", markup=False)
         identity = model_identity(critic.source, revision, adapter, commit=critic.loaded.revision)

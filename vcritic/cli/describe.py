@@ -16,6 +16,7 @@ from vcritic.cli._options import (
     ImageSizeOpt,
     MaxPixelsOpt,
     ModelOpt,
+    ReadoutOpt,
     RevisionOpt,
     TrustRemoteCodeOpt,
 )
@@ -49,6 +50,7 @@ def describe(
     ] = 160,
     tasks: DescribeTasksOpt = "all",
     model: ModelOpt = None,
+    readout: ReadoutOpt = None,
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
     device: DeviceOpt = None,
@@ -83,7 +85,13 @@ def describe(
         max_pixels=max_pixels,
         image_size=image_size,
         device_map=device_map,
+        readout=readout,
     )
+    from vcritic.judges import untrained_note
+
+    note = untrained_note(critic.judge, wanted, critic.source)
+    if note:
+        stderr.print(note, style="yellow", markup=False)
     streamer = None if as_json else text_streamer(critic.tokenizer)
     failed = 0
     for path in paths:
@@ -145,6 +153,8 @@ def score_dict(score) -> dict:
         out["attributes"] = {name: _round(value) for name, value in score.attributes.items()}
     if score.p_ai_generated is not None:
         out["p_ai_generated"] = _round(score.p_ai_generated, 6)
+    if score.untrained:  # tasks the judge was never trained for: zero-shot numbers, said so
+        out["untrained"] = list(score.untrained)
     return out
 
 
@@ -159,4 +169,6 @@ def readout_line(score) -> str:
     parts += [f"{name} {value:.1f}" for name, value in score.attributes.items()]
     if score.p_ai_generated is not None:
         parts.append(f"P(AI-generated) {score.p_ai_generated:.2f}")
+    if score.untrained:
+        parts.append(f"(untrained: {', '.join(score.untrained)})")
     return "  ".join(parts)

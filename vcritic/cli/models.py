@@ -21,7 +21,13 @@ models_app = typer.Typer(
 def list_models(
     ctx: typer.Context,
     long: Annotated[
-        bool, typer.Option("--long", "-l", help="Also show each preset's pinned revision and what it was trained on.")
+        bool,
+        typer.Option(
+            "--long",
+            "-l",
+            help="One block per preset: revision, read-out (prompt, stem, level words or parsed number, scale), "
+            "trained tasks and what it was trained on.",
+        ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print presets and cache contents as JSON.")] = False,
 ) -> None:
@@ -42,23 +48,36 @@ def list_models(
 
     from vcritic.hub import format_size
 
-    table = Table(title="Presets (* = default)", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("name / repo", "params", "license", "cached"):  # names are what people type: never wrap them
-        table.add_column(column, no_wrap=column == "name / repo", overflow="fold")
+    table = Table(
+        title="Presets (* = default with CUDA, + = default without)", title_justify="left", box=box.SIMPLE_HEAD
+    )
+    columns = ("name / repo", "size", "suits", "trained for", "SRCC KonIQ/SPAQ/KADID", "license", "cached")
+    # Names are what people type: the column is never narrower than the longest, so none wraps; a long repo id
+    # on the line below may fold on a narrow terminal.
+    widest = max((len(p["name"]) + 2 for p in presets), default=10)
+    for column in columns:
+        table.add_column(column, overflow="fold", min_width=widest if column == "name / repo" else None)
     for p in presets:
         cached = {"yes": f"yes, {format_size(p['size_bytes'])}", "partial": "partial", "no": "-"}[p["cached"]]
-        name = f"{p['name']} *" if p["default"] else p["name"]
-        table.add_row(f"{name}\n[dim]{p['repo']}[/]", p["params"], p["license"], cached)
+        mark = " *" if p["default"] else " +" if p["default_without_cuda"] else ""
+        size = f"{p['params']}, {p['bf16_gb']:g} GB bf16"
+        table.add_row(
+            f"{p['name']}{mark}\n[dim]{p['repo']}[/]", size, p["machine"], _trained(p), _srcc(p), p["license"], cached
+        )
     if long:  # one block per preset: readable at any terminal width
         for p in presets:
             revision = p["revision"] if p["pinned"] else f"{p['revision']} (not pinned)"
             cached = p["cached"]
             if cached == "yes":
                 cached = f"yes, {format_size(p['size_bytes'])}: {escape(str(p['path']))}"
+            default = " (default)" if p["default"] else " (default without CUDA)" if p["default_without_cuda"] else ""
+            r = p["readout_spec"]
             lines = [
-                f"[bold]{p['name']}[/]" + (" (default)" if p["default"] else ""),
+                f"[bold]{p['name']}[/]{default}",
                 f"  repo      {p['repo']} @ {revision}",
-                f"  family    {p['family']}, readout {p['readout']}, {p['params']} parameters",
+                f"  family    {p['family']}, {p['params']} parameters, {p['bf16_gb']:g} GB in bf16: {p['machine']}",
+                f"  readout   {r['name']}: {escape(_readout_text(r))}",
+                f"  trained   {_trained(p)}; published SRCC KonIQ/SPAQ/KADID {_srcc(p)}",
                 f"  license   {p['license']}",
                 f"  cached    {cached}",
                 f"  about     {p['note']}",
@@ -100,10 +119,28 @@ def remove(
     stderr.print(f"Removed {what} from the cache (freed {format_size(freed)})", markup=False)
 
 
+def _trained(p: dict) -> str:
+    return ", ".join(p["trained_tasks"]) if p["trained_tasks"] is not None else "zero-shot"
+
+
+def _srcc(p: dict) -> str:
+    return " / ".join(f"{v:.3f}".lstrip("0") for v in p["srcc"].values()) if p["srcc"] else "-"
+
+
+def _readout_text(r: dict) -> str:
+    """A read-out in one line: what is asked, where the score is read, and on which scale."""
+    if r["kind"] == "reasoning":
+        how = f"generate, parse the number in {r['answer_pattern']} ({r['scale']})"
+    else:
+        words = ", ".join(f"{word.strip()} {value:g}" for word, value in r["levels"])
+        how = f"after {r['stem']!r}: softmax over {words} ({r['scale']})"
+    return f"{r['prompt']!r}; {how} -> 0-100"
+
+
 def _inventory() -> tuple[list[dict], list[dict]]:
     """Presets with their cache state, and the other cached repos, as plain records."""
     from vcritic.hub import cached_repos, cached_snapshot
-    from vcritic.presets import DEFAULT_PRESET, PRESETS
+    from vcritic.presets import CPU_DEFAULT_PRESET, DEFAULT_PRESET, PRESETS
 
     repos = cached_repos()
     presets = []
@@ -119,10 +156,24 @@ def _inventory() -> tuple[list[dict], list[dict]]:
                 "pinned": preset.pinned,
                 "family": preset.family,
                 "readout": preset.readout,
+                "readout_spec": {
+                    "name": preset.spec.name,
+                    "kind": preset.spec.kind,
+                    "prompt": preset.spec.prompt,
+                    "stem": preset.spec.stem,
+                    "levels": [list(level) for level in preset.spec.levels],
+                    "answer_pattern": preset.spec.answer_pattern or None,
+                    "scale": preset.spec.scale_text,
+                },
+                "trained_tasks": list(preset.trained_tasks) if preset.trained_tasks is not None else None,
                 "license": preset.license,
                 "params": preset.params,
+                "bf16_gb": preset.bf16_gb,
+                "machine": preset.machine,
+                "srcc": dict(zip(("koniq", "spaq", "kadid"), preset.srcc, strict=True)) if preset.srcc else None,
                 "note": preset.note,
                 "default": preset.name == DEFAULT_PRESET,
+                "default_without_cuda": preset.name == CPU_DEFAULT_PRESET,
                 "cached": state,
                 "size_bytes": in_cache.size if in_cache else 0,
                 "path": str(snapshot) if snapshot is not None else None,

@@ -20,6 +20,7 @@ from vcritic.cli._options import (
     MaxPixelsOpt,
     ModelOpt,
     OverwriteOpt,
+    ReadoutOpt,
     ReproducibleOpt,
     RevisionOpt,
     TasksOpt,
@@ -34,8 +35,10 @@ EPILOG = (
     "same 0-100 scale); with --calibration: mos_calibrated (the MOS on the calibration's target scale) and "
     "calibrated_scale (that scale, e.g. 'KonIQ-10k MOS (1-5)'); with --tasks attributes: brightness, colorfulness, "
     "contrast, noisiness, sharpness (0-100, higher = more of it, as SPAQ's raters scored it) each with a _std "
-    "column; with --tasks authenticity: p_ai_generated (0-1); then scale (always '0-100': the scale of mos and the "
-    "attributes) and error (why a file could not be scored; empty otherwise). "
+    "column; with --tasks authenticity: p_ai_generated (0-1); untrained (only when a judge is asked for tasks it "
+    "was never trained for, e.g. attributes from a quality-only judge: those tasks, comma-separated); then scale "
+    "(always '0-100': the scale of mos and the attributes) and error (why a file could not be scored; empty "
+    "otherwise). "
     "Exit status: 0 every image scored; 3 finished, but some rows have an error; 1 nothing was scored "
     "(bad model, bad option, no images); 2 usage error."
 )
@@ -58,6 +61,7 @@ def score(
     ] = False,
     tasks: TasksOpt = "mos",
     model: ModelOpt = None,
+    readout: ReadoutOpt = None,
     adapter: AdapterOpt = None,
     revision: RevisionOpt = None,
     batch_size: BatchSizeOpt = "8",
@@ -94,16 +98,22 @@ def score(
     file that cannot be read gets a row with an error and the run goes on.
     """
     from vcritic.cli._csv import open_output, path_names
+    from vcritic.cli._model import default_for_command
     from vcritic.cli._output import make_progress, stderr
     from vcritic.errors import UsageError
     from vcritic.images import require_images, unsearched_note
+    from vcritic.judges import judge_for, untrained_note
     from vcritic.scoring import score_columns
     from vcritic.tasks import parse_tasks
 
     wanted = parse_tasks(tasks)
     if not wanted:
         raise UsageError("--tasks none leaves nothing to score", hint="use mos, attributes, authenticity or all")
-    calibration = _read_calibration(calibration_file, wanted, model, revision, adapter, force_calibration_model)
+    # Known before loading (a preset, a trained folder's vcritic.json, --readout): the CSV header is written first.
+    model_name = model or default_for_command(device, announce=False)
+    judge = judge_for(model_name, readout)
+    untrained = bool(judge.untrained(wanted))
+    calibration = _read_calibration(calibration_file, wanted, model_name, revision, adapter, force_calibration_model)
     skipped: list[Path] = []
     unsearched: list[tuple[Path, str]] = []
     paths = require_images(inputs, skipped, unsearched)
@@ -127,6 +137,7 @@ def score(
             image_size=image_size,
             device_map=device_map,
             fixed_shapes=reproducible,
+            readout=readout,
         )
 
     plan = BatchPlan(batch_size)
@@ -134,7 +145,7 @@ def score(
         team.follow(load)  # process 0 hands out the work, or says stop when it refused to start
         return
     with lead(team):
-        columns = score_columns(wanted, calibrated=calibration is not None)
+        columns = score_columns(wanted, calibrated=calibration is not None, untrained=untrained)
         inputs = [*paths, *([calibration.path] if calibration else [])]
         with open_output(output, columns, overwrite=overwrite, resume=resume, inputs=inputs) as out:
             # A row written from another folder, or as ./a.jpg, a.jpg or /abs/a.jpg, names the same image.
@@ -160,6 +171,9 @@ def score(
                 from vcritic.scoring import score_paths
 
                 critic = team.load(load) if team else load()
+                note = untrained_note(critic.judge, wanted, critic.source)
+                if note:
+                    stderr.print(note, style="yellow", markup=False)
                 if calibration is not None:  # now with the commit loading found
                     _check_calibration_model(calibration, critic, revision, adapter, force_calibration_model)
                 started = time.perf_counter()
@@ -168,7 +182,7 @@ def score(
                     run = team.score_paths if team else score_paths  # the team: every process scores a shard
                     rows = run(critic, todo, tasks=wanted, batch_size=plan, workers=workers)
                     for done, row in enumerate(rows, start=1):
-                        out.write(row.fields(wanted, calibration))
+                        out.write(row.fields(wanted, calibration, untrained=untrained))
                         if row.error:
                             failed += 1
                         else:
@@ -211,13 +225,12 @@ def _read_calibration(path: Path | None, tasks, model, revision, adapter, force:
         return None
     from vcritic.calibration import Calibration, model_identity
     from vcritic.errors import UsageError
-    from vcritic.presets import DEFAULT_PRESET
 
     if "mos" not in tasks:
         raise UsageError("--calibration maps the MOS, but --tasks leaves it out", hint="add mos to --tasks")
     calibration = Calibration.load(path)
     if not force:
-        calibration.check_model(model_identity(model or DEFAULT_PRESET, revision, adapter))
+        calibration.check_model(model_identity(model, revision, adapter))
     return calibration
 
 

@@ -723,6 +723,7 @@ def _export(net, loaded, output: Path, model: str, revision, stage: int, config:
         set(data.info.get("datasets") or [d.dataset for d in data.dialogues if d.dataset])
         | set((previous or {}).get("trained_on") or [])
     )
+    readout, trained_tasks = _judge_entries(model, previous, data)
     manifest = {
         "format": 1,
         "base_model": base,
@@ -735,10 +736,29 @@ def _export(net, loaded, output: Path, model: str, revision, stage: int, config:
         "config": config.to_dict(),
         # What every image was resized to in training (and evaluation): score/compare/bench use it by default.
         MANIFEST_KEY: loaded.resolution.as_manifest(),
+        # How scoring asks this model for MOS (vcritic.judges), and the tasks it was trained for: what it was
+        # taught here, and what the judge it started from already knew.
+        "readout": readout,
+        "trained_tasks": trained_tasks,
         "vcritic_version": __version__,
         "description": f"VisualCritic stage {stage} on {base}",
     }
     (output / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def _judge_entries(model: str, previous: dict | None, data: TrainData) -> tuple[str, list[str]]:
+    """``vcritic.json``'s ``readout`` and ``trained_tasks``. Training teaches vcritic's prompts, so a run that taught
+    MOS asks for it with them; one that did not keeps the read-out of the judge it started from (stage 2 on top
+    of Q-ReAlign still reads MOS as Q-ReAlign does)."""
+    from vcritic.judges import VCRITIC, judge_for
+    from vcritic.tasks import TASKS
+
+    asked = {d.question for d in data.dialogues}
+    taught = {task for task, questions in TASKS.items() if any(q.name in asked for q in questions)}
+    start = judge_for(model, manifest=previous)
+    readout = VCRITIC.name if "mos" in taught else start.spec.name
+    known = taught | set(start.trained_tasks or ())
+    return readout, [task for task in TASKS if task in known]
 
 
 def _next_batch(batches) -> tuple[Any, BaseException | None]:
