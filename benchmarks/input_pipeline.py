@@ -4,7 +4,8 @@ Scoring reads files in DataLoader workers (decode, resize, normalise, patchify, 
 model's dtype) while the main process runs the model; this measures that pipeline with no model, so the most end to
 end can reach is known without a GPU. Figures are CPU time, not wall clock, so they hold on a shared machine:
 
-- per image, in one process on one thread, by phase: JPEG decode, image processor, tokenising, collate + cast;
+- per image, in one process on one thread, by phase: JPEG decode, image processor + tokenising, collate + cast,
+  for vcritic's path and the stock one (pixels cast once after padding) in turn;
 - per loader run (``vcritic.scoring._loader``, the real one) for each worker count: wall img/s, time to the first
   batch, the main process's CPU per image (what stays serial however many workers there are: receiving batches,
   pinning on CUDA) and the workers' CPU per image;
@@ -46,40 +47,64 @@ def _main_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def phases(critic, paths, batch_size: int, dtype) -> dict[str, float]:
-    """CPU ms per image of each step, in this process on one thread."""
+def phases(critic, paths, batch_size: int, dtype) -> dict[str, dict[str, float]]:
+    """CPU ms per image of each step, in this process on one thread: ``now`` (vcritic's path: pixels cast before
+    patchifying and before padding) and ``stock`` (cast once after padding, as before), image by image in turn so
+    that both see the same machine load."""
+    import contextlib
+
     import torch
 
     from vcritic.images import load_image
     from vcritic.prompts import QUALITY
-    from vcritic.scoring import _Collate, _EncodeQuestions
+    from vcritic.scoring import _Collate, pixels_cast_early
 
     clock = time.thread_time
-    encode, collate = _EncodeQuestions([QUALITY]), _Collate(critic.encoder, True, dtype)
+    processor = critic.encoder.processor
+    ways = {"now": (lambda: pixels_cast_early(processor, dtype), _Collate(critic.encoder, True, dtype)),
+            "stock": (contextlib.nullcontext, _StockCollate(critic.encoder, dtype))}  # fmt: skip
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a DataLoader worker
+    spent = {way: {"decode": 0.0, "preprocess_tokenise": 0.0, "collate_cast": 0.0} for way in ways}
+    batches: dict[str, list] = {way: [] for way in ways}
     try:
-        encode(critic.encoder, paths[0])  # warm-up
-        spent = {"decode": 0.0, "preprocess_tokenise": 0.0, "collate_cast": 0.0}
-        batch = []
         for index, path in enumerate(paths):
-            start = clock()
-            image = load_image(path)
-            spent["decode"] += clock() - start
-            start = clock()
-            encodings = critic.encoder.encode_questions(encode.questions, image)
-            spent["preprocess_tokenise"] += clock() - start
-            batch.append((index, [encodings], None))
-            if len(batch) == batch_size or index == len(paths) - 1:
+            for way, (early, collate) in ways.items():
                 start = clock()
-                collate(batch)
-                spent["collate_cast"] += clock() - start
-                batch = []
+                image = load_image(path)
+                spent[way]["decode"] += clock() - start
+                start = clock()
+                with early():
+                    encodings = critic.encoder.encode_questions([QUALITY], image)
+                spent[way]["preprocess_tokenise"] += clock() - start
+                batches[way].append((index, [encodings], None))
+                if len(batches[way]) == batch_size or index == len(paths) - 1:
+                    start = clock()
+                    collate(batches[way])
+                    spent[way]["collate_cast"] += clock() - start
+                    batches[way] = []
     finally:
         torch.set_num_threads(threads)
-    result = {name: 1000 * seconds / len(paths) for name, seconds in spent.items()}
-    result["total"] = sum(result.values())
+    result = {}
+    for way, parts in spent.items():
+        result[way] = {name: 1000 * seconds / len(paths) for name, seconds in parts.items()}
+        result[way]["total"] = sum(result[way].values())
     return result
+
+
+class _StockCollate:
+    """The collate before issue 17: pad in float32, then cast the whole batch."""
+
+    def __init__(self, encoder, dtype):
+        from vcritic.scoring import _Collate
+
+        self.collate, self.dtype = _Collate(encoder, True, None), dtype
+
+    def __call__(self, samples):
+        from vcritic.critic import cast_floating
+
+        indices, errors, batch = self.collate(samples)
+        return indices, errors, cast_floating(batch, self.dtype)
 
 
 def loader_run(critic, paths, batch_size: int, workers: int, dtype, profile: bool = False):
@@ -88,7 +113,7 @@ def loader_run(critic, paths, batch_size: int, workers: int, dtype, profile: boo
     from vcritic.scoring import _EncodeQuestions, _loader
 
     encode = _EncodeQuestions([QUALITY])
-    profiler = cProfile.Profile() if profile else None
+    profiler = cProfile.Profile(time.thread_time) if profile else None  # this thread's CPU, not waits
     main_cpu, child_cpu, start = _main_cpu(), _children_cpu(), time.perf_counter()
     first = None
     if profiler:
@@ -156,9 +181,11 @@ def main() -> None:
                 existing = sorted((folder / label).glob("img*.jpg"))[: args.images]
                 paths = existing if len(existing) == args.images else _jpegs(folder / label, args.images, width, height)
                 per_phase = phases(critic, paths[: min(64, len(paths))], args.batch_size, dtype)
-                print(f"{label}: CPU ms per image on one thread: "
-                      + ", ".join(f"{k} {v:.2f}" for k, v in per_phase.items()), flush=True)  # fmt: skip
-                records = [{"figure": "phases_cpu_ms_per_img", "image": label, **per_phase}]
+                records = []
+                for way, parts in per_phase.items():
+                    print(f"{label} {way:>5}: CPU ms per image on one thread: "
+                          + ", ".join(f"{k} {v:.2f}" for k, v in parts.items()), flush=True)  # fmt: skip
+                    records.append({"figure": "phases_cpu_ms_per_img", "image": label, "way": way, **parts})
                 print(f"{'image':>9} {'workers':>7} {'img/s':>8} {'1st batch s':>11} {'main ms/img':>11} "
                       f"{'workers ms/img':>14}")  # fmt: skip
                 for workers in args.workers:
