@@ -89,10 +89,10 @@ def build(size: str, folder: Path) -> Path:
     if (target / "config.json").exists():
         return target
     import torch
+    from throughput import ARCHES, QWEN_PIXELS, _grown
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
     from transformers.image_utils import SizeDict
 
-    from throughput import ARCHES, QWEN_PIXELS, _grown
     from vcritic.testing import build_tiny
 
     tiny = build_tiny("qwen2_5_vl", folder / "tiny")
@@ -155,8 +155,9 @@ def main() -> None:
                 continue
             phases = json.loads(done.stdout.strip().splitlines()[-1])
             rate = size_gb / phases["weights_s"] if phases.get("weights_s") else None
-            print(f"{variant:>12}: imports {phases['imports_s']:.2f} s, processor {phases.get('processor_s', 0):.2f} s, "
-                  f"weights {phases.get('weights_s', 0):.2f} s ({rate:.2f} GB/s), load_critic "
+            print(f"{variant:>12}: imports {phases['imports_s']:.2f} s, "
+                  f"processor {phases.get('processor_s', 0):.2f} s, "
+                  f"weights {phases.get('weights_s', 0):.2f} s ({rate or 0:.2f} GB/s), load_critic "
                   f"{phases['load_critic_s']:.2f} s, first compare {phases['first_compare_s']:.2f} s, "
                   f"total {phases['total_s']:.2f} s", flush=True)  # fmt: skip
             records.append({"figure": "cold_start", "variant": variant, "size": args.size, "gb": size_gb,
