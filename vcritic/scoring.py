@@ -175,6 +175,8 @@ def pixels_cast_early(processor, dtype):
     def patchify(images, *args, **kwargs):
         return stock(image_processor, images.to(dtype), *args, **kwargs)
 
+    # An instance attribute, removed on the way out. Two threads that overlap here can only make one of them cast
+    # after patchifying instead (the collate casts what is left): the bits are the same either way.
     image_processor.patchify = patchify
     try:
         yield
