@@ -76,9 +76,9 @@ families() {  # the new judges, each only where throughput.py has its dimensions
     local name
     : > "$OUT/new_families.jsonl"
     for name in qwen3.5-0.8b qwen3.5-4b qwen3-vl-8b; do
-        if ! "$PY" -c "import sys; sys.path.insert(0, 'benchmarks'); from throughput import ARCHES; ARCHES['$name']" \
-            2>/dev/null; then
-            echo "{\"arch\": \"$name\", \"skipped\": \"benchmarks/throughput.py does not know this architecture\"}" \
+        if ! "$PY" -c "import sys; sys.path.insert(0, 'benchmarks'); from throughput import ARCHES
+from vcritic.testing import FAMILIES; assert ARCHES['$name']['family'] in FAMILIES" 2>/dev/null; then
+            echo "{\"arch\": \"$name\", \"skipped\": \"not in benchmarks/throughput.py ARCHES or vcritic.testing\"}" \
                 | tee -a "$OUT/new_families.jsonl"
             continue
         fi
