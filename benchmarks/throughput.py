@@ -318,6 +318,8 @@ def run_arch(args) -> None:
 
     # The issue's two settings: the paper's fixed 448 px input, and KonIQ's 1024x768 at the processor's defaults.
     sizes = [("448x448", (448, 448), [1, 8, 32]), ("1024x768", (1024, 768), [1, 16])]
+    if args.sizes:
+        sizes = [size for size in sizes if size[0] in args.sizes.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         critic, params, build_s = build_arch(args.arch, args.scale, folder, device, dtype)
@@ -429,6 +431,16 @@ def run_arch(args) -> None:
                                   "pipeline_share": 1 - forward_s / e2e_s, "max_abs_dmos_vs_batch1": drift,
                                   "peak_mib": _peak_mib(device), "flops_per_image": flops, "tflops": achieved,
                                   "mfu": mfu}  # fmt: skip
+                        if args.tasks_drift and pipeline == pipelines[-1] and attention == attentions[0]:
+                            # A score must not depend on which other outputs were asked for (issue 17).
+                            every = ("mos", "attributes", "authenticity")
+                            rows_all = list(score_paths(critic, paths, tasks=every, batch_size=batch_size,
+                                                        workers=args.workers))  # fmt: skip
+                            record["max_abs_dmos_tasks_all_vs_mos"] = _largest_difference(
+                                [row.mos for row in rows_all], scores
+                            )
+                            print(f"{label} batch {batch_size} shapes {mode}: max|dMOS| --tasks all vs mos only: "
+                                  f"{record['max_abs_dmos_tasks_all_vs_mos']:.3e}", flush=True)  # fmt: skip
                         emit(record)
                         mfu_text = f"{mfu:>6.1%}" if mfu is not None else f"{'-':>6}"
                         shapes = "fixed" if mode == "on" else "batch"
@@ -547,6 +559,9 @@ def main() -> None:
     parser.add_argument("--fixed-shapes", choices=("off", "on", "both"), default="off",
                         help="with --arch: shapes follow the batch (off, the default mode), fixed shapes "
                         "(--reproducible), or both in one run: speed and drift of each mode")  # fmt: skip
+    parser.add_argument("--sizes", help="with --arch: only these of 448x448,1024x768 (comma-separated)")
+    parser.add_argument("--tasks-drift", action="store_true",
+                        help="with --arch: also score with --tasks all and report the MOS difference")  # fmt: skip
     parser.add_argument("--peak-tflops", type=float, help="with --arch: the card's dense bf16 peak, for MFU")
     parser.add_argument("--model", help="checkpoint (default: a random LLaVA, hidden 256, 4 layers, 224 px)")
     parser.add_argument("--device", default=None)
