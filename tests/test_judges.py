@@ -131,7 +131,7 @@ def test_a_reasoning_judge_without_a_number_gets_an_error_row(tiny_llava, image_
 def test_an_unknown_readout_is_refused_before_loading(capsys):
     from vcritic.cli.app import main
 
-    assert main(["score", "nothing.jpg", "--readout", "q-relign"]) == 1
+    assert main(["score", "nothing.jpg", "--readout", "q-relign"]) == 2  # a usage error, like every bad option value
     err = capsys.readouterr().err
     assert "unknown read-out 'q-relign'" in err and "Traceback" not in err
 
