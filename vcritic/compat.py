@@ -257,10 +257,14 @@ def crop_cache(cache, keep: int) -> None:
 
 
 # -- training ----------------------------------------------------------------------------------------------------
+def has_activation_checkpointing(net) -> bool:
+    return hasattr(net, "activation_checkpointing_enable")
+
+
 def enable_gradient_checkpointing(net, **kwargs: Any) -> None:
     """Gradient checkpointing with ``kwargs`` (e.g. ``use_reentrant=False``): ``activation_checkpointing_enable``
     in the 5.x releases that have it, else the older ``gradient_checkpointing_enable`` (same effect)."""
-    if hasattr(net, "activation_checkpointing_enable"):
+    if has_activation_checkpointing(net):
         net.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
     else:
         net.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
