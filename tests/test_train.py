@@ -860,7 +860,7 @@ def test_device_cuda_n_is_refused_under_accelerate_launch(tiny_llava, pair_data,
     assert not out.exists()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.gpu
 def test_device_cuda_n_is_honoured_by_a_single_process(tiny_llava, pair_data, tmp_path):
     index = torch.cuda.device_count() - 1  # the last GPU: not the one accelerate picks on its own (GPU 0)
     events = []
