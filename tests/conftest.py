@@ -26,6 +26,18 @@ def family_params(families=FAMILIES):
     return [pytest.param(fam, marks=marks.get(fam, []), id=fam) for fam in families]
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped where torch sees no CUDA device."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        for item in gpu:
+            item.add_marker(pytest.mark.skip(reason="needs a CUDA GPU"))
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """family -> directory of a tiny random checkpoint, built on first use and shared by the session."""

@@ -100,12 +100,12 @@ class RowsSeen:
     """Forward pre-hooks recording how many rows each model forward and each language-model forward got."""
 
     def __init__(self, critic):
-        from vcritic.shared_prefix import _text_decoder
+        from vcritic.compat import text_decoder
 
         self.model, self.decoder, self.images = [], [], []
         self.handles = [
             critic.model.register_forward_pre_hook(self._top, with_kwargs=True),
-            _text_decoder(critic.model).register_forward_pre_hook(self._text, with_kwargs=True),
+            text_decoder(critic.model).register_forward_pre_hook(self._text, with_kwargs=True),
         ]
 
     def _top(self, module, args, kwargs):

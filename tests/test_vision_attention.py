@@ -9,6 +9,7 @@ import pytest
 from conftest import family_params
 from PIL import Image
 
+from vcritic.compat import attention_name
 from vcritic.loading import load_critic, load_model
 from vcritic.testing import SDPACounter
 from vcritic.vision_attention import NAME, grouped_attention, use_for_vision
@@ -114,9 +115,9 @@ def test_vision_tower_and_scores_equal_the_stock_path_with_one_call_per_length(t
 
     critic = load_critic(tiny_models(family), max_pixels=MAX_PIXELS)
     model, images = critic.model, _images()
-    assert model.config.vision_config._attn_implementation == NAME
-    assert model.config.text_config._attn_implementation == "sdpa"
-    assert model.model.language_model.config._attn_implementation == "sdpa"
+    assert attention_name(model.config.vision_config) == NAME
+    assert attention_name(model.config.text_config) == "sdpa"
+    assert attention_name(model.model.language_model.config) == "sdpa"
     pixels = critic.processor.image_processor(images=images, return_tensors="pt")
     assert len({tuple(g) for g in pixels["image_grid_thw"].tolist()}) == 4
 
@@ -157,7 +158,7 @@ def test_training_gradients_equal_the_stock_path(tiny_models, family):
     critic = load_critic(tiny_models(family), max_pixels=MAX_PIXELS)  # for its encoder
     net = load_model(tiny_models(family), dtype=torch.float32, max_pixels=MAX_PIXELS).model
     net.train()  # as the training loop sets it
-    assert net.config.vision_config._attn_implementation == NAME
+    assert attention_name(net.config.vision_config) == NAME
     answers = [QUALITY.answer(word) for word in ("bad", "good", "fair", "poor")]
     batch = critic.encoder.collate(
         [
@@ -186,6 +187,6 @@ def test_training_gradients_equal_the_stock_path(tiny_models, family):
 def test_other_families_keep_their_attention(tiny_llava):
     critic = load_critic(tiny_llava)
     assert not use_for_vision(critic.model)
-    implementations = {critic.model.config.vision_config._attn_implementation,
-                       critic.model.config.text_config._attn_implementation}  # fmt: skip
+    implementations = {attention_name(critic.model.config.vision_config),
+                       attention_name(critic.model.config.text_config)}  # fmt: skip
     assert implementations == {"sdpa"}

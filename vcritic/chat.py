@@ -93,8 +93,9 @@ class Conversation:
     def _answer(self, inputs: dict[str, Any], streamer) -> str:
         import torch
 
+        from vcritic.compat import crop_cache, generate_cache_argument, rope_deltas, set_rope_deltas
         from vcritic.critic import _TEXT_KEYS
-        from vcritic.shared_prefix import cache_generator, encode_prefix, generate_cache_argument
+        from vcritic.shared_prefix import cache_generator, encode_prefix
 
         critic = self.critic
         options = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature, "streamer": streamer}
@@ -105,19 +106,16 @@ class Conversation:
         # Taken out for the turn: one interrupted half-way (Ctrl-C, out of memory) leaves no half-extended cache.
         cache, self._cache = self._cache, None
         reuse = self._reusable(cache, ids[0])
-        holder = _rope_holder(critic)
+        model = critic._base_model()
         if reuse is None:
             head = {key: value[:, :-1] if key in _TEXT_KEYS else value for key, value in inputs.items()}
             with torch.inference_mode():
                 _, _, cache = encode_prefix(critic, head)
             self._image_end = _image_end(critic, ids[0])
-            self._rope_deltas = holder.rope_deltas if holder is not None else None
+            self._rope_deltas = rope_deltas(model)
         else:
-            surplus = cache.get_seq_length() - reuse
-            if surplus:  # a negative count: what current transformers takes, and older 5.x reads as "this many"
-                cache.crop(-surplus)
-            if holder is not None:
-                holder.rope_deltas = self._rope_deltas
+            crop_cache(cache, reuse)
+            set_rope_deltas(model, self._rope_deltas)
         prompt = {
             "input_ids": ids.to(critic.device),
             "attention_mask": inputs["attention_mask"].to(critic.device),
@@ -130,7 +128,9 @@ class Conversation:
     def _reusable(self, cache, ids: torch.Tensor) -> int | None:
         """How many of the cached tokens the prompt ``ids`` keeps (at least its last token is left to run), or None
         where the cache cannot serve it."""
-        if cache is None or self._image_end is None or not hasattr(cache, "crop"):
+        from vcritic.compat import can_crop
+
+        if cache is None or self._image_end is None or not can_crop(cache):
             return None
         old = self._cached_ids
         size = min(len(ids), len(old))
@@ -148,9 +148,3 @@ def _image_end(critic: Critic, ids: torch.Tensor) -> int | None:
         token = critic.tokenizer.convert_tokens_to_ids(str(processor.image_token))
     found = (ids == token).nonzero() if token is not None else []
     return int(found[-1]) + 1 if len(found) else None
-
-
-def _rope_holder(critic: Critic):
-    """The module that keeps Qwen2-VL/2.5-VL's multimodal rotary offset between calls, or None."""
-    inner = getattr(critic._base_model(), "model", None)
-    return inner if hasattr(inner, "rope_deltas") else None

@@ -9,12 +9,12 @@ the prompt and make a score depend on its batch neighbours.
 
 from __future__ import annotations
 
-import inspect
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from vcritic.compat import prefix_cache_supported, takes_argument
 from vcritic.errors import VcriticError
 from vcritic.memory import in_batches
 from vcritic.prompts import COMPARE, COMPARE_SIDE_BY_SIDE, DESCRIBE, Question, render_prompt
@@ -75,6 +75,9 @@ class Encoder:
         # vcritic.shapes.FixedShapes when the critic reads in fixed shapes (--reproducible): collate then groups
         # items by shape instead of padding them. Set through Critic.fixed_shapes.
         self.fixed_shapes: FixedShapes | None = None
+        # Whether several questions about an image share one prefix pass (vcritic.shared_prefix); set by the Critic
+        # from vcritic.compat.prefix_cache_supported.
+        self.shared_prefix = True
 
     @property
     def pair_question(self) -> Question:
@@ -221,11 +224,10 @@ class Critic:
         self.fixed_shapes = fixed_shapes
         self._token_ids: dict[str, list[int]] = {}
         self._answer_tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        forward = inspect.signature(type(self._base_model()).forward).parameters
-        self._accepts_logits_to_keep = "logits_to_keep" in forward
-        self._accepts_use_cache = "use_cache" in forward or any(
-            p.kind is inspect.Parameter.VAR_KEYWORD for p in forward.values()
-        )
+        forward = type(self._base_model()).forward
+        self._accepts_logits_to_keep = takes_argument(forward, "logits_to_keep")
+        self._accepts_use_cache = takes_argument(forward, "use_cache", any_keyword=True)
+        self.encoder.shared_prefix = prefix_cache_supported(self._base_model())
 
     def _base_model(self):
         get_base = getattr(self.model, "get_base_model", None)

@@ -62,7 +62,8 @@ class PromptSplit:
 
 
 def encode_questions(encoder: Encoder, questions: Sequence[Question], image: Image.Image) -> dict[str, Any]:
-    """One image with several questions, unpadded: ``{"prefix", "suffix_ids"}`` or ``{"full": [...]}``."""
+    """One image with several questions, unpadded: ``{"prefix", "suffix_ids"}`` or ``{"full": [...]}`` (also where
+    the model cannot continue from a prefix cache, :func:`vcritic.compat.prefix_cache_supported`)."""
     from vcritic.resolution import fit_image
 
     image = fit_image(encoder.processor, image)  # once, not once per question
@@ -72,7 +73,7 @@ def encode_questions(encoder: Encoder, questions: Sequence[Question], image: Ima
     split = encoder._splits.get(key)
     if split is None:
         split = encoder._splits[key] = PromptSplit(encoder, questions)
-    if encoder.family.model_type not in QUESTION_DEPENDENT_IMAGE and split.exact is not False:
+    if encoder.family.model_type not in QUESTION_DEPENDENT_IMAGE and encoder.shared_prefix and split.exact is not False:
         prefix = dict(encoder.processor(images=[image], text=[split.shared_text], return_tensors="pt"))
         if split.exact is None:
             split.exact = split.check(encoder, questions, prefix, image)
@@ -131,6 +132,8 @@ def generate_and_answer(
 
     import torch
 
+    from vcritic.compat import generate_cache_argument
+
     with torch.inference_mode():
         model, prefix, cache = encode_prefix(critic, batch["prefix"])
         prompt_cache = copy.deepcopy(cache)  # the read-outs below extend and repeat the cache in place
@@ -148,18 +151,22 @@ def generate_and_answer(
 
 def encode_prefix(critic: Critic, prefix_batch: dict[str, Any]):
     """The shared prefix (vision tower included) through the whole model: its KV cache and inputs."""
+    from vcritic.compat import find_cache
+
     model = critic._base_model()
     prefix = critic.to_device(prefix_batch)
     options = {"use_cache": True}
     if critic._accepts_logits_to_keep:
         options["logits_to_keep"] = 1
     out = model(**prefix, **options)
-    return model, prefix, _find_cache(out)
+    return model, prefix, find_cache(out)
 
 
 def _read_suffixes(critic: Critic, model, prefix: dict[str, Any], cache, batch: dict[str, Any]) -> torch.Tensor:
     """Each question's suffix read from the prefix cache (repeated in place per question): ``[rows, vocab]``."""
     import torch
+
+    from vcritic.compat import cache_argument, rope_deltas, text_decoder
 
     n = batch["n"]
     cache.batch_repeat_interleave(n)
@@ -168,15 +175,15 @@ def _read_suffixes(critic: Critic, model, prefix: dict[str, Any], cache, batch: 
     suffix_mask = batch["suffix_mask"].to(critic.device, non_blocking=True)
     prefix_mask = prefix["attention_mask"]
     mask = torch.cat([prefix_mask.repeat_interleave(n, dim=0), suffix_mask], dim=1)
-    decoder = _text_decoder(model)
+    decoder = text_decoder(model)
     inputs = {
         "inputs_embeds": model.get_input_embeddings()(suffix_ids),
         "attention_mask": mask,
         "use_cache": True,
-        _cache_argument(decoder): cache,
+        cache_argument(decoder): cache,
     }
-    deltas = getattr(getattr(model, "model", None), "rope_deltas", None)
-    if deltas is not None and hasattr(model.model, "get_rope_index"):
+    deltas = rope_deltas(model)
+    if deltas is not None:
         # Text after the image sits at (index among real tokens) + rope_delta, on all three rotary axes.
         start = prefix_mask.sum(dim=1, keepdim=True) + deltas.to(prefix_mask.device)
         steps = torch.arange(suffix_ids.shape[1], device=critic.device)
@@ -196,33 +203,6 @@ def _common_prefix(texts: Sequence[str]) -> str:
     return first[:size]
 
 
-def _find_cache(out):
-    """The KV cache of a forward pass; BLIP-2 keeps it on the language model's own output."""
-    sources = [out, getattr(out, "language_model_outputs", None)]
-    # transformers renamed past_key_values to cache in 5.x; the old name warns, so it is tried last.
-    for name in ("cache", "past_key_values"):
-        for source in sources:
-            cache = getattr(source, name, None) if source is not None else None
-            if cache is not None:
-                return cache
-    raise RuntimeError(f"{type(out).__name__} returned no KV cache")
-
-
-def _text_decoder(model):
-    """The language model without its head (BLIP-2's ``get_decoder`` is a whole causal LM)."""
-    decoder = model.get_decoder()
-    while decoder.get_output_embeddings() is not None and decoder.get_decoder() is not decoder:
-        decoder = decoder.get_decoder()
-    return decoder
-
-
-def _cache_argument(decoder) -> str:
-    import inspect
-
-    # transformers renamed past_key_values to cache in 5.x; accept either.
-    return "cache" if "cache" in inspect.signature(decoder.forward).parameters else "past_key_values"
-
-
 def cache_generator(critic: Critic):
     """The model whose ``generate`` continues from a prefilled cache, or None where vcritic knows none.
 
@@ -230,17 +210,11 @@ def cache_generator(critic: Critic):
     Models that override it (BLIP-2, InstructBLIP, ...) run their vision tower on every call; BLIP-2's language
     model, given token ids and the cache, runs only the text after the image query tokens (all in the cache).
     """
-    from transformers import GenerationMixin
+    from vcritic.compat import generates_from_cache
 
+    if not critic.encoder.shared_prefix:
+        return None
     model = critic._base_model()
     if critic.family.model_type == "blip-2":
         model = model.language_model
-    return model if getattr(type(model), "generate", None) is GenerationMixin.generate else None
-
-
-def generate_cache_argument(model) -> str:
-    import inspect
-
-    # transformers 5.x renamed generate's past_key_values to cache (the old name warns); older 5.x knows only it.
-    parameters = inspect.signature(model.prepare_inputs_for_generation).parameters
-    return "cache" if "cache" in parameters else "past_key_values"
+    return model if generates_from_cache(model) else None

@@ -23,7 +23,8 @@ from typing import Any
 # "flash_attention_" (transformers would check for the flash-attn package), nor contain "sdpa" or "flex" (other
 # checks); it is never set on a top-level config, where any "flash" name makes transformers look for a hub kernel.
 NAME = "vcritic_grouped_flash"
-# model_type -> the families whose vision attention takes cu_seqlens this way (transformers 5.5.4 to 5.24).
+# model_type -> the families whose vision attention takes cu_seqlens this way (transformers 5.5.4 to 5.25 at least;
+# vcritic.compat checks it on the installed release).
 FAMILIES = frozenset({"qwen2_vl", "qwen2_5_vl"})
 _CACHE_SIZE = 8  # plans kept: the model builds two cu_seqlens tensors per forward (images and windows)
 
@@ -135,27 +136,25 @@ def grouped_attention(
     return output.unsqueeze(0), None
 
 
-def register() -> None:
-    """Make :data:`NAME` a valid ``attn_implementation`` (idempotent)."""
-    from transformers import AttentionInterface
+def register() -> bool:
+    """Make :data:`NAME` a valid ``attn_implementation`` (idempotent); False where this transformers cannot."""
+    from vcritic.compat import register_attention
 
-    AttentionInterface.register(NAME, grouped_attention)
+    return register_attention(NAME, grouped_attention)
 
 
 def use_for_vision(model, implementation: str = NAME) -> bool:
     """Set ``implementation`` on the vision tower of a Qwen2-VL / Qwen2.5-VL ``model`` (other parts keep theirs);
     returns whether ``model`` is one of those families. ``implementation="sdpa"`` restores the stock per-segment
-    path."""
+    path, which the tower also keeps, with a note, where this transformers release cannot take :data:`NAME`
+    (:func:`vcritic.compat.set_vision_attention`)."""
     config = model.config
     if getattr(config, "model_type", None) not in FAMILIES or "vision_config" not in config.sub_configs:
         return False
-    register()
-    try:
-        # Through the sub-config dict: the tower's own check accepts any registered name, while a top-level "flash"
-        # name would send transformers looking for a hub kernel (5.5.4 to 5.24).
-        model.set_attn_implementation({"vision_config": implementation})
-    except (ValueError, ImportError, OSError):
-        # transformers 5.25 looks for a hub kernel for any "flash" name, sub-configs included: set the name on the
-        # vision sub-config itself, which the tower reads at every forward (ALL_ATTENTION_FUNCTIONS lookup).
-        config.vision_config._attn_implementation = implementation
+    from vcritic.compat import set_vision_attention
+
+    grouped = implementation == NAME
+    if grouped and not register():
+        implementation, grouped = "sdpa", False
+    set_vision_attention(model, implementation, packed=grouped)
     return True

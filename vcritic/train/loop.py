@@ -625,18 +625,15 @@ def _accelerator(device, **kwargs):
 
     import torch
     from accelerate import Accelerator
-    from accelerate.state import AcceleratorState, PartialState
-    from accelerate.utils import DistributedType
 
+    from vcritic.compat import reset_accelerate_state
     from vcritic.distributed import launched_processes
 
     if launched_processes() > 1:
         return Accelerator(**kwargs)
-    shared = PartialState._shared_state
-    if shared and shared.get("device") != device and shared.get("distributed_type") == DistributedType.NO:
-        # accelerate keeps one state per Python process: an earlier run here (notebook, tests) on another device
-        # would otherwise decide where this one trains. One process has no process group to tear down.
-        AcceleratorState._reset_state(reset_partial_state=True)
+    # accelerate keeps one state per Python process: an earlier run here (notebook, tests) on another device would
+    # otherwise decide where this one trains.
+    reset_accelerate_state(device)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # kernels and caches that use the current GPU follow too
     before = os.environ.get("ACCELERATE_TORCH_DEVICE")

@@ -71,11 +71,9 @@ def attach_adapter(net, config: TrainConfig):
     net.requires_grad_(False)
     if config.gradient_checkpointing:
         # Non-reentrant checkpointing needs no input that requires grad (the frozen embeddings give none).
-        kwargs = {"use_reentrant": False}
-        if hasattr(net, "activation_checkpointing_enable"):  # transformers >= 5.x name
-            net.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
-        else:
-            net.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+        from vcritic.compat import enable_gradient_checkpointing
+
+        enable_gradient_checkpointing(net, use_reentrant=False)
     names = list(config.train_modules) + ([] if config.freeze_vision else ["vision"])
     if config.lora_r == 0:
         modules = dict(net.named_modules())
