@@ -89,7 +89,9 @@ def check_output_file(
     if output.is_dir():
         raise VcriticError(f"{option} {output} is a folder", hint=f"give a file name, e.g. {example}")
     if not output.parent.is_dir():
-        raise VcriticError(f"folder {output.parent} does not exist", hint=missing_hint)
+        there = output.parent.exists()
+        problem = f"{output.parent} is not a folder" if there else f"folder {output.parent} does not exist"
+        raise VcriticError(problem, hint=f"choose another {option}" if there else missing_hint)
     if writable and not os.access(output.parent, os.W_OK):
         raise VcriticError(
             f"cannot write to folder {output.parent}: permission denied", hint=f"choose another {option}"
