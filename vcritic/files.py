@@ -79,7 +79,6 @@ def check_output_file(
     inputs: Iterable[str | os.PathLike] = (),
     writable: bool = False,
     regular_only: bool = True,
-    missing_hint: str = "create it first",
     exists_hint: str | None = None,
 ) -> None:
     """Refuse, before any work, an output file that cannot or may not be written: a folder (hint: ``example``),
@@ -91,7 +90,9 @@ def check_output_file(
     if not output.parent.is_dir():
         there = output.parent.exists()
         problem = f"{output.parent} is not a folder" if there else f"folder {output.parent} does not exist"
-        raise VcriticError(problem, hint=f"choose another {option}" if there else missing_hint)
+        raise VcriticError(
+            problem, hint=f"choose another {option}" if there else f"create it first, or choose another {option}"
+        )
     if writable and not os.access(output.parent, os.W_OK):
         raise VcriticError(
             f"cannot write to folder {output.parent}: permission denied", hint=f"choose another {option}"

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vcritic.errors import VcriticError
+from vcritic.files import check_output_folder
 from vcritic.train.dialogues import Dialogue, write_dialogues
 
 DATA_FORMAT = 1
@@ -37,8 +38,7 @@ G = TypeVar("G", bound=Hashable)
 
 def check_out(out: Path, overwrite: bool) -> None:
     """Refuse an existing, non-empty ``out`` without ``overwrite`` (before any work is done)."""
-    if out.exists() and not out.is_dir():
-        raise VcriticError(f"{out} exists and is not a folder", hint="give a new folder for --out")
+    check_output_folder(out, hint="give a new folder for --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise VcriticError(f"{out} already exists and is not empty", hint="pass --overwrite to replace its contents")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from vcritic.distributed import check_launch_device
 from vcritic.errors import VcriticError
-from vcritic.files import locked_folder
+from vcritic.files import check_output_folder, locked_folder
 from vcritic.loading import MANIFEST, manifest_adapters
 from vcritic.resolution import MANIFEST_KEY
 from vcritic.train.checkpoints import (
@@ -135,8 +135,7 @@ def check_output(output: Path, *, resume: bool, overwrite: bool) -> None:
             hint = "start it again with --overwrite" if ours else "start the run without --resume"
             raise VcriticError(f"nothing to resume in {output}: no checkpoint", hint=hint)
         return
-    if output.exists() and not output.is_dir():
-        raise VcriticError(f"{output} exists and is not a folder", hint="choose another --output")
+    check_output_folder(output, hint="choose another --output")
     if output.is_dir() and any(output.iterdir()):
         if not overwrite:
             if not ours:
