@@ -29,7 +29,7 @@ from vcritic.cli._options import (
 )
 from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
-from vcritic.files import check_output_folder
+from vcritic.files import check_output_folder, write_json_atomically
 
 EXIT_PARTIAL = 3
 EPILOG = (
@@ -214,7 +214,7 @@ def bench(
             if predictions is not None:
                 summary["without_predictions"] = without  # found under --root, but not one of their images is in it
             if out is not None:
-                (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+                write_json_atomically(out / "summary.json", summary)
             if as_json:
                 typer.echo(json.dumps(summary, indent=2))
             else:

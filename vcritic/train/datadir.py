@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from vcritic.errors import VcriticError
-from vcritic.files import check_output_folder
+from vcritic.files import check_output_folder, write_json_atomically
 from vcritic.train.dialogues import Dialogue, write_dialogues
 
 DATA_FORMAT = 1
@@ -115,9 +114,7 @@ def write_data_dir(
         "counts": count_by_task(train),
         "val_counts": count_by_task(val),
     }
-    tmp = out / (INFO + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out / INFO)
+    write_json_atomically(out / INFO, record, ensure_ascii=False)
     return record
 
 

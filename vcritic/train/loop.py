@@ -24,7 +24,7 @@ from typing import Any
 
 from vcritic.distributed import check_launch_device
 from vcritic.errors import VcriticError
-from vcritic.files import check_output_folder, locked_folder
+from vcritic.files import check_output_folder, locked_folder, write_json_atomically, write_text_atomically
 from vcritic.loading import MANIFEST, manifest_adapters
 from vcritic.resolution import MANIFEST_KEY
 from vcritic.train.checkpoints import (
@@ -195,7 +195,7 @@ def _record_written(output: Path, before: set[str]) -> None:
     except (OSError, ValueError):
         return
     record["files"] = sorted(set(record.get("files", [])) | (now - before))
-    (output / OWNED).write_text(json.dumps(record, indent=2) + "\n")
+    write_json_atomically(output / OWNED, record)
 
 
 def _check_not_inputs(output: Path, *, model: str, data: Path) -> None:
@@ -220,7 +220,7 @@ def _create_output(output: Path) -> None:
             shutil.rmtree(entry)
         elif entry.exists() or entry.is_symlink():
             entry.unlink()
-    (output / OWNED).write_text(json.dumps({"written_by": "vcritic train", "files": []}, indent=2) + "\n")
+    write_json_atomically(output / OWNED, {"written_by": "vcritic train", "files": []})
 
 
 def _resume_config(output: Path, stage: int, model: str, data: Path, config: TrainConfig) -> TrainConfig:
@@ -414,7 +414,7 @@ def _train(
     if main and not resume:
         _create_output(output)
         run = {"stage": stage, "model": _base_entry(model), "revision": revision, "data": str(data_dir.resolve())}
-        (output / RUN).write_text(json.dumps({**run, "config": config.to_dict()}, indent=2) + "\n")
+        write_json_atomically(output / RUN, {**run, "config": config.to_dict()})
     accelerator.wait_for_everyone()
     trained = trainable_names(net)
     encoder = Encoder(loaded.processor, family)
@@ -675,7 +675,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
     lines = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in lines))
+    write_text_atomically(path, "".join(line + "\n" for line in lines))
 
 
 def _export(net, loaded, output: Path, model: str, revision, stage: int, config: TrainConfig, data: TrainData):
@@ -725,7 +725,7 @@ def _export(net, loaded, output: Path, model: str, revision, stage: int, config:
         "vcritic_version": __version__,
         "description": f"VisualCritic stage {stage} on {base}",
     }
-    (output / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json_atomically(output / MANIFEST, manifest)
 
 
 def _next_batch(batches) -> tuple[Any, BaseException | None]:
