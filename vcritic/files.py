@@ -5,6 +5,7 @@ file), ``flock`` locks on a file or a whole output folder, and syncing a folder 
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import json
 import os
@@ -79,7 +80,6 @@ def check_output_file(
     inputs: Iterable[str | os.PathLike] = (),
     writable: bool = False,
     regular_only: bool = True,
-    exists_hint: str | None = None,
 ) -> None:
     """Refuse, before any work, an output file that cannot or may not be written: a folder (hint: ``example``),
     a missing parent folder, with ``writable`` a folder without write permission, one of the run's ``inputs``,
@@ -108,7 +108,7 @@ def check_output_file(
     if overwrite is False and output.exists():
         raise VcriticError(
             f"{output} already exists",
-            hint=exists_hint or f"pass --overwrite to replace it, or choose another {option}",
+            hint=f"pass --overwrite to replace it, or choose another {option}",
         )
 
 
@@ -170,6 +170,15 @@ def write_json_atomically(
     return write_text_atomically(output, text, hint=hint)
 
 
+TEMP_SUFFIX = ".vcritic-new"  # a whole-file write's new file, beside its target until the rename
+
+
+def leftover_temps(folder: Path, names: Iterable[str]) -> list[Path]:
+    """The new files that whole-file writes of ``names`` in ``folder`` left behind when their process was killed
+    before the rename (a failed write removes its own)."""
+    return sorted(path for name in names for path in folder.glob(f".{glob.escape(name)}.*{TEMP_SUFFIX}"))
+
+
 @contextlib.contextmanager
 def open_atomically(
     output: str | os.PathLike,
@@ -185,7 +194,7 @@ def open_atomically(
     check_replaceable(output, hint=hint)
     target = Path(os.path.realpath(output))
     try:
-        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".vcritic-new")
+        fd, temp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=TEMP_SUFFIX)
     except OSError as err:
         raise VcriticError(f"cannot write {output}: {err.strerror or err}", hint=hint) from None
     try:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vcritic.errors import VcriticError
-from vcritic.files import check_output_folder, write_json_atomically
+from vcritic.files import check_output_folder, leftover_temps, write_json_atomically
 from vcritic.train.dialogues import Dialogue, write_dialogues
 
 DATA_FORMAT = 1
@@ -44,11 +44,12 @@ def check_out(out: Path, overwrite: bool) -> None:
 
 def written_before(out: Path) -> set[Path]:
     """The files an earlier ``vcritic data`` run wrote in ``out``, which ``--overwrite`` replaces: the folder's own
-    files (:data:`OWN_FILES` and their temporary copies) and the images a synth ``manifest.csv`` lists under
-    ``images/``. Nothing else there is vcritic's: a user's other files are never among them."""
+    files (:data:`OWN_FILES`, and the new copies a killed write left beside them) and the images a synth
+    ``manifest.csv`` lists under ``images/``. Nothing else there is vcritic's: a user's other files are never among
+    them."""
     out = out.resolve()
     names = [*OWN_FILES, *(name + ".tmp" for name in OWN_FILES)]
-    found = {out / name for name in names if (out / name).is_file()}
+    found = {out / name for name in names if (out / name).is_file()} | set(leftover_temps(out, OWN_FILES))
     images = out / IMAGES
     try:
         with (out / MANIFEST).open(newline="", encoding="utf-8") as handle:
