@@ -9,7 +9,6 @@ sampled same-dataset pairs, by direct comparison and from two predicted scores (
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import random
@@ -25,6 +24,7 @@ from vcritic.datasets import ATTRIBUTES, Record, get_dataset, load_dataset, load
 from vcritic.datasets import splits as splitting
 from vcritic.datasets.records import read_csv_table
 from vcritic.errors import UsageError, VcriticError
+from vcritic.files import open_atomically, write_json_atomically
 from vcritic.scoring import MOS_SCALE, ScoreRow, format_number, score_columns
 
 if TYPE_CHECKING:
@@ -438,7 +438,7 @@ def write_predictions(path: Path, bench: Benchmark, predictions: Sequence[ScoreR
         tasks.append("attributes")
     if any(p is not None and p.p_ai_generated is not None for p in predictions):
         tasks.append("authenticity")
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with open_atomically(path, newline="") as handle:
         writer = DictWriter(handle, prediction_columns(tasks))
         writer.writeheader()
         for record, prediction in zip(bench.records, predictions, strict=True):
@@ -482,7 +482,7 @@ def write_pairs(
 ) -> Path:
     """One row per sampled pair: both images, their true and predicted MOS, and P(a better) where compared."""
     fields = ["a", "b", "mos_true_a", "mos_true_b", "mos_a", "mos_b", "p_a_better"]
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with open_atomically(path, newline="") as handle:
         writer = DictWriter(handle, fields)
         writer.writeheader()
         for k, (i, j) in enumerate(pairs):
@@ -502,7 +502,7 @@ def write_pairs(
 
 
 def write_metrics(path: Path, result: dict[str, Any]) -> Path:
-    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_json_atomically(path, result)
     return path
 
 
@@ -535,6 +535,9 @@ def plot_scatter(path: Path, bench: Benchmark, predictions: Sequence[ScoreRow | 
     ax.set_ylabel("ground-truth MOS (0-100)")
     ax.legend(loc="lower right", fontsize="small")
     fig.tight_layout()
-    fig.savefig(path, format="png")
-    plt.close(fig)
+    try:
+        with open_atomically(path, "wb") as handle:
+            fig.savefig(handle, format="png")
+    finally:
+        plt.close(fig)
     return path

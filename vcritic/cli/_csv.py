@@ -33,16 +33,12 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 
+from vcritic import files
 from vcritic.csvio import DictWriter, cell_name, cell_text
 from vcritic.errors import UsageError, VcriticError
 
 FSYNC_INTERVAL_S = 5.0  # rows reach the OS at once; this bounds what a power cut (not a kill) can lose
 EXIT_INTERRUPTED = 130
-
-try:
-    import fcntl
-except ImportError:  # Windows: no flock; O_EXCL still stops two runs creating the same file
-    fcntl = None
 
 
 def _is_stdout(path: Path | None) -> bool:
@@ -57,22 +53,6 @@ def _encode_row(fieldnames: Sequence[str], row: dict[str, str]) -> bytes:
 
 def _header(fieldnames: Sequence[str]) -> bytes:
     return _encode_row(fieldnames, {name: name for name in fieldnames})
-
-
-def _same_file_as_input(path: Path, inputs: Iterable[str | os.PathLike]) -> str | None:
-    """The input that ``path`` is (same device and inode: symlinks and hard links included), if any."""
-    try:
-        target = os.stat(path)
-    except OSError:
-        return None  # not there yet, so it cannot be an input
-    for item in inputs:
-        try:
-            info = os.stat(item)
-        except OSError:
-            continue
-        if (info.st_dev, info.st_ino) == (target.st_dev, target.st_ino):
-            return os.fspath(item)
-    return None
 
 
 def path_names(text: str, bases: Iterable[Path] = ()) -> list[Hashable]:
@@ -96,16 +76,6 @@ def _temp_path(target: Path) -> Path:
     """Where the new file is written before it is renamed over ``target``: beside it (same file system), hidden.
     Only the run holding the lock on ``target`` touches it."""
     return target.with_name(f".{target.name}.vcritic-new")
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make a rename in ``folder`` survive a power cut (where the system allows opening a folder)."""
-    with contextlib.suppress(OSError):
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _write_error(path: Path, err: OSError, rows: int, unchanged: bool = False) -> VcriticError:
@@ -260,7 +230,7 @@ class CsvOutput:
             _lock(fd, temp)
             _write_all(fd, data)
             os.fsync(fd)
-            if fcntl is None:  # Windows renames nothing over an open file, and has no flock to keep
+            if not files.CAN_LOCK:  # Windows renames nothing over an open file, and has no flock to keep
                 os.close(self.fd)
                 self.fd = None
             os.replace(temp, self._real)
@@ -276,7 +246,7 @@ class CsvOutput:
         self._offset = len(data)
         self.rows_before = len(self._existing)
         self._synced = time.monotonic()
-        _fsync_folder(self._real.parent)
+        files.fsync_folder(self._real.parent)
 
     def _fsync(self) -> None:
         if self.fd is not None and self.regular:
@@ -379,16 +349,9 @@ def open_output(
 
     if overwrite and resume:
         raise UsageError("--overwrite and --resume exclude each other", hint="--resume keeps the rows already there")
-    if path.is_dir():
-        raise VcriticError(f"{option} {path} is a folder", hint="give a file name, e.g. -o scores.csv")
-    clash = _same_file_as_input(path, inputs)
-    if clash is not None:
-        raise VcriticError(
-            f"the output {path} is one of the inputs ({clash}); it would be overwritten",
-            hint=f"choose another {option}",
-        )
-    if not path.parent.exists():
-        raise VcriticError(f"folder {path.parent} does not exist", hint="create it first")
+    # A folder, a missing folder or an input is refused; a device or FIFO is written to (see below).
+    files.check_output_file(path, option=option, example="-o scores.csv", overwrite=None, inputs=inputs,
+                            regular_only=False)  # fmt: skip
 
     try:
         info = os.stat(path)
@@ -456,14 +419,9 @@ def _busy(path: Path) -> VcriticError:
 
 
 def _lock(fd: int, path: Path) -> None:
-    if fcntl is None:
-        return
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        raise _busy(path) from None
-    except OSError:
-        pass  # a file system without locks (some network mounts): go on, as without fcntl
+    """Lock for the whole run (:func:`vcritic.files.lock`); without flock (Windows), O_EXCL still stops two runs
+    creating the same file."""
+    files.lock(fd, lambda: _busy(path))
 
 
 def _read_existing(out: CsvOutput) -> None:

@@ -33,6 +33,7 @@ from vcritic.cli._options import (
 )
 from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
+from vcritic.files import check_output_folder, write_json_atomically
 
 EXIT_PARTIAL = 3
 EPILOG = (
@@ -231,7 +232,7 @@ def bench(
             if predictions is not None:
                 summary["without_predictions"] = without  # found under --root, but not one of their images is in it
             if out is not None:
-                (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+                write_json_atomically(out / "summary.json", summary)
             if as_json:
                 typer.echo(json.dumps(summary, indent=2))
             else:
@@ -371,8 +372,7 @@ def _check_out(out: Path | None, overwrite: bool, resume: bool, all_mode: bool) 
         if resume:
             raise UsageError("--resume needs --out", hint="it continues the predictions.csv an earlier run left there")
         return
-    if out.exists() and not out.is_dir():
-        raise VcriticError(f"--out {out} is a file", hint="give a folder")
+    check_output_folder(out, hint="give a folder for --out")
     marker = out / ("summary.json" if all_mode else "metrics.json")
     if marker.exists() and not (overwrite or resume):
         raise VcriticError(

@@ -30,7 +30,7 @@ from vcritic.cli._options import (
 )
 from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
-from vcritic.files import check_replaceable
+from vcritic.files import check_output_file
 
 EPILOG = (
     "Labels come from --dataset (a registered dataset under --root, or a CSV manifest with --mos-range) or from a "
@@ -246,13 +246,7 @@ def calibrate(
 
 
 def _check_output(output: Path, overwrite: bool) -> None:
-    if output.is_dir():
-        raise VcriticError(f"--output {output} is a folder", hint="give a file name, e.g. calibration.json")
-    check_replaceable(output, hint="choose another -o, or -o - for stdout")  # a FIFO, a device: never replaced
-    if output.exists() and not overwrite:
-        raise VcriticError(f"{output} already exists", hint="pass --overwrite to replace it, or choose another -o")
-    if not output.parent.is_dir():
-        raise VcriticError(f"folder {output.parent} does not exist", hint="create it first, or choose another -o")
+    check_output_file(output, example="-o calibration.json", overwrite=overwrite)
 
 
 def _prepare(dataset, root, split, scheme, limit, mos_range, predictions_file):

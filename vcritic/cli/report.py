@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from vcritic.errors import VcriticError
-from vcritic.files import check_replaceable, write_atomically
+from vcritic.files import check_output_file, write_atomically
 from vcritic.report import MAX_IMAGES, THUMBNAIL_SIZE
 
 EPILOG = (
@@ -89,21 +87,7 @@ def _inputs(source: Path) -> list[Path]:
 
 def _check_output(output: Path, source: Path, overwrite: bool) -> None:
     """Refuse a bad output before any work: a folder, a missing folder, an input, or an existing file."""
-    from vcritic.cli._csv import _same_file_as_input
-
-    if output.is_dir():
-        raise VcriticError(f"-o {output} is a folder", hint="give a file name, e.g. -o report.html")
-    if not output.parent.exists():
-        raise VcriticError(f"folder {output.parent} does not exist", hint="create it first")
-    if not os.access(output.parent, os.W_OK):
-        raise VcriticError(f"cannot write to folder {output.parent}: permission denied", hint="choose another -o")
-    clash = _same_file_as_input(output, _inputs(source))
-    if clash is not None:
-        raise VcriticError(f"the output {output} is one of the inputs ({clash}); it would be overwritten",
-                           hint="choose another -o")  # fmt: skip
-    check_replaceable(output, hint="choose another -o, or -o - for stdout")  # a FIFO, a device: never replaced
-    if output.exists() and not overwrite:
-        raise VcriticError(f"{output} already exists", hint="pass --overwrite to replace it, or choose another -o")
+    check_output_file(output, example="-o report.html", overwrite=overwrite, inputs=_inputs(source), writable=True)
 
 
 def _write_stdout(page: str) -> None:

@@ -19,6 +19,7 @@ from pathlib import Path
 from vcritic.csvio import DictWriter
 from vcritic.datasets.records import Record
 from vcritic.errors import UsageError, VcriticError
+from vcritic.files import open_atomically
 
 SPLIT_SEED = 2403  # from the paper's arXiv id (2403.12806); fixed so everyone gets the same split
 TEST_FRACTION = 0.2
@@ -111,7 +112,7 @@ def write_split(assignment: dict[str, str], path: Path, records: Sequence[Record
     refs = {r.image: r.ref_id for r in records if r.ref_id}
     fields = ["image", "split", *(["ref_id"] if refs else [])]
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="", encoding="utf-8") as handle:
+    with open_atomically(path, newline="") as handle:
         writer = DictWriter(handle, fields)
         writer.writeheader()
         for image in sorted(assignment):

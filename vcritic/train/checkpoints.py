@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vcritic.errors import VcriticError
+from vcritic.files import fsync_folder
 
 CHECKPOINTS = "checkpoints"
 POSITION = "position.json"
@@ -72,7 +73,7 @@ def save_checkpoint(accelerator, output: Path, step: int, position: dict, keep: 
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-        _fsync_dir(folder)
+        fsync_folder(folder)
         for old in checkpoint_dirs(output)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()
@@ -212,17 +213,4 @@ def _fsync_tree(root: Path) -> None:
         if path.is_file():
             with path.open("rb") as handle:
                 os.fsync(handle.fileno())
-    _fsync_dir(root)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some file systems cannot sync a directory; the rename is still atomic
-    finally:
-        os.close(fd)
+    fsync_folder(root)

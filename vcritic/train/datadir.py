@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
 from collections.abc import Hashable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 from vcritic.errors import VcriticError
+from vcritic.files import check_output_folder, leftover_temps, write_json_atomically
 from vcritic.limits import MAX_JSON_BYTES, check_input
 from vcritic.train.dialogues import Dialogue, write_dialogues
 
@@ -38,19 +38,19 @@ G = TypeVar("G", bound=Hashable)
 
 def check_out(out: Path, overwrite: bool) -> None:
     """Refuse an existing, non-empty ``out`` without ``overwrite`` (before any work is done)."""
-    if out.exists() and not out.is_dir():
-        raise VcriticError(f"{out} exists and is not a folder", hint="give a new folder for --out")
+    check_output_folder(out, hint="give a new folder for --out")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise VcriticError(f"{out} already exists and is not empty", hint="pass --overwrite to replace its contents")
 
 
 def written_before(out: Path) -> set[Path]:
     """The files an earlier ``vcritic data`` run wrote in ``out``, which ``--overwrite`` replaces: the folder's own
-    files (:data:`OWN_FILES` and their temporary copies) and the images a synth ``manifest.csv`` lists under
-    ``images/``. Nothing else there is vcritic's: a user's other files are never among them."""
+    files (:data:`OWN_FILES`, and the new copies a killed write left beside them) and the images a synth
+    ``manifest.csv`` lists under ``images/``. Nothing else there is vcritic's: a user's other files are never among
+    them."""
     out = out.resolve()
     names = [*OWN_FILES, *(name + ".tmp" for name in OWN_FILES)]
-    found = {out / name for name in names if (out / name).is_file()}
+    found = {out / name for name in names if (out / name).is_file()} | set(leftover_temps(out, OWN_FILES))
     images = out / IMAGES
     try:
         with (out / MANIFEST).open(newline="", encoding="utf-8") as handle:
@@ -116,9 +116,7 @@ def write_data_dir(
         "counts": count_by_task(train),
         "val_counts": count_by_task(val),
     }
-    tmp = out / (INFO + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(tmp, out / INFO)
+    write_json_atomically(out / INFO, record, ensure_ascii=False)
     return record
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from vcritic.errors import VcriticError
+from vcritic.files import open_atomically
 
 TASKS = ("relativity", "quality", "attributes", "authenticity", "description", "instruction", "decline")
 REQUIRED = ("question", "task", "images", "instruction", "answer")
@@ -61,13 +62,11 @@ class Dialogue:
 def write_dialogues(path: Path, dialogues: Iterable[Dialogue]) -> int:
     """Write ``dialogues`` as JSONL (atomically: a partial file never has the final name); returns the count."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
-    with tmp.open("w", encoding="utf-8", newline="\n") as handle:
+    with open_atomically(path, newline="\n") as handle:
         for dialogue in dialogues:
             handle.write(dialogue.to_json() + "\n")
             count += 1
-    os.replace(tmp, path)
     return count
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from vcritic.distributed import check_launch_device
 from vcritic.errors import VcriticError
-from vcritic.files import locked_folder
+from vcritic.files import check_output_folder, locked_folder, write_json_atomically, write_text_atomically
 from vcritic.loading import MANIFEST, manifest_adapters
 from vcritic.resolution import MANIFEST_KEY
 from vcritic.train.checkpoints import (
@@ -140,8 +140,7 @@ def check_output(output: Path, *, resume: bool, overwrite: bool) -> None:
             hint = "start it again with --overwrite" if ours else "start the run without --resume"
             raise VcriticError(f"nothing to resume in {output}: no checkpoint", hint=hint)
         return
-    if output.exists() and not output.is_dir():
-        raise VcriticError(f"{output} exists and is not a folder", hint="choose another --output")
+    check_output_folder(output, hint="choose another --output")
     if output.is_dir() and any(output.iterdir()):
         if not overwrite:
             if not ours:
@@ -201,7 +200,7 @@ def _record_written(output: Path, before: set[str]) -> None:
     except (OSError, ValueError):
         return
     record["files"] = sorted(set(record.get("files", [])) | (now - before))
-    (output / OWNED).write_text(json.dumps(record, indent=2) + "\n")
+    write_json_atomically(output / OWNED, record)
 
 
 def _check_not_inputs(output: Path, *, model: str, data: Path) -> None:
@@ -226,7 +225,7 @@ def _create_output(output: Path) -> None:
             shutil.rmtree(entry)
         elif entry.exists() or entry.is_symlink():
             entry.unlink()
-    (output / OWNED).write_text(json.dumps({"written_by": "vcritic train", "files": []}, indent=2) + "\n")
+    write_json_atomically(output / OWNED, {"written_by": "vcritic train", "files": []})
 
 
 def _resume_config(output: Path, stage: int, model: str, data: Path, config: TrainConfig) -> TrainConfig:
@@ -427,7 +426,7 @@ def _train(
     if main and not resume:
         _create_output(output)
         run = {"stage": stage, "model": _base_entry(model), "revision": revision, "data": str(data_dir.resolve())}
-        (output / RUN).write_text(json.dumps({**run, "config": config.to_dict()}, indent=2) + "\n")
+        write_json_atomically(output / RUN, {**run, "config": config.to_dict()})
     accelerator.wait_for_everyone()
     trained = trainable_names(net)
     encoder = Encoder(loaded.processor, family)
@@ -685,7 +684,7 @@ def _truncate_metrics(path: Path, step: int) -> None:
     if not path.is_file():
         return
     lines = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in lines))
+    write_text_atomically(path, "".join(line + "\n" for line in lines))
 
 
 def _export(net, loaded, output: Path, model: str, revision, stage: int, config: TrainConfig, data: TrainData):
@@ -740,7 +739,7 @@ def _export(net, loaded, output: Path, model: str, revision, stage: int, config:
         "vcritic_version": __version__,
         "description": f"VisualCritic stage {stage} on {base}",
     }
-    (output / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    write_json_atomically(output / MANIFEST, manifest)
 
 
 def _judge_entries(model: str, previous: dict | None, data: TrainData) -> tuple[str, list[str]]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vcritic.errors import VcriticError
+from vcritic.files import write_json_atomically
 
 KEY_ENV = "VCRITIC_REWRITE_API_KEY"
 SYSTEM_PROMPT = (
@@ -94,9 +95,7 @@ class Rewriter:
             raise VcriticError(f"rewrite endpoint {self.url} answered without choices[0].message", hint=hint) from None
         path = self._path(text)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"model": self.model, "input": text, "output": output}), encoding="utf-8")
-        os.replace(tmp, path)
+        write_json_atomically(path, {"model": self.model, "input": text, "output": output}, indent=None)
         return output
 
     def rewrite(self, texts: Sequence[str], required: Sequence[str]) -> list[str]:

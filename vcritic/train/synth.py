@@ -24,6 +24,7 @@ from typing import Any
 
 from vcritic.csvio import Writer
 from vcritic.errors import UsageError, VcriticError
+from vcritic.files import open_atomically
 
 LEVELS = 5
 DATASET = "synth"
@@ -324,13 +325,11 @@ def _synthesize(
         raise VcriticError(f"none of the {len(sources)} images in {src} could be read", hint="check the files")
 
     manifest = out / MANIFEST
-    tmp = manifest.with_name(manifest.name + ".tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as handle:
+    with open_atomically(manifest, newline="") as handle:
         writer = Writer(handle)
         writer.writerow(["path", "mos", "ref_id", "kind", "level"])
         for v in versions:
             writer.writerow([v.path, f"{v.mos:.4f}", v.ref_id, v.kind or "pristine", v.level])
-    tmp.replace(manifest)
 
     refs = sorted({v.ref_id for v in versions})
     val_refs = held_out_groups(refs, val_fraction, rng_for(seed, "synth", "val"))
