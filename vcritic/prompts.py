@@ -213,7 +213,10 @@ def render_prompt(
             messages.append({"role": "user", "content": [*images, {"type": "text", "text": words}]})
             if answer is not None:
                 messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-        rendered = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        # enable_thinking=False: templates that think by default (Qwen3.5) then close an empty "<think>" block, as
+        # for a direct answer. Only templates that read the switch get it (others would pass it to the processor).
+        switch = {"enable_thinking": False} if "enable_thinking" in str(processor.chat_template) else {}
+        rendered = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **switch)
         # Templates that end the assistant header with "ASSISTANT:" expect the answer after a space.
         separator = "" if rendered[-1:].isspace() else " "
         return rendered + separator + question.answer_prefix

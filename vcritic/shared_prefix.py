@@ -162,7 +162,7 @@ def _read_suffixes(critic: Critic, model, prefix: dict[str, Any], cache, batch: 
     import torch
 
     n = batch["n"]
-    cache.batch_repeat_interleave(n)
+    _repeat_cache(cache, n)
     # non_blocking: a blocking copy to a GPU waits for the work already queued (the previous batch included).
     suffix_ids = batch["suffix_ids"].to(critic.device, non_blocking=True)
     suffix_mask = batch["suffix_mask"].to(critic.device, non_blocking=True)
@@ -186,6 +186,29 @@ def _read_suffixes(critic: Critic, model, prefix: dict[str, Any], cache, batch: 
     last = suffix_mask.sum(dim=1) - 1
     hidden = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
     return model.get_output_embeddings()(hidden)
+
+
+def _repeat_cache(cache, n: int) -> None:
+    """Each row of the prefix cache repeated ``n`` times in place, recurrent states included.
+
+    transformers' ``batch_repeat_interleave`` repeats key/value layers only: the linear-attention layers of hybrid
+    models (Qwen3.5's gated delta net) have no such method, and hybrid layers would repeat only their keys/values.
+    """
+    layers = getattr(cache, "layers", None)
+    if layers is None:
+        cache.batch_repeat_interleave(n)
+        return
+    for layer in layers:
+        # compat: the linear-attention state dicts of transformers 5.x cache layers (conv_states, recurrent_states).
+        states = [getattr(layer, name, None) for name in ("conv_states", "recurrent_states")]
+        for found in (s for s in states if isinstance(s, dict)):
+            for key, tensor in found.items():
+                if tensor is not None:
+                    found[key] = tensor.repeat_interleave(n, dim=0)
+        if hasattr(layer, "batch_repeat_interleave"):
+            layer.batch_repeat_interleave(n)
+        elif not any(isinstance(s, dict) for s in states):
+            raise RuntimeError(f"cannot repeat a {type(layer).__name__} cache layer per question")
 
 
 def _common_prefix(texts: Sequence[str]) -> str:
