@@ -53,7 +53,8 @@ QWEN3_5_TEMPLATE = (
     "{% elif item['type'] == 'text' %}{% if message['role'] == 'assistant' and '</think>' in item['text'] %}"
     "{{ item['text'].split('</think>')[-1].lstrip('\n') }}{% else %}{{ item['text'] }}{% endif %}{% endif %}"
     "{% endfor %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% if enable_thinking is defined and enable_thinking is false %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}"
     "<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}{% endif %}"
 )
 
