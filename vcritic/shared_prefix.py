@@ -198,16 +198,24 @@ def _repeat_cache(cache, n: int) -> None:
     if layers is None:
         cache.batch_repeat_interleave(n)
         return
+    import torch
+
     for layer in layers:
-        # compat: the linear-attention state dicts of transformers 5.x cache layers (conv_states, recurrent_states).
-        states = [getattr(layer, name, None) for name in ("conv_states", "recurrent_states")]
-        for found in (s for s in states if isinstance(s, dict)):
-            for key, tensor in found.items():
-                if tensor is not None:
-                    found[key] = tensor.repeat_interleave(n, dim=0)
+        # compat: linear-attention cache layers keep conv_states/recurrent_states, a tensor each (transformers up
+        # to 5.13) or a dict of them (5.15 on); none has batch_repeat_interleave.
+        recurrent = False
+        for name in ("conv_states", "recurrent_states"):
+            states = getattr(layer, name, None)
+            if isinstance(states, torch.Tensor):
+                setattr(layer, name, states.repeat_interleave(n, dim=0))
+            elif isinstance(states, dict):
+                for key, tensor in states.items():
+                    if tensor is not None:
+                        states[key] = tensor.repeat_interleave(n, dim=0)
+            recurrent = recurrent or name in vars(layer)
         if hasattr(layer, "batch_repeat_interleave"):
             layer.batch_repeat_interleave(n)
-        elif not any(isinstance(s, dict) for s in states):
+        elif not recurrent:
             raise RuntimeError(f"cannot repeat a {type(layer).__name__} cache layer per question")
 
 
