@@ -12,9 +12,9 @@ from pathlib import Path
 
 from vcritic.prompts import QUESTIONS, user_text
 
-FAMILIES = ("llava", "blip2", "instructblip", "qwen2_5_vl", "qwen3_vl", "qwen3_5")
+FAMILIES = ("llava", "blip2", "instructblip", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "idefics3", "smolvlm")
 # Families whose processor needs torchvision.
-NEEDS_TORCHVISION = frozenset({"qwen2_5_vl", "qwen2_vl", "qwen3_vl", "qwen3_5"})
+NEEDS_TORCHVISION = frozenset({"qwen2_5_vl", "qwen2_vl", "qwen3_vl", "qwen3_5", "idefics3", "smolvlm"})
 
 HIDDEN = 32
 # The tiny LLaVA of the learning benchmark (benchmarks/learning.py), which the `tiny` training preset is tuned for:
@@ -56,6 +56,14 @@ QWEN3_5_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n"
     "{% if enable_thinking is defined and enable_thinking is false %}"
     "<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}{% endif %}"
+)
+# SmolVLM's template (Idefics3 layout: SmolVLM-256M/500M; SmolVLM2 renders the same for images).
+SMOLVLM_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{ line['text'] }}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
 
 
@@ -333,6 +341,51 @@ def _build_qwen3(directory: Path, seed: int, prefix: str) -> Path:
     return _save(model, processor, directory)
 
 
+def build_idefics3(directory: Path, seed: int = 0) -> Path:
+    """Idefics3 layout (SmolVLM-256M/500M/2.2B-Instruct): SigLIP tower, pixel-shuffle connector, Llama decoder; a
+    large image is split into tiles plus a global view, each framed by its row/column tokens."""
+    return _build_smolvlm(directory, seed, "Idefics3")
+
+
+def build_smolvlm(directory: Path, seed: int = 0) -> Path:
+    """SmolVLM2 layout: Idefics3's, with its own processor (which also reads video)."""
+    return _build_smolvlm(directory, seed, "SmolVLM")
+
+
+def _build_smolvlm(directory: Path, seed: int, prefix: str) -> Path:
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer()
+    tiles = [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": [*SPECIALS[4:], "<fake_token_around_image>", "<global-img>",
+                                       "<end_of_utterance>", *tiles]}
+    )  # fmt: skip
+    # 32 px tiles of 8 px patches, 2x2 pixel shuffle: 4 tokens per tile; images up to 64 px, at most 2x2 tiles.
+    scale = 2
+    config = getattr(tf, f"{prefix}Config")(
+        vision_config=dict(hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=32, patch_size=8),
+        text_config=_llama(tokenizer).to_dict(),
+        scale_factor=scale,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        tie_word_embeddings=False,
+    )  # fmt: skip
+    model = getattr(tf, f"{prefix}ForConditionalGeneration")(config)
+    images = dict(size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True)
+    extra = {"video_processor": tf.SmolVLMVideoProcessor(**images)} if prefix == "SmolVLM" else {}
+    processor = getattr(tf, f"{prefix}Processor")(
+        image_processor=getattr(tf, f"{prefix}ImageProcessor")(**images),
+        tokenizer=tokenizer,
+        image_seq_len=(32 // 8) ** 2 // scale**2,
+        chat_template=SMOLVLM_TEMPLATE,
+        **extra,
+    )
+    return _save(model, processor, directory)
+
+
 BUILDERS = {
     "llava": build_llava,
     "blip2": build_blip2,
@@ -340,6 +393,8 @@ BUILDERS = {
     "qwen2_5_vl": build_qwen2_5_vl,
     "qwen3_vl": build_qwen3_vl,
     "qwen3_5": build_qwen3_5,
+    "idefics3": build_idefics3,
+    "smolvlm": build_smolvlm,
     "qwen2_vl": build_qwen2_vl,  # not in FAMILIES: only the vision-attention tests use it
 }
 
