@@ -65,6 +65,13 @@ SMOLVLM_TEMPLATE = (
     "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
     "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
 )
+# LLaVA-OneVision's (Qwen2) template: images first in a message, each on its own line.
+LLAVA_ONEVISION_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def train_tokenizer(vocab_size: int = 600):
@@ -386,6 +393,44 @@ def _build_smolvlm(directory: Path, seed: int, prefix: str) -> Path:
     return _save(model, processor, directory)
 
 
+def build_llava_onevision(directory: Path, seed: int = 0) -> Path:
+    """LLaVA-OneVision layout (SigLIP, "anyres" tiles picked from grid pinpoints, Qwen2 decoder): a family that vcritic
+    has no code of its own for, run through ``AutoModelForImageTextToText`` and its chat template alone."""
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer()
+    ids = tokenizer.convert_tokens_to_ids
+    pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
+    config = tf.LlavaOnevisionConfig(
+        vision_config=tf.SiglipVisionConfig(hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2,
+                                            num_attention_heads=2, image_size=32, patch_size=8),
+        text_config=tf.Qwen2Config(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN,
+                                   num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                   pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                                   eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False),
+        image_token_index=ids("<image>"),
+        video_token_index=ids("<|video_pad|>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        tie_word_embeddings=False,
+    )  # fmt: skip
+    model = tf.LlavaOnevisionForConditionalGeneration(config)
+    pixels = dict(size={"height": 32, "width": 32}, image_grid_pinpoints=pinpoints)
+    processor = tf.LlavaOnevisionProcessor(
+        image_processor=tf.LlavaOnevisionImageProcessor(**pixels),
+        tokenizer=tokenizer,
+        video_processor=tf.LlavaOnevisionVideoProcessor(size={"height": 32, "width": 32}),
+        num_image_tokens=16,
+        vision_feature_select_strategy="full",
+        chat_template=LLAVA_ONEVISION_TEMPLATE,
+        video_token="<|video_pad|>",
+    )
+    return _save(model, processor, directory)
+
+
 BUILDERS = {
     "llava": build_llava,
     "blip2": build_blip2,
@@ -395,6 +440,7 @@ BUILDERS = {
     "qwen3_5": build_qwen3_5,
     "idefics3": build_idefics3,
     "smolvlm": build_smolvlm,
+    "llava_onevision": build_llava_onevision,  # not in FAMILIES: the family without vcritic code of its own
     "qwen2_vl": build_qwen2_vl,  # not in FAMILIES: only the vision-attention tests use it
 }
 
