@@ -159,7 +159,7 @@ def test_reset_forgets_the_history_but_keeps_the_image_encoded(critics, sample_i
 
 
 @pytest.mark.needs_torchvision
-@pytest.mark.parametrize("family", family_params(("qwen2_5_vl",)))
+@pytest.mark.parametrize("family", family_params(("qwen2_5_vl", "qwen3_vl", "qwen3_5")))
 def test_qwen_conversations_keep_their_own_rotary_offset_between_other_images(critics, family, sample_images):
     """Qwen2.5-VL keeps an image's rotary offset on the model; scoring another image, or another conversation's
     turn, replaces it. Interleaved, a conversation's next turn computes exactly what it computes alone (the tiny

@@ -471,7 +471,9 @@ def test_gradient_checkpointing_gives_the_same_losses(tiny_llava, pair_data, tmp
     assert curves[1] == pytest.approx(curves[0], abs=1e-5)
 
 
-@pytest.mark.parametrize("family", family_params(("blip2", "instructblip", "qwen2_5_vl")))
+@pytest.mark.parametrize(
+    "family", family_params(("blip2", "instructblip", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "idefics3", "smolvlm"))
+)
 def test_every_family_trains_and_loads_back(tiny_models, family, pair_data, tmp_path):
     out = tmp_path / "out"
     config = _config(steps=2, batch_size=4, train_modules=["projector", "lm_head"])
@@ -480,6 +482,41 @@ def test_every_family_trains_and_loads_back(tiny_models, family, pair_data, tmp_
     assert len(losses) == 2 and all(loss > 0 for loss in losses)
     critic = load_critic(out)
     assert 0.0 <= critic.compare(Image.new("RGB", (40, 40)), Image.new("RGB", (40, 40), "white")).p_a_better <= 1.0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", family_params(("qwen3_vl", "qwen3_5")))
+def test_the_new_bases_train_from_the_command_line_resume_exactly_and_adapt_every_projection(
+    tiny_models, family, pair_data, tmp_path, capsys
+):
+    model = str(tiny_models(family))
+    whole, split = tmp_path / "whole", tmp_path / "split"
+    args = ["train", "--stage", "1", "--model", model, "--data", str(pair_data), "-o", str(whole)]
+    assert main([*args, "--config", "tiny", "--steps", "4", "--batch-size", "4", "--save-every", "2"]) == 0
+    assert "Trained model written to" in capsys.readouterr().err
+
+    config = load_config(1, "tiny", {"steps": 4, "batch_size": 4, "save_every": 2, "log_every": 1})
+
+    def interrupt_at_step_3(record):
+        if record["event"] == "step" and record["step"] == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(TrainingInterrupted):
+        train(model=model, data=pair_data, output=split, stage=1, config=config, on_event=interrupt_at_step_3)
+    resumed: list[int] = []
+    train(model=model, data=pair_data, output=split, stage=1, config=config, resume=True,
+          on_event=lambda r: resumed.append(r["step"]) if r["event"] == "step" else None)  # fmt: skip
+    assert resumed == [4]  # continued after the step-3 checkpoint, not from the start
+    a, b = _state(whole / "adapter_model.safetensors"), _state(split / "adapter_model.safetensors")
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6, msg=key)
+
+    adapted = {k.split(".lora_A")[0].rsplit(".", 1)[-1] for k in a if ".lora_A" in k}
+    assert {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"} <= adapted
+    if family == "qwen3_5":  # the linear-attention (gated delta net) layers too
+        assert {"in_proj_qkv", "in_proj_z", "in_proj_b", "in_proj_a", "out_proj"} <= adapted
+    assert not any("visual" in k and ".lora_" in k for k in a)  # LoRA stays in the language model
 
 
 def test_periodic_evaluation_reports_pair_accuracy_and_srcc(tiny_llava, tmp_path, sample_images):

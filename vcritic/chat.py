@@ -14,6 +14,9 @@ the tokens in common do not reach past the image, the whole prompt runs again, i
 
 - Models whose own ``generate`` cannot continue from a cache (InstructBLIP, whose Q-Former reads the text anyway)
   generate from the full prompt, image included, on every turn.
+- A recurrent state (the linear-attention layers of Qwen3.5) cannot be cropped back to a prefix. For such models
+  the first turn runs the prompt up to the end of the image and keeps that cache; every turn continues from a copy
+  of it, so the image is still encoded once while the text after it runs again each turn.
 - Qwen2-VL/2.5-VL keep the image's rotary offset (``rope_deltas``) on the model, where any other image (a score,
   another conversation) replaces it: a conversation puts its own back before each turn.
 """
@@ -61,6 +64,8 @@ class Conversation:
         self._cached_ids: torch.Tensor | None = None  # that prompt's token ids
         self._image_end: int | None = None  # the cache is reusable only if it reaches past the image tokens
         self._rope_deltas = None
+        # Recurrent caches are not cropped: _cache then holds the prompt up to the image end, never extended.
+        self._recurrent = not _croppable(critic)
 
     def ask(self, question: str, *, streamer=None) -> str:
         """The model's answer to ``question`` given the exchanges so far, which it joins. ``streamer``: a
@@ -108,11 +113,19 @@ class Conversation:
         reuse = self._reusable(cache, ids[0])
         model = critic._base_model()
         if reuse is None:
-            head = {key: value[:, :-1] if key in _TEXT_KEYS else value for key, value in inputs.items()}
+            end = _image_end(critic, ids[0]) if self._recurrent else len(ids[0]) - 1
+            if end is None:  # no image tokens to stop after: nothing reusable, a plain generate
+                return critic.decode_text(critic.model, critic.to_device(inputs), **options)
+            head = {key: value[:, :end] if key in _TEXT_KEYS else value for key, value in inputs.items()}
             with torch.inference_mode():
                 _, _, cache = encode_prefix(critic, head)
             self._image_end = _image_end(critic, ids[0])
             self._rope_deltas = rope_deltas(model)
+            if self._recurrent:
+                self._cache, self._cached_ids = cache, ids[0][:end]
+        elif self._recurrent:
+            self._cache = cache  # kept as is: the turn continues from a copy
+            set_rope_deltas(model, self._rope_deltas)
         else:
             crop_cache(cache, reuse)
             set_rope_deltas(model, self._rope_deltas)
@@ -121,6 +134,11 @@ class Conversation:
             "attention_mask": inputs["attention_mask"].to(critic.device),
             generate_cache_argument(generator): cache,
         }
+        if self._recurrent:
+            import copy
+
+            prompt[generate_cache_argument(generator)] = copy.deepcopy(self._cache)
+            return critic.decode_text(generator, prompt, **options)
         text = critic.decode_text(generator, prompt, **options)
         self._cache, self._cached_ids = cache, ids[0]
         return text
@@ -130,9 +148,13 @@ class Conversation:
         where the cache cannot serve it."""
         from vcritic.compat import can_crop
 
-        if cache is None or self._image_end is None or not can_crop(cache):
+        if cache is None or self._image_end is None:
             return None
         old = self._cached_ids
+        if self._recurrent:  # the image prefix, used whole (from a copy) or not at all: never cropped
+            return len(old) if len(ids) > len(old) and bool((ids[: len(old)] == old).all()) else None
+        if not can_crop(cache):
+            return None
         size = min(len(ids), len(old))
         differ = (ids[:size] != old[:size]).nonzero()
         common = int(differ[0]) if len(differ) else size
@@ -148,3 +170,12 @@ def _image_end(critic: Critic, ids: torch.Tensor) -> int | None:
         token = critic.tokenizer.convert_tokens_to_ids(str(processor.image_token))
     found = (ids == token).nonzero() if token is not None else []
     return int(found[-1]) + 1 if len(found) else None
+
+
+def _croppable(critic: Critic) -> bool:
+    """Whether the model's cache can be cut back to a prefix: not where its text tower has recurrent layers
+    (linear attention, Mamba or convolution layers keep one state for the whole past, not one entry per token)."""
+    config = critic._base_model().config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    kinds = set(getattr(text, "layer_types", None) or ())
+    return kinds <= {"full_attention", "sliding_attention", "chunked_attention"}

@@ -256,6 +256,37 @@ def crop_cache(cache, keep: int) -> None:
         cache.crop(-surplus)
 
 
+def repeat_cache(cache, n: int) -> None:
+    """Each row of the prefix cache repeated ``n`` times in place, recurrent states included.
+
+    transformers' ``batch_repeat_interleave`` repeats key/value layers only: the linear-attention layers of hybrid
+    models (Qwen3.5's gated delta net) have no such method, and hybrid layers would repeat only their keys/values.
+    """
+    layers = getattr(cache, "layers", None)
+    if layers is None:
+        cache.batch_repeat_interleave(n)
+        return
+    import torch
+
+    for layer in layers:
+        # linear-attention cache layers keep conv_states/recurrent_states, a tensor each (transformers up
+        # to 5.13) or a dict of them (5.15 on); none has batch_repeat_interleave.
+        recurrent = False
+        for name in ("conv_states", "recurrent_states"):
+            states = getattr(layer, name, None)
+            if isinstance(states, torch.Tensor):
+                setattr(layer, name, states.repeat_interleave(n, dim=0))
+            elif isinstance(states, dict):
+                for key, tensor in states.items():
+                    if tensor is not None:
+                        states[key] = tensor.repeat_interleave(n, dim=0)
+            recurrent = recurrent or name in vars(layer)
+        if hasattr(layer, "batch_repeat_interleave"):
+            layer.batch_repeat_interleave(n)
+        elif not recurrent:
+            raise RuntimeError(f"cannot repeat a {type(layer).__name__} cache layer per question")
+
+
 # -- training ----------------------------------------------------------------------------------------------------
 def has_activation_checkpointing(net) -> bool:
     return hasattr(net, "activation_checkpointing_enable")

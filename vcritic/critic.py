@@ -36,6 +36,9 @@ _TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_id
 _PAD_FILL = {"labels": -100}
 # InstructBLIP's Q-Former sees the instruction too; it is bidirectional with a mask, so right padding is fine.
 _QFORMER_KEYS = ("qformer_input_ids", "qformer_attention_mask")
+# Per-prompt stacks of image tiles, [1, tiles, ...] (Idefics3/SmolVLM split an image into as many tiles as its size
+# needs): padded with all-zero tiles, which those models drop before the vision tower.
+_IMAGE_STACK_KEYS = ("pixel_values", "pixel_attention_mask")
 # Model types whose processor takes a single image per prompt and prepends its query tokens itself.
 SINGLE_IMAGE_FAMILIES = frozenset({"blip-2", "instructblip", "instructblipvideo"})
 
@@ -184,6 +187,8 @@ class Encoder:
             elif key in _QFORMER_KEYS:
                 fill = self.qformer_pad_id if key == "qformer_input_ids" else 0
                 batch[key] = torch.cat([_pad(t, qlength, fill, left=False) for t in tensors])
+            elif key in _IMAGE_STACK_KEYS and len({t.shape[1:] for t in tensors}) > 1:
+                batch[key] = torch.cat([_pad_images(t, max(t.shape[1] for t in tensors)) for t in tensors])
             elif isinstance(tensors[0], torch.Tensor):
                 batch[key] = torch.cat(tensors)
             else:
@@ -588,3 +593,13 @@ def _pad(tensor: torch.Tensor, length: int, fill: int, *, left: bool) -> torch.T
         return tensor
     pad = torch.full((tensor.shape[0], missing), fill, dtype=tensor.dtype)
     return torch.cat([pad, tensor] if left else [tensor, pad], dim=1)
+
+
+def _pad_images(tensor: torch.Tensor, tiles: int) -> torch.Tensor:
+    """A ``[1, n, ...]`` tile stack padded with zeros to ``tiles`` tiles."""
+    import torch
+
+    missing = tiles - tensor.shape[1]
+    if missing <= 0:
+        return tensor
+    return torch.cat([tensor, tensor.new_zeros((tensor.shape[0], missing, *tensor.shape[2:]))], dim=1)

@@ -219,8 +219,13 @@ def render_prompt(
             messages.append({"role": "user", "content": [*images, {"type": "text", "text": words}]})
             if answer is not None:
                 messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
-        # A card's template options (add_vision_id) go only to templates that read them: others would warn.
-        options = {k: v for k, v in question.template_options if k in str(processor.chat_template)}
+        options = dict(question.template_options)
+        if question.readout == "vcritic":
+            # vcritic's own prompts ask for a direct answer: templates that think by default (Qwen3.5) then close an
+            # empty "<think>" block. A judge's card decides for itself (its template_options, e.g. Q-ReAlign's none).
+            options.setdefault("enable_thinking", False)
+        # Options go only to templates that read them: others would pass them on to the processor, with a warning.
+        options = {key: value for key, value in options.items() if key in str(processor.chat_template)}
         rendered = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **options)
         # Templates that end the assistant header with "ASSISTANT:" expect the answer after a space.
         separator = question.stem_separator

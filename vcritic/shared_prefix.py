@@ -166,10 +166,10 @@ def _read_suffixes(critic: Critic, model, prefix: dict[str, Any], cache, batch: 
     """Each question's suffix read from the prefix cache (repeated in place per question): ``[rows, vocab]``."""
     import torch
 
-    from vcritic.compat import cache_argument, rope_deltas, text_decoder
+    from vcritic.compat import cache_argument, repeat_cache, rope_deltas, text_decoder
 
     n = batch["n"]
-    cache.batch_repeat_interleave(n)
+    repeat_cache(cache, n)
     # non_blocking: a blocking copy to a GPU waits for the work already queued (the previous batch included).
     suffix_ids = batch["suffix_ids"].to(critic.device, non_blocking=True)
     suffix_mask = batch["suffix_mask"].to(critic.device, non_blocking=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 from vcritic.prompts import QUESTIONS, user_text
 
-FAMILIES = ("llava", "blip2", "instructblip", "qwen2_5_vl")
+FAMILIES = ("llava", "blip2", "instructblip", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "idefics3", "smolvlm")
 # Families whose processor needs torchvision.
-NEEDS_TORCHVISION = frozenset({"qwen2_5_vl", "qwen2_vl"})
+NEEDS_TORCHVISION = frozenset({"qwen2_5_vl", "qwen2_vl", "qwen3_vl", "qwen3_5", "idefics3", "smolvlm"})
 
 HIDDEN = 32
 # The tiny LLaVA of the learning benchmark (benchmarks/learning.py), which the `tiny` training preset is tuned for:
@@ -25,6 +25,8 @@ SPECIALS = [
     "<pad>", "<s>", "</s>", "<unk>", "<image>",
     "<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>",
 ]  # fmt: skip
+# Added (not special) tokens, as in Qwen3.5's vocabulary: kept in decoded text.
+THINK_TOKENS = ["<think>", "</think>"]
 
 # A LLaVA-1.5-like template (the real one renders the same structure).
 LLAVA_TEMPLATE = (
@@ -39,6 +41,36 @@ QWEN_TEMPLATE = (
     "{% for item in message['content'] %}{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
     "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+# Qwen3-VL Instruct's template (the real one also takes system messages, videos and tools; historical answers are
+# rendered as their text).
+QWEN3_VL_TEMPLATE = QWEN_TEMPLATE
+# Qwen3.5 thinks by default: its generation prompt opens a "<think>" block, or, called with enable_thinking=False
+# (as vcritic renders every prompt), writes an empty one; earlier answers are rendered without their reasoning.
+QWEN3_5_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif item['type'] == 'text' %}{% if message['role'] == 'assistant' and '</think>' in item['text'] %}"
+    "{{ item['text'].split('</think>')[-1].lstrip('\n') }}{% else %}{{ item['text'] }}{% endif %}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n"
+    "{% if enable_thinking is defined and enable_thinking is false %}"
+    "<think>\n\n</think>\n\n{% else %}<think>\n{% endif %}{% endif %}"
+)
+# SmolVLM's template (Idefics3 layout: SmolVLM-256M/500M; SmolVLM2 renders the same for images).
+SMOLVLM_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{ message['role'] | capitalize }}"
+    "{% if message['content'][0]['type'] == 'image' %}{{ ':' }}{% else %}{{ ': ' }}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{ line['text'] }}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+# LLaVA-OneVision's (Qwen2) template: images first in a message, each on its own line.
+LLAVA_ONEVISION_TEMPLATE = (
+    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}"
+    "<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
 
@@ -69,6 +101,7 @@ def train_tokenizer(vocab_size: int = 600):
         tokenizer_object=tokenizer, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>"
     )
     fast.add_special_tokens({"additional_special_tokens": SPECIALS[4:]})
+    fast.add_tokens(THINK_TOKENS)
     return fast
 
 
@@ -252,11 +285,162 @@ def _build_qwen(directory: Path, seed: int, prefix: str) -> Path:
     return _save(model, processor, directory)
 
 
+def build_qwen3_vl(directory: Path, seed: int = 0) -> Path:
+    """Qwen3-VL layout: 16 px patches (32 px per merged token), DeepStack features of a vision layer added to the
+    first decoder layers, interleaved 3-D rotary positions."""
+    return _build_qwen3(directory, seed, "Qwen3VL")
+
+
+def build_qwen3_5(directory: Path, seed: int = 0) -> Path:
+    """Qwen3.5 layout: the Qwen3-VL vision tower (no DeepStack) and a hybrid text tower, gated-delta-net linear
+    attention with full attention every ``full_attention_interval`` layers (here layers 0-2 linear, 3 full), so the
+    cache holds recurrent and convolution states beside the key/value pairs."""
+    return _build_qwen3(directory, seed, "Qwen3_5")
+
+
+def _build_qwen3(directory: Path, seed: int, prefix: str) -> Path:
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer()
+    ids = tokenizer.convert_tokens_to_ids
+    vision = dict(
+        depth=2, hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_heads=2, out_hidden_size=HIDDEN,
+        patch_size=16, spatial_merge_size=2, temporal_patch_size=2, num_position_embeddings=16,
+    )  # fmt: skip
+    text = dict(
+        vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_attention_heads=2,
+        num_key_value_heads=1, head_dim=16, max_position_embeddings=1024, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False,
+    )  # fmt: skip
+    if prefix == "Qwen3VL":
+        vision["deepstack_visual_indexes"] = [0]
+        text.update(num_hidden_layers=2, rope_parameters={
+            "rope_type": "default", "rope_theta": 10000.0, "mrope_section": [4, 2, 2], "mrope_interleaved": True,
+        })  # fmt: skip
+    else:
+        # The real models' 3:1 pattern; partial rotary (a quarter of head_dim: 4 of 16 dims) as in Qwen3.5.
+        text.update(
+            num_hidden_layers=4, full_attention_interval=4, linear_conv_kernel_dim=4, linear_key_head_dim=8,
+            linear_value_head_dim=8, linear_num_key_heads=2, linear_num_value_heads=4,
+            rope_parameters={"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [1, 1, 0],
+                             "mrope_interleaved": True, "partial_rotary_factor": 0.25},
+        )  # fmt: skip
+    config = getattr(tf, f"{prefix}Config")(
+        text_config=text,
+        vision_config=vision,
+        image_token_id=ids("<|image_pad|>"),
+        video_token_id=ids("<|video_pad|>"),
+        vision_start_token_id=ids("<|vision_start|>"),
+        vision_end_token_id=ids("<|vision_end|>"),
+        tie_word_embeddings=False,
+    )
+    model = getattr(tf, f"{prefix}ForConditionalGeneration")(config)
+    # 32 px per merged token: 1 to 6 image tokens, enough for aspect ratio to change the count.
+    pixels = dict(patch_size=16, merge_size=2, size={"shortest_edge": 32 * 32, "longest_edge": 64 * 96})
+    processor = tf.Qwen3VLProcessor(
+        image_processor=tf.Qwen2VLImageProcessor(**pixels),
+        tokenizer=tokenizer,
+        video_processor=tf.Qwen3VLVideoProcessor(**pixels),
+        chat_template=QWEN3_5_TEMPLATE if prefix == "Qwen3_5" else QWEN3_VL_TEMPLATE,
+    )
+    return _save(model, processor, directory)
+
+
+def build_idefics3(directory: Path, seed: int = 0) -> Path:
+    """Idefics3 layout (SmolVLM-256M/500M/2.2B-Instruct): SigLIP tower, pixel-shuffle connector, Llama decoder; a
+    large image is split into tiles plus a global view, each framed by its row/column tokens."""
+    return _build_smolvlm(directory, seed, "Idefics3")
+
+
+def build_smolvlm(directory: Path, seed: int = 0) -> Path:
+    """SmolVLM2 layout: Idefics3's, with its own processor (which also reads video)."""
+    return _build_smolvlm(directory, seed, "SmolVLM")
+
+
+def _build_smolvlm(directory: Path, seed: int, prefix: str) -> Path:
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer()
+    tiles = [f"<row_{i}_col_{j}>" for i in range(1, 7) for j in range(1, 7)]
+    tokenizer.add_special_tokens(
+        {"additional_special_tokens": [*SPECIALS[4:], "<fake_token_around_image>", "<global-img>",
+                                       "<end_of_utterance>", *tiles]}
+    )  # fmt: skip
+    # 32 px tiles of 8 px patches, 2x2 pixel shuffle: 4 tokens per tile; images up to 64 px, at most 2x2 tiles.
+    scale = 2
+    config = getattr(tf, f"{prefix}Config")(
+        vision_config=dict(hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2,
+                           num_attention_heads=2, image_size=32, patch_size=8),
+        text_config=_llama(tokenizer).to_dict(),
+        scale_factor=scale,
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        tie_word_embeddings=False,
+    )  # fmt: skip
+    model = getattr(tf, f"{prefix}ForConditionalGeneration")(config)
+    images = dict(size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True)
+    extra = {"video_processor": tf.SmolVLMVideoProcessor(**images)} if prefix == "SmolVLM" else {}
+    processor = getattr(tf, f"{prefix}Processor")(
+        image_processor=getattr(tf, f"{prefix}ImageProcessor")(**images),
+        tokenizer=tokenizer,
+        image_seq_len=(32 // 8) ** 2 // scale**2,
+        chat_template=SMOLVLM_TEMPLATE,
+        **extra,
+    )
+    return _save(model, processor, directory)
+
+
+def build_llava_onevision(directory: Path, seed: int = 0) -> Path:
+    """LLaVA-OneVision layout (SigLIP, "anyres" tiles picked from grid pinpoints, Qwen2 decoder): a family that vcritic
+    has no code of its own for, run through ``AutoModelForImageTextToText`` and its chat template alone."""
+    import torch
+    import transformers as tf
+
+    torch.manual_seed(seed)
+    tokenizer = train_tokenizer()
+    ids = tokenizer.convert_tokens_to_ids
+    pinpoints = [[32, 32], [32, 64], [64, 32], [64, 64]]
+    config = tf.LlavaOnevisionConfig(
+        vision_config=tf.SiglipVisionConfig(hidden_size=HIDDEN, intermediate_size=2 * HIDDEN, num_hidden_layers=2,
+                                            num_attention_heads=2, image_size=32, patch_size=8),
+        text_config=tf.Qwen2Config(vocab_size=len(tokenizer), hidden_size=HIDDEN, intermediate_size=2 * HIDDEN,
+                                   num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2,
+                                   pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
+                                   eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False),
+        image_token_index=ids("<image>"),
+        video_token_index=ids("<|video_pad|>"),
+        image_grid_pinpoints=pinpoints,
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+        tie_word_embeddings=False,
+    )  # fmt: skip
+    model = tf.LlavaOnevisionForConditionalGeneration(config)
+    pixels = dict(size={"height": 32, "width": 32}, image_grid_pinpoints=pinpoints)
+    processor = tf.LlavaOnevisionProcessor(
+        image_processor=tf.LlavaOnevisionImageProcessor(**pixels),
+        tokenizer=tokenizer,
+        video_processor=tf.LlavaOnevisionVideoProcessor(size={"height": 32, "width": 32}),
+        num_image_tokens=16,
+        vision_feature_select_strategy="full",
+        chat_template=LLAVA_ONEVISION_TEMPLATE,
+        video_token="<|video_pad|>",
+    )
+    return _save(model, processor, directory)
+
+
 BUILDERS = {
     "llava": build_llava,
     "blip2": build_blip2,
     "instructblip": build_instructblip,
     "qwen2_5_vl": build_qwen2_5_vl,
+    "qwen3_vl": build_qwen3_vl,
+    "qwen3_5": build_qwen3_5,
+    "idefics3": build_idefics3,
+    "smolvlm": build_smolvlm,
+    "llava_onevision": build_llava_onevision,  # not in FAMILIES: the family without vcritic code of its own
     "qwen2_vl": build_qwen2_vl,  # not in FAMILIES: only the vision-attention tests use it
 }
 

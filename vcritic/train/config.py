@@ -17,9 +17,13 @@ from vcritic.resolution import out_of_range
 
 PRESET_DIR = Path(__file__).with_name("presets")
 DEFAULT_PRESET = "paper"
-# The language-model projections LoRA adapts (Llama/Qwen names; peft matches them inside the language model only).
 MAX_SEED = 2**32 - 1
-LM_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# The language-model projections LoRA adapts (Llama/Qwen names; peft matches them inside the language model only),
+# then those of Qwen3.5's linear-attention (gated delta net) layers.
+LM_PROJECTIONS = (
+    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+    "in_proj_qkv", "in_proj_z", "in_proj_b", "in_proj_a", "out_proj",
+)  # fmt: skip
 
 
 def _help(text: str) -> dict[str, str]:

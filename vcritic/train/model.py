@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 
 # Names the config may use for a part of any family, and the module each family calls it.
 MODULE_ALIASES = {
-    "projector": ("multi_modal_projector", "language_projection", "merger"),  # LLaVA, BLIP-2/InstructBLIP, Qwen-VL
+    # LLaVA (and LLaVA-OneVision), BLIP-2/InstructBLIP, Qwen-VL (Qwen3-VL/3.5 too), Idefics3/SmolVLM
+    "projector": ("multi_modal_projector", "language_projection", "merger", "connector"),
     "vision": ("vision_tower", "vision_model", "visual"),
     "lm_head": ("lm_head",),
 }
@@ -33,13 +34,14 @@ FULL_ONLY = "language_model"  # trained in full only without LoRA (LoRA adapts t
 def language_model_path(net) -> str:
     """The module path of the language model (LoRA goes there, never into the vision tower)."""
     inner = getattr(net, "model", None)
-    candidates = [getattr(net, "language_model", None), getattr(inner, "language_model", None)]
+    # Idefics3/SmolVLM call it text_model.
+    candidates = [getattr(m, name, None) for m in (net, inner) for name in ("language_model", "text_model")]
     for name, module in net.named_modules():
         if any(module is lm for lm in candidates if lm is not None):
             return name
     raise VcriticError(
         f"cannot find the language model of this {net.config.model_type} model",
-        hint="vcritic trains LLaVA, BLIP-2, InstructBLIP and Qwen2-VL/2.5-VL layouts",
+        hint="vcritic trains LLaVA, BLIP-2, InstructBLIP, Qwen-VL (2, 2.5, 3, 3.5) and Idefics3/SmolVLM layouts",
     )
 
 
