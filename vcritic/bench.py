@@ -30,7 +30,6 @@ from vcritic.scoring import MOS_SCALE, ScoreRow, format_number, score_columns
 if TYPE_CHECKING:
     from vcritic.distributed import Team
 
-DEFAULT_PAIRS = 1000
 PAIR_SEED = splitting.SPLIT_SEED
 
 # The paper's numbers for VisualCritic (one model for all datasets).

@@ -32,7 +32,6 @@ from vcritic.presets import get_preset, preset_for_repo, unknown_model_error
 CONFIG_PATTERNS = ["*.json", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"]
 SAFE_WEIGHT_PATTERNS = ["*.safetensors"]
 PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl"]
-ALLOW_PATTERNS = CONFIG_PATTERNS + SAFE_WEIGHT_PATTERNS
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")

@@ -46,10 +46,6 @@ def score_columns(tasks: Sequence[str] = DEFAULT_TASKS, *, calibrated: bool = Fa
     return [*columns, "scale", "error"]
 
 
-# The default (MOS only) layout.
-SCORE_FIELDS = score_columns()
-
-
 def format_number(value: float | None, digits: int = 4) -> str:
     """A CSV cell: empty for a missing or non-finite value."""
     return "" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"

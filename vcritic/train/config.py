@@ -17,8 +17,8 @@ from vcritic.resolution import out_of_range
 
 PRESET_DIR = Path(__file__).with_name("presets")
 DEFAULT_PRESET = "paper"
-# The language-model projections LoRA adapts (Llama/Qwen names; peft matches them inside the language model only).
 MAX_SEED = 2**32 - 1
+# The language-model projections LoRA adapts (Llama/Qwen names; peft matches them inside the language model only).
 LM_PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
