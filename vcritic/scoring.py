@@ -9,105 +9,20 @@ float32, a few MOS points on a GPU in bfloat16 (README, Performance); not at all
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vcritic.datasets.records import ATTRIBUTES
 from vcritic.images import load_image
-from vcritic.tasks import DEFAULT_TASKS, task_questions
+from vcritic.results import CompareRow, ScoreRow
+from vcritic.schema import DEFAULT_TASKS, score_columns, score_fields  # noqa: F401  (re-exported: the scores CSV)
+from vcritic.tasks import task_questions
 
 if TYPE_CHECKING:
-    from vcritic.calibration import Calibration
     from vcritic.critic import Critic, Encoder
     from vcritic.memory import BatchPlan
     from vcritic.prompts import Question
-
-MOS_SCALE = "0-100"  # what every mos and attribute column means: 0 lowest, 100 highest
-
-
-def score_columns(tasks: Sequence[str] = DEFAULT_TASKS, *, calibrated: bool = False) -> list[str]:
-    """The columns of a scores CSV for ``tasks``; `vcritic bench --predictions` reads any of these layouts.
-
-    ``calibrated`` (``score --calibration``) adds ``mos_calibrated``, the MOS mapped onto a dataset's own scale, and
-    ``calibrated_scale``, which scale that is (see :mod:`vcritic.calibration`)."""
-    columns = ["path"]
-    if "mos" in tasks:
-        columns += ["mos", "mos_std"]
-        if calibrated:
-            columns += ["mos_calibrated", "calibrated_scale"]
-    if "attributes" in tasks:
-        columns += [name for attribute in ATTRIBUTES for name in (attribute, f"{attribute}_std")]
-    if "authenticity" in tasks:
-        columns += ["p_ai_generated"]
-    return [*columns, "scale", "error"]
-
-
-def format_number(value: float | None, digits: int = 4) -> str:
-    """A CSV cell: empty for a missing or non-finite value."""
-    return "" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def score_fields(
-    path: str,
-    mos: float | None,
-    mos_std: float | None,
-    error: str | None,
-    *,
-    tasks: Sequence[str] = DEFAULT_TASKS,
-    attributes: dict[str, float] | None = None,
-    attributes_std: dict[str, float] | None = None,
-    p_ai_generated: float | None = None,
-    calibration: Calibration | None = None,
-) -> dict[str, str]:
-    """One row of a scores CSV, as ``vcritic score --tasks ...`` writes it (the columns of :func:`score_columns`;
-    with a ``calibration``, those of ``calibrated=True``)."""
-    attributes, attributes_std = attributes or {}, attributes_std or {}
-    row = {"path": path, "mos": format_number(mos), "mos_std": format_number(mos_std)}
-    if calibration is not None:
-        row["mos_calibrated"] = format_number(calibration.apply(mos))
-        row["calibrated_scale"] = calibration.label
-    for attribute in ATTRIBUTES:
-        row[attribute] = format_number(attributes.get(attribute))
-        row[f"{attribute}_std"] = format_number(attributes_std.get(attribute))
-    row.update(p_ai_generated=format_number(p_ai_generated, 6), scale=MOS_SCALE, error=error or "")
-    return {column: row[column] for column in score_columns(tasks, calibrated=calibration is not None)}
-
-
-@dataclass
-class ScoreRow:
-    path: str
-    mos: float | None  # 0-100, higher is better
-    mos_std: float | None  # spread of the model's rating distribution, same scale
-    error: str | None = None
-    attributes: dict[str, float] = field(default_factory=dict)  # 0-100, higher = more of the attribute
-    attributes_std: dict[str, float] = field(default_factory=dict)
-    p_ai_generated: float | None = None  # 0-1
-
-    def fields(self, tasks: Sequence[str] = DEFAULT_TASKS, calibration: Calibration | None = None) -> dict[str, str]:
-        """This row as a scores-CSV row (with ``mos_calibrated`` and ``calibrated_scale`` given a ``calibration``)."""
-        return score_fields(
-            self.path,
-            self.mos,
-            self.mos_std,
-            self.error,
-            tasks=tasks,
-            attributes=self.attributes,
-            attributes_std=self.attributes_std,
-            p_ai_generated=self.p_ai_generated,
-            calibration=calibration,
-        )
-
-
-@dataclass
-class CompareRow:
-    a: str
-    b: str
-    p_a_better: float | None  # P(a has better quality than b), averaged over both presentation orders
-    error: str | None = None
 
 
 def describe_error(err: BaseException) -> str:

@@ -316,8 +316,8 @@ def _require_matplotlib() -> None:
 
 
 def _open_predictions(target: Path, bench, overwrite: bool, resume: bool, predictions_file: Path | None):
-    from vcritic.bench import prediction_columns
     from vcritic.cli._csv import open_output
+    from vcritic.schema import prediction_columns
 
     target.mkdir(parents=True, exist_ok=True)
     inputs = [predictions_file] if predictions_file is not None else []

@@ -175,10 +175,11 @@ def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batc
     from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._output import make_progress, stderr
     from vcritic.memory import BatchPlan
-    from vcritic.scoring import compare_paths, format_number, resolve_relative
+    from vcritic.schema import COMPARE_COLUMNS, format_number
+    from vcritic.scoring import compare_paths, resolve_relative
 
     rows, fieldnames = read_pairs(pairs_file)
-    extra = [name for name in ("p_a_better", "better", "error") if name not in fieldnames]
+    extra = [name for name in COMPARE_COLUMNS if name not in fieldnames]
     resolved = [(resolve_relative(row["a"], pairs_file.parent), resolve_relative(row["b"], pairs_file.parent))
                 for row in rows]  # fmt: skip
     inputs = [pairs_file, *(path for pair in resolved for path in pair)]

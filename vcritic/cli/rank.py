@@ -29,11 +29,9 @@ from vcritic.cli._options import (
 )
 from vcritic.errors import UsageError, VcriticError
 from vcritic.ranking import DEFAULT_PER_IMAGE, PRIOR_SD
+from vcritic.schema import PAIR_COLUMNS, PAIR_DIGITS, RANK_COLUMNS
 
-RANK_COLUMNS = ["rank", "path", "strength", "se", "comparisons", "win_rate", "error"]
-PAIR_COLUMNS = ["a", "b", "p_a_better", "better", "error"]  # what `compare --pairs` writes for an a,b pairs file
 EXIT_PARTIAL = 3
-PAIR_DIGITS = 6  # a refit with --from-pairs gives the ranking's 4 decimals back
 
 EPILOG = (
     f"Pairs: every pair for up to 2K+1 images (at most twice the comparisons of the random design), else a random "
@@ -147,7 +145,8 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, mod
     from vcritic.images import require_images
     from vcritic.memory import BatchPlan
     from vcritic.ranking import design_pairs
-    from vcritic.scoring import compare_paths, format_number
+    from vcritic.schema import format_number
+    from vcritic.scoring import compare_paths
 
     skipped: list[Path] = []
     paths = [str(path) for path in require_images(inputs, skipped)]
@@ -311,7 +310,7 @@ def _fit(good: Sequence[str], compared):
 
 
 def _write_ranking(out, fit, labels: Sequence[str], errors: dict[str, str]) -> None:
-    from vcritic.scoring import format_number
+    from vcritic.schema import format_number
 
     win_rate = fit.win_rate
     for place, i in enumerate(fit.order(), start=1):

@@ -97,7 +97,7 @@ def score(
     from vcritic.cli._output import make_progress, stderr
     from vcritic.errors import VcriticError
     from vcritic.images import require_images
-    from vcritic.scoring import score_columns
+    from vcritic.schema import score_columns
     from vcritic.tasks import parse_tasks
 
     wanted = parse_tasks(tasks)
@@ -234,7 +234,7 @@ def _check_calibration_model(calibration, critic, revision, adapter, force: bool
 def _check_calibrated_rows(rows, calibration, output) -> None:
     """--resume with --calibration: the rows already there must carry this calibration's values."""
     from vcritic.errors import VcriticError
-    from vcritic.scoring import format_number
+    from vcritic.schema import format_number
 
     for row in rows:
         if not row.get("mos") or row.get("error"):

@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vcritic.errors import VcriticError
-
-# The five attribute indicators of the paper (SPAQ carries their ground truth), in the paper's order.
-ATTRIBUTES = ("brightness", "colorfulness", "contrast", "noisiness", "sharpness")
+from vcritic.schema import ATTRIBUTES  # noqa: F401  (the loaders import it from here)
 
 DOCS_HINT = "see 'Datasets and benchmarks' in the README for the expected layout"
 
