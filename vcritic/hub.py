@@ -251,7 +251,7 @@ def _progress_bar_class(label: str, progress: bool | None):
     under vcritic's own label, and :meth:`close_all` ends them cleanly. Silent when nobody watches stderr.
     """
     if progress is None:
-        from vcritic.cli._output import progress_enabled
+        from vcritic.progress import progress_enabled
 
         # Under a rich spinner (a command's "Loading model..."), stderr is rich's proxy and every redraw of a bar
         # would become a new line: stay quiet there, the notice lines say what happens.

@@ -7,6 +7,8 @@ import sys
 
 from rich.console import Console
 
+from vcritic.progress import progress_enabled
+
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` reports: the reader left, nothing failed here
 
 
@@ -36,13 +38,6 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 LOG_INTERVAL_S = 30.0  # without a terminal, one progress line this often
-
-
-def progress_enabled() -> bool:
-    """Progress bars only when a person is watching stderr (and not in CI logs or pipes)."""
-    if os.environ.get("VCRITIC_NO_PROGRESS"):
-        return False
-    return sys.stderr.isatty()
 
 
 def make_progress(enabled: bool | None = None):
