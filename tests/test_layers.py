@@ -79,3 +79,15 @@ def test_help_imports_no_model_or_array_library():
     assert all("Usage" in text for _, text in found["helps"])
     assert "vcritic" in found["modules"] and "typer" in found["modules"]  # the check sees what was imported
     assert [name for name in HEAVY if name in found["modules"]] == []
+
+
+def test_commands_do_not_import_each_other():
+    # What two commands share lives in a private module under cli/ (cli/_pairs.py, cli/_answers.py, ...).
+    commands = {path.stem for path in (PACKAGE / "cli").glob("*.py") if not path.stem.startswith("_")} - {"app"}
+    offenders = []
+    for name in sorted(commands):
+        others = {f"vcritic.cli.{other}" for other in commands - {name}}
+        found = sorted(imported_modules(PACKAGE / "cli" / f"{name}.py") & others)
+        if found:
+            offenders.append(f"cli/{name}.py: {', '.join(found)}")
+    assert len(commands) >= 10 and not offenders, offenders

@@ -84,7 +84,10 @@ class Comparison:
 
     @property
     def better(self) -> str:
-        return "a" if self.p_a_better > 0.5 else "b" if self.p_a_better < 0.5 else "tie"
+        """ "a", "b" or "tie" (:func:`vcritic.schema.verdict`)."""
+        from vcritic.schema import verdict
+
+        return verdict(self.p_a_better)
 
 
 @dataclass

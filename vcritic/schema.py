@@ -78,6 +78,18 @@ COMPARE_COLUMNS = ("p_a_better", "better", "error")  # what compare adds to them
 PAIR_COLUMNS = [*PAIR_INPUT_COLUMNS, *COMPARE_COLUMNS]  # rank's --pairs-out: a pairs file compare would write
 PAIR_DIGITS = 6  # p_a_better in rank's --pairs-out: a refit with --from-pairs gives the ranking's 4 decimals back
 
+# The one definition of a tie, for the ``better`` column, Comparison.better and pair accuracy: probabilities come from
+# a softmax, so P is 0.5 exactly only by chance; a tie is no preference at the 4 decimals vcritic prints.
+TIE_TOLERANCE = 5e-5
+
+
+def verdict(p_a_better: float) -> str:
+    """The ``better`` column: "a", "b", or "tie" where P(a better) is within :data:`TIE_TOLERANCE` of 0.5."""
+    if abs(p_a_better - 0.5) < TIE_TOLERANCE:
+        return "tie"
+    return "a" if p_a_better > 0.5 else "b"
+
+
 # -- ranking CSV (`vcritic rank`) ----------------------------------------------------------------------------------
 RANK_COLUMNS = ["rank", "path", "strength", "se", "comparisons", "win_rate", "error"]
 RANK_REQUIRED = tuple(RANK_COLUMNS[:4])  # how `vcritic report` recognises a ranking CSV

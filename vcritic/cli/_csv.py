@@ -33,11 +33,11 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 
+from vcritic.cli._exit import EXIT_INTERRUPTED
 from vcritic.csvio import DictWriter
 from vcritic.errors import VcriticError
 
 FSYNC_INTERVAL_S = 5.0  # rows reach the OS at once; this bounds what a power cut (not a kill) can lose
-EXIT_INTERRUPTED = 130
 
 try:
     import fcntl

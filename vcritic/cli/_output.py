@@ -7,9 +7,8 @@ import sys
 
 from rich.console import Console
 
+from vcritic.cli._exit import EXIT_BROKEN_PIPE
 from vcritic.progress import progress_enabled
-
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` reports: the reader left, nothing failed here
 
 
 def reader_left():

@@ -14,6 +14,7 @@ import typer
 
 from vcritic import __version__
 from vcritic.cli import bench, calibrate, chat, compare, data, describe, download, models, rank, report, score, train
+from vcritic.cli._exit import EXIT_INTERRUPTED
 from vcritic.cli._help import Command, Group
 
 app = typer.Typer(
@@ -82,10 +83,10 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.exit_code
     except typer.Abort:
         print("Aborted.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 1
     except typer.TyperException as err:  # usage errors (bad option value, unknown command): exit 2
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     code = main()
-    if code == 130:
+    if code == EXIT_INTERRUPTED:
         _forget_caught_interrupt()
     sys.exit(code)
 

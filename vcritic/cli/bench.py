@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from vcritic.cli._exit import EXIT_PARTIAL
 from vcritic.cli._options import (
     AdapterOpt,
     AllowPickleOpt,
@@ -29,7 +30,6 @@ from vcritic.cli._options import (
 )
 from vcritic.errors import UsageError, VcriticError
 
-EXIT_PARTIAL = 3
 EPILOG = (
     "NAME is a dataset (koniq10k, spaq, flive, livec, cgiqa6k, kadid10k, agiqa3k, aigciqa2023), 'all' for every "
     "dataset found under --root, or a CSV manifest (path,mos[,brightness,...,ai_generated,ref_id,split]). "

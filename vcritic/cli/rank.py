@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from vcritic.cli._exit import EXIT_PARTIAL
 from vcritic.cli._options import (
     AdapterOpt,
     AllowPickleOpt,
@@ -30,8 +31,6 @@ from vcritic.cli._options import (
 from vcritic.errors import UsageError, VcriticError
 from vcritic.ranking import DEFAULT_PER_IMAGE, PRIOR_SD
 from vcritic.schema import PAIR_COLUMNS, PAIR_DIGITS, RANK_COLUMNS
-
-EXIT_PARTIAL = 3
 
 EPILOG = (
     f"Pairs: every pair for up to 2K+1 images (at most twice the comparisons of the random design), else a random "
@@ -141,11 +140,10 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, mod
     from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._model import load_for_command
     from vcritic.cli._output import make_progress, stderr
-    from vcritic.cli.compare import verdict
     from vcritic.images import require_images
     from vcritic.memory import BatchPlan
     from vcritic.ranking import design_pairs
-    from vcritic.schema import format_number
+    from vcritic.schema import format_number, verdict
     from vcritic.scoring import compare_paths
 
     skipped: list[Path] = []
@@ -241,7 +239,7 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, mod
 
 def _rank_from_pairs(source: Path, output, overwrite, show) -> None:
     from vcritic.cli._csv import open_output
-    from vcritic.cli.compare import read_pairs
+    from vcritic.cli._pairs import read_pairs
     from vcritic.scoring import resolve_relative
 
     rows, fieldnames = read_pairs(source)

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from vcritic.cli._exit import EXIT_PARTIAL
 from vcritic.cli._options import (
     AdapterOpt,
     AllowPickleOpt,
@@ -26,8 +27,6 @@ from vcritic.cli._options import (
     TrustRemoteCodeOpt,
     WorkersOpt,
 )
-
-EXIT_PARTIAL = 3
 
 EPILOG = (
     "Output columns: path, mos (0-100, higher is better), mos_std (spread of the model's rating distribution, "
