@@ -110,72 +110,32 @@ def _loader(critic: Critic, items, start: int, encode, batch_size: int, workers:
 
 def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: int | None, launch, finish,
              *, questions=False, overlap=True):  # fmt: skip
-    """``(indices, errors, finish(launch(batch)))`` per batch, in input order, with the batch size of
-    :class:`~vcritic.memory.BatchPlan` (``auto`` measured first); a batch that runs out of GPU memory is run again at
-    half the size (see :mod:`vcritic.memory`), so no row is lost and none is scored twice.
+    """``(indices, errors, finish(launch(batch)))`` per batch, in input order: :func:`vcritic.memory.run_batches`
+    (``auto``, halving on out-of-memory, one batch in flight) over batches that DataLoader workers decode, encode
+    and collate. An image too large even alone gets the error row :data:`~vcritic.memory.TOO_LARGE`.
 
     ``launch(batch)`` copies a collated batch to the device and queues the forward, returning device tensors without
-    waiting for them; ``finish(result)`` turns them into Python values. With ``overlap`` one batch stays in flight:
-    batch k is finished only after batch k+1 was launched, so the host fetches, launches and writes rows while the
-    GPU computes, and the workers cast the pixels to the model's dtype. A batch's rows come out right after the next
-    launch (the last batch's at the end), also when that launch raises (an error, Ctrl-C) or runs out of memory.
-    ``overlap=False`` finishes each batch before fetching the next and casts on the device (for benchmarks)."""
-    from vcritic.in_flight import InFlight
-    from vcritic.memory import TOO_LARGE, BatchPlan, auto_batch_size, is_out_of_memory, release_cached_memory
+    waiting for them; ``finish(result)`` turns them into Python values. With ``overlap`` the workers also cast the
+    pixels to the model's dtype; ``overlap=False`` finishes each batch before fetching the next and casts on the
+    device (for benchmarks)."""
+    from vcritic.memory import TOO_LARGE, run_batches
 
-    plan = BatchPlan.of(batch_size)
-    if plan.current is None:
-        run_one = lambda: _run_one(critic, items, encode, launch, finish, questions)  # noqa: E731
-        plan.current = auto_batch_size(critic.device, run_one)
     dtype = critic.dtype if overlap else None
-    start = 0
-    pending: list[tuple[list[int], dict[int, str], InFlight | None]] = []  # fetched, not yet given out
 
-    def give_out(keep: int):
-        """The fetched batches but the last ``keep``, in order; a batch that cannot be finished drops the later
-        ones, so that rows never come out of order."""
-        nonlocal start
-        while len(pending) > keep:
-            indices, errors, flight = pending.pop(0)
-            try:
-                outputs = finish(flight.result()) if flight else None
-            except BaseException:
-                pending.clear()
-                raise
-            start += len(indices) + len(errors)
-            yield indices, errors, outputs
+    def fetch(start: int, size: int):
+        return _loader(critic, items, start, encode, size, workers, questions, dtype)
 
-    while start < len(items):
-        halved = False
-        try:
-            for indices, errors, batch in _loader(critic, items, start, encode, plan.current, workers, questions,
-                                                  dtype):  # fmt: skip
-                launched = None
-                if batch is not None:
-                    try:
-                        launched = InFlight(launch(batch))
-                    except Exception as err:
-                        if not is_out_of_memory(err):
-                            raise
-                        halved = plan.halve()  # a batch still in flight was launched before: its results are good
-                        if halved:
-                            break
-                        errors = {**errors, **dict.fromkeys(indices, TOO_LARGE)}  # one image alone does not fit
-                        indices = []
-                    finally:
-                        batch = None
-                pending.append((indices, errors, launched))
-                yield from give_out(1 if overlap and launched is not None else 0)
-        except GeneratorExit:
-            raise
-        except BaseException:
-            yield from give_out(0)  # the batch in flight was computed before this failed: its rows are not lost
-            raise
-        yield from give_out(0)
-        if halved:
-            release_cached_memory(critic.device)
-        elif start < len(items):  # the loader ended early: nothing is left that it could give
-            break
+    return run_batches(
+        len(items),
+        batch_size,
+        critic.device,
+        fetch,
+        launch,
+        finish,
+        run_one=lambda: _run_one(critic, items, encode, launch, finish, questions),
+        too_large=lambda indices: dict.fromkeys(indices, TOO_LARGE),
+        overlap=overlap,
+    )
 
 
 def _run_one(critic: Critic, items: Sequence[Any], encode, launch, finish, questions) -> None:
