@@ -91,3 +91,13 @@ def test_commands_do_not_import_each_other():
         if found:
             offenders.append(f"cli/{name}.py: {', '.join(found)}")
     assert len(commands) >= 10 and not offenders, offenders
+
+
+def test_report_and_bench_read_the_schema_not_the_scoring_engine():
+    # The report never runs a model; bench runs one only in predict(), which imports the engine where it is used.
+    for path in sorted((PACKAGE / "report").glob("*.py")):
+        assert "vcritic.scoring" not in imported_modules(path), path.name
+    module_level = [node for node in ast.parse((PACKAGE / "bench.py").read_text(encoding="utf-8")).body
+                    if isinstance(node, ast.Import | ast.ImportFrom)]  # fmt: skip
+    assert "vcritic.schema" in {node.module for node in module_level if isinstance(node, ast.ImportFrom)}
+    assert "vcritic.scoring" not in {node.module for node in module_level if isinstance(node, ast.ImportFrom)}

@@ -1,15 +1,17 @@
 """The columns of every CSV vcritic writes, and what their numbers mean: one place for the writers (``score``,
 ``compare``, ``rank``, ``bench``, the split files) and the readers (``bench --predictions``, ``report``, ``rank
---from-pairs``).
+--from-pairs``), and how a path in a CSV is read.
 
-Plain data and string formatting only: the CLI, the report and the benchmark import it without pulling in the
-scoring engine, a model library or a dataset loader.
+Plain data, string formatting and path joining only: the CLI, the report and the benchmark import it without
+pulling in the scoring engine, a model library or a dataset loader.
 """
 
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -70,6 +72,12 @@ def score_fields(
         row[f"{attribute}_std"] = format_number(attributes_std.get(attribute))
     row.update(p_ai_generated=format_number(p_ai_generated, 6), scale=MOS_SCALE, error=error or "")
     return {column: row[column] for column in score_columns(tasks, calibrated=calibration is not None)}
+
+
+def resolve_relative(path: str, base: Path) -> str:
+    """A path from a CSV file, taken relative to the CSV's own folder unless absolute."""
+    candidate = Path(path).expanduser()
+    return os.fspath(candidate if candidate.is_absolute() else base / candidate)
 
 
 # -- pairs CSV (`vcritic compare --pairs`, `rank --pairs-out`, read back by `rank --from-pairs`) -------------------

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vcritic.images import load_image
@@ -222,9 +221,3 @@ def compare_paths(
         for index in sorted([*results, *errors]):
             a, b = names[index]
             yield CompareRow(a, b, results.get(index), errors.get(index))
-
-
-def resolve_relative(path: str, base: Path) -> str:
-    """A path from a CSV file, taken relative to the CSV's own folder unless absolute."""
-    candidate = Path(path).expanduser()
-    return os.fspath(candidate if candidate.is_absolute() else base / candidate)

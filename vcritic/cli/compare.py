@@ -141,8 +141,8 @@ def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batc
     from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._output import make_progress, stderr
     from vcritic.memory import BatchPlan
-    from vcritic.schema import COMPARE_COLUMNS, format_number, verdict
-    from vcritic.scoring import compare_paths, resolve_relative
+    from vcritic.schema import COMPARE_COLUMNS, format_number, resolve_relative, verdict
+    from vcritic.scoring import compare_paths
 
     rows, fieldnames = read_pairs(pairs_file)
     extra = [name for name in COMPARE_COLUMNS if name not in fieldnames]

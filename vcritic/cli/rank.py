@@ -240,7 +240,7 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, mod
 def _rank_from_pairs(source: Path, output, overwrite, show) -> None:
     from vcritic.cli._csv import open_output
     from vcritic.cli._pairs import read_pairs
-    from vcritic.scoring import resolve_relative
+    from vcritic.schema import resolve_relative
 
     rows, fieldnames = read_pairs(source)
     if "p_a_better" not in fieldnames:

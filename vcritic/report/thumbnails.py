@@ -22,9 +22,9 @@ class Thumbnail:
 
 def resolve_image(text: str, csv_folder: Path) -> Path:
     """The file a path cell names. vcritic writes paths as they were given, relative to the folder it ran in, so a
-    relative path is tried from the current folder first, then from the CSV's own folder (scoring.resolve_relative's
+    relative path is tried from the current folder first, then from the CSV's own folder (schema.resolve_relative's
     rule); an absolute one is taken as it is."""
-    from vcritic.scoring import resolve_relative
+    from vcritic.schema import resolve_relative
 
     given = Path(text).expanduser()
     if given.is_absolute() or given.exists():
