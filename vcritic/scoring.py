@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from vcritic.images import load_image
 from vcritic.results import CompareRow, ScoreRow
-from vcritic.schema import DEFAULT_TASKS, score_columns, score_fields  # noqa: F401  (re-exported: the scores CSV)
+from vcritic.schema import (  # all but DEFAULT_TASKS re-exported: callers imported them from here before schema
+    DEFAULT_TASKS,
+    MOS_SCALE,  # noqa: F401
+    format_number,  # noqa: F401
+    resolve_relative,  # noqa: F401
+    score_columns,  # noqa: F401
+    score_fields,  # noqa: F401
+)
 from vcritic.tasks import task_questions
 
 if TYPE_CHECKING:

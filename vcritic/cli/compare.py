@@ -29,6 +29,7 @@ from vcritic.cli._options import (
 )
 from vcritic.cli._pairs import read_pairs
 from vcritic.errors import UsageError, VcriticError
+from vcritic.schema import verdict
 
 EPILOG = (
     "P(A better) is read from the model's answer-word probabilities with the pair shown in both orders and "
@@ -141,7 +142,7 @@ def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batc
     from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._output import make_progress, stderr
     from vcritic.memory import BatchPlan
-    from vcritic.schema import COMPARE_COLUMNS, format_number, resolve_relative, verdict
+    from vcritic.schema import COMPARE_COLUMNS, format_number, resolve_relative
     from vcritic.scoring import compare_paths
 
     rows, fieldnames = read_pairs(pairs_file)
