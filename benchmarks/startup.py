@@ -26,7 +26,7 @@ def one_run() -> tuple[float, dict[str, int], list[str]]:
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
     result = subprocess.run([sys.executable, "-X", "importtime", "-m", "vcritic", "--help"], capture_output=True,
-                            text=True, env=env, check=True)  # fmt: skip
+                            text=True, env=env, cwd=root, check=True)  # fmt: skip
     top: dict[str, int] = {}
     names = []
     for line in result.stderr.splitlines():
