@@ -36,7 +36,7 @@ class Score:
 class ScoreRow(Score):
     """A :class:`Score` of one file, as :func:`vcritic.scoring.score_paths` yields it: with the file's path, and the
     reason it could not be scored (its read-outs then None). Built positionally as ``ScoreRow(path, mos, mos_std,
-    error, attributes, attributes_std, p_ai_generated)``, the order of the scores CSV."""
+    error, attributes, attributes_std, p_ai_generated)``, as before it was a Score."""
 
     path: str = ""
     error: str | None = None
