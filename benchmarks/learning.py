@@ -124,8 +124,9 @@ def accuracy_by_kind(correct: list[tuple[str, float]]) -> dict[str, float]:
 
 
 def model_accuracy(model: Path, pairs) -> dict[str, float]:
-    """Pair accuracy through compare_paths (both orders averaged); a tie (0.5) counts half."""
+    """Pair accuracy through compare_paths (both orders averaged); a tie counts half."""
     from vcritic.loading import load_critic
+    from vcritic.schema import verdict
     from vcritic.scoring import compare_paths
 
     critic = load_critic(model, device="cpu")
@@ -133,7 +134,7 @@ def model_accuracy(model: Path, pairs) -> dict[str, float]:
     correct = []
     for (_, _, kind), row in zip(pairs, rows, strict=True):
         p = row.p_a_better
-        correct.append((kind, 1.0 if p > 0.5 else 0.5 if p == 0.5 else 0.0))
+        correct.append((kind, {"a": 1.0, "tie": 0.5, "b": 0.0}[verdict(p)]))
     return accuracy_by_kind(correct)
 
 

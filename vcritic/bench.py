@@ -25,12 +25,18 @@ from vcritic.datasets import splits as splitting
 from vcritic.datasets.records import read_csv_table
 from vcritic.errors import UsageError, VcriticError
 from vcritic.files import open_atomically, write_json_atomically
-from vcritic.scoring import MOS_SCALE, ScoreRow, format_number, score_columns
+from vcritic.results import ScoreRow
+from vcritic.schema import (
+    BENCH_FIELDS,  # noqa: F401  (re-exported: predictions.csv's own columns)
+    BENCH_PAIR_COLUMNS,
+    MOS_SCALE,
+    format_number,
+    prediction_columns,
+)
 
 if TYPE_CHECKING:
     from vcritic.distributed import Team
 
-DEFAULT_PAIRS = 1000
 PAIR_SEED = splitting.SPLIT_SEED
 
 # The paper's numbers for VisualCritic (one model for all datasets).
@@ -427,9 +433,6 @@ def _json_ready(value: Any) -> Any:
 
 
 # -- outputs -----------------------------------------------------------------------------------------------------
-BENCH_FIELDS = ["dataset", "image", "split", "mos_true"]
-
-
 def write_predictions(path: Path, bench: Benchmark, predictions: Sequence[ScoreRow | None]) -> Path:
     """Per-image CSV (see :func:`prediction_row`), written whole; the read-out columns are those the predictions
     have."""
@@ -444,11 +447,6 @@ def write_predictions(path: Path, bench: Benchmark, predictions: Sequence[ScoreR
         for record, prediction in zip(bench.records, predictions, strict=True):
             writer.writerow(prediction_row(bench, record, prediction, tasks))
     return path
-
-
-def prediction_columns(tasks: Sequence[str]) -> list[str]:
-    """The header of predictions.csv: the columns ``vcritic score --tasks ...`` writes, then :data:`BENCH_FIELDS`."""
-    return [*score_columns(tasks), *BENCH_FIELDS]
 
 
 def prediction_row(
@@ -469,7 +467,7 @@ def prediction_row(
 
 
 def prediction_from_row(row: dict[str, str], path: Path) -> ScoreRow:
-    """A row of a predictions CSV back as a :class:`~vcritic.scoring.ScoreRow` (what ``--resume`` reads)."""
+    """A row of a predictions CSV back as a :class:`~vcritic.results.ScoreRow` (what ``--resume`` reads)."""
     return _prediction(row, [a for a in ATTRIBUTES if a in row], path)
 
 
@@ -481,9 +479,8 @@ def write_pairs(
     pair_probs: Sequence[float | None] | None,
 ) -> Path:
     """One row per sampled pair: both images, their true and predicted MOS, and P(a better) where compared."""
-    fields = ["a", "b", "mos_true_a", "mos_true_b", "mos_a", "mos_b", "p_a_better"]
     with open_atomically(path, newline="") as handle:
-        writer = DictWriter(handle, fields)
+        writer = DictWriter(handle, BENCH_PAIR_COLUMNS)
         writer.writeheader()
         for k, (i, j) in enumerate(pairs):
             a, b = bench.records[i], bench.records[j]

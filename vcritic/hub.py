@@ -32,7 +32,6 @@ from vcritic.presets import get_preset, preset_for_repo, unknown_model_error
 CONFIG_PATTERNS = ["*.json", "*.model", "*.txt", "*.jinja", "*.tiktoken", "*.py"]
 SAFE_WEIGHT_PATTERNS = ["*.safetensors"]
 PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl"]
-ALLOW_PATTERNS = CONFIG_PATTERNS + SAFE_WEIGHT_PATTERNS
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -252,7 +251,7 @@ def _progress_bar_class(label: str, progress: bool | None):
     under vcritic's own label, and :meth:`close_all` ends them cleanly. Silent when nobody watches stderr.
     """
     if progress is None:
-        from vcritic.cli._output import progress_enabled
+        from vcritic.progress import progress_enabled
 
         # Under a rich spinner (a command's "Loading model..."), stderr is rich's proxy and every redraw of a bar
         # would become a new line: stay quiet there, the notice lines say what happens.

@@ -101,16 +101,20 @@ def accuracy(pred: Sequence[object], true: Sequence[object]) -> float:
 
 
 def pair_accuracy(p_first_better: Sequence[float], first_is_better: Sequence[bool]) -> float:
-    """Share of pairs ranked right from P(first is better); a P of exactly 0.5 counts as half right."""
+    """Share of pairs ranked right from P(first is better); a tie (:func:`vcritic.schema.verdict`) counts as half
+    right."""
+    from vcritic.schema import verdict
+
     if len(p_first_better) != len(first_is_better):
         raise ValueError("expected one label per pair")
     if not p_first_better:
         return NAN
     score = 0.0
     for p, truth in zip(p_first_better, first_is_better, strict=True):
-        if p == 0.5:
+        better = verdict(p)
+        if better == "tie":
             score += 0.5
-        elif (p > 0.5) == truth:
+        elif (better == "a") == truth:
             score += 1.0
     return score / len(p_first_better)
 

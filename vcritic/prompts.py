@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from vcritic.datasets.records import ATTRIBUTES
 from vcritic.errors import VcriticError
+from vcritic.schema import ATTRIBUTES
 
 # Task identifiers from the paper (Sec. 3.2).
 IQA_QUANT = "<IQA_QUANT>"

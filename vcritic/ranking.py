@@ -1,4 +1,5 @@
-"""Ranking a set of images from pairwise preferences: the pair design and a Bradley-Terry fit (numpy/scipy only).
+"""Ranking a set of images from pairwise preferences: the pair design and a Bradley-Terry fit (numpy/scipy only,
+imported when a fit or design runs, so the command line's defaults read from here cost nothing).
 
 Bradley-Terry gives each image a strength ``s`` with P(i better than j) = sigmoid(s_i - s_j). Each comparison's
 probability is used as a soft label: the fit maximises ``sum p log sigmoid(d) + (1 - p) log sigmoid(-d)`` over the
@@ -18,11 +19,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 from vcritic.errors import VcriticError
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from vcritic.results import Ranking
 
 # Logit units. Wide: on a K = 8 design it pulls strengths towards 0 by about 2% (noise-free simulation; at most
@@ -48,10 +49,14 @@ class BradleyTerryFit:
 
     @property
     def win_rate(self) -> np.ndarray:
+        import numpy as np
+
         return np.divide(self.wins, self.comparisons, out=np.full(len(self.wins), np.nan), where=self.comparisons > 0)
 
     def order(self) -> np.ndarray:
         """Image indices best first (ties by index, so the order is deterministic)."""
+        import numpy as np
+
         return np.lexsort((np.arange(len(self.strength)), -self.strength))
 
 
@@ -76,6 +81,8 @@ def design_pairs(
     short, so every image meets at least ``per_image`` distinct others, about ``n * per_image / 2`` pairs in all.
     Each pair's order is random too, so no image is always shown first.
     """
+    import numpy as np
+
     k = DEFAULT_PER_IMAGE if per_image is None else per_image
     if n < 2:
         raise VcriticError(f"ranking needs at least 2 images, got {n}")
@@ -130,6 +137,7 @@ def _name_some(names: Sequence[str], limit: int = 3) -> str:
 def check_connected(n: int, first: np.ndarray, second: np.ndarray, labels: Sequence[str] | None = None) -> None:
     """Refuse comparisons that leave the images in separate groups: strengths in different groups have no common
     scale. The message names the images outside the largest group."""
+    import numpy as np
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -157,6 +165,7 @@ def fit_bradley_terry(
     """Maximum a posteriori Bradley-Terry strengths of ``n`` images from soft outcomes: ``probabilities[k]`` is
     P(``pairs[k][0]`` better than ``pairs[k][1]``). A pair may appear more than once (each is one comparison).
     ``labels`` name the images in error messages."""
+    import numpy as np
     from scipy.optimize import minimize
     from scipy.special import expit, log_expit
 
@@ -207,6 +216,7 @@ def fit_bradley_terry(
 
 
 def _standard_errors(n: int, first: np.ndarray, second: np.ndarray, strength: np.ndarray, precision: float):
+    import numpy as np
     from scipy.special import expit
 
     q = expit(strength[first] - strength[second])

@@ -1,4 +1,5 @@
-"""What the Python API returns: plain dataclasses, no tensors."""
+"""What the Python API returns: plain dataclasses, no tensors; and the rows the file pipeline
+(:mod:`vcritic.scoring`) yields, which are the same read-outs with the file they came from."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 from vcritic.prompts import ATTRIBUTE_QUESTIONS, AUTHENTICITY_QUESTION, QUALITY
 
 if TYPE_CHECKING:
+    from vcritic.calibration import Calibration
     from vcritic.prompts import Question
     from vcritic.readout import Readout
 
@@ -34,6 +36,55 @@ class Score:
     untrained: tuple[str, ...] = ()
 
 
+@dataclass(init=False)
+class ScoreRow(Score):
+    """A :class:`Score` of one file, as :func:`vcritic.scoring.score_paths` yields it: with the file's path, and the
+    reason it could not be scored (its read-outs then None). Built positionally as ``ScoreRow(path, mos, mos_std,
+    error, attributes, attributes_std, p_ai_generated, untrained)``, as before it was a Score."""
+
+    path: str = ""
+    error: str | None = None
+
+    def __init__(self, path: str, mos: float | None = None, mos_std: float | None = None, error: str | None = None,
+                 attributes: dict[str, float] | None = None, attributes_std: dict[str, float] | None = None,
+                 p_ai_generated: float | None = None, untrained: tuple[str, ...] = (), *,
+                 probs: dict[str, float] | None = None):  # fmt: skip
+        super().__init__(mos, mos_std, dict(attributes or {}), dict(attributes_std or {}), p_ai_generated,
+                         dict(probs or {}), tuple(untrained))  # fmt: skip
+        self.path, self.error = path, error
+
+    def fields(
+        self, tasks: Sequence[str] | None = None, calibration: Calibration | None = None, untrained: bool = False
+    ) -> dict[str, str]:
+        """This row as a scores-CSV row (with ``mos_calibrated`` and ``calibrated_scale`` given a ``calibration``;
+        with the ``untrained`` column when asked)."""
+        from vcritic.schema import DEFAULT_TASKS, score_fields
+
+        return score_fields(
+            self.path,
+            self.mos,
+            self.mos_std,
+            self.error,
+            tasks=DEFAULT_TASKS if tasks is None else tasks,
+            attributes=self.attributes,
+            attributes_std=self.attributes_std,
+            p_ai_generated=self.p_ai_generated,
+            calibration=calibration,
+            untrained=self.untrained if untrained else None,
+        )
+
+
+@dataclass
+class CompareRow:
+    """P(a better than b) for one pair of files, as :func:`vcritic.scoring.compare_paths` yields it (averaged over
+    both presentation orders), or the reason the pair could not be compared."""
+
+    a: str
+    b: str
+    p_a_better: float | None
+    error: str | None = None
+
+
 @dataclass
 class Comparison:
     """P(the first image has better quality than the second), symmetric: compare(b, a) = 1 - compare(a, b)."""
@@ -42,7 +93,10 @@ class Comparison:
 
     @property
     def better(self) -> str:
-        return "a" if self.p_a_better > 0.5 else "b" if self.p_a_better < 0.5 else "tie"
+        """ "a", "b" or "tie" (:func:`vcritic.schema.verdict`)."""
+        from vcritic.schema import verdict
+
+        return verdict(self.p_a_better)
 
 
 @dataclass

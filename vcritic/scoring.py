@@ -11,124 +11,27 @@ to each batch here.
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vcritic.datasets.records import ATTRIBUTES
 from vcritic.images import load_image
-from vcritic.tasks import DEFAULT_TASKS
+from vcritic.results import CompareRow, ScoreRow
+from vcritic.schema import (  # all but DEFAULT_TASKS re-exported: callers imported them from here before schema
+    DEFAULT_TASKS,
+    MOS_SCALE,  # noqa: F401
+    format_number,  # noqa: F401
+    resolve_relative,  # noqa: F401
+    score_columns,  # noqa: F401
+    score_fields,  # noqa: F401
+)
 
 if TYPE_CHECKING:
-    from vcritic.calibration import Calibration
     from vcritic.critic import Critic, Encoder
     from vcritic.memory import BatchPlan
     from vcritic.prompts import Question
 
 NO_RATING = "the model's answer held no rating"
-MOS_SCALE = "0-100"  # what every mos and attribute column means: 0 lowest, 100 highest
-
-
-def score_columns(
-    tasks: Sequence[str] = DEFAULT_TASKS, *, calibrated: bool = False, untrained: bool = False
-) -> list[str]:
-    """The columns of a scores CSV for ``tasks``; `vcritic bench --predictions` reads any of these layouts.
-
-    ``calibrated`` (``score --calibration``) adds ``mos_calibrated``, the MOS mapped onto a dataset's own scale, and
-    ``calibrated_scale``, which scale that is (see :mod:`vcritic.calibration`). ``untrained`` adds ``untrained``:
-    the asked tasks the judge was never trained for, comma-separated (e.g. ``attributes,authenticity`` from a
-    quality-only judge), so those numbers never pass for trained ones."""
-    columns = ["path"]
-    if "mos" in tasks:
-        columns += ["mos", "mos_std"]
-        if calibrated:
-            columns += ["mos_calibrated", "calibrated_scale"]
-    if "attributes" in tasks:
-        columns += [name for attribute in ATTRIBUTES for name in (attribute, f"{attribute}_std")]
-    if "authenticity" in tasks:
-        columns += ["p_ai_generated"]
-    if untrained:
-        columns += ["untrained"]
-    return [*columns, "scale", "error"]
-
-
-# The default (MOS only) layout.
-SCORE_FIELDS = score_columns()
-
-
-def format_number(value: float | None, digits: int = 4) -> str:
-    """A CSV cell: empty for a missing or non-finite value."""
-    return "" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
-
-
-def score_fields(
-    path: str,
-    mos: float | None,
-    mos_std: float | None,
-    error: str | None,
-    *,
-    tasks: Sequence[str] = DEFAULT_TASKS,
-    attributes: dict[str, float] | None = None,
-    attributes_std: dict[str, float] | None = None,
-    p_ai_generated: float | None = None,
-    calibration: Calibration | None = None,
-    untrained: Sequence[str] | None = None,
-) -> dict[str, str]:
-    """One row of a scores CSV, as ``vcritic score --tasks ...`` writes it (the columns of :func:`score_columns`;
-    with a ``calibration``, those of ``calibrated=True``; with ``untrained`` given, even empty, ``untrained=True``)."""
-    attributes, attributes_std = attributes or {}, attributes_std or {}
-    row = {"path": path, "mos": format_number(mos), "mos_std": format_number(mos_std)}
-    if calibration is not None:
-        row["mos_calibrated"] = format_number(calibration.apply(mos))
-        row["calibrated_scale"] = calibration.label
-    for attribute in ATTRIBUTES:
-        row[attribute] = format_number(attributes.get(attribute))
-        row[f"{attribute}_std"] = format_number(attributes_std.get(attribute))
-    row.update(p_ai_generated=format_number(p_ai_generated, 6), scale=MOS_SCALE, error=error or "")
-    row["untrained"] = ",".join(untrained or ())
-    columns = score_columns(tasks, calibrated=calibration is not None, untrained=untrained is not None)
-    return {column: row[column] for column in columns}
-
-
-@dataclass
-class ScoreRow:
-    path: str
-    mos: float | None  # 0-100, higher is better
-    mos_std: float | None  # spread of the model's rating distribution, same scale
-    error: str | None = None
-    attributes: dict[str, float] = field(default_factory=dict)  # 0-100, higher = more of the attribute
-    attributes_std: dict[str, float] = field(default_factory=dict)
-    p_ai_generated: float | None = None  # 0-1
-    untrained: tuple[str, ...] = ()  # asked tasks the judge was never trained for
-
-    def fields(
-        self, tasks: Sequence[str] = DEFAULT_TASKS, calibration: Calibration | None = None, untrained: bool = False
-    ) -> dict[str, str]:
-        """This row as a scores-CSV row (with ``mos_calibrated`` and ``calibrated_scale`` given a ``calibration``;
-        with the ``untrained`` column when asked)."""
-        return score_fields(
-            self.path,
-            self.mos,
-            self.mos_std,
-            self.error,
-            tasks=tasks,
-            attributes=self.attributes,
-            attributes_std=self.attributes_std,
-            p_ai_generated=self.p_ai_generated,
-            calibration=calibration,
-            untrained=self.untrained if untrained else None,
-        )
-
-
-@dataclass
-class CompareRow:
-    a: str
-    b: str
-    p_a_better: float | None  # P(a has better quality than b), averaged over both presentation orders
-    error: str | None = None
 
 
 def describe_error(err: BaseException) -> str:
@@ -273,72 +176,32 @@ def _loader(critic: Critic, items, start: int, encode, batch_size: int, workers:
 
 def _batches(critic: Critic, items: Sequence[Any], encode, batch_size, workers: int | None, launch, finish,
              *, questions=False, overlap=True):  # fmt: skip
-    """``(indices, errors, finish(launch(batch)))`` per batch, in input order, with the batch size of
-    :class:`~vcritic.memory.BatchPlan` (``auto`` measured first); a batch that runs out of GPU memory is run again at
-    half the size (see :mod:`vcritic.memory`), so no row is lost and none is scored twice.
+    """``(indices, errors, finish(launch(batch)))`` per batch, in input order: :func:`vcritic.memory.run_batches`
+    (``auto``, halving on out-of-memory, one batch in flight) over batches that DataLoader workers decode, encode
+    and collate. An image too large even alone gets the error row :data:`~vcritic.memory.TOO_LARGE`.
 
     ``launch(batch)`` copies a collated batch to the device and queues the forward, returning device tensors without
-    waiting for them; ``finish(result)`` turns them into Python values. With ``overlap`` one batch stays in flight:
-    batch k is finished only after batch k+1 was launched, so the host fetches, launches and writes rows while the
-    GPU computes, and the workers cast the pixels to the model's dtype. A batch's rows come out right after the next
-    launch (the last batch's at the end), also when that launch raises (an error, Ctrl-C) or runs out of memory.
-    ``overlap=False`` finishes each batch before fetching the next and casts on the device (for benchmarks)."""
-    from vcritic.in_flight import InFlight
-    from vcritic.memory import TOO_LARGE, BatchPlan, auto_batch_size, is_out_of_memory, release_cached_memory
+    waiting for them; ``finish(result)`` turns them into Python values. With ``overlap`` the workers also cast the
+    pixels to the model's dtype; ``overlap=False`` finishes each batch before fetching the next and casts on the
+    device (for benchmarks)."""
+    from vcritic.memory import TOO_LARGE, run_batches
 
-    plan = BatchPlan.of(batch_size)
-    if plan.current is None:
-        run_one = lambda: _run_one(critic, items, encode, launch, finish, questions)  # noqa: E731
-        plan.current = auto_batch_size(critic.device, run_one)
     dtype = critic.dtype if overlap else None
-    start = 0
-    pending: list[tuple[list[int], dict[int, str], InFlight | None]] = []  # fetched, not yet given out
 
-    def give_out(keep: int):
-        """The fetched batches but the last ``keep``, in order; a batch that cannot be finished drops the later
-        ones, so that rows never come out of order."""
-        nonlocal start
-        while len(pending) > keep:
-            indices, errors, flight = pending.pop(0)
-            try:
-                outputs = finish(flight.result()) if flight else None
-            except BaseException:
-                pending.clear()
-                raise
-            start += len(indices) + len(errors)
-            yield indices, errors, outputs
+    def fetch(start: int, size: int):
+        return _loader(critic, items, start, encode, size, workers, questions, dtype)
 
-    while start < len(items):
-        halved = False
-        try:
-            for indices, errors, batch in _loader(critic, items, start, encode, plan.current, workers, questions,
-                                                  dtype):  # fmt: skip
-                launched = None
-                if batch is not None:
-                    try:
-                        launched = InFlight(launch(batch))
-                    except Exception as err:
-                        if not is_out_of_memory(err):
-                            raise
-                        halved = plan.halve()  # a batch still in flight was launched before: its results are good
-                        if halved:
-                            break
-                        errors = {**errors, **dict.fromkeys(indices, TOO_LARGE)}  # one image alone does not fit
-                        indices = []
-                    finally:
-                        batch = None
-                pending.append((indices, errors, launched))
-                yield from give_out(1 if overlap and launched is not None else 0)
-        except GeneratorExit:
-            raise
-        except BaseException:
-            yield from give_out(0)  # the batch in flight was computed before this failed: its rows are not lost
-            raise
-        yield from give_out(0)
-        if halved:
-            release_cached_memory(critic.device)
-        elif start < len(items):  # the loader ended early: nothing is left that it could give
-            break
+    return run_batches(
+        len(items),
+        batch_size,
+        critic.device,
+        fetch,
+        launch,
+        finish,
+        run_one=lambda: _run_one(critic, items, encode, launch, finish, questions),
+        too_large=lambda indices: dict.fromkeys(indices, TOO_LARGE),
+        overlap=overlap,
+    )
 
 
 def _run_one(critic: Critic, items: Sequence[Any], encode, launch, finish, questions) -> None:
@@ -430,9 +293,3 @@ def compare_paths(
         for index in sorted([*results, *errors]):
             a, b = names[index]
             yield CompareRow(a, b, results.get(index), errors.get(index))
-
-
-def resolve_relative(path: str, base: Path) -> str:
-    """A path from a CSV file, taken relative to the CSV's own folder unless absolute."""
-    candidate = Path(path).expanduser()
-    return os.fspath(candidate if candidate.is_absolute() else base / candidate)

@@ -284,7 +284,7 @@ class Service:
         return rows
 
     async def compare(self, pairs: Sequence[tuple[str | None, bytes, str | None, bytes]]) -> list[dict]:
-        from vcritic.cli.compare import verdict
+        from vcritic.schema import verdict
 
         answers = await self._answer(("compare",), self._encode_pair, [(a, b) for _, a, _, b in pairs])
         rows = []

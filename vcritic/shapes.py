@@ -12,8 +12,9 @@ never depend on ``--batch-size`` or on its neighbours:
   the question tail with ``rows x n`` (n is fixed for a run); without a shared prefix, ``rows x n`` full prompts.
 - Groups are formed within each batch the loader hands over, so rows still stream out in input order, and
   ``--batch-size`` only sets how many images are decoded and grouped per step (the larger, the fewer copies).
-- A forward that runs out of GPU memory halves ``rows`` for the rest of the run (never below 1); scores then
-  reproduce at the new ``rows``, and :meth:`FixedShapes.describe` says so for the command's summary.
+- A forward that runs out of GPU memory halves ``rows`` for the rest of the run (never below 1: the batch engine's
+  rule, :func:`vcritic.memory.retry_smaller`); scores then reproduce at the new ``rows``, and
+  :meth:`FixedShapes.describe` says so for the command's summary.
 
 Rows are independent in these models (no batch statistics), so a copy changes nothing but the shape.
 """
@@ -63,19 +64,24 @@ class FixedShapes:
         return cls() if value is True else cls(value)
 
     def halve(self) -> bool:
-        """After running out of memory at ``rows``; False when already at one."""
-        if self.rows <= 1:
+        """After running out of memory at ``rows`` (:func:`vcritic.memory.half_of`); False when already at one."""
+        from vcritic.memory import half_of
+
+        smaller = half_of(self.rows)
+        if smaller is None:
             return False
         self.halved_from = self.halved_from or self.rows
-        self.rows //= 2
+        self.rows = smaller
         return True
 
     def describe(self) -> str:
         """For a summary: "fixed shapes of 8 rows", or how it halved."""
         text = f"fixed shapes of {self.rows} rows"
         if self.halved_from:
-            text += (f" (halved from {self.halved_from} after running out of GPU memory: scores reproduce at "
-                     f"{self.rows} rows, rows before the halving were read at {self.halved_from})")  # fmt: skip
+            from vcritic.memory import halved_note
+
+            text += (f" ({halved_note(self.halved_from)}: scores reproduce at {self.rows} rows, rows before the "
+                     f"halving were read at {self.halved_from})")  # fmt: skip
         return text
 
 
@@ -126,7 +132,7 @@ def run_fixed(critic: Critic, batch: ShapeGroups, forward: Callable[[dict[str, A
     (first dimension: one entry per item) put back in input order, the copies' dropped."""
     import torch
 
-    from vcritic.memory import is_out_of_memory, release_cached_memory
+    from vcritic.memory import retry_smaller
 
     shapes = critic.fixed_shapes or FixedShapes()  # grouped while on, read after it was turned off: still fixed
     collate = _collator(critic, batch.questions)
@@ -140,9 +146,8 @@ def run_fixed(critic: Critic, batch: ShapeGroups, forward: Callable[[dict[str, A
                 try:
                     result = forward(collate([*chunk, *[chunk[0]] * (rows - len(chunk))]))
                 except Exception as err:
-                    if not is_out_of_memory(err) or not shapes.halve():
-                        raise  # R = 1 does not fit: the batch loop's own halving decides (an error row at 1)
-                    release_cached_memory(critic.device)
+                    if not retry_smaller(err, shapes, critic.device):
+                        raise  # not out of memory, or R = 1 does not fit: the batch engine decides (an error row at 1)
                     continue
                 if out is None:
                     out = result.new_empty((batch.size, *result.shape[1:]))

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 
 from vcritic.errors import UsageError
 from vcritic.prompts import ATTRIBUTE_QUESTIONS, AUTHENTICITY_QUESTION, QUALITY, Question
+from vcritic.schema import DEFAULT_TASKS
 
 TASKS: dict[str, tuple[Question, ...]] = {
     "mos": (QUALITY,),
@@ -18,7 +19,6 @@ TASKS: dict[str, tuple[Question, ...]] = {
     "authenticity": (AUTHENTICITY_QUESTION,),
 }
 ALL = "all"
-DEFAULT_TASKS = ("mos",)
 
 
 def parse_tasks(spec: str | Iterable[str] | None, default: tuple[str, ...] = DEFAULT_TASKS) -> tuple[str, ...]:

@@ -34,11 +34,11 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 
 from vcritic import files
+from vcritic.cli._exit import EXIT_INTERRUPTED
 from vcritic.csvio import DictWriter, cell_name, cell_text
 from vcritic.errors import UsageError, VcriticError
 
 FSYNC_INTERVAL_S = 5.0  # rows reach the OS at once; this bounds what a power cut (not a kill) can lose
-EXIT_INTERRUPTED = 130
 
 
 def _is_stdout(path: Path | None) -> bool:

@@ -9,7 +9,8 @@ import sys
 
 from rich.console import Console
 
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what `yes | head` reports: the reader left, nothing failed here
+from vcritic.cli._exit import EXIT_BROKEN_PIPE
+from vcritic.progress import progress_enabled
 
 
 def reader_left():
@@ -85,13 +86,6 @@ stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 LOG_INTERVAL_S = 30.0  # without a terminal, one progress line this often
-
-
-def progress_enabled() -> bool:
-    """Progress bars only when a person is watching stderr (and not in CI logs or pipes)."""
-    if os.environ.get("VCRITIC_NO_PROGRESS"):
-        return False
-    return sys.stderr.isatty()
 
 
 def make_progress(enabled: bool | None = None):

@@ -1,7 +1,8 @@
 """The ``vcritic`` command: wires the commands together and turns user errors into one-line messages.
 
-Each command lives in its own module and imports torch/transformers inside its function body, so ``vcritic --help``
-does not pay for them.
+Each command lives in its own module. At import it only declares its options, from typer and light constant modules;
+torch, transformers, numpy and Pillow are imported inside the function bodies, so ``vcritic --help`` does not pay for
+them (``tests/test_layers.py`` holds it to that, ``benchmarks/startup.py`` measures the start).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from vcritic.cli import (
     serve,
     train,
 )
+from vcritic.cli._exit import EXIT_INTERRUPTED
 from vcritic.cli._help import Command, Group
 
 app = typer.Typer(
@@ -102,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
         return exit_.exit_code
     except typer.Abort:
         print("Aborted.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("Interrupted.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     except SystemExit as exit_:
         return exit_.code if isinstance(exit_.code, int) else 1
     except typer.TyperException as err:  # usage errors (bad option value, unknown command): exit 2
@@ -121,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run() -> None:
     code = main()
-    if code == 130:
+    if code == EXIT_INTERRUPTED:
         _forget_caught_interrupt()
     sys.exit(code)
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from vcritic.cli._exit import EXIT_PARTIAL
 from vcritic.cli._options import (
     AdapterOpt,
     AllowPickleOpt,
@@ -35,7 +36,6 @@ from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
 from vcritic.files import check_output_folder, write_json_atomically
 
-EXIT_PARTIAL = 3
 EPILOG = (
     "NAME is a dataset (koniq10k, spaq, flive, livec, cgiqa6k, kadid10k, agiqa3k, aigciqa2023), 'all' for every "
     "dataset found under --root, or a CSV manifest (path,mos[,brightness,...,ai_generated,ref_id,split]). "
@@ -336,8 +336,8 @@ def _require_matplotlib() -> None:
 
 
 def _open_predictions(target: Path, bench, overwrite: bool, resume: bool, predictions_file: Path | None):
-    from vcritic.bench import prediction_columns
     from vcritic.cli._csv import open_output
+    from vcritic.schema import prediction_columns
 
     target.mkdir(parents=True, exist_ok=True)
     inputs = [predictions_file] if predictions_file is not None else []

@@ -302,7 +302,7 @@ def _from_columns(path: Path, column: str, target_range, name, notes):
     """(scores, labels, the scale) from one CSV holding vcritic's ``mos`` and a label column."""
     from vcritic.calibration import TargetScale
     from vcritic.datasets.records import read_csv_table
-    from vcritic.scoring import MOS_SCALE
+    from vcritic.schema import MOS_SCALE
 
     header, rows = read_csv_table(path, (), "a CSV with path, mos and a target column")
     for wanted in ("mos", column):

@@ -122,8 +122,8 @@ def chat(
 
 
 def _converse(conversation, lines: Iterator[str], transcript: dict, *, as_json: bool, interactive: bool) -> None:
+    from vcritic.cli._answers import readout_line, score_dict, text_streamer
     from vcritic.cli._output import stderr, stdout
-    from vcritic.cli.describe import readout_line, score_dict, text_streamer
 
     streamer = None if as_json else text_streamer(conversation.critic.tokenizer)
     for line in lines:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from vcritic.cli._exit import EXIT_PARTIAL
 from vcritic.cli._model import load_for_command
 from vcritic.cli._options import (
     AdapterOpt,
@@ -27,7 +27,9 @@ from vcritic.cli._options import (
     TrustRemoteCodeOpt,
     WorkersOpt,
 )
+from vcritic.cli._pairs import read_pairs
 from vcritic.errors import UsageError, VcriticError
+from vcritic.schema import verdict
 
 EPILOG = (
     "P(A better) is read from the model's answer-word probabilities with the pair shown in both orders and "
@@ -110,13 +112,6 @@ def compare(
     _compare_one(model, load, image_a, image_b, as_json)
 
 
-def verdict(p_a_better: float) -> str:
-    # Probabilities come from a softmax; "tie" only when the model has no preference at all at 4 decimals.
-    if abs(p_a_better - 0.5) < 5e-5:
-        return "tie"
-    return "a" if p_a_better > 0.5 else "b"
-
-
 def _compare_one(model, load, image_a: Path, image_b: Path, as_json: bool) -> None:
     from vcritic.cli._output import stdout
     from vcritic.images import load_image
@@ -129,8 +124,8 @@ def _compare_one(model, load, image_a: Path, image_b: Path, as_json: bool) -> No
         except Exception as err:
             raise VcriticError(f"cannot read image {label} ({path}): {describe_error(err)}") from None
     critic = load_for_command(model, **load)
-    p = critic.compare(images[0], images[1]).p_a_better
-    better = verdict(p)
+    comparison = critic.compare(images[0], images[1])
+    p, better = comparison.p_a_better, comparison.better
     if as_json:
         result = {"a": str(image_a), "b": str(image_b), "p_a_better": round(p, 6), "better": better,
                   "model": critic.source}  # fmt: skip
@@ -143,44 +138,15 @@ def _compare_one(model, load, image_a: Path, image_b: Path, as_json: bool) -> No
         stdout.print(f"{label} is better ({winner}): P(A better than B) = {p:.4f}", markup=False)
 
 
-def read_pairs(path: Path) -> tuple[list[dict[str, str]], list[str]]:
-    """Rows of a pairs CSV (must have columns a and b, each filled in every row) and its column names."""
-    from vcritic.datasets.records import strict_csv_rows
-    from vcritic.limits import MAX_TABLE_BYTES, check_input
-
-    hint = "it must be a UTF-8 CSV with a header naming columns a and b, one pair per row"
-    check_input(path, MAX_TABLE_BYTES, "a pairs file")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle, strict=True)
-            fieldnames, rows = strict_csv_rows(path, reader)
-    except FileNotFoundError:
-        raise VcriticError(f"pairs file not found: {path}", hint="check the path") from None
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise VcriticError(f"cannot read pairs file {path}: {err}", hint=hint) from None
-    missing = [column for column in ("a", "b") if column not in fieldnames]
-    if missing:
-        raise VcriticError(
-            f"{path} has no column {' or '.join(missing)} (columns: {', '.join(fieldnames) or 'none'})",
-            hint="the header must name the two image columns a and b",
-        )
-    for number, row in enumerate(rows, start=2):
-        empty = [column for column in ("a", "b") if not row[column].strip()]
-        if empty:
-            raise VcriticError(f"{path}: pair {number - 1} has no image in column {' and '.join(empty)}", hint=hint)
-    if not rows:
-        raise VcriticError(f"{path} has no pairs", hint="add rows with two image paths each")
-    return rows, fieldnames
-
-
 def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batch_size, workers, team=None) -> None:
     from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._output import make_progress, stderr
     from vcritic.memory import BatchPlan
-    from vcritic.scoring import compare_paths, format_number, resolve_relative
+    from vcritic.schema import COMPARE_COLUMNS, format_number, resolve_relative
+    from vcritic.scoring import compare_paths
 
     rows, fieldnames = read_pairs(pairs_file)
-    extra = [name for name in ("p_a_better", "better", "error") if name not in fieldnames]
+    extra = [name for name in COMPARE_COLUMNS if name not in fieldnames]
     resolved = [(resolve_relative(row["a"], pairs_file.parent), resolve_relative(row["b"], pairs_file.parent))
                 for row in rows]  # fmt: skip
     inputs = [pairs_file, *(path for pair in resolved for path in pair)]
@@ -223,4 +189,4 @@ def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batc
         stderr.print(f"Model: {critic.loaded}", markup=False)
     if failed:
         stderr.print(f"{failed} pair(s) could not be compared; see the error column.", style="yellow", markup=False)
-        raise typer.Exit(3 if failed < total else 1)
+        raise typer.Exit(EXIT_PARTIAL if failed < total else 1)

@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 
+from vcritic.cli._exit import EXIT_PARTIAL
 from vcritic.cli._options import (
     AdapterOpt,
     AllowPickleOpt,
@@ -30,11 +31,7 @@ from vcritic.cli._options import (
 from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
 from vcritic.ranking import DEFAULT_PER_IMAGE, PRIOR_SD
-
-RANK_COLUMNS = ["rank", "path", "strength", "se", "comparisons", "win_rate", "error"]
-PAIR_COLUMNS = ["a", "b", "p_a_better", "better", "error"]  # what `compare --pairs` writes for an a,b pairs file
-EXIT_PARTIAL = 3
-PAIR_DIGITS = 6  # a refit with --from-pairs gives the ranking's 4 decimals back
+from vcritic.schema import PAIR_COLUMNS, PAIR_DIGITS, RANK_COLUMNS
 
 EPILOG = (
     f"Pairs: every pair for up to 2K+1 images (at most twice the comparisons of the random design), else a random "
@@ -144,11 +141,11 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, mod
     from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._model import load_for_command
     from vcritic.cli._output import make_progress, stderr
-    from vcritic.cli.compare import verdict
     from vcritic.images import require_images, unsearched_note
     from vcritic.memory import BatchPlan
     from vcritic.ranking import design_pairs
-    from vcritic.scoring import compare_paths, format_number
+    from vcritic.schema import format_number, verdict
+    from vcritic.scoring import compare_paths
 
     skipped: list[Path] = []
     unsearched: list[tuple[Path, str]] = []
@@ -246,8 +243,8 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, mod
 
 def _rank_from_pairs(source: Path, output, overwrite, show) -> None:
     from vcritic.cli._csv import open_output
-    from vcritic.cli.compare import read_pairs
-    from vcritic.scoring import resolve_relative
+    from vcritic.cli._pairs import read_pairs
+    from vcritic.schema import resolve_relative
 
     rows, fieldnames = read_pairs(source)
     if "p_a_better" not in fieldnames:
@@ -315,7 +312,7 @@ def _fit(good: Sequence[str], compared):
 
 
 def _write_ranking(out, fit, labels: Sequence[str], errors: dict[str, str]) -> None:
-    from vcritic.scoring import format_number
+    from vcritic.schema import format_number
 
     win_rate = fit.win_rate
     for place, i in enumerate(fit.order(), start=1):

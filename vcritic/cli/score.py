@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from vcritic.cli._exit import EXIT_PARTIAL
 from vcritic.cli._options import (
     AdapterOpt,
     AllowPickleOpt,
@@ -27,8 +28,6 @@ from vcritic.cli._options import (
     TrustRemoteCodeOpt,
     WorkersOpt,
 )
-
-EXIT_PARTIAL = 3
 
 EPILOG = (
     "Output columns: path, mos (0-100, higher is better), mos_std (spread of the model's rating distribution, "
@@ -103,7 +102,7 @@ def score(
     from vcritic.errors import UsageError
     from vcritic.images import require_images, unsearched_note
     from vcritic.judges import judge_for, untrained_note
-    from vcritic.scoring import score_columns
+    from vcritic.schema import score_columns
     from vcritic.tasks import parse_tasks
 
     wanted = parse_tasks(tasks)
@@ -250,7 +249,7 @@ def _check_calibration_model(calibration, critic, revision, adapter, force: bool
 def _check_calibrated_rows(rows, calibration, output) -> None:
     """--resume with --calibration: the rows already there must carry this calibration's values."""
     from vcritic.errors import VcriticError
-    from vcritic.scoring import format_number
+    from vcritic.schema import format_number
 
     for row in rows:
         if not row.get("mos") or row.get("error"):

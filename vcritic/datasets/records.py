@@ -17,9 +17,7 @@ from typing import Any
 
 from vcritic.docs_url import docs_page
 from vcritic.errors import VcriticError
-
-# The five attribute indicators of the paper (SPAQ carries their ground truth), in the paper's order.
-ATTRIBUTES = ("brightness", "colorfulness", "contrast", "noisiness", "sharpness")
+from vcritic.schema import ATTRIBUTES  # noqa: F401  (the loaders import it from here)
 
 DOCS_HINT = f"the expected layout: {docs_page('guides/benchmarks', 'getting-the-datasets')}"
 

@@ -20,6 +20,7 @@ from vcritic.csvio import DictWriter
 from vcritic.datasets.records import Record
 from vcritic.errors import UsageError, VcriticError
 from vcritic.files import open_atomically
+from vcritic.schema import split_columns
 
 SPLIT_SEED = 2403  # from the paper's arXiv id (2403.12806); fixed so everyone gets the same split
 TEST_FRACTION = 0.2
@@ -110,7 +111,7 @@ def subsample(records: Sequence[Record], limit: int | None, seed: int = SPLIT_SE
 def write_split(assignment: dict[str, str], path: Path, records: Sequence[Record] = ()) -> Path:
     """Write ``image,split`` (plus ``ref_id`` where the records have one) as CSV, sorted by image name."""
     refs = {r.image: r.ref_id for r in records if r.ref_id}
-    fields = ["image", "split", *(["ref_id"] if refs else [])]
+    fields = split_columns(bool(refs))
     path.parent.mkdir(parents=True, exist_ok=True)
     with open_atomically(path, newline="") as handle:
         writer = DictWriter(handle, fields)

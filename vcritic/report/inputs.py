@@ -9,16 +9,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from vcritic.datasets.records import ATTRIBUTES
 from vcritic.errors import VcriticError
-from vcritic.scoring import MOS_SCALE
+from vcritic.schema import MOS_SCALE, RANK_REQUIRED, READOUTS
 
 EXPECTED = (
     "a scores CSV from `vcritic score` (path, mos, ...), a ranking CSV from `vcritic rank` (rank, path, strength, "
     "se, ...) or a `vcritic bench --out` folder (metrics.json or summary.json)"
 )
-READOUTS = ("mos", *ATTRIBUTES, "p_ai_generated")  # the score columns a report can sort by, in that preference
-RANK_COLUMNS = ("rank", "path", "strength", "se")
 
 
 @dataclass
@@ -78,7 +75,7 @@ def load(source: Path) -> Table | BenchRun:
     if not source.exists():
         raise VcriticError(f"{source} does not exist", hint=f"give {EXPECTED}")
     header, rows = _read_csv(source)
-    if all(column in header for column in RANK_COLUMNS):
+    if all(column in header for column in RANK_REQUIRED):
         return _table(source, "ranking", header, rows, ("rank", "strength", "se", "comparisons", "win_rate"))
     readouts = [column for column in READOUTS if column in header]
     if "path" in header and readouts:

@@ -11,10 +11,10 @@ import math
 import statistics
 from collections.abc import Sequence
 
-from vcritic.datasets.records import ATTRIBUTES
 from vcritic.report import MAX_IMAGES, svg
 from vcritic.report.inputs import BenchRun, Row, Table
 from vcritic.report.thumbnails import THUMBNAIL_SIZE, make_thumbnail, resolve_image
+from vcritic.schema import ATTRIBUTES
 
 MAX_FAILED_LISTED = 200  # rows without a score listed by name; the rest are counted
 MAX_SCATTER_POINTS = 5000  # per dataset; beyond it an evenly spaced subset (FLIVE has ~40k images)

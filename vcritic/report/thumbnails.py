@@ -22,11 +22,11 @@ class Thumbnail:
 
 def resolve_image(text: str, csv_folder: Path) -> Path:
     """The file a path cell names. vcritic writes paths as they were given, relative to the folder it ran in, so a
-    relative path is tried from the current folder first, then from the CSV's own folder (scoring.resolve_relative's
+    relative path is tried from the current folder first, then from the CSV's own folder (schema.resolve_relative's
     rule); an absolute one is taken as it is. A name that is not UTF-8, written with ``\\xNN`` escapes
     (:mod:`vcritic.csvio`), is also tried as the name on disk it stands for."""
     from vcritic.csvio import cell_name
-    from vcritic.scoring import resolve_relative
+    from vcritic.schema import resolve_relative
 
     for spelling in dict.fromkeys([text, cell_name(text) or text]):
         given = Path(spelling).expanduser()

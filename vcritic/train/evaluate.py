@@ -54,10 +54,10 @@ def decline_rate(critic, dialogues: Sequence[Dialogue], path, batch_size: int = 
     """Share of off-topic requests the model answers by starting a refusal: its greedy first reply token is the
     first token of one of the refusals it was taught (:data:`~vcritic.train.instruct.DECLINES`, and the held-out
     answers). One forward pass per batch, no generation; a first token such as "I" is shared with other replies,
-    so this is an upper bound on refusing, and a drop from 1.0 means the model stopped declining."""
-    import torch
-
+    so this is an upper bound on refusing, and a drop from 1.0 means the model stopped declining. Batches go through
+    the batch engine (:func:`vcritic.memory.in_batches`), like ``score`` and ``compare`` above."""
     from vcritic.images import load_image
+    from vcritic.memory import in_batches
     from vcritic.prompts import get_question
     from vcritic.train.collate import answer_tokens
     from vcritic.train.instruct import DECLINES
@@ -67,14 +67,16 @@ def decline_rate(critic, dialogues: Sequence[Dialogue], path, batch_size: int = 
         prefix = get_question(dialogue.question).answer_prefix
         for refusal in (*DECLINES, dialogue.answer):
             openers.add(answer_tokens(critic.tokenizer, prefix, refusal)[0])
-    declined = 0
-    for start in range(0, len(dialogues), batch_size):
-        chunk = dialogues[start : start + batch_size]
+
+    def launch(chunk: Sequence[Dialogue]):
         items = [
             critic.encoder.encode(get_question(d.question), [load_image(path(d.images[0]))], d.instruction)
             for d in chunk
         ]
-        with torch.inference_mode():
-            first = critic.last_logits(critic.encoder.collate(items)).argmax(dim=-1)
-        declined += sum(int(token) in openers for token in first.tolist())
-    return declined / len(dialogues)
+        return critic.last_logits(critic.encoder.collate(items)).argmax(dim=-1)  # the greedy first reply token
+
+    def finish(first) -> list[int]:
+        return first.tolist()
+
+    first_tokens = in_batches(list(dialogues), batch_size, launch, finish, critic.device)
+    return sum(token in openers for token in first_tokens) / len(dialogues)

@@ -27,7 +27,6 @@ from vcritic.train.dialogues import Dialogue
 
 NOISE_FACTOR = 0.25
 MIN_GAP = 5.0
-PAIRS_PER_DATASET = 10_000
 FIRST, SECOND = " first", " second"
 
 
