@@ -3,7 +3,8 @@
 For every read-out that the level-word presets use, on a tiny random model of every family: the card's few lines
 (chat template with the card's prompt and generation prompt, the stem appended, first-token level ids, one forward,
 softmax over the level logits, the weights) give the same number as ``Critic.score``, rescaled to 0-100, within
-1e-5 in float32 on the CPU. Batching, padding (images of other sizes in the batch) and ``--tasks`` do not move it.
+1e-5 in float32 on the CPU. Batching, padding (images of other sizes in the batch) and ``--tasks`` do not move it
+(beyond float32 rounding: BATCH_TOLERANCE).
 
 The cards below are copied from the model cards, not imported from vcritic: a wrong prompt, stem, word or weight in
 :mod:`vcritic.judges` fails here.
@@ -19,6 +20,10 @@ from conftest import family_params
 from vcritic.testing import FAMILIES
 
 TOLERANCE = 1e-5
+# Batched against alone: the same formula over other compute shapes. Idefics3/SmolVLM pad a batch's tile stacks with
+# empty tiles, so their vision tower runs a larger batch and rounds differently in float32 (measured 1.1e-5 on the
+# 0-100 scale); --reproducible makes it bitwise (tests/test_fixed_shapes.py).
+BATCH_TOLERANCE = 5e-5
 
 # (user text, stem, how the stem joins the generation prompt, level words, weights, factor to vcritic's 0-100)
 CARDS = {
@@ -42,6 +47,8 @@ CARDS = {
         words=["excellent", "good", "fair", "poor", "bad"],
         weights=[100.0, 75.0, 50.0, 25.0, 0.0],
         factor=1.0,
+        # vcritic asks for a direct answer: a template that thinks by default (Qwen3.5) closes an empty think block.
+        template_options={"enable_thinking": False},
     ),
 }
 
@@ -62,7 +69,9 @@ def card_score(directory, card: dict, image) -> float:
     processor, model = _load(str(directory))
     if getattr(processor, "chat_template", None):
         messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": card["user"]}]}]
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        template = str(processor.chat_template)
+        options = {k: v for k, v in card.get("template_options", {}).items() if k in template}
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **options)
         if card["join"] != "as is" and not text[-1:].isspace():
             text += " "
     else:  # BLIP-family processors have no template: the paper's format, the image tokens prepended by the processor
@@ -115,8 +124,8 @@ def test_batching_padding_and_tasks_do_not_move_the_score(family, spec_name, tin
     alone = [critic.score(image, tasks="mos").mos for image in images]
     batched = [s.mos for s in critic.score(images, tasks="mos", batch_size=3)]
     every_task = [s.mos for s in critic.score(images, tasks="all", batch_size=3)]
-    assert batched == pytest.approx(alone, abs=TOLERANCE)
-    assert every_task == pytest.approx(alone, abs=TOLERANCE)
+    assert batched == pytest.approx(alone, abs=BATCH_TOLERANCE)
+    assert every_task == pytest.approx(alone, abs=BATCH_TOLERANCE)
     assert len({round(x, 6) for x in alone}) > 1  # the images are told apart: the checks above can fail
 
 
