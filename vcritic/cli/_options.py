@@ -50,6 +50,11 @@ RevisionOpt = Annotated[
 ]
 
 
+def json_flag(help: str):
+    """The --json flag (parameter ``as_json``), the same on every command that prints JSON; ``help`` says what."""
+    return Annotated[bool, typer.Option("--json", help=help)]
+
+
 def _usage(check):
     """A Typer callback from ``check(value)``: a bad value is a usage error (exit 2) before any work is done."""
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from vcritic.cli._options import _usage, check_scheme, check_split, model_options, parse_range
+from vcritic.cli._options import _usage, check_scheme, check_split, json_flag, model_options, parse_range
 from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
 from vcritic.model_spec import ModelSpec
@@ -28,6 +28,9 @@ EPILOG = (
     "bench ...' the processes share the scoring and the pairs; the first one writes the files and prints. Exit "
     "status: 0 done; 3 done, but some images have no score; 1 nothing evaluated; 2 usage error."
 )
+
+
+JsonOpt = json_flag("Print the metrics as JSON instead of a table.")
 
 
 @model_options()
@@ -105,7 +108,7 @@ def bench(
             help="Save a scatter plot (predicted vs true MOS, fitted curve): --out/scatter.png, else NAME-scatter.png.",
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON instead of a table.")] = False,
+    as_json: JsonOpt = False,
     mos_range: Annotated[
         str | None,
         typer.Option(

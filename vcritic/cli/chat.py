@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from vcritic.chat import DEFAULT_MAX_NEW_TOKENS
-from vcritic.cli._options import model_options
+from vcritic.cli._options import json_flag, model_options
 from vcritic.model_spec import ModelSpec
 
 COMMANDS = ("/score", "/reset", "/quit")
@@ -34,6 +34,9 @@ def _positive(value: float | None) -> float | None:
     return value
 
 
+JsonOpt = json_flag("Print the transcript as one JSON object at the end, no streaming.")
+
+
 # One image at a time, generated text: no batches, and generation is not done in fixed shapes.
 @model_options(without=("batch_size", "workers", "reproducible"))
 def chat(
@@ -49,9 +52,7 @@ def chat(
             show_default=False,
         ),
     ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the transcript as one JSON object at the end, no streaming.")
-    ] = False,
+    as_json: JsonOpt = False,
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", min=1, help="Longest answer, in tokens.")
     ] = DEFAULT_MAX_NEW_TOKENS,

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from vcritic.cli._model import load_for_command
-from vcritic.cli._options import OverwriteOpt, model_options
+from vcritic.cli._options import OverwriteOpt, json_flag, model_options
 from vcritic.errors import UsageError, VcriticError
 from vcritic.model_spec import ModelSpec
 
@@ -23,6 +23,9 @@ EPILOG = (
     "processes share the pairs; the first one writes the CSV. Exit status: 0 done; 3 done, but some pairs have an "
     "error; 1 nothing compared; 2 usage error."
 )
+
+
+JsonOpt = json_flag("Print the result of A vs B as JSON.")
 
 
 @model_options(without=("readout",))  # a pair is asked with vcritic's own question, whatever the judge's read-out
@@ -51,7 +54,7 @@ def compare(
             "row is an error. A row counts for a pair whose two cells name the same files.",
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result of A vs B as JSON.")] = False,
+    as_json: JsonOpt = False,
     spec: ModelSpec = ModelSpec(),
 ) -> None:
     """Which of two images has better quality, with P(A better than B)."""

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vcritic.cli._options import model_options
+from vcritic.cli._options import json_flag, model_options
 from vcritic.model_spec import ModelSpec
 
 EXIT_PARTIAL = 3
@@ -31,11 +31,14 @@ DescribeTasksOpt = Annotated[
 ]
 
 
+JsonOpt = json_flag("One JSON object per image on stdout, no streaming.")
+
+
 # One image at a time, generated text: no batches, and generation is not done in fixed shapes.
 @model_options(without=("batch_size", "workers", "reproducible"))
 def describe(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image on stdout, no streaming.")] = False,
+    as_json: JsonOpt = False,
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", min=1, help="Longest description, in tokens.")
     ] = 160,
