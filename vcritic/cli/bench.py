@@ -128,14 +128,14 @@ def bench(
     from vcritic.home import data_root
 
     team = team_for(spec.device, spec.device_map)  # several processes under accelerate launch: each scores a shard
-    if team is not None:
-        spec = spec.on(team.device(spec.device))  # this process's own GPU
     if team is not None and not team.is_main:
         from vcritic.cli._model import load_for_command
 
-        team.follow(lambda: load_for_command(spec))
+        team.follow(lambda: load_for_command(spec.on(team.device(spec.device))))
         return
     with lead(team):  # everything but the model's work is process 0's: --predictions and --plot need no model
+        if team is not None:
+            spec = spec.on(team.device(spec.device))  # this process's own GPU
         if root is None:
             root, root_note = data_root(), " (the default: $VCRITIC_DATA, else the datasets/ folder in vcritic's home)"
         else:

@@ -62,12 +62,12 @@ def compare(
 
     if pairs is not None:
         team = team_for(spec.device, spec.device_map)  # several processes under accelerate launch: each a shard
-        if team is not None:
-            spec = spec.on(team.device(spec.device))  # this process's own GPU
         if team is not None and not team.is_main:
-            team.follow(lambda: load_for_command(spec))
+            team.follow(lambda: load_for_command(spec.on(team.device(spec.device))))
             return
         with lead(team):
+            if team is not None:
+                spec = spec.on(team.device(spec.device))  # this process's own GPU
             if image_a is not None or image_b is not None:
                 raise UsageError("give either two images or --pairs, not both")
             if as_json:
