@@ -5,6 +5,10 @@ from __future__ import annotations
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from vcritic.model_spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -22,24 +26,25 @@ class Loaded:
         return f"{self.name}{at}, loaded in {self.seconds:.1f} s; images at {self.resolution}"
 
 
-def load_for_command(model: str | None, *, revision: str | None = None, allow_pickle: bool = False, **options):
-    """``load_critic`` for the CLI. Resolving the checkpoint before the "Loading ..." spinner lets a first-use
+def load_for_command(spec: ModelSpec):
+    """:meth:`ModelSpec.load` for the CLI. Resolving the checkpoint before the "Loading ..." spinner lets a first-use
     download show its own progress bar; ``load_critic`` then finds the model in the cache without network access.
     The critic gets a ``loaded`` attribute (:class:`Loaded`) for the command's summary."""
+    from dataclasses import replace
+
     from rich.markup import escape
 
     from vcritic.cli._output import stderr
     from vcritic.distributed import is_secondary_process
     from vcritic.hub import resolve_model
-    from vcritic.loading import load_critic
 
-    name = model or default_for_command(options.get("device"))
-    directory = resolve_model(name, revision, allow_pickle=allow_pickle)
+    name = spec.model or default_for_command(spec.device)
+    directory = resolve_model(name, spec.revision, allow_pickle=spec.allow_pickle)
     started = time.perf_counter()
     # Under accelerate launch one spinner is enough: the other processes would each draw their own over it.
     spinner = nullcontext() if is_secondary_process() else stderr.status(f"Loading {escape(name)}...")
     with spinner:
-        critic = load_critic(name, revision=revision, allow_pickle=allow_pickle, **options)
+        critic = replace(spec, model=name).load()
     commit = directory.name if directory.parent.name == "snapshots" else None  # the hub cache's layout
     critic.loaded = Loaded(name, commit, time.perf_counter() - started, str(critic.resolution))
     return critic

@@ -1,13 +1,17 @@
-"""Options shared by several commands, declared once."""
+"""Options shared by several commands, declared once; the model options reach a command as one ModelSpec
+(:func:`model_options`)."""
 
 from __future__ import annotations
 
+import functools
+import inspect
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from vcritic.docs_url import docs_page
+from vcritic.model_spec import ModelSpec
 from vcritic.presets import CPU_DEFAULT_PRESET, DEFAULT_PRESET
 from vcritic.resolution import MAX_IMAGE_SIZE, MAX_PIXELS
 from vcritic.shapes import ROWS
@@ -44,6 +48,11 @@ RevisionOpt = Annotated[
         show_default=False,
     ),
 ]
+
+
+def json_flag(help: str):
+    """The --json flag (parameter ``as_json``), the same on every command that prints JSON; ``help`` says what."""
+    return Annotated[bool, typer.Option("--json", help=help)]
 
 
 def _usage(check):
@@ -278,3 +287,60 @@ ReproducibleOpt = Annotated[
         f"See {docs_page('explanations/score-tolerance')}",
     ),
 ]
+
+
+# The model options in the order --help lists them, with their defaults: the fields of ModelSpec.
+_MODEL_OPTIONS = {
+    "model": (ModelOpt, None),
+    "readout": (ReadoutOpt, None),
+    "adapter": (AdapterOpt, None),
+    "revision": (RevisionOpt, None),
+    "batch_size": (BatchSizeOpt, "8"),
+    "reproducible": (ReproducibleOpt, False),
+    "workers": (WorkersOpt, None),
+    "device": (DeviceOpt, None),
+    "dtype": (DtypeOpt, None),
+    "trust_remote_code": (TrustRemoteCodeOpt, False),
+    "allow_pickle": (AllowPickleOpt, False),
+    "max_pixels": (MaxPixelsOpt, None),
+    "image_size": (ImageSizeOpt, None),
+    "device_map": (DeviceMapOpt, None),
+}
+
+
+def model_options(*, without: tuple[str, ...] = ()):
+    """Give a command the model options, handed to it as one :class:`ModelSpec` argument ``spec``.
+
+    The command declares ``spec: ModelSpec = ModelSpec()``; its --help lists the options where that parameter is,
+    in the same order for every command. ``without``: options that mean nothing to this command (say why where it
+    is used). An option the command declares itself keeps its own place in --help (serve lists --model first) and
+    reaches the command both as itself and in ``spec``.
+    """
+    unknown = set(without) - set(_MODEL_OPTIONS)
+    if unknown:
+        raise ValueError(f"not a model option: {', '.join(sorted(unknown))}")
+
+    def decorate(command):
+        signature = inspect.signature(command, eval_str=True)
+        own = signature.parameters
+        if "spec" not in own:
+            raise TypeError(f"{command.__name__} has no 'spec' parameter for its model options")
+        block = [
+            inspect.Parameter(name, inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation=annotation, default=default)
+            for name, (annotation, default) in _MODEL_OPTIONS.items()
+            if name not in without and name not in own
+        ]
+        parameters = [p for param in own.values() for p in (block if param.name == "spec" else [param])]
+
+        @functools.wraps(command)
+        def with_spec(**kwargs):
+            given = [name for name in _MODEL_OPTIONS if name in kwargs]
+            options = {name: kwargs[name] if name in own else kwargs.pop(name) for name in given}
+            return command(**kwargs, spec=ModelSpec(**options))
+
+        # Typer reads the options from the signature (and its annotations), so it sees the options, not spec.
+        with_spec.__signature__ = signature.replace(parameters=parameters)
+        with_spec.__annotations__ = {p.name: p.annotation for p in parameters}
+        return with_spec
+
+    return decorate

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,29 +13,11 @@ import typer
 from rich.markup import escape
 
 from vcritic.cli._exit import EXIT_PARTIAL
-from vcritic.cli._options import (
-    AdapterOpt,
-    AllowPickleOpt,
-    BatchSizeOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    ImageSizeOpt,
-    MaxPixelsOpt,
-    ModelOpt,
-    ReadoutOpt,
-    ReproducibleOpt,
-    RevisionOpt,
-    TrustRemoteCodeOpt,
-    WorkersOpt,
-    _usage,
-    check_scheme,
-    check_split,
-    parse_range,
-)
+from vcritic.cli._options import _usage, check_scheme, check_split, json_flag, model_options, parse_range
 from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
 from vcritic.files import check_output_folder, write_json_atomically
+from vcritic.model_spec import ModelSpec
 
 EPILOG = (
     "NAME is a dataset (koniq10k, spaq, flive, livec, cgiqa6k, kadid10k, agiqa3k, aigciqa2023), 'all' for every "
@@ -48,6 +31,10 @@ EPILOG = (
 )
 
 
+JsonOpt = json_flag("Print the metrics as JSON instead of a table.")
+
+
+@model_options()
 def bench(
     ctx: typer.Context,
     name: Annotated[
@@ -122,7 +109,7 @@ def bench(
             help="Save a scatter plot (predicted vs true MOS, fitted curve): --out/scatter.png, else NAME-scatter.png.",
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON instead of a table.")] = False,
+    as_json: JsonOpt = False,
     mos_range: Annotated[
         str | None,
         typer.Option(
@@ -132,20 +119,7 @@ def bench(
             show_default=False,
         ),
     ] = None,
-    model: ModelOpt = None,
-    readout: ReadoutOpt = None,
-    adapter: AdapterOpt = None,
-    revision: RevisionOpt = None,
-    batch_size: BatchSizeOpt = "8",
-    reproducible: ReproducibleOpt = False,
-    workers: WorkersOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    trust_remote_code: TrustRemoteCodeOpt = False,
-    allow_pickle: AllowPickleOpt = False,
-    max_pixels: MaxPixelsOpt = None,
-    image_size: ImageSizeOpt = None,
-    device_map: DeviceMapOpt = None,
+    spec: ModelSpec = ModelSpec(),
 ) -> None:
     """Benchmark a model on public IQA datasets: SRCC, PLCC, KRCC, pair ranking, against the paper's numbers."""
     import json
@@ -154,18 +128,15 @@ def bench(
     from vcritic.distributed import lead, team_for
     from vcritic.home import data_root
 
-    team = team_for(device, device_map)  # several processes under accelerate launch: each scores a shard
-    load = dict(model=model, adapter=adapter, revision=revision, device=device, dtype=dtype,
-                trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, max_pixels=max_pixels,
-                image_size=image_size, device_map=device_map, fixed_shapes=reproducible, readout=readout)  # fmt: skip
+    team = team_for(spec.device, spec.device_map)  # several processes under accelerate launch: each scores a shard
     if team is not None and not team.is_main:
         from vcritic.cli._model import load_for_command
 
-        team.follow(lambda: load_for_command(**{**load, "device": team.device(device)}))
+        team.follow(lambda: load_for_command(spec.on(team.device(spec.device))))
         return
     with lead(team):  # everything but the model's work is process 0's: --predictions and --plot need no model
         if team is not None:
-            load["device"] = team.device(device)  # this process's own GPU
+            spec = spec.on(team.device(spec.device))  # this process's own GPU
         if root is None:
             root, root_note = data_root(), " (the default: $VCRITIC_DATA, else the datasets/ folder in vcritic's home)"
         else:
@@ -181,16 +152,16 @@ def bench(
             _require_matplotlib()
         if resume and predictions is not None:
             raise UsageError("--resume is for model runs", hint="evaluating --predictions takes no time to redo")
-        if predictions is not None and model is not None and _from_environment(ctx, "model"):
-            model = load["model"] = None  # VCRITIC_MODEL names the model for runs that need one, not a choice here
-        if model is not None and predictions is not None:
+        if predictions is not None and spec.model is not None and _from_environment(ctx, "model"):
+            spec = replace(spec, model=None)  # VCRITIC_MODEL names the model for runs that need one, not a choice here
+        if spec.model is not None and predictions is not None:
             raise UsageError("--model and --predictions exclude each other", hint="give one of them")
         if predictions is not None and not predictions.is_file():
             raise VcriticError(f"predictions file {predictions} not found", hint="write it with: vcritic score -o FILE")
         names = _with_root_note(lambda: _dataset_names(name, root), root_note)
         _check_out(out, overwrite, resume, all_mode=name.lower() == "all")
         settings = dict(
-            split=split, scheme=split_scheme, limit=limit, pairs=pairs, batch_size=batch_size, workers=workers
+            split=split, scheme=split_scheme, limit=limit, pairs=pairs, batch_size=spec.batch_size, workers=spec.workers
         )
         mos_limits = parse_range(mos_range)
 
@@ -224,7 +195,7 @@ def bench(
             for output in outputs.values():
                 stack.enter_context(output)
             results, source, incomplete = _evaluate_all(
-                benches, settings, predictions, given, outputs, out, plot, multi, incomplete, load, team
+                benches, settings, predictions, given, outputs, out, plot, multi, incomplete, spec, team
             )
         label = _short_label(source["model"]) if source["model"] else (predictions.name if predictions else "ours")
         if multi:
@@ -268,16 +239,15 @@ def _given_predictions(bench, predictions_file: Path, root, multi: bool) -> list
     )
 
 
-def _evaluate_all(benches, settings, predictions, given, outputs, out, plot, multi, incomplete, load, team):
+def _evaluate_all(benches, settings, predictions, given, outputs, out, plot, multi, incomplete, spec, team):
     critic = None
-    model, adapter = load.pop("model"), load.get("adapter")
     if predictions is None and benches:
         from vcritic.cli._model import load_for_command
         from vcritic.cli._output import stderr
 
-        critic = team.load(lambda: load_for_command(model, **load)) if team else load_for_command(model, **load)
+        critic = team.load(lambda: load_for_command(spec)) if team else load_for_command(spec)
         stderr.print(f"Model: {critic.loaded}", markup=False)
-    source = {"model": critic.source if critic else model, "adapter": str(adapter) if adapter else None}
+    source = {"model": critic.source if critic else spec.model, "adapter": str(spec.adapter) if spec.adapter else None}
     source["predictions"] = None
     if predictions is not None:
         source = {"model": None, "adapter": None, "predictions": str(predictions)}

@@ -9,28 +9,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from vcritic.cli._options import (
-    AdapterOpt,
-    AllowPickleOpt,
-    BatchSizeOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    ImageSizeOpt,
-    MaxPixelsOpt,
-    ModelOpt,
-    ReadoutOpt,
-    RevisionOpt,
-    TrustRemoteCodeOpt,
-    WorkersOpt,
-    _usage,
-    check_scheme,
-    check_split,
-    parse_range,
-)
+from vcritic.cli._options import _usage, check_scheme, check_split, model_options, parse_range
 from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
 from vcritic.files import check_output_file
+from vcritic.model_spec import ModelSpec
 
 EPILOG = (
     "Labels come from --dataset (a registered dataset under --root, or a CSV manifest with --mos-range) or from a "
@@ -42,6 +25,7 @@ EPILOG = (
 )
 
 
+@model_options()
 def calibrate(
     predictions: Annotated[
         Path | None,
@@ -139,19 +123,7 @@ def calibrate(
         typer.Option("--output", "-o", help="Calibration JSON to write; '-' for stdout."),
     ] = Path("calibration.json"),
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --output file.")] = False,
-    model: ModelOpt = None,
-    readout: ReadoutOpt = None,
-    adapter: AdapterOpt = None,
-    revision: RevisionOpt = None,
-    batch_size: BatchSizeOpt = "8",
-    workers: WorkersOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    trust_remote_code: TrustRemoteCodeOpt = False,
-    allow_pickle: AllowPickleOpt = False,
-    max_pixels: MaxPixelsOpt = None,
-    image_size: ImageSizeOpt = None,
-    device_map: DeviceMapOpt = None,
+    spec: ModelSpec = ModelSpec(),
 ) -> None:
     """Fit a monotonic map from vcritic's MOS (0-100) onto a dataset's own scale, and say how well it holds on
     images it was not fitted on; writes calibration.json for score --calibration."""
@@ -184,7 +156,7 @@ def calibrate(
     to_stdout = str(output) == "-"
     if not to_stdout:
         _check_output(output, overwrite)
-    if predictions is not None and model is None:
+    if predictions is not None and spec.model is None:
         raise UsageError(
             "--predictions needs --model: the model that wrote the scores (the calibration is refused for others)",
             hint="e.g. --model qwen2.5-vl-7b, the default preset, if score ran without --model",
@@ -194,7 +166,7 @@ def calibrate(
     # The dataset is read (and its images checked) before a model is loaded or a score read.
     prepared = None if dataset is None else _prepare(dataset, root, split, split_scheme, limit, mos_range, predictions)
     if predictions is not None:
-        identity = model_identity(model, revision, adapter)
+        identity = model_identity(spec.model, spec.revision, spec.adapter)
         if prepared is None:
             mos, labels, scale = _from_columns(
                 predictions, target, parse_range(target_range, "--target-range"), target_name, notes
@@ -209,22 +181,10 @@ def calibrate(
     else:
         from vcritic.cli._model import load_for_command
 
-        critic = load_for_command(
-            model,
-            adapter=adapter,
-            revision=revision,
-            device=device,
-            dtype=dtype,
-            trust_remote_code=trust_remote_code,
-            allow_pickle=allow_pickle,
-            max_pixels=max_pixels,
-            image_size=image_size,
-            device_map=device_map,
-            readout=readout,
-        )
+        critic = load_for_command(spec)
         stderr.print(f"Model: {critic.loaded}", markup=False)
-        identity = model_identity(critic.source, revision, adapter, commit=critic.loaded.revision)
-        rows = _score_records(prepared, critic, batch_size, workers)
+        identity = model_identity(critic.source, spec.revision, spec.adapter, commit=critic.loaded.revision)
+        rows = _score_records(prepared, critic, spec.batch_size, spec.workers)
         mos, labels, scale = _labelled(prepared, rows, target_name, "scored", notes)
         source = prepared.name
 
@@ -240,7 +200,7 @@ def calibrate(
         calibration.save(output)
         stderr.print(
             f"Wrote {output}; use it with: vcritic score IMAGES --calibration {output}"
-            + ("" if model is None else f" --model {model}"),
+            + ("" if spec.model is None else f" --model {spec.model}"),
             markup=False,
         )
 

@@ -11,18 +11,8 @@ from typing import Annotated
 import typer
 
 from vcritic.chat import DEFAULT_MAX_NEW_TOKENS
-from vcritic.cli._options import (
-    AdapterOpt,
-    AllowPickleOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    ImageSizeOpt,
-    MaxPixelsOpt,
-    ModelOpt,
-    RevisionOpt,
-    TrustRemoteCodeOpt,
-)
+from vcritic.cli._options import json_flag, model_options
+from vcritic.model_spec import ModelSpec
 
 COMMANDS = ("/score", "/reset", "/quit")
 
@@ -44,6 +34,11 @@ def _positive(value: float | None) -> float | None:
     return value
 
 
+JsonOpt = json_flag("Print the transcript as one JSON object at the end, no streaming.")
+
+
+# One image at a time, generated text: no batches, and generation is not done in fixed shapes.
+@model_options(without=("batch_size", "workers", "reproducible"))
 def chat(
     image: Annotated[Path, typer.Argument(help="The image to talk about.", show_default=False)],
     ask: Annotated[
@@ -57,9 +52,7 @@ def chat(
             show_default=False,
         ),
     ] = None,
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print the transcript as one JSON object at the end, no streaming.")
-    ] = False,
+    as_json: JsonOpt = False,
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", min=1, help="Longest answer, in tokens.")
     ] = DEFAULT_MAX_NEW_TOKENS,
@@ -72,16 +65,7 @@ def chat(
             show_default=False,
         ),
     ] = None,
-    model: ModelOpt = None,
-    adapter: AdapterOpt = None,
-    revision: RevisionOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    trust_remote_code: TrustRemoteCodeOpt = False,
-    allow_pickle: AllowPickleOpt = False,
-    max_pixels: MaxPixelsOpt = None,
-    image_size: ImageSizeOpt = None,
-    device_map: DeviceMapOpt = None,
+    spec: ModelSpec = ModelSpec(),
 ) -> None:
     """Ask the critic about the quality of one image, in a conversation (follow-up questions keep the context)."""
     from vcritic.distributed import single_process_only
@@ -97,18 +81,7 @@ def chat(
     except UnreadableImageError as err:
         raise VcriticError(f"cannot use {image}: {err.message}", hint="give the path of an image file") from None
     interactive = not ask and sys.stdin.isatty()
-    critic = load_for_command(
-        model,
-        adapter=adapter,
-        revision=revision,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
-        allow_pickle=allow_pickle,
-        max_pixels=max_pixels,
-        image_size=image_size,
-        device_map=device_map,
-    )
+    critic = load_for_command(spec)
     conversation = critic.chat(picture, max_new_tokens=max_new_tokens, temperature=temperature)
     transcript: dict = {"image": str(image), "model": critic.loaded.name, "turns": []}
     if interactive:

@@ -11,24 +11,10 @@ import typer
 
 from vcritic.cli._exit import EXIT_PARTIAL
 from vcritic.cli._model import load_for_command
-from vcritic.cli._options import (
-    AdapterOpt,
-    AllowPickleOpt,
-    BatchSizeOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    ImageSizeOpt,
-    MaxPixelsOpt,
-    ModelOpt,
-    OverwriteOpt,
-    ReproducibleOpt,
-    RevisionOpt,
-    TrustRemoteCodeOpt,
-    WorkersOpt,
-)
+from vcritic.cli._options import OverwriteOpt, json_flag, model_options
 from vcritic.cli._pairs import read_pairs
 from vcritic.errors import UsageError, VcriticError
+from vcritic.model_spec import ModelSpec
 from vcritic.schema import verdict
 
 EPILOG = (
@@ -41,6 +27,10 @@ EPILOG = (
 )
 
 
+JsonOpt = json_flag("Print the result of A vs B as JSON.")
+
+
+@model_options(without=("readout",))  # a pair is asked with vcritic's own question, whatever the judge's read-out
 def compare(
     image_a: Annotated[Path | None, typer.Argument(help="First image (A).", show_default=False)] = None,
     image_b: Annotated[Path | None, typer.Argument(help="Second image (B).", show_default=False)] = None,
@@ -66,41 +56,25 @@ def compare(
             "row is an error. A row counts for a pair whose two cells name the same files.",
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result of A vs B as JSON.")] = False,
-    model: ModelOpt = None,
-    adapter: AdapterOpt = None,
-    revision: RevisionOpt = None,
-    batch_size: BatchSizeOpt = "8",
-    reproducible: ReproducibleOpt = False,
-    workers: WorkersOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    trust_remote_code: TrustRemoteCodeOpt = False,
-    allow_pickle: AllowPickleOpt = False,
-    max_pixels: MaxPixelsOpt = None,
-    image_size: ImageSizeOpt = None,
-    device_map: DeviceMapOpt = None,
+    as_json: JsonOpt = False,
+    spec: ModelSpec = ModelSpec(),
 ) -> None:
     """Which of two images has better quality, with P(A better than B)."""
     from vcritic.distributed import lead, single_process_only, team_for
 
-    load = dict(adapter=adapter, revision=revision, device=device, dtype=dtype,
-                trust_remote_code=trust_remote_code, allow_pickle=allow_pickle,
-                max_pixels=max_pixels, image_size=image_size, device_map=device_map,
-                fixed_shapes=reproducible)  # fmt: skip
     if pairs is not None:
-        team = team_for(device, device_map)  # several processes under accelerate launch: each compares a shard
+        team = team_for(spec.device, spec.device_map)  # several processes under accelerate launch: each a shard
         if team is not None and not team.is_main:
-            team.follow(lambda: load_for_command(model, **{**load, "device": team.device(device)}))
+            team.follow(lambda: load_for_command(spec.on(team.device(spec.device))))
             return
         with lead(team):
             if team is not None:
-                load["device"] = team.device(device)  # this process's own GPU
+                spec = spec.on(team.device(spec.device))  # this process's own GPU
             if image_a is not None or image_b is not None:
                 raise UsageError("give either two images or --pairs, not both")
             if as_json:
                 raise UsageError("--json is for one pair", hint="--pairs writes a CSV (-o)")
-            _compare_many(model, load, pairs, output, overwrite, resume, batch_size, workers, team)
+            _compare_many(spec, pairs, output, overwrite, resume, team)
         return
     single_process_only("compare", hint="one pair is one process's work; compare --pairs runs data-parallel")
     if image_a is None or image_b is None:
@@ -109,10 +83,10 @@ def compare(
         raise UsageError(
             "-o, --overwrite and --resume are for --pairs runs", hint="use --json for a machine-readable result"
         )
-    _compare_one(model, load, image_a, image_b, as_json)
+    _compare_one(spec, image_a, image_b, as_json)
 
 
-def _compare_one(model, load, image_a: Path, image_b: Path, as_json: bool) -> None:
+def _compare_one(spec: ModelSpec, image_a: Path, image_b: Path, as_json: bool) -> None:
     from vcritic.cli._output import stdout
     from vcritic.images import load_image
     from vcritic.scoring import describe_error
@@ -123,7 +97,7 @@ def _compare_one(model, load, image_a: Path, image_b: Path, as_json: bool) -> No
             images.append(load_image(path))
         except Exception as err:
             raise VcriticError(f"cannot read image {label} ({path}): {describe_error(err)}") from None
-    critic = load_for_command(model, **load)
+    critic = load_for_command(spec)
     comparison = critic.compare(images[0], images[1])
     p, better = comparison.p_a_better, comparison.better
     if as_json:
@@ -138,7 +112,7 @@ def _compare_one(model, load, image_a: Path, image_b: Path, as_json: bool) -> No
         stdout.print(f"{label} is better ({winner}): P(A better than B) = {p:.4f}", markup=False)
 
 
-def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batch_size, workers, team=None) -> None:
+def _compare_many(spec: ModelSpec, pairs_file: Path, output, overwrite, resume, team=None) -> None:
     from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._output import make_progress, stderr
     from vcritic.memory import BatchPlan
@@ -166,11 +140,11 @@ def _compare_many(model, load, pairs_file: Path, output, overwrite, resume, batc
                 markup=False,
             )
         critic = None
-        plan = BatchPlan(batch_size)
+        plan = BatchPlan(spec.batch_size)
         if todo:
-            critic = team.load(lambda: load_for_command(model, **load)) if team else load_for_command(model, **load)
+            critic = team.load(lambda: load_for_command(spec)) if team else load_for_command(spec)
             run = team.compare_paths if team else compare_paths  # the team: every process compares a shard
-            results = run(critic, [resolved[k] for k in todo], batch_size=plan, workers=workers)
+            results = run(critic, [resolved[k] for k in todo], batch_size=plan, workers=spec.workers)
             with make_progress() as progress:
                 task = progress.add_task("Comparing", total=len(todo), rate="")
                 for k, result in zip(todo, results, strict=True):

@@ -9,19 +9,8 @@ import typer
 
 from vcritic.cli._answers import readout_line, score_dict, text_streamer
 from vcritic.cli._exit import EXIT_PARTIAL
-from vcritic.cli._options import (
-    AdapterOpt,
-    AllowPickleOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    ImageSizeOpt,
-    MaxPixelsOpt,
-    ModelOpt,
-    ReadoutOpt,
-    RevisionOpt,
-    TrustRemoteCodeOpt,
-)
+from vcritic.cli._options import json_flag, model_options
+from vcritic.model_spec import ModelSpec
 
 EPILOG = (
     "Text output: per image, its path, the assessment as the model writes it, then the numbers read out "
@@ -42,24 +31,19 @@ DescribeTasksOpt = Annotated[
 ]
 
 
+JsonOpt = json_flag("One JSON object per image on stdout, no streaming.")
+
+
+# One image at a time, generated text: no batches, and generation is not done in fixed shapes.
+@model_options(without=("batch_size", "workers", "reproducible"))
 def describe(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per image on stdout, no streaming.")] = False,
+    as_json: JsonOpt = False,
     max_new_tokens: Annotated[
         int, typer.Option("--max-new-tokens", min=1, help="Longest description, in tokens.")
     ] = 160,
     tasks: DescribeTasksOpt = "all",
-    model: ModelOpt = None,
-    readout: ReadoutOpt = None,
-    adapter: AdapterOpt = None,
-    revision: RevisionOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    trust_remote_code: TrustRemoteCodeOpt = False,
-    allow_pickle: AllowPickleOpt = False,
-    max_pixels: MaxPixelsOpt = None,
-    image_size: ImageSizeOpt = None,
-    device_map: DeviceMapOpt = None,
+    spec: ModelSpec = ModelSpec(),
 ) -> None:
     """Explain the quality of each image in words (the paper's qualitative evaluation), with its scores."""
     from vcritic.distributed import single_process_only
@@ -74,19 +58,7 @@ def describe(
     wanted = parse_tasks(tasks)
     unsearched: list = []  # (folder, reason) the walk did not search
     paths = require_images(inputs, unsearched=unsearched)
-    critic = load_for_command(
-        model,
-        adapter=adapter,
-        revision=revision,
-        device=device,
-        dtype=dtype,
-        trust_remote_code=trust_remote_code,
-        allow_pickle=allow_pickle,
-        max_pixels=max_pixels,
-        image_size=image_size,
-        device_map=device_map,
-        readout=readout,
-    )
+    critic = load_for_command(spec)
     from vcritic.judges import untrained_note
 
     note = untrained_note(critic.judge, wanted, critic.source)

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vcritic.cli._options import AllowPickleOpt
+from vcritic.cli._options import AllowPickleOpt, json_flag
 
 EPILOG = (
     "Only what loading needs is fetched: configs, tokenizer/processor files, chat templates and *.safetensors "
@@ -16,6 +16,9 @@ EPILOG = (
     "The cache is $VCRITIC_HOME/hub (or $HF_HUB_CACHE, or $HF_HOME/hub, when set); HF_ENDPOINT and HF_TOKEN "
     "work as for other Hugging Face tools. The snapshot folder is printed on stdout."
 )
+
+
+JsonOpt = json_flag("Print what was fetched as JSON.")
 
 
 def download(
@@ -32,7 +35,7 @@ def download(
         ),
     ] = None,
     allow_pickle: AllowPickleOpt = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print what was fetched as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """Download a model into the local cache (resumable, with a progress bar)."""
     from vcritic.cli._output import stderr, stdout

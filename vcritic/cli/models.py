@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from vcritic.cli._help import Command, Group
+from vcritic.cli._options import json_flag
 
 models_app = typer.Typer(
     help="List model presets and the local cache (with sizes); remove cached models.",
@@ -15,6 +16,9 @@ models_app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     cls=Group,
 )
+
+
+JsonOpt = json_flag("Print presets and cache contents as JSON.")
 
 
 @models_app.callback(invoke_without_command=True)
@@ -29,7 +33,7 @@ def list_models(
             "trained tasks and what it was trained on.",
         ),
     ] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print presets and cache contents as JSON.")] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List the presets (marking the default and what is cached) and any other models in the cache."""
     if ctx.invoked_subcommand is not None:

@@ -12,24 +12,10 @@ from typing import Annotated
 import typer
 
 from vcritic.cli._exit import EXIT_PARTIAL
-from vcritic.cli._options import (
-    AdapterOpt,
-    AllowPickleOpt,
-    BatchSizeOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    ImageSizeOpt,
-    MaxPixelsOpt,
-    ModelOpt,
-    OverwriteOpt,
-    ReproducibleOpt,
-    RevisionOpt,
-    TrustRemoteCodeOpt,
-    WorkersOpt,
-)
+from vcritic.cli._options import OverwriteOpt, model_options
 from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
+from vcritic.model_spec import ModelSpec
 from vcritic.ranking import DEFAULT_PER_IMAGE, PRIOR_SD
 from vcritic.schema import PAIR_COLUMNS, PAIR_DIGITS, RANK_COLUMNS
 
@@ -45,6 +31,7 @@ EPILOG = (
 )
 
 
+@model_options(without=("readout",))  # a pair is asked with vcritic's own question, whatever the judge's read-out
 def rank(
     inputs: Annotated[
         list[str] | None,
@@ -97,19 +84,7 @@ def rank(
     show: Annotated[
         int, typer.Option("--show", min=0, help="Images from the top and from the bottom to list on stderr.")
     ] = 5,
-    model: ModelOpt = None,
-    adapter: AdapterOpt = None,
-    revision: RevisionOpt = None,
-    batch_size: BatchSizeOpt = "8",
-    reproducible: ReproducibleOpt = False,
-    workers: WorkersOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    trust_remote_code: TrustRemoteCodeOpt = False,
-    allow_pickle: AllowPickleOpt = False,
-    max_pixels: MaxPixelsOpt = None,
-    image_size: ImageSizeOpt = None,
-    device_map: DeviceMapOpt = None,
+    spec: ModelSpec = ModelSpec(),
 ) -> None:
     """Rank images best first: compare pairs of them with the model and fit Bradley-Terry strengths, as CSV."""
     if from_pairs is not None:
@@ -130,14 +105,11 @@ def rank(
     from vcritic.distributed import single_process_only
 
     single_process_only("rank")
-    load = dict(adapter=adapter, revision=revision, device=device, dtype=dtype,
-                trust_remote_code=trust_remote_code, allow_pickle=allow_pickle, max_pixels=max_pixels,
-                image_size=image_size, device_map=device_map, fixed_shapes=reproducible)  # fmt: skip
     design = dict(per_image=per_image, every_pair=True if all_pairs else None, seed=seed)
-    _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, model, load, batch_size, workers)
+    _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, spec)
 
 
-def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, model, load, batch_size, workers):
+def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, spec: ModelSpec):
     from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._model import load_for_command
     from vcritic.cli._output import make_progress, stderr
@@ -165,7 +137,7 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, mod
                     pairs_out, PAIR_COLUMNS, overwrite=overwrite, resume=resume, inputs=paths, option="--pairs-out"
                 )
             )
-        errors = _unreadable(paths, workers)
+        errors = _unreadable(paths, spec.workers)
         good = [path for path in paths if path not in errors]
         if len(good) < 2:
             _write_errors(out, errors)
@@ -193,12 +165,12 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, mod
                 stderr.print(f"Resuming {pairs_out}: {kept} of {len(pairs)} comparisons already there"
                              + pairs_file.resume_note("compared"), markup=False)  # fmt: skip
         todo = [k for k, p in enumerate(probabilities) if p is None]
-        critic, plan, started = None, BatchPlan(batch_size), time.perf_counter()
+        critic, plan, started = None, BatchPlan(spec.batch_size), time.perf_counter()
         if todo:
-            critic = load_for_command(model, **load)
+            critic = load_for_command(spec)
             started = time.perf_counter()
             results = compare_paths(critic, [(good[pairs[k][0]], good[pairs[k][1]]) for k in todo],
-                                    batch_size=plan, workers=workers)  # fmt: skip
+                                    batch_size=plan, workers=spec.workers)  # fmt: skip
             with make_progress() as progress:
                 task = progress.add_task("Comparing", total=len(todo), rate="")
                 for done, (k, result) in enumerate(zip(todo, results, strict=True), start=1):

@@ -10,24 +10,8 @@ from typing import Annotated
 import typer
 
 from vcritic.cli._exit import EXIT_PARTIAL
-from vcritic.cli._options import (
-    AdapterOpt,
-    AllowPickleOpt,
-    BatchSizeOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    ImageSizeOpt,
-    MaxPixelsOpt,
-    ModelOpt,
-    OverwriteOpt,
-    ReadoutOpt,
-    ReproducibleOpt,
-    RevisionOpt,
-    TasksOpt,
-    TrustRemoteCodeOpt,
-    WorkersOpt,
-)
+from vcritic.cli._options import OverwriteOpt, TasksOpt, model_options
+from vcritic.model_spec import ModelSpec
 
 EPILOG = (
     "Output columns: path, mos (0-100, higher is better), mos_std (spread of the model's rating distribution, "
@@ -43,6 +27,7 @@ EPILOG = (
 )
 
 
+@model_options()
 def score(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or glob patterns.")],
     output: Annotated[
@@ -59,20 +44,7 @@ def score(
         ),
     ] = False,
     tasks: TasksOpt = "mos",
-    model: ModelOpt = None,
-    readout: ReadoutOpt = None,
-    adapter: AdapterOpt = None,
-    revision: RevisionOpt = None,
-    batch_size: BatchSizeOpt = "8",
-    reproducible: ReproducibleOpt = False,
-    workers: WorkersOpt = None,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    trust_remote_code: TrustRemoteCodeOpt = False,
-    allow_pickle: AllowPickleOpt = False,
-    max_pixels: MaxPixelsOpt = None,
-    image_size: ImageSizeOpt = None,
-    device_map: DeviceMapOpt = None,
+    spec: ModelSpec = ModelSpec(),
     calibration_file: Annotated[
         Path | None,
         typer.Option(
@@ -109,37 +81,24 @@ def score(
     if not wanted:
         raise UsageError("--tasks none leaves nothing to score", hint="use mos, attributes, authenticity or all")
     # Known before loading (a preset, a trained folder's vcritic.json, --readout): the CSV header is written first.
-    model_name = model or default_for_command(device, announce=False)
-    judge = judge_for(model_name, readout)
+    model_name = spec.model or default_for_command(spec.device, announce=False)
+    judge = judge_for(model_name, spec.readout)
     untrained = bool(judge.untrained(wanted))
-    calibration = _read_calibration(calibration_file, wanted, model_name, revision, adapter, force_calibration_model)
+    calibration = _read_calibration(calibration_file, wanted, model_name, spec, force_calibration_model)
     skipped: list[Path] = []
     unsearched: list[tuple[Path, str]] = []
     paths = require_images(inputs, skipped, unsearched)
     from vcritic.distributed import lead, team_for
     from vcritic.memory import BatchPlan
 
-    team = team_for(device, device_map)  # several processes under accelerate launch: each scores a shard
+    team = team_for(spec.device, spec.device_map)  # several processes under accelerate launch: each scores a shard
 
     def load():
         from vcritic.cli._model import load_for_command
 
-        return load_for_command(
-            model,
-            adapter=adapter,
-            revision=revision,
-            device=team.device(device) if team else device,
-            dtype=dtype,
-            trust_remote_code=trust_remote_code,
-            allow_pickle=allow_pickle,
-            max_pixels=max_pixels,
-            image_size=image_size,
-            device_map=device_map,
-            fixed_shapes=reproducible,
-            readout=readout,
-        )
+        return load_for_command(spec.on(team.device(spec.device)) if team else spec)
 
-    plan = BatchPlan(batch_size)
+    plan = BatchPlan(spec.batch_size)
     if team is not None and not team.is_main:
         team.follow(load)  # process 0 hands out the work, or says stop when it refused to start
         return
@@ -174,12 +133,12 @@ def score(
                 if note:
                     stderr.print(note, style="yellow", markup=False)
                 if calibration is not None:  # now with the commit loading found
-                    _check_calibration_model(calibration, critic, revision, adapter, force_calibration_model)
+                    _check_calibration_model(calibration, critic, spec.revision, spec.adapter, force_calibration_model)
                 started = time.perf_counter()
                 with make_progress() as progress:
                     task = progress.add_task("Scoring", total=len(todo), rate="")
                     run = team.score_paths if team else score_paths  # the team: every process scores a shard
-                    rows = run(critic, todo, tasks=wanted, batch_size=plan, workers=workers)
+                    rows = run(critic, todo, tasks=wanted, batch_size=plan, workers=spec.workers)
                     for done, row in enumerate(rows, start=1):
                         out.write(row.fields(wanted, calibration, untrained=untrained))
                         if row.error:
@@ -217,7 +176,7 @@ def score(
         raise typer.Exit(EXIT_PARTIAL if ok else 1)
 
 
-def _read_calibration(path: Path | None, tasks, model, revision, adapter, force: bool):
+def _read_calibration(path: Path | None, tasks, model, spec: ModelSpec, force: bool):
     """The --calibration file, checked before any work: readable, for MOS, and (unless forced) fitted for --model
     by name; the commit is checked once loading has found it (:func:`_check_calibration_model`)."""
     if path is None:
@@ -229,7 +188,7 @@ def _read_calibration(path: Path | None, tasks, model, revision, adapter, force:
         raise UsageError("--calibration maps the MOS, but --tasks leaves it out", hint="add mos to --tasks")
     calibration = Calibration.load(path)
     if not force:
-        calibration.check_model(model_identity(model, revision, adapter))
+        calibration.check_model(model_identity(model, spec.revision, spec.adapter))
     return calibration
 
 

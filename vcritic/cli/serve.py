@@ -8,19 +8,8 @@ from typing import Annotated
 
 import typer
 
-from vcritic.cli._options import (
-    AdapterOpt,
-    AllowPickleOpt,
-    DeviceMapOpt,
-    DeviceOpt,
-    DtypeOpt,
-    ImageSizeOpt,
-    MaxPixelsOpt,
-    ModelOpt,
-    ReproducibleOpt,
-    RevisionOpt,
-    TrustRemoteCodeOpt,
-)
+from vcritic.cli._options import ModelOpt, model_options
+from vcritic.model_spec import ModelSpec
 
 EPILOG = (
     "Endpoints: POST /v1/score (one image as the body with Content-Type image/..., or multipart file fields; "
@@ -32,8 +21,10 @@ EPILOG = (
 )
 
 
+# Requests are batched by --max-batch and decoded by --threads, not by --batch-size and --workers.
+@model_options(without=("batch_size", "workers"))
 def serve(
-    model: ModelOpt = None,
+    model: ModelOpt = None,  # first in --help; the command reads it from spec
     host: Annotated[
         str, typer.Option("--host", help="Address to listen on. 0.0.0.0 listens on every interface: set an API key.")
     ] = "127.0.0.1",
@@ -84,16 +75,7 @@ def serve(
         int, typer.Option("--threads", min=1, help="Threads that decode and preprocess images while the model runs.")
     ] = 4,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request (uvicorn's access log).")] = False,
-    adapter: AdapterOpt = None,
-    revision: RevisionOpt = None,
-    reproducible: ReproducibleOpt = False,
-    device: DeviceOpt = None,
-    dtype: DtypeOpt = None,
-    trust_remote_code: TrustRemoteCodeOpt = False,
-    allow_pickle: AllowPickleOpt = False,
-    max_pixels: MaxPixelsOpt = None,
-    image_size: ImageSizeOpt = None,
-    device_map: DeviceMapOpt = None,
+    spec: ModelSpec = ModelSpec(),
 ) -> None:
     """Serve the critic over HTTP: load once, then score and compare images for other programs (reward loops,
     pipelines, web back-ends), batching concurrent requests.
@@ -128,19 +110,7 @@ def serve(
     def load():
         from vcritic.cli._model import load_for_command
 
-        return load_for_command(
-            model,
-            adapter=adapter,
-            revision=revision,
-            device=device,
-            dtype=dtype,
-            trust_remote_code=trust_remote_code,
-            allow_pickle=allow_pickle,
-            max_pixels=max_pixels,
-            image_size=image_size,
-            device_map=device_map,
-            fixed_shapes=reproducible,
-        )
+        return load_for_command(spec)
 
     failed: list[BaseException] = []
     limits = Limits(
@@ -180,7 +150,7 @@ def serve(
         timeout_graceful_shutdown=int(timeout) + 5,
     )
     server = uvicorn.Server(config)
-    stderr.print(f"Starting on http://{_url_host(host)}:{port}; loading {model or 'the default model'}...",
+    stderr.print(f"Starting on http://{_url_host(host)}:{port}; loading {spec.model or 'the default model'}...",
                  markup=False)  # fmt: skip
     # uvicorn drains on SIGTERM, then raises the signal again with the handler it found installed: this one makes
     # that a no-op, so a drained service exits 0 instead of dying by the signal.
