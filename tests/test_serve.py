@@ -84,9 +84,10 @@ def servers(tiny_models, tmp_path_factory):
     model = tiny_models("llava")
     home = tmp_path_factory.mktemp("serve")
     started = {
-        "strict": Server(model, home, "--reproducible", "--api-key", KEY, "--max-images", "8", "--max-body-mb", "4",
-                         "--max-image-pixels", "1000000", "--threads", "2"),
-        "slow": Server(model, home, "--max-wait-ms", "1500", "--max-queue", "4", "--max-images", "4"),
+        "strict": Server(model, home, "--reproducible", "--readout", "q-realign", "--api-key", KEY, "--max-images", "8",
+                         "--max-body-mb", "4", "--max-image-pixels", "1000000", "--threads", "2"),
+        "slow": Server(model, home, "--readout", "q-realign", "--max-wait-ms", "1500", "--max-queue", "4",
+                       "--max-images", "4"),
         "drain": Server(model, home, "--max-wait-ms", "1000", "--timeout", "60"),
     }  # fmt: skip
     try:
@@ -110,10 +111,10 @@ def images(tmp_path_factory, sample_images) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def cli_rows(images, tiny_models, tmp_path_factory) -> dict[str, dict[str, str]]:
-    """`vcritic score --reproducible --tasks all` on the same files, by file name."""
+    """`vcritic score --reproducible --readout q-realign --tasks all` on the same files, by file name."""
     out = tmp_path_factory.mktemp("serve-cli") / "scores.csv"
     args = ["score", *map(str, images.values()), "-m", str(tiny_models("llava")), "--reproducible", "--tasks", "all",
-            "-o", str(out), "--workers", "0"]  # fmt: skip
+            "--readout", "q-realign", "-o", str(out), "--workers", "0"]  # fmt: skip
     from vcritic.cli.app import main
 
     assert main(args) == 0
@@ -146,7 +147,7 @@ def test_api_key_and_model_description(servers):
     assert posted.status_code == 401
     with Client(url, api_key=KEY) as client:
         info = client.model()
-    assert info["family"] == "llava" and info["readout"] == "levels" and info["device"] == "cpu"
+    assert info["family"] == "llava" and info["readout"] == "q-realign" and info["device"] == "cpu"
     assert info["reproducible"].startswith("fixed shapes of 8 rows") and info["resolution"]
     assert info["limits"]["max_images"] == 8
     assert httpx.get(url + "/health").status_code == 200  # health and metrics need no key
@@ -167,8 +168,10 @@ def test_scores_equal_vcritic_score_on_the_same_files(servers, images, cli_rows)
     for row in rows:
         expected = cli_rows[row["path"]]
         assert list(row) == list(expected)  # the same fields, in the same order
+        # A quality-only judge asked for every task: the service marks the untrained ones as the CLI does.
+        assert row["untrained"] == expected["untrained"] == "attributes,authenticity"
         for field, value in row.items():
-            if field not in ("path", "scale", "error"):
+            if field not in ("path", "scale", "error", "untrained"):
                 digits = 6 if field == "p_ai_generated" else 4
                 assert format_number(value, digits) == expected[field], field
         assert row["error"] is None and row["scale"] == expected["scale"] == "0-100"

@@ -273,12 +273,13 @@ class Service:
         return answers
 
     async def score(self, images: Sequence[tuple[str | None, bytes]], tasks: Sequence[str]) -> list[dict]:
-        from vcritic.tasks import task_questions
-
-        questions = task_questions(tasks)
+        # The judge's own questions (its card's prompt and read-out for MOS), as `vcritic score` asks them.
+        questions = self.critic.task_questions(tasks)
+        untrained = self.critic.untrained(tasks)
         answers = await self._answer(("score", questions), self._encode_score, [(questions, d) for _, d in images])
         rows = [
-            score_row(name, result, error, tasks) for (name, _), (result, error) in zip(images, answers, strict=True)
+            score_row(name, result, error, tasks, untrained)
+            for (name, _), (result, error) in zip(images, answers, strict=True)
         ]
         self._count("/v1/score", rows)
         return rows
@@ -312,7 +313,7 @@ class Service:
             "model": name,
             "preset": preset.name if preset else None,
             "revision": loaded.revision if loaded else None,
-            "readout": preset.readout if preset else "levels",
+            "readout": critic.judge.spec.name,  # how MOS is asked and read (the preset's, --readout's, vcritic.json's)
             "resolution": str(critic.resolution),
             "family": critic.family.model_type,
             "device": str(critic.device),
@@ -324,17 +325,21 @@ class Service:
         }
 
 
-def score_row(name: str | None, score, error: str | None, tasks: Sequence[str]) -> dict:
-    """A ``vcritic score`` CSV row as JSON: the same fields (:func:`vcritic.scoring.score_columns`), numbers as
-    numbers, null where the CSV has an empty cell."""
-    from vcritic.scoring import MOS_SCALE, score_columns
+def score_row(name: str | None, score, error: str | None, tasks: Sequence[str], untrained: Sequence[str] = ()) -> dict:
+    """A ``vcritic score`` CSV row as JSON: the same fields (:func:`vcritic.schema.score_columns`, ``untrained`` too
+    when the judge was not trained for some of ``tasks``), numbers as numbers, null where the CSV has an empty cell."""
+    from vcritic.schema import MOS_SCALE, score_columns
+    from vcritic.scoring import NO_RATING
 
-    values: dict[str, Any] = {"path": name, "scale": MOS_SCALE, "error": error}
+    values: dict[str, Any] = {"path": name, "scale": MOS_SCALE, "error": error, "untrained": ",".join(untrained)}
     if score is not None:
         values.update(mos=score.mos, mos_std=score.mos_std, p_ai_generated=score.p_ai_generated)
         values.update(score.attributes)
         values.update({f"{name}_std": value for name, value in score.attributes_std.items()})
-    return {column: _finite(values.get(column)) for column in score_columns(tasks)}
+        if "mos" in tasks and score.mos is None and error is None:  # a reasoning judge that wrote no number
+            values["error"] = NO_RATING
+    columns = score_columns(tasks, untrained=bool(untrained))
+    return {column: _finite(values.get(column)) for column in columns}
 
 
 def _finite(value):
