@@ -25,7 +25,8 @@ def images(tmp_path, sample_images):
     folder = tmp_path / "x"
     folder.mkdir()
     sample_images["chelsea"].resize((64, 48)).save(folder / "ok.png")
-    sample_images["coffee"].resize((64, 48)).save(os.fsencode(folder) + b"/a\xff.png")
+    # format named: Pillow 10 cannot tell it from a bytes name's extension
+    sample_images["coffee"].resize((64, 48)).save(os.fsencode(folder) + b"/a\xff.png", format="PNG")
     return folder
 
 
