@@ -35,3 +35,20 @@ def test_each_output_is_bitwise_the_same_whatever_other_tasks_are_asked(tiny_mod
         for tasks in TASK_SETS:
             if task in tasks or tasks == "all":
                 assert [_outputs(score, task) for score in found[tasks]] == alone, f"{task} with --tasks {tasks}"
+    # One question is split where many are: just after the image.
+    splits = {split.shared_text for split in critic.encoder._splits.values()}
+    assert len(splits) == 1
+
+
+def test_reading_from_copies_of_the_cache_gives_the_numbers_of_cropping_it(tiny_llava, sample_images, monkeypatch):
+    """The two ways of giving each question the prefix cache as it was (cropping it back, or a copy where a
+    recurrent state cannot be cropped) compute the same thing, and describe continues from the restored cache."""
+    from vcritic import compat
+
+    critic = load_critic(str(tiny_llava), device="cpu", dtype="bfloat16")
+    images = [sample_images[name] for name in ("astronaut", "chelsea", "rocket")]
+    cropped = critic.score(images, tasks="all", batch_size=3)
+    described = critic.describe(images[1], max_new_tokens=6)
+    monkeypatch.setattr(compat, "crop_restores", lambda model, cache: False)
+    assert critic.score(images, tasks="all", batch_size=3) == cropped
+    assert critic.describe(images[1], max_new_tokens=6) == described

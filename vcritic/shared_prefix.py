@@ -210,6 +210,7 @@ def _read_suffixes(
             inputs["position_ids"] = positions.unsqueeze(0).expand(3, -1, -1)
         hidden = decoder(**inputs).last_hidden_state
         logits.append(head(hidden[:, -1]))
+        del inputs, hidden  # this question's copy of the cache goes before the next one is made
         if cropping:
             crop_cache(cache, keep)
     return torch.stack(logits, dim=1)
