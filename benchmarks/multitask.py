@@ -10,8 +10,10 @@ getting numbers out of a multimodal model and prints images/s, the ratios and th
    read from its KV cache as one batch (``vcritic.shared_prefix``);
 4. seven separate vcritic passes, one question each.
 
-It also prints the largest difference between (3) and (4), which should be float rounding. Peak memory is the
-process's resident set (CPU) or the CUDA allocator's peak, per mode.
+It also prints the largest difference between (3) and (4), which is exactly 0: each question meets the same
+shapes whatever else is asked (issue 17). Peak memory is the process's resident set (CPU) or the CUDA allocator's
+peak, per mode. CPU time is this process's (all its threads): with ``--workers 0`` that is the whole pipeline, and
+on a loaded machine it is a steadier figure than the wall clock.
 
     python benchmarks/multitask.py                              # CPU-sized random LLaVA, 48 images
     python benchmarks/multitask.py --device cuda --images 256 --batch-size 32 --model /ckpt
@@ -97,6 +99,38 @@ def generate_and_parse(critic, paths, max_new_tokens: int) -> tuple[list[float |
     return scores, parsed
 
 
+def prefix_cache_report(critic, paths, questions) -> str:
+    """The size of one batch's prefix KV cache and what the question read-outs add to it: nothing where the cache
+    is cropped back after each question, one copy at a time where it cannot be (recurrent or sliding-window
+    layers). Before issue 17 the cache was repeated once per question for one batched read of all suffixes."""
+    import torch
+
+    from vcritic.compat import crop_restores
+    from vcritic.images import load_image
+    from vcritic.shared_prefix import encode_prefix
+
+    batch = critic.encoder.collate_questions([critic.encoder.encode_questions(questions, load_image(p)) for p in paths])
+    if "prefix" not in batch:
+        return "prefix cache: none (full prompts, one batch per question)"
+    with torch.inference_mode():
+        model, _, cache = encode_prefix(critic, batch["prefix"])
+    mib = _tensor_bytes([vars(layer) for layer in cache.layers]) / 2**20
+    cropped = crop_restores(model, cache)
+    extra = "cropped back after each question: +0" if cropped else f"a copy per question: +{mib:.1f}"
+    return (f"prefix cache of a batch of {len(paths)}: {mib:.1f} MiB; {len(questions)} read-outs, {extra} MiB at a "
+            f"time (before: repeated per question, {len(questions) * mib:.1f} MiB)")  # fmt: skip
+
+
+def _tensor_bytes(value) -> int:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.nbytes
+    if isinstance(value, dict):
+        value = list(value.values())
+    return sum(_tensor_bytes(v) for v in value) if isinstance(value, list | tuple) else 0
+
+
 def add_model_options(parser: argparse.ArgumentParser) -> None:
     """The model options these CPU benchmarks share (also used by describe.py)."""
     parser.add_argument("--model", help="checkpoint (default: a random LLaVA built from a config, see --hidden)")
@@ -154,12 +188,12 @@ def main() -> None:
 
         def run(label, fn):
             with PeakMemory(critic.device) as memory:
-                start = time.perf_counter()
+                start, cpu = time.perf_counter(), time.process_time()
                 result = fn()
                 if critic.device.type == "cuda":
                     torch.cuda.synchronize()
-                elapsed = time.perf_counter() - start
-            return label, elapsed, memory.peak, result
+                elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
+            return label, (elapsed, cpu), memory.peak, result
 
         def vcritic(**options):
             rows = list(score_paths(critic, paths, batch_size=args.batch_size, workers=workers, **options))
@@ -176,11 +210,13 @@ def main() -> None:
             run("3 vcritic all seven outputs", lambda: vcritic(tasks=every)),
             run("4 seven separate vcritic passes", separate),
         ]  # fmt: skip
-        base = results[1][1]
-        print(f"{'mode':<44} {'outputs':>7} {'s':>8} {'img/s':>8} {'x MOS-only time':>16} {'peak MiB':>9}")
-        for (label, elapsed, peak, _), outputs in zip(results, (1, 1, 7, 7), strict=True):
+        base, base_cpu = results[1][1]
+        print(f"{'mode':<44} {'outputs':>7} {'s':>8} {'img/s':>8} {'x MOS-only time':>16} {'CPU ms/img':>10} "
+              f"{'x MOS-only CPU':>15} {'peak MiB':>9}")  # fmt: skip
+        for (label, (elapsed, cpu), peak, _), outputs in zip(results, (1, 1, 7, 7), strict=True):
             print(f"{label:<44} {outputs:>7} {elapsed:>8.2f} {len(paths) / elapsed:>8.2f} "
-                  f"{elapsed / base:>15.2f}x {peak:>9.0f}")  # fmt: skip
+                  f"{elapsed / base:>15.2f}x {1000 * cpu / len(paths):>10.1f} {cpu / base_cpu:>14.2f}x "
+                  f"{peak:>9.0f}")  # fmt: skip
 
         _, parsed = results[0][3]
         all_rows, one_by_one = results[2][3], results[3][3]
@@ -194,7 +230,7 @@ def main() -> None:
                 else:
                     a, b = row.attributes[question.name], single.attributes[question.name]
                 drift = max(drift, abs(a - b))
-        t1, t2, t3, t4 = (r[1] for r in results)
+        t1, t2, t3, t4 = (r[1][0] for r in results)
         print(
             f"MOS only vs generate-and-parse: {t1 / t2:.1f}x faster (target >= 4x); "
             f"generate-and-parse found a level word for {parsed} of {len(paths)} images"
@@ -204,6 +240,7 @@ def main() -> None:
             f"seven separate passes: {t4 / t2:.2f}x, so sharing saves {t4 / t3:.1f}x"
         )
         print(f"largest difference all-seven vs separate passes: {drift:.2e} (0-100 scale; P(AI) x 100)")
+        print(prefix_cache_report(critic, paths[: args.batch_size], task_questions(every)))
         print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")  # fmt: skip
 
 

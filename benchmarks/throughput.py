@@ -351,7 +351,9 @@ def run_arch(args) -> None:
             batch_sizes = args.batch_sizes or ([1, 4] if tiny else batch_sizes)
             paths = _jpegs(folder / label, count, width, height)
             encodings = [critic.encoder.encode_questions([QUALITY], _open(p)) for p in paths]
-            tokens = int(encodings[0]["full"][0]["input_ids"].shape[1])
+            first = encodings[0]  # the prompt's tokens: the image prefix and MOS's suffix, or the full prompt
+            tokens = (int(first["prefix"]["input_ids"].shape[1]) + len(first["suffix_ids"][0]) if "prefix" in first
+                      else int(first["full"][0]["input_ids"].shape[1]))  # fmt: skip
             one = collate_questions(critic.encoder, encodings[:1])  # padded, whatever the mode: FLOPs of one image
             seen: dict[tuple[str, str, int, str], list[float]] = {}  # (attention, shapes, batch, pipeline) -> scores
             rates: dict[tuple[str, str, int], tuple[float, float]] = {}  # (attention, shapes, batch) -> (e2e, drift)

@@ -137,12 +137,14 @@ def test_pixels_cast_in_the_worker_give_the_same_scores_to_the_bit(tiny_models, 
     loader = _loader(critic, files[:3], 0, _EncodeQuestions(questions), 3, 1, True, critic.dtype)
     (_, _, cast), *_ = list(loader)
     (_, _, kept), *_ = list(_loader(critic, files[:3], 0, _EncodeQuestions(questions), 3, 0, True, None))
-    assert cast["full"]["pixel_values"].dtype == torch.bfloat16 and kept["full"]["pixel_values"].dtype == torch.float32
-    assert cast["full"]["pixel_values"].nbytes * 2 == kept["full"]["pixel_values"].nbytes
-    assert torch.equal(cast["full"]["image_grid_thw"], kept["full"]["image_grid_thw"])  # integers untouched
+    assert (
+        cast["prefix"]["pixel_values"].dtype == torch.bfloat16 and kept["prefix"]["pixel_values"].dtype == torch.float32
+    )
+    assert cast["prefix"]["pixel_values"].nbytes * 2 == kept["prefix"]["pixel_values"].nbytes
+    assert torch.equal(cast["prefix"]["image_grid_thw"], kept["prefix"]["image_grid_thw"])  # integers untouched
     serial = _rows(score_paths(critic, files, batch_size=4, workers=0, overlap=False))
     assert _rows(score_paths(critic, files, batch_size=4, workers=1)) == serial
-    several = ("mos", "attributes")  # the shared-prefix batch layout: pixels under "prefix"
+    several = ("mos", "attributes")  # several questions: the same layout
     collate = _Collate(critic.encoder, questions=True, dtype=torch.bfloat16)
     encoded = [(0, _EncodeQuestions(task_questions(several))(critic.encoder, files[0]), None)]
     assert collate(encoded)[2]["prefix"]["pixel_values"].dtype == torch.bfloat16

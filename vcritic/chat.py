@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from vcritic.compat import per_token_cache
 from vcritic.errors import VcriticError
 from vcritic.prompts import CHAT, render_prompt
 
@@ -65,7 +66,7 @@ class Conversation:
         self._image_end: int | None = None  # the cache is reusable only if it reaches past the image tokens
         self._rope_deltas = None
         # Recurrent caches are not cropped: _cache then holds the prompt up to the image end, never extended.
-        self._recurrent = not _croppable(critic)
+        self._recurrent = not per_token_cache(critic._base_model())
 
     def ask(self, question: str, *, streamer=None) -> str:
         """The model's answer to ``question`` given the exchanges so far, which it joins. ``streamer``: a
@@ -170,12 +171,3 @@ def _image_end(critic: Critic, ids: torch.Tensor) -> int | None:
         token = critic.tokenizer.convert_tokens_to_ids(str(processor.image_token))
     found = (ids == token).nonzero() if token is not None else []
     return int(found[-1]) + 1 if len(found) else None
-
-
-def _croppable(critic: Critic) -> bool:
-    """Whether the model's cache can be cut back to a prefix: not where its text tower has recurrent layers
-    (linear attention, Mamba or convolution layers keep one state for the whole past, not one entry per token)."""
-    config = critic._base_model().config
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    kinds = set(getattr(text, "layer_types", None) or ())
-    return kinds <= {"full_attention", "sliding_attention", "chunked_attention"}

@@ -11,7 +11,8 @@ is the same call. tests/test_compat.py forces every fallback and checks that the
   to the attention function in one call only for a name that transformers takes for flash attention.
 - Shared-prefix KV cache (:func:`prefix_cache_supported` and the helpers below it): the cache on a forward's output,
   the decoder's cache argument (``cache`` since 5.x, ``past_key_values`` before), Qwen-VL's rotary offset
-  (``rope_deltas``) kept on the model, ``generate`` continuing from a filled cache, cropping a cache.
+  (``rope_deltas``) kept on the model, ``generate`` continuing from a filled cache, cropping a cache and whether
+  cropping gives the prefix cache back (:func:`crop_restores`).
 - Forward arguments (:func:`takes_argument`): ``logits_to_keep`` and ``use_cache`` where a model's forward has them.
 - Gradient checkpointing (:func:`enable_gradient_checkpointing`): its method was renamed in transformers 5.x.
 - accelerate's per-process state (:func:`reset_accelerate_state`): reset so that a second run in one process can
@@ -256,35 +257,37 @@ def crop_cache(cache, keep: int) -> None:
         cache.crop(-surplus)
 
 
-def repeat_cache(cache, n: int) -> None:
-    """Each row of the prefix cache repeated ``n`` times in place, recurrent states included.
+def cache_length(cache) -> int:
+    """How many tokens ``cache`` holds (the prefix, right after its forward)."""
+    return int(cache.get_seq_length())
 
-    transformers' ``batch_repeat_interleave`` repeats key/value layers only: the linear-attention layers of hybrid
-    models (Qwen3.5's gated delta net) have no such method, and hybrid layers would repeat only their keys/values.
-    """
-    layers = getattr(cache, "layers", None)
-    if layers is None:
-        cache.batch_repeat_interleave(n)
-        return
-    import torch
 
-    for layer in layers:
-        # linear-attention cache layers keep conv_states/recurrent_states, a tensor each (transformers up
-        # to 5.13) or a dict of them (5.15 on); none has batch_repeat_interleave.
-        recurrent = False
-        for name in ("conv_states", "recurrent_states"):
-            states = getattr(layer, name, None)
-            if isinstance(states, torch.Tensor):
-                setattr(layer, name, states.repeat_interleave(n, dim=0))
-            elif isinstance(states, dict):
-                for key, tensor in states.items():
-                    if tensor is not None:
-                        states[key] = tensor.repeat_interleave(n, dim=0)
-            recurrent = recurrent or name in vars(layer)
-        if hasattr(layer, "batch_repeat_interleave"):
-            layer.batch_repeat_interleave(n)
-        elif not recurrent:
-            raise RuntimeError(f"cannot repeat a {type(layer).__name__} cache layer per question")
+# Layer kinds (a text config's ``layer_types``) whose cache keeps one entry per token, so that a cache can be cut
+# back to a prefix; the others (linear attention, Mamba, convolution) keep one state for the whole past.
+PER_TOKEN_LAYERS = frozenset({"full_attention", "sliding_attention", "chunked_attention"})
+
+
+def _layer_kinds(model) -> set[str]:
+    config = model.config
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return set(getattr(text, "layer_types", None) or ())
+
+
+def per_token_cache(model) -> bool:
+    """Whether ``model``'s KV cache keeps one entry per token in every layer: not where its text tower has recurrent
+    layers (Qwen3.5's gated delta net), whose state cannot be cut back to a prefix."""
+    return _layer_kinds(model) <= PER_TOKEN_LAYERS
+
+
+def crop_restores(model, cache) -> bool:
+    """Whether cropping ``cache`` back to its prefix after a read gives back exactly the prefix cache: every layer
+    keeps every token, so no recurrent state (:func:`per_token_cache`) and no sliding window (which drops its oldest
+    tokens once full), and the cache can be cropped (:func:`can_crop`). Where not, a read continues from a copy."""
+    return (
+        _layer_kinds(model) <= {"full_attention"}
+        and can_crop(cache)
+        and not any(getattr(layer, "is_sliding", False) for layer in getattr(cache, "layers", ()))
+    )
 
 
 # -- training ----------------------------------------------------------------------------------------------------

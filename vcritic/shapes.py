@@ -8,8 +8,9 @@ never depend on ``--batch-size`` or on its neighbours:
 - The items of a batch (images for ``score``, prompts for ``compare``) are grouped by input shape (token count,
   and for Qwen-VL the image grid), so no row is ever left-padded because of a neighbour.
 - Every forward reads exactly ``rows`` items (:data:`ROWS`); a partial group is filled with copies of its first
-  item, whose outputs are dropped. An image with n questions runs the shared-prefix forward with ``rows`` rows and
-  the question tail with ``rows x n`` (n is fixed for a run); without a shared prefix, ``rows x n`` full prompts.
+  item, whose outputs are dropped. An image with several questions runs the shared-prefix forward with ``rows``
+  rows and then each question's suffix with ``rows`` rows; without a shared prefix, each question's ``rows`` full
+  prompts.
 - Groups are formed within each batch the loader hands over, so rows still stream out in input order, and
   ``--batch-size`` only sets how many images are decoded and grouped per step (the larger, the fewer copies).
 - A forward that runs out of GPU memory halves ``rows`` for the rest of the run (never below 1: the batch engine's
