@@ -243,11 +243,13 @@ def test_compat_is_the_only_module_that_reaches_into_library_internals():
 
     private = ("._attn_implementation", "._shared_state", "._reset_state", ".rope_deltas", "inspect.signature")
     root = Path(vcritic.__file__).parent
+    # The CLI reads the signatures of vcritic's own commands (cli/_options.model_options), not a library's.
+    own_signatures = {root / "cli" / "_options.py": "inspect.signature"}
     offenders = [
         f"{path.relative_to(root)}: {name}"
         for path in root.rglob("*.py")
         if path.name != "compat.py"
         for name in private
-        if name in path.read_text(encoding="utf-8")
+        if name in path.read_text(encoding="utf-8") and own_signatures.get(path) != name
     ]
     assert offenders == []

@@ -118,13 +118,23 @@ def test_score_marks_tasks_a_judge_was_not_trained_for(tiny_llava, image_dir, ca
 
 
 @pytest.mark.slow
-def test_a_reasoning_judge_without_a_number_gets_an_error_row(tiny_llava, image_dir, capsys):
+def test_a_reasoning_judge_without_a_number_gets_an_error_row(tiny_llava, image_dir, capsys, monkeypatch):
     from vcritic.cli.app import main
+    from vcritic.judges import ReadoutSpec
 
-    # A random model writes no rating: the row says so instead of leaving a silent gap.
+    # An answer with no rating in it: the row says so instead of leaving a silent gap. (What a random model writes
+    # depends on its weights and tokenizer, so the model generates for real and its answer is taken as ratingless.)
+    texts = []
+
+    def no_rating(self, text):
+        texts.append(text)
+        return None
+
+    monkeypatch.setattr(ReadoutSpec, "parse_rating", no_rating)
     code = main(["score", str(sorted(image_dir.iterdir())[0]), "-m", str(tiny_llava), "--readout", "visualquality-r1",
                  "--device", "cpu"])  # fmt: skip
     row = next(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert texts, "the judge generated no text to parse"
     assert code == 1 and row["mos"] == "" and row["error"] == "the model's answer held no rating"
 
 
