@@ -5,20 +5,14 @@ from __future__ import annotations
 import json
 
 import pytest
-import torch
 from test_train import _config, write_pairs
 
 from vcritic.cli.app import main
 from vcritic.errors import VcriticError
 from vcritic.train.loop import train
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Every test here trains a tiny model: on one torch thread (conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

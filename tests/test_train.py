@@ -62,13 +62,8 @@ def write_pairs(folder: Path, sources, n: int = 8, *, quality: bool = False, siz
     return folder
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models train ~50x faster on one thread when the CPU is shared (intra-op threads wait on each other)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+# Every test here trains a tiny model: on one torch thread (conftest.one_torch_thread).
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture
