@@ -48,7 +48,7 @@ import json, sys, time
 started = time.perf_counter()
 model, image_a, image_b, device, variant = sys.argv[1:6]
 import torch, transformers
-import vcritic.loading as loading
+import vcritic.inference.loading as loading
 from vcritic.cli import app  # what `vcritic compare` imports before it loads anything
 phases = {"imports_s": time.perf_counter() - started}
 if variant.startswith("threads="):

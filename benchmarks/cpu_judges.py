@@ -223,7 +223,7 @@ def make_images(folder: Path, count: int) -> Path:
 # CPU time does not, so CPU seconds / threads is the rate an otherwise idle machine of this kind would reach.
 _RUNNER = (
     "import resource, sys, time\n"
-    "import vcritic.scoring as scoring\n"
+    "import vcritic.pipeline.scoring as scoring\n"
     "plain = scoring.score_paths\n"
     "def timed(*args, **kwargs):\n"
     "    start = time.process_time()\n"

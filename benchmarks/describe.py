@@ -1,12 +1,12 @@
 """``describe``: the written assessment and the read-outs from one image encoding, against the two it took before.
 
-On the same images and the same ~50M-parameter random LLaVA as ``multitask.py`` (built here from a config), times
+On the same images and the same ~50M-parameter random LLaVA as ``readouts.py`` (built here from a config), times
 two ways of getting the text and the numbers of ``vcritic describe``, image by image as the command runs:
 
 1. two passes (describe before this change): ``critic.generate`` over the full DESCRIBE prompt, then
    ``critic.score`` for the read-outs, so the vision tower and the prompt prefix run twice per image;
 2. one pass (``critic.describe`` now): the image and the shared prompt prefix once, the read-out suffixes from its
-   KV cache, and ``generate`` continuing from a copy of that cache for the text (``vcritic.shared_prefix``).
+   KV cache, and ``generate`` continuing from a copy of that cache for the text (``vcritic.inference.shared_prefix``).
 
 The saving is one image + prefix encoding per image, a fixed cost, so the ratio shrinks as the text grows: each
 ``--max-new-tokens`` value is timed. It also checks that both ways write the same text and the same numbers.
@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from multitask import add_model_options, load_benchmark_critic
+from readouts import add_model_options, load_benchmark_critic
 from throughput import make_images
 
 
@@ -41,7 +41,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from vcritic.images import load_image
+    from vcritic.base.images import load_image
 
     lengths = [int(n) for n in args.max_new_tokens.split(",")]
     with tempfile.TemporaryDirectory() as tmp:

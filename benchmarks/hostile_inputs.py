@@ -34,10 +34,10 @@ def _refused(label: str, call) -> None:
 
 
 def main() -> None:
+    from vcritic.base.limits import MAX_TABLE_BYTES
+    from vcritic.data.dialogues import read_dialogues
     from vcritic.datasets.records import MAX_XLSX_EXPANDED, read_xlsx_rows
-    from vcritic.limits import MAX_TABLE_BYTES
-    from vcritic.prompts import QUALITY
-    from vcritic.train.dialogues import read_dialogues
+    from vcritic.readout.prompts import QUALITY
 
     with tempfile.TemporaryDirectory(prefix="vcritic-hostile-") as tmp:
         folder = Path(tmp)

@@ -6,7 +6,8 @@ end can reach is known without a GPU. Figures are CPU time, not wall clock, so t
 
 - per image, in one process on one thread, by phase: JPEG decode, image processor + tokenising, collate + cast,
   for vcritic's path and the stock one (pixels cast once after padding) in turn;
-- per loader run (``vcritic.scoring._loader``, the real one) for each worker count: wall img/s, time to the first
+- per loader run (``vcritic.pipeline.scoring._loader``, the real one) for each worker count: wall img/s, time to the
+first
   batch, the main process's CPU per image (what stays serial however many workers there are: receiving batches,
   pinning on CUDA) and the workers' CPU per image;
 - the main process's top functions (cProfile) in the run with the most workers.
@@ -55,9 +56,9 @@ def phases(critic, paths, batch_size: int, dtype) -> dict[str, dict[str, float]]
 
     import torch
 
-    from vcritic.images import load_image
-    from vcritic.prompts import QUALITY
-    from vcritic.scoring import _Collate, pixels_cast_early
+    from vcritic.base.images import load_image
+    from vcritic.pipeline.scoring import _Collate, pixels_cast_early
+    from vcritic.readout.prompts import QUALITY
 
     clock = time.thread_time
     processor = critic.encoder.processor
@@ -96,12 +97,12 @@ class _StockCollate:
     """The collate before issue 17: pad in float32, then cast the whole batch."""
 
     def __init__(self, encoder, dtype):
-        from vcritic.scoring import _Collate
+        from vcritic.pipeline.scoring import _Collate
 
         self.collate, self.dtype = _Collate(encoder, True, None), dtype
 
     def __call__(self, samples):
-        from vcritic.critic import cast_floating
+        from vcritic.inference.critic import cast_floating
 
         indices, errors, batch = self.collate(samples)
         return indices, errors, cast_floating(batch, self.dtype)
@@ -109,8 +110,8 @@ class _StockCollate:
 
 def loader_run(critic, paths, batch_size: int, workers: int, dtype, profile: bool = False):
     """One pass of the real loader over ``paths``; CPU seconds of this process and of its workers."""
-    from vcritic.prompts import QUALITY
-    from vcritic.scoring import _EncodeQuestions, _loader
+    from vcritic.pipeline.scoring import _EncodeQuestions, _loader
+    from vcritic.readout.prompts import QUALITY
 
     encode = _EncodeQuestions([QUALITY])
     profiler = cProfile.Profile(time.thread_time) if profile else None  # this thread's CPU, not waits
@@ -158,7 +159,7 @@ def main() -> None:
     from throughput import QWEN_PIXELS, _jpegs
     from transformers.image_utils import SizeDict
 
-    from vcritic.loading import load_critic
+    from vcritic.inference.loading import load_critic
     from vcritic.testing import build_tiny
 
     out = args.out or (os.path.join(os.environ["OUT"], "input_pipeline.jsonl") if os.environ.get("OUT") else None)

@@ -3,7 +3,8 @@
 Everything runs through the user-facing commands: pictures that ship with scikit-image are cut into small tiles,
 ``vcritic data synth`` distorts them (eight kinds, five levels) and writes the pairs whose order is certain,
 ``vcritic train --stage 1 --config tiny`` trains a tiny random LLaVA on the pairs of the training pictures, and
-``vcritic.scoring.compare_paths`` (what ``vcritic compare --pairs`` runs) asks the trained and the untrained model
+``vcritic.pipeline.scoring.compare_paths`` (what ``vcritic compare --pairs`` runs) asks the trained and the untrained
+model
 about the pairs of *other* pictures. Printed beside them: BRISQUE, a classical no-reference metric, on the same
 pairs. Figures go to stdout, progress to stderr.
 
@@ -102,8 +103,8 @@ def vcritic(*args: str) -> float:
 
 def certain_pairs(data_dir: Path):
     """(better, worse, kind) from the pairs ``vcritic data synth`` wrote (both of its files)."""
-    from vcritic.prompts import COMPARE
-    from vcritic.train.dialogues import read_dialogues
+    from vcritic.data.dialogues import read_dialogues
+    from vcritic.readout.prompts import COMPARE
 
     first = COMPARE.answer(COMPARE.words[0])
     pairs = []
@@ -125,9 +126,9 @@ def accuracy_by_kind(correct: list[tuple[str, float]]) -> dict[str, float]:
 
 def model_accuracy(model: Path, pairs) -> dict[str, float]:
     """Pair accuracy through compare_paths (both orders averaged); a tie counts half."""
-    from vcritic.loading import load_critic
-    from vcritic.schema import verdict
-    from vcritic.scoring import compare_paths
+    from vcritic.inference.loading import load_critic
+    from vcritic.pipeline.scoring import compare_paths
+    from vcritic.readout.schema import verdict
 
     critic = load_critic(model, device="cpu")
     rows = compare_paths(critic, [(a, b) for a, b, _ in pairs], batch_size=64, workers=0)
@@ -159,8 +160,8 @@ def brisque_accuracy(python: str | None, pairs) -> tuple[dict[str, float] | None
 
 
 def main() -> None:
+    from vcritic.data.dialogues import read_dialogues, write_dialogues
     from vcritic.testing import LEARNER, build_llava
-    from vcritic.train.dialogues import read_dialogues, write_dialogues
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--workdir", type=Path, help="keep data and models here (default: a temporary folder)")

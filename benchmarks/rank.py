@@ -3,8 +3,10 @@
 Each image gets a true strength drawn from N(0, spread^2); the oracle answers a pair (i, j) with
 P = sigmoid(s_i - s_j + e), e ~ N(0, noise^2) drawn afresh for every pair, which stands in for a model whose
 pairwise judgement is right on average but wrong by a random amount on each pair. The pairs are exactly those
-``vcritic rank`` picks (``vcritic.ranking.design_pairs``: each image against K others, or every pair), the fit is
-``vcritic.ranking.fit_bradley_terry``. Printed per set size n and K: the pairs compared (the model runs two prompts
+``vcritic rank`` picks (``vcritic.readout.ranking.design_pairs``: each image against K others, or every pair), the fit
+is
+``vcritic.readout.ranking.fit_bradley_terry``. Printed per set size n and K: the pairs compared (the model runs two
+prompts
 per pair), the Spearman rank correlation (SRCC) of the fitted strengths to the truth (mean and spread over the
 repeats), the share of images whose 95% interval (strength +- 1.96 se) holds the truth, and the fit time.
 
@@ -21,7 +23,7 @@ import numpy as np
 from scipy.special import expit
 from scipy.stats import spearmanr
 
-from vcritic.ranking import design_pairs, fit_bradley_terry
+from vcritic.readout.ranking import design_pairs, fit_bradley_terry
 
 
 def simulate(n: int, k: int | None, *, spread: float, noise: float, seed: int) -> dict[str, float]:

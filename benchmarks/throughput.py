@@ -15,14 +15,16 @@ where ``$OUT`` is set) as JSON lines, one per figure, as they come::
     python benchmarks/throughput.py --arch qwen2.5-vl-7b --fixed-shapes both       # default vs --reproducible
 
 ``--fixed-shapes both`` runs every setting in the default mode (shapes follow the batch) and in fixed shapes
-(``--reproducible``, :mod:`vcritic.shapes`), so one run prints the speed cost and the drift of each mode side by side
+(``--reproducible``, :mod:`vcritic.inference.shapes`), so one run prints the speed cost and the drift of each mode side
+by side
 (with ``--vision-attention both``, fixed shapes run with the grouped attention only). MFU counts the real images'
 FLOPs, so the copies that fill a partial group show as lost MFU.
 
 Without ``--arch``, the original mode:
 
 Scores the same folder of images with several (batch size, workers) settings through the real file pipeline
-(`vcritic.scoring.score_paths`) and prints images/s, the speed-up over the peers' batch-size-1 inline setting, the
+(`vcritic.pipeline.scoring.score_paths`) and prints images/s, the speed-up over the peers' batch-size-1 inline setting,
+the
 largest score difference from that setting (batch invariance, 0-100 scale) and, on CUDA, the peak memory.
 
     python benchmarks/throughput.py                        # a small random LLaVA built here (CPU-sized)
@@ -103,8 +105,8 @@ def build_arch(name: str, scale: str, folder: Path, device, dtype):
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
     from transformers.image_utils import SizeDict
 
-    from vcritic.critic import Critic, Family
-    from vcritic.loading import with_attention
+    from vcritic.inference.critic import Critic, Family
+    from vcritic.inference.loading import with_attention
     from vcritic.testing import build_tiny
 
     spec = ARCHES[name]
@@ -235,7 +237,7 @@ def _flops_per_image(critic, batch) -> float:
     not stop a benchmark)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vcritic.prompts import QUALITY
+    from vcritic.readout.prompts import QUALITY
 
     try:
         with FlopCounterMode(display=False) as counter:
@@ -297,11 +299,11 @@ def run_arch(args) -> None:
 
     import torch
 
-    from vcritic.prompts import QUALITY
-    from vcritic.runtime import resolve_device, resolve_dtype
-    from vcritic.scoring import _EncodeQuestions, _loader, score_paths
-    from vcritic.shared_prefix import collate_questions
-    from vcritic.vision_attention import NAME, use_for_vision
+    from vcritic.inference.shared_prefix import collate_questions
+    from vcritic.model.runtime import resolve_device, resolve_dtype
+    from vcritic.model.vision_attention import NAME, use_for_vision
+    from vcritic.pipeline.scoring import _EncodeQuestions, _loader, score_paths
+    from vcritic.readout.prompts import QUALITY
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
@@ -467,7 +469,7 @@ def _host_syncs(critic, batch) -> list[tuple[str, int]] | str:
 
     import torch
 
-    from vcritic.prompts import QUALITY
+    from vcritic.readout.prompts import QUALITY
 
     torch.cuda.synchronize()
     try:
@@ -541,7 +543,7 @@ def _jpegs(folder: Path, count: int, width: int, height: int) -> list[Path]:
 
 
 def _open(path: Path):
-    from vcritic.images import load_image
+    from vcritic.base.images import load_image
 
     return load_image(path)
 
@@ -580,8 +582,8 @@ def main() -> None:
 
     import torch
 
-    from vcritic.loading import load_critic
-    from vcritic.scoring import default_workers, score_paths
+    from vcritic.inference.loading import load_critic
+    from vcritic.pipeline.scoring import default_workers, score_paths
     from vcritic.testing import build_llava
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,7 +1,7 @@
 """Training throughput of `vcritic train` (the real loop, not a hand-written one): samples/s and peak GPU memory.
 
 Builds a random model (no download), writes relativity dialogues over scikit-image pictures, and runs a few
-optimizer steps of `vcritic.train.loop.train` for each micro-batch size, with gradient checkpointing on or off.
+optimizer steps of `vcritic.training.loop.train` for each micro-batch size, with gradient checkpointing on or off.
 Figures come from the run's own metrics.jsonl (the first logged window, which includes warm-up, is skipped).
 
     python benchmarks/train_throughput.py                                  # small random LLaVA, CPU-sized
@@ -70,8 +70,8 @@ def write_data(folder: Path, count: int, size: int) -> Path:
     from PIL import Image, ImageFilter
     from skimage import data
 
-    from vcritic.prompts import COMPARE
-    from vcritic.train.dialogues import Dialogue, write_dialogues
+    from vcritic.data.dialogues import Dialogue, write_dialogues
+    from vcritic.readout.prompts import COMPARE
 
     folder.mkdir(parents=True, exist_ok=True)
     sources = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
@@ -100,8 +100,8 @@ def main() -> None:
     import torch
 
     from vcritic.testing import build_llava
-    from vcritic.train.config import load_config
-    from vcritic.train.loop import train
+    from vcritic.training.config import load_config
+    from vcritic.training.loop import train
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)

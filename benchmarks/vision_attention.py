@@ -28,11 +28,11 @@ from throughput import ARCHES, QWEN_PIXELS  # noqa: E402 - the one place that ho
 
 def build_tower(depth: int, device, dtype):
     """A Qwen2.5-VL model with the 7B vision tower (``depth`` blocks) and a one-layer stub language model, so the
-    tower's attention is switched through transformers' sub-config API exactly as vcritic.loading does it."""
+    tower's attention is switched through transformers' sub-config API exactly as vcritic.inference.loading does it."""
     import torch
     from transformers import AutoModel, Qwen2_5_VLConfig
 
-    from vcritic.loading import with_attention
+    from vcritic.inference.loading import with_attention
 
     vision = dict(ARCHES["qwen2.5-vl-7b"]["vision_config"], depth=depth)
     vision["fullatt_block_indexes"] = [i for i in vision["fullatt_block_indexes"] if i < depth] or [depth - 1]
@@ -104,8 +104,8 @@ def main() -> None:
 
     import torch
 
-    from vcritic.runtime import resolve_device, resolve_dtype
-    from vcritic.vision_attention import NAME, use_for_vision
+    from vcritic.model.runtime import resolve_device, resolve_dtype
+    from vcritic.model.vision_attention import NAME, use_for_vision
 
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)

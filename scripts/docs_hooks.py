@@ -2,7 +2,7 @@
 
 A page holds a marker comment and the hook replaces it:
 - ``<!-- vcritic:cli -->``: every command of the Typer app, with its usage, arguments, options and epilog;
-- ``<!-- vcritic:train-config -->``: the fields of ``vcritic.train.config.TrainConfig`` with their help, and the
+- ``<!-- vcritic:train-config -->``: the fields of ``vcritic.training.config.TrainConfig`` with their help, and the
   shipped presets;
 - ``<!-- vcritic:modules -->``: every folder and module of the package with the first paragraph of its docstring;
 - ``<!-- vcritic:benchmarks -->``: every script in ``benchmarks/`` with the first paragraph of its docstring.
@@ -114,7 +114,7 @@ def _cell(text: str) -> str:
 
 # -- training config ---------------------------------------------------------------------------------------------
 def train_config_reference() -> str:
-    from vcritic.train.config import PRESET_DIR, TrainConfig, presets
+    from vcritic.training.config import PRESET_DIR, TrainConfig, presets
 
     lines = ["| key | type | default | what it sets |", "|---|---|---|---|"]
     defaults = TrainConfig()

@@ -18,8 +18,8 @@ import vcritic
 from vcritic.cli.app import app, main
 from vcritic.datasets import ATTRIBUTES
 from vcritic.errors import VcriticError
-from vcritic.scoring import score_columns
-from vcritic.tasks import parse_tasks
+from vcritic.pipeline.scoring import score_columns
+from vcritic.readout.tasks import parse_tasks
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -76,7 +76,7 @@ def test_public_names_and_a_light_import():
 
 
 def test_load_critic_without_a_model_is_the_cli_default(tiny_llava, monkeypatch):
-    from vcritic.loading import default_model
+    from vcritic.inference.loading import default_model
 
     with pytest.raises(VcriticError, match=rf"{default_model()} .* not in the local cache"):
         vcritic.load_critic()  # the default preset (Q-ReAlign Lite with CUDA, Mini without); the hub is offline

@@ -20,12 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
+from vcritic.base.csvio import Writer
+from vcritic.base.images import load_image
 from vcritic.cli.compare import read_pairs
-from vcritic.csvio import Writer
 from vcritic.datasets.manifest import load_manifest
 from vcritic.datasets.records import read_csv_table
 from vcritic.errors import VcriticError
-from vcritic.images import load_image
 
 
 def _png_claiming(width: int, height: int) -> bytes:

@@ -10,10 +10,10 @@ import pytest
 from dataset_fixtures import build_all, make_spaq
 from typer.testing import CliRunner
 
-from vcritic import bench
 from vcritic.cli.app import app, main
 from vcritic.datasets import ATTRIBUTES, DATASETS
-from vcritic.scoring import ScoreRow, score_columns
+from vcritic.evaluation import bench
+from vcritic.pipeline.scoring import ScoreRow, score_columns
 
 
 @pytest.fixture(scope="module")

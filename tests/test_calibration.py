@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from vcritic.calibration import (
+from vcritic.cli.app import app, main
+from vcritic.errors import VcriticError
+from vcritic.evaluation.calibration import (
     Calibration,
     ModelId,
     TargetScale,
@@ -20,8 +22,6 @@ from vcritic.calibration import (
     fit_map,
     model_identity,
 )
-from vcritic.cli.app import app, main
-from vcritic.errors import VcriticError
 
 KONIQ = TargetScale("KonIQ-10k MOS", 1.0, 5.0)
 SOMEONE = ModelId("org/critic", "a" * 40)
@@ -75,7 +75,7 @@ def test_decreasing_fit_falls_back_to_isotonic_and_warns():
 
 
 def test_logistic_that_does_not_converge_falls_back(monkeypatch):
-    import vcritic.calibration as module
+    import vcritic.evaluation.calibration as module
 
     monkeypatch.setattr(module, "fit_logistic", lambda x, y: None)  # what metrics.fit_logistic returns on failure
     kind, params, reason = fit_map(*synthetic())
@@ -122,7 +122,7 @@ def test_refusals_and_warnings_for_thin_data():
 
 
 def test_apply_takes_numbers_scores_and_lists_and_clips_to_a_documented_range():
-    from vcritic.results import Score
+    from vcritic.readout.results import Score
 
     calibration = Calibration("logistic4", {"b1": 6.0, "b2": 0.0, "b3": 50.0, "b4": 10.0}, KONIQ, SOMEONE, "d", 10)
     assert calibration.apply(50.0) == pytest.approx(3.0)
@@ -216,7 +216,7 @@ def test_missing_and_unreadable_files(tmp_path):
 
 # -- which model --------------------------------------------------------------------------------------------------
 def test_model_identity_and_mismatch(tmp_path):
-    from vcritic.presets import get_preset
+    from vcritic.model.presets import get_preset
 
     preset = get_preset("qwen2.5-vl-7b")
     assert model_identity("qwen2.5-vl-7b") == ModelId(preset.repo, preset.revision)
@@ -333,7 +333,7 @@ def test_calibrate_then_score_with_the_calibration(tmp_path, tiny_llava, monkeyp
     """bench fixture -> score -> calibrate -> score --calibration -> bench --predictions, all through the CLI."""
     from dataset_fixtures import make_koniq10k
 
-    from vcritic.loading import load_critic
+    from vcritic.inference.loading import load_critic
 
     monkeypatch.chdir(tmp_path)
     fixture = make_koniq10k(tmp_path / "data", n=24)

@@ -16,12 +16,12 @@ from conftest import family_params
 from PIL import Image
 from typer.testing import CliRunner
 
-from vcritic.chat import Conversation
 from vcritic.cli.app import app, main
 from vcritic.errors import VcriticError
-from vcritic.loading import load_critic
-from vcritic.prompts import CHAT
-from vcritic.resolution import visual_tokens
+from vcritic.inference.chat import Conversation
+from vcritic.inference.loading import load_critic
+from vcritic.model.resolution import visual_tokens
+from vcritic.readout.prompts import CHAT
 
 ROOT = Path(__file__).resolve().parents[1]
 QUESTIONS = ("Is this photo sharp?", "And how are the colours?", "What would make it better?")
@@ -235,7 +235,7 @@ def cat_png(tmp_path_factory, sample_images):
 
 @pytest.mark.slow
 def test_ask_json_and_stdin_give_the_api_s_answers(runner, critics, tiny_llava, cat_png):
-    from vcritic.images import load_image
+    from vcritic.base.images import load_image
 
     conversation = critics("llava").chat(load_image(cat_png), max_new_tokens=6)
     answers = [conversation.ask(q) for q in QUESTIONS[:2]]

@@ -1,4 +1,4 @@
-"""vcritic.compat: every use of library internals falls back to the library's stock path when its capability check
+"""vcritic.model.compat: every use of library internals falls back to the library's stock path when its capability check
 fails (as it would after a release that changed it), says so once on stderr, and the numbers stay the same."""
 
 from __future__ import annotations
@@ -8,11 +8,12 @@ import logging
 import pytest
 from conftest import HAS_TORCHVISION
 
-from vcritic import compat
-from vcritic.loading import load_critic
+from vcritic.inference.loading import load_critic
+from vcritic.model import compat
 
 # Scores on the 0-100 scale from another order of float32 operations (a cached prefix or not, one attention call
-# per segment or per length): equal to float32 rounding, ~1e-6 relative (tests/test_multitask.py uses the same).
+# per segment or per length): equal to float32 rounding, ~1e-6 relative (tests/test_multifunctional_readouts.py uses the
+# same).
 TOLERANCE = 1e-4
 MAX_PIXELS = 112 * 140  # small Qwen images: a few windows of several sizes, fast
 needs_torchvision = [  # the Qwen-VL processor needs torchvision
@@ -25,10 +26,10 @@ needs_torchvision = [  # the Qwen-VL processor needs torchvision
 def notes(caplog, monkeypatch):
     """The compat notes emitted during the test (each shim notes once per process: the memory is cleared)."""
     monkeypatch.setattr(compat, "_noted", set())
-    caplog.set_level(logging.WARNING, logger="vcritic.compat")
+    caplog.set_level(logging.WARNING, logger="vcritic.model.compat")
 
     def get() -> list[str]:
-        return [r.getMessage() for r in caplog.records if r.name == "vcritic.compat"]
+        return [r.getMessage() for r in caplog.records if r.name == "vcritic.model.compat"]
 
     return get
 
@@ -52,7 +53,7 @@ def _load(tiny_models, family: str):
 @pytest.mark.needs_torchvision
 @pytest.mark.skipif(not HAS_TORCHVISION, reason="needs torchvision")
 def test_vision_attention_falls_back_to_sdpa_when_the_tower_would_not_pack(tiny_models, images, notes, monkeypatch):
-    from vcritic.vision_attention import NAME
+    from vcritic.model.vision_attention import NAME
 
     grouped = load_critic(tiny_models("qwen2_5_vl"), max_pixels=MAX_PIXELS)
     assert compat.attention_name(grouped.model.config.vision_config) == NAME and notes() == []
@@ -71,7 +72,7 @@ def test_vision_attention_falls_back_to_sdpa_when_the_tower_would_not_pack(tiny_
 def test_vision_attention_takes_the_second_route_when_the_first_fails(tiny_models, notes, monkeypatch):
     """set_attn_implementation refused (as transformers 5.25 refuses any "flash" name): the name goes on the vision
     sub-config itself, and the tower still packs."""
-    from vcritic.vision_attention import NAME
+    from vcritic.model.vision_attention import NAME
 
     def refuse(model, implementation):
         raise ValueError("Could not find the currently requested flash attention implementation")
@@ -124,7 +125,7 @@ def test_without_a_known_cache_argument_every_question_reads_its_whole_prompt(
 
 
 def _questions():
-    from vcritic.tasks import parse_tasks, task_questions
+    from vcritic.readout.tasks import parse_tasks, task_questions
 
     return task_questions(parse_tasks("all"))
 
@@ -184,11 +185,11 @@ def test_gradient_checkpointing_through_the_older_method_gives_the_same_gradient
     import torch
     import transformers
 
-    from vcritic.loading import load_model
-    from vcritic.prompts import QUALITY
-    from vcritic.train.collate import encode_dialogue
-    from vcritic.train.dialogues import Dialogue
-    from vcritic.train.model import answer_loss
+    from vcritic.data.dialogues import Dialogue
+    from vcritic.inference.loading import load_model
+    from vcritic.readout.prompts import QUALITY
+    from vcritic.training.collate import encode_dialogue
+    from vcritic.training.model import answer_loss
 
     encoder = load_critic(tiny_llava).encoder
     answers = [QUALITY.answer(word) for word in ("bad", "good", "fair")]
@@ -227,7 +228,7 @@ def test_accelerator_is_made_where_accelerate_has_no_state_to_reset(notes, monke
     import torch
     from accelerate.state import AcceleratorState
 
-    from vcritic.train.loop import _accelerator
+    from vcritic.training.loop import _accelerator
 
     assert _accelerator(torch.device("cpu")).device == torch.device("cpu") and notes() == []
     monkeypatch.delattr(AcceleratorState, "_reset_state")

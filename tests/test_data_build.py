@@ -10,13 +10,13 @@ import pytest
 from dataset_fixtures import build_all, make_koniq10k, write_image
 
 from vcritic.cli.app import main
+from vcritic.data.build import STAGE_DATASETS, BuildOptions, build
+from vcritic.data.dialogues import read_dialogues
+from vcritic.data.multifunctional import describe, level_word
+from vcritic.data.relativity import MIN_GAP, NOISE_FACTOR, min_gap, sample_pairs
 from vcritic.datasets import DATASETS, Record, load_dataset, splits
 from vcritic.errors import VcriticError
-from vcritic.prompts import ATTRIBUTE_QUESTIONS, AUTHENTICITY_QUESTION, COMPARE, QUALITY, QUESTIONS
-from vcritic.train.build import STAGE_DATASETS, BuildOptions, build
-from vcritic.train.dialogues import read_dialogues
-from vcritic.train.multitask import describe, level_word
-from vcritic.train.relativity import MIN_GAP, NOISE_FACTOR, min_gap, sample_pairs
+from vcritic.readout.prompts import ATTRIBUTE_QUESTIONS, AUTHENTICITY_QUESTION, COMPARE, QUALITY, QUESTIONS
 
 
 @pytest.fixture(scope="module")
@@ -179,7 +179,7 @@ def test_descriptions_name_the_best_and_worst_attribute(tmp_path):
 
 
 def test_stage3_mixes_built_folders_instruction_data_and_declines(tmp_path, root, sample_images):
-    from vcritic.train.synth import synthesize
+    from vcritic.data.synth import synthesize
 
     synth = tmp_path / "synth"
     folder = tmp_path / "pristine"
@@ -276,7 +276,7 @@ def test_bad_inputs_are_one_line_errors_before_any_work(tmp_path, root, capsys):
 
 
 def test_overwrite_of_a_synth_folder_removes_its_images_and_manifest_not_the_users_files(tmp_path, root, sample_images):
-    from vcritic.train.synth import synthesize
+    from vcritic.data.synth import synthesize
 
     sources = tmp_path / "pristine"
     sources.mkdir()

@@ -10,10 +10,10 @@ import pytest
 from dataset_fixtures import build_all
 
 from vcritic.cli.app import main
+from vcritic.data.build import BuildOptions, build
+from vcritic.data.dialogues import read_dialogues
+from vcritic.data.rewrite import KEY_ENV
 from vcritic.errors import VcriticError
-from vcritic.train.build import BuildOptions, build
-from vcritic.train.dialogues import read_dialogues
-from vcritic.train.rewrite import KEY_ENV
 
 
 class FakeChat:

@@ -11,11 +11,11 @@ import pytest
 from typer.testing import CliRunner
 
 from vcritic.cli.app import app, main
+from vcritic.data.dialogues import read_dialogues
+from vcritic.data.synth import KINDS, distort, synthesize
 from vcritic.datasets import load_manifest
 from vcritic.errors import VcriticError
-from vcritic.prompts import COMPARE
-from vcritic.train.dialogues import read_dialogues
-from vcritic.train.synth import KINDS, distort, synthesize
+from vcritic.readout.prompts import COMPARE
 
 
 def psnr(a, b) -> float:
@@ -92,7 +92,7 @@ def test_same_seed_gives_identical_files_and_another_seed_does_not(sources, tmp_
 
 
 def test_manifest_is_a_bench_manifest_split_by_source(sources, tmp_path):
-    from vcritic.bench import prepare
+    from vcritic.evaluation.bench import prepare
 
     out = tmp_path / "synth"
     synthesize(sources, out, size=16, levels=2, kinds=["jpeg"])

@@ -106,7 +106,7 @@ def test_process_zero_refusing_stops_every_process(tiny_llava, photos, tmp_path)
 
 
 def test_single_process_has_no_team_and_device_map_refuses_several(monkeypatch):
-    from vcritic.distributed import team_for
+    from vcritic.pipeline.distributed import team_for
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     assert team_for("cpu") is None
@@ -116,7 +116,7 @@ def test_single_process_has_no_team_and_device_map_refuses_several(monkeypatch):
 
 
 def test_device_map_auto_loads_through_the_one_loading_path(tiny_llava, sample_images):
-    from vcritic.loading import load_critic
+    from vcritic.inference.loading import load_critic
 
     image = sample_images["chelsea"]
     placed = load_critic(tiny_llava, device="cpu", device_map="auto")
@@ -144,7 +144,7 @@ def test_commands_that_do_not_split_refuse_several_processes(monkeypatch, tiny_l
 
 
 def test_only_the_first_process_is_main_on_the_terminal(monkeypatch):
-    from vcritic.distributed import is_secondary_process
+    from vcritic.pipeline.distributed import is_secondary_process
 
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     monkeypatch.setenv("RANK", "1")
@@ -307,7 +307,7 @@ def test_process_zero_refusing_bench_or_compare_stops_every_process(command, tin
 
 @pytest.mark.slow
 def test_bench_predictions_under_launch_run_on_process_zero_alone(iqa_root, tmp_path):
-    from vcritic.bench import prepare
+    from vcritic.evaluation.bench import prepare
 
     records = prepare("spaq", iqa_root, split="all").records
     scores = tmp_path / "scores.csv"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from vcritic.docs_url import DOCS_URL, docs_page
+from vcritic.base.docs_url import DOCS_URL, docs_page
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"

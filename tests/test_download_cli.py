@@ -11,11 +11,11 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from vcritic import presets
+from vcritic.base.home import hub_cache_dir
 from vcritic.cli.app import app, main
-from vcritic.home import hub_cache_dir
-from vcritic.judges import VCRITIC
-from vcritic.presets import PRESETS, Preset
+from vcritic.model import presets
+from vcritic.model.judges import VCRITIC
+from vcritic.model.presets import PRESETS, Preset
 
 pytestmark = pytest.mark.slow
 

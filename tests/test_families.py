@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from conftest import family_params
 
-from vcritic.loading import load_critic
-from vcritic.scoring import compare_paths, score_paths
+from vcritic.inference.loading import load_critic
+from vcritic.pipeline.scoring import compare_paths, score_paths
 
 pytestmark = pytest.mark.parametrize("family", family_params())
 

@@ -1,4 +1,5 @@
-"""Fixed compute shapes (``--reproducible``, vcritic.shapes): bitwise-equal scores whatever the batch size, the
+"""Fixed compute shapes (``--reproducible``, vcritic.inference.shapes): bitwise-equal scores whatever the batch size,
+the
 neighbours or the dtype; the model only ever sees ROWS items per forward; R halves on out-of-memory."""
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ from test_memory import OutOfMemoryAbove
 from typer.testing import CliRunner
 
 from vcritic.cli.app import app
+from vcritic.engine.batches import TOO_LARGE
 from vcritic.errors import VcriticError
-from vcritic.loading import load_critic
-from vcritic.memory import TOO_LARGE
-from vcritic.scoring import compare_paths, score_paths
-from vcritic.shapes import ROWS, FixedShapes, group, shape_key
-from vcritic.tasks import TASKS
+from vcritic.inference.loading import load_critic
+from vcritic.inference.shapes import ROWS, FixedShapes, group, shape_key
+from vcritic.pipeline.scoring import compare_paths, score_paths
+from vcritic.readout.tasks import TASKS
 
 ALL = tuple(TASKS)  # mos, attributes, authenticity: seven questions
 
@@ -100,7 +101,7 @@ class RowsSeen:
     """Forward pre-hooks recording how many rows each model forward and each language-model forward got."""
 
     def __init__(self, critic):
-        from vcritic.compat import text_decoder
+        from vcritic.model.compat import text_decoder
 
         self.model, self.decoder, self.images = [], [], []
         self.handles = [

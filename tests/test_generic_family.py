@@ -6,9 +6,11 @@ from __future__ import annotations
 import pytest
 from conftest import HAS_TORCHVISION
 
-from vcritic import critic as critic_module
-from vcritic import shared_prefix, testing, vision_attention
-from vcritic.loading import load_critic
+from vcritic import testing
+from vcritic.inference import critic as critic_module
+from vcritic.inference import shared_prefix
+from vcritic.inference.loading import load_critic
+from vcritic.model import vision_attention
 
 pytestmark = [
     pytest.mark.needs_torchvision,

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from vcritic import hub, presets
+from vcritic.base.home import hub_cache_dir, vcritic_home
 from vcritic.errors import VcriticError
-from vcritic.home import hub_cache_dir, vcritic_home
-from vcritic.judges import VCRITIC
-from vcritic.presets import PRESETS, Preset
+from vcritic.model import hub, presets
+from vcritic.model.judges import VCRITIC
+from vcritic.model.presets import PRESETS, Preset
 
 
 def sha256(path: Path) -> str:
@@ -146,7 +146,7 @@ def test_download_fetches_only_what_loading_needs(tiny_repo, tiny_llava):
 
 
 def test_scores_from_the_cache_with_the_network_off(tiny_repo, monkeypatch, sample_images):
-    from vcritic.loading import load_critic
+    from vcritic.inference.loading import load_critic
 
     fake, _ = tiny_repo
     online = load_critic("tiny/llava")
@@ -261,7 +261,7 @@ def test_a_full_disk_is_reported_before_and_during_download(tiny_repo, monkeypat
 
 
 def test_presets_and_the_default_download_on_first_use(tiny_repo, monkeypatch, capsys):
-    from vcritic.loading import load_critic
+    from vcritic.inference.loading import load_critic
 
     fake, sha = tiny_repo
     preset = Preset("tiny", "tiny/llava", sha, "llava", VCRITIC, "Apache-2.0", 0.001, "test preset")

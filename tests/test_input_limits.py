@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from vcritic.cli.app import main
+from vcritic.data import dialogues as dialogue_module
+from vcritic.data.dialogues import read_dialogues
 from vcritic.errors import VcriticError
-from vcritic.prompts import QUALITY
-from vcritic.train import dialogues as dialogue_module
-from vcritic.train.dialogues import read_dialogues
+from vcritic.readout.prompts import QUALITY
 
 GOOD = {
     "question": "quality",
@@ -199,9 +199,9 @@ def test_spaq_with_a_hostile_workbook_exits_1_in_one_line(tmp_path, capsys):
 def test_an_instruction_over_the_token_bound_is_refused_before_the_model_sees_it(tiny_llava, monkeypatch):
     from PIL import Image
 
-    from vcritic.loading import load_critic
-    from vcritic.train import collate
-    from vcritic.train.dialogues import Dialogue
+    from vcritic.data.dialogues import Dialogue
+    from vcritic.inference.loading import load_critic
+    from vcritic.training import collate
 
     critic = load_critic(tiny_llava)
     monkeypatch.setattr(collate, "MAX_TEXT_TOKENS", 50)
@@ -249,8 +249,8 @@ def test_calibrate_counts_an_identical_duplicate_once(tmp_path, capsys):
 
 
 def test_the_calibration_library_refuses_scores_off_the_0_100_scale():
-    from vcritic.calibration import ModelId, TargetScale
-    from vcritic.calibration import calibrate as fit
+    from vcritic.evaluation.calibration import ModelId, TargetScale
+    from vcritic.evaluation.calibration import calibrate as fit
 
     mos = [float(i) for i in range(50)] + [150.0]
     with pytest.raises(VcriticError, match="outside vcritic's 0-100"):
@@ -260,7 +260,7 @@ def test_the_calibration_library_refuses_scores_off_the_0_100_scale():
 def test_bench_predictions_is_not_refused_for_a_model_set_in_the_environment(tmp_path, capsys, monkeypatch):
     from dataset_fixtures import make_koniq10k
 
-    from vcritic import bench
+    from vcritic.evaluation import bench
 
     make_koniq10k(tmp_path)
     records = bench.prepare("koniq10k", tmp_path, split="all").records
@@ -397,7 +397,7 @@ def bench_json(tmp_path):
     """A bench run that needs no model: its --json metrics go to stdout."""
     from dataset_fixtures import make_koniq10k
 
-    from vcritic import bench
+    from vcritic.evaluation import bench
 
     make_koniq10k(tmp_path)
     records = bench.prepare("koniq10k", tmp_path, split="all").records
@@ -448,11 +448,11 @@ def test_score_to_a_full_disk_on_stdout_is_one_line_and_exit_1(tiny_llava, tmp_p
 def test_input_files_over_their_bound_or_not_regular_are_refused_before_reading(tmp_path, monkeypatch):
     import os
 
-    from vcritic import limits
-    from vcritic.calibration import Calibration
+    from vcritic.base import limits
     from vcritic.cli.compare import read_pairs
     from vcritic.datasets.manifest import load_manifest
-    from vcritic.train.config import read_yaml
+    from vcritic.evaluation.calibration import Calibration
+    from vcritic.training.config import read_yaml
 
     monkeypatch.setattr(limits, "MAX_TABLE_BYTES", 1000)
     monkeypatch.setattr(limits, "MAX_JSON_BYTES", 1000)
@@ -484,8 +484,8 @@ def test_input_files_over_their_bound_or_not_regular_are_refused_before_reading(
     [("c.json", b"[" * 100_000), ("c.json", b"\xff\xfe{}"), ("t.yaml", b"\xff\xfe lr: 1"), ("t.yaml", b"[" * 50_000)],
 )
 def test_undecodable_or_deeply_nested_config_files_are_one_line(tmp_path, name, data):
-    from vcritic.calibration import Calibration
-    from vcritic.train.config import read_yaml
+    from vcritic.evaluation.calibration import Calibration
+    from vcritic.training.config import read_yaml
 
     path = tmp_path / name
     path.write_bytes(data)
@@ -515,7 +515,7 @@ def _too_deep(folder: Path) -> Path:
 def test_a_folder_walk_reports_linked_and_unlistable_folders(tmp_path):
     from PIL import Image
 
-    from vcritic.images import find_images
+    from vcritic.base.images import find_images
 
     photos, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
     photos.mkdir()

@@ -6,14 +6,14 @@ from __future__ import annotations
 import torch
 from PIL import Image
 
-from vcritic.loading import load_critic
-from vcritic.prompts import QUALITY
-from vcritic.scoring import _Collate, _EncodeQuestions, _ImageDataset, pixels_cast_early
-from vcritic.tasks import task_questions
+from vcritic.inference.loading import load_critic
+from vcritic.pipeline.scoring import _Collate, _EncodeQuestions, _ImageDataset, pixels_cast_early
+from vcritic.readout.prompts import QUALITY
+from vcritic.readout.tasks import task_questions
 
 
 def test_pixels_cast_before_patchify_equal_those_cast_after(tiny_models, sample_images):
-    from vcritic.scoring import _stock_patchify
+    from vcritic.pipeline.scoring import _stock_patchify
 
     critic = load_critic(tiny_models("qwen2_5_vl"), device="cpu")
     processor = critic.encoder.processor

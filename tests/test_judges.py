@@ -1,4 +1,4 @@
-"""Read-out specs per preset (vcritic.judges): which read-out a model gets, the untrained marker, a reasoning
+"""Read-out specs per preset (vcritic.model.judges): which read-out a model gets, the untrained marker, a reasoning
 judge's parsed rating, the defaults, and how `vcritic models` and `vcritic score` show them."""
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 
 from vcritic.cli.app import app
 from vcritic.errors import VcriticError
-from vcritic.judges import Q_REALIGN, VCRITIC, VISUALQUALITY_R1, get_spec, judge_for, untrained_note
-from vcritic.presets import CPU_DEFAULT_PRESET, DEFAULT_PRESET, PRESETS, default_preset, get_preset
+from vcritic.model.judges import Q_REALIGN, VCRITIC, VISUALQUALITY_R1, get_spec, judge_for, untrained_note
+from vcritic.model.presets import CPU_DEFAULT_PRESET, DEFAULT_PRESET, PRESETS, default_preset, get_preset
 
 
 def test_each_preset_names_its_readout_size_memory_and_machine():
@@ -120,7 +120,7 @@ def test_score_marks_tasks_a_judge_was_not_trained_for(tiny_llava, image_dir, ca
 @pytest.mark.slow
 def test_a_reasoning_judge_without_a_number_gets_an_error_row(tiny_llava, image_dir, capsys, monkeypatch):
     from vcritic.cli.app import main
-    from vcritic.judges import ReadoutSpec
+    from vcritic.model.judges import ReadoutSpec
 
     # An answer with no rating in it: the row says so instead of leaving a silent gap. (What a random model writes
     # depends on its weights and tokenizer, so the model generates for real and its answer is taken as ratingless.)
@@ -147,8 +147,8 @@ def test_an_unknown_readout_is_refused_before_loading(capsys):
 
 
 def test_a_trained_folder_records_its_readout_and_tasks(tmp_path):
-    from vcritic.train.dialogues import Dialogue
-    from vcritic.train.loop import TrainData, _judge_entries
+    from vcritic.data.dialogues import Dialogue
+    from vcritic.training.loop import TrainData, _judge_entries
 
     def taught(*questions):
         return TrainData([Dialogue(q, "", ("a.png",), "", "") for q in questions], [], tmp_path, {})

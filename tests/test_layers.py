@@ -1,5 +1,5 @@
-"""The package's layers point down: the command line on top, the library under it never importing it, and
-``vcritic --help`` light enough to answer at once."""
+"""The package's layers point down: each folder of ``vcritic/`` is a layer, imports only the layers under it, the
+command line is on top, and ``vcritic --help`` is light enough to answer at once."""
 
 from __future__ import annotations
 
@@ -48,10 +48,86 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
+# The layers, bottom up (docs/development/architecture.md). A folder imports its own modules and folders of a lower
+# rank; two folders of one rank are independent of each other. errors.py and testing.py are modules at the top level.
+LAYERS = {
+    "errors": 0,
+    "base": 1,
+    "readout": 2,
+    "model": 3,
+    "datasets": 3,
+    "testing": 3,
+    "engine": 4,
+    "inference": 5,
+    "pipeline": 6,
+    "evaluation": 7,
+    "report": 8,
+    "data": 8,
+    "training": 9,
+    "serve": 10,
+    "cli": 11,
+}
+
+
+def runtime_imports(path: Path) -> list[tuple[str, int]]:
+    """The vcritic modules ``path`` imports when it runs (function bodies included; ``if TYPE_CHECKING:`` blocks,
+    which only name types for annotations, left out), with their line numbers."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    annotations_only = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            annotations_only.update(id(inner) for statement in node.body for inner in ast.walk(statement))
+    found = []
+    for node in ast.walk(tree):
+        if id(node) in annotations_only:
+            continue
+        if isinstance(node, ast.ImportFrom) and not node.level and (node.module or "").startswith("vcritic"):
+            if node.module == "vcritic":
+                found += [(f"vcritic.{alias.name}", node.lineno) for alias in node.names]
+            else:
+                found.append((node.module, node.lineno))
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, node.lineno) for alias in node.names if alias.name.startswith("vcritic")]
+    return found
+
+
+def test_every_folder_and_top_level_module_is_a_known_layer():
+    layers = {path.stem for path in PACKAGE.iterdir() if path.is_dir() and (path / "__init__.py").exists()}
+    layers |= {path.stem for path in PACKAGE.glob("*.py")} - {"__init__", "__main__"}
+    assert layers == set(LAYERS)
+
+
+def test_layers_import_only_the_layers_under_them():
+    offenders = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        relative = path.relative_to(PACKAGE)
+        layer = relative.parts[0].removesuffix(".py")
+        if layer in ("__init__", "__main__"):  # the public API's lazy names and the command's entry point
+            continue
+        for name, line in runtime_imports(path):
+            target = name.split(".")[1] if name.count(".") else ""
+            if target in ("", "__version__", layer):
+                continue
+            if LAYERS[target] >= LAYERS[layer]:
+                offenders.append(f"{relative}:{line} ({layer}) imports {name} ({target})")
+    assert not offenders, "imports that point up or sideways:\n" + "\n".join(offenders)
+
+
+def test_the_layer_rule_sees_an_import_that_points_up(tmp_path):
+    # The rule above is only as good as this: an upward import inside a function is found, one under TYPE_CHECKING
+    # is not.
+    module = tmp_path / "m.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from vcritic.cli import app\n"
+        "def f():\n    from vcritic.serve.service import build_app\n"
+    )
+    assert runtime_imports(module) == [("vcritic.serve.service", 5)]
+
+
 def test_the_import_walker_sees_imports_in_function_bodies_and_relative_ones(tmp_path):
     # The rule below is only as good as this walker: an import it missed would pass unseen.
-    names = imported_modules(PACKAGE / "hub.py")
-    assert "vcritic.progress.progress_enabled" in names  # imported inside a function
+    names = imported_modules(PACKAGE / "model" / "hub.py")
+    assert "vcritic.base.progress.progress_enabled" in names  # imported inside a function
     assert "vcritic.errors.VcriticError" in names
 
 
@@ -96,8 +172,8 @@ def test_commands_do_not_import_each_other():
 def test_report_and_bench_read_the_schema_not_the_scoring_engine():
     # The report never runs a model; bench runs one only in predict(), which imports the engine where it is used.
     for path in sorted((PACKAGE / "report").glob("*.py")):
-        assert "vcritic.scoring" not in imported_modules(path), path.name
-    module_level = [node for node in ast.parse((PACKAGE / "bench.py").read_text(encoding="utf-8")).body
+        assert "vcritic.pipeline.scoring" not in imported_modules(path), path.name
+    module_level = [node for node in ast.parse((PACKAGE / "evaluation" / "bench.py").read_text(encoding="utf-8")).body
                     if isinstance(node, ast.Import | ast.ImportFrom)]  # fmt: skip
-    assert "vcritic.schema" in {node.module for node in module_level if isinstance(node, ast.ImportFrom)}
-    assert "vcritic.scoring" not in {node.module for node in module_level if isinstance(node, ast.ImportFrom)}
+    assert "vcritic.readout.schema" in {node.module for node in module_level if isinstance(node, ast.ImportFrom)}
+    assert "vcritic.pipeline.scoring" not in {node.module for node in module_level if isinstance(node, ast.ImportFrom)}

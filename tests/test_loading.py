@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from vcritic.errors import VcriticError
-from vcritic.loading import load_critic
+from vcritic.inference.loading import load_critic
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import torch
 
 from vcritic.cli.app import main
 from vcritic.errors import VcriticError
-from vcritic.loading import load_critic
+from vcritic.inference.loading import load_critic
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import torch
 from typer.testing import CliRunner
 
 from vcritic.cli.app import app
+from vcritic.engine.batches import TOO_LARGE, BatchPlan
 from vcritic.errors import VcriticError
-from vcritic.loading import load_critic
-from vcritic.memory import TOO_LARGE, BatchPlan
-from vcritic.scoring import compare_paths, score_paths
+from vcritic.inference.loading import load_critic
+from vcritic.pipeline.scoring import compare_paths, score_paths
 
 
 @pytest.fixture(scope="module")

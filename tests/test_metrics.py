@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from vcritic import metrics
+from vcritic.evaluation import metrics
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The model options as one value (vcritic.model_spec.ModelSpec): what it holds, which commands offer which of
+"""The model options as one value (vcritic.inference.model_spec.ModelSpec): what it holds, which commands offer which of
 the options and in which order, and that a spec's options reach the loaded critic."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import typer
 from typer.testing import CliRunner
 
 from vcritic.cli.app import app
-from vcritic.judges import Q_REALIGN, VCRITIC
-from vcritic.loading import load_critic
-from vcritic.model_spec import ModelSpec
+from vcritic.inference.loading import load_critic
+from vcritic.inference.model_spec import ModelSpec
+from vcritic.model.judges import Q_REALIGN, VCRITIC
 
 EVERY = ["--model", "--readout", "--adapter", "--revision", "--batch-size", "--reproducible", "--workers",
          "--device", "--dtype", "--trust-remote-code", "--allow-pickle", "--max-pixels", "--image-size",

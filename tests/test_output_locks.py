@@ -14,7 +14,7 @@ from vcritic.cli.app import main
 HOLD = """
 import sys, time
 from pathlib import Path
-from vcritic.files import locked_folder
+from vcritic.base.files import locked_folder
 with locked_folder(Path(sys.argv[1]), flag="--out"):
     print("locked", flush=True)
     time.sleep(60)

@@ -7,7 +7,7 @@ softmax over the level logits, the weights) give the same number as ``Critic.sco
 (beyond float32 rounding: BATCH_TOLERANCE).
 
 The cards below are copied from the model cards, not imported from vcritic: a wrong prompt, stem, word or weight in
-:mod:`vcritic.judges` fails here.
+:mod:`vcritic.model.judges` fails here.
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def _images(sample_images):
 @pytest.mark.parametrize("spec_name", sorted(CARDS))
 @pytest.mark.parametrize("family", family_params(FAMILIES))
 def test_score_equals_the_cards_formula(family, spec_name, tiny_models, sample_images):
-    from vcritic.loading import load_critic
+    from vcritic.inference.loading import load_critic
 
     directory = tiny_models(family)
     if not _applies(spec_name, directory):
@@ -114,7 +114,7 @@ def test_score_equals_the_cards_formula(family, spec_name, tiny_models, sample_i
 @pytest.mark.parametrize("spec_name", sorted(CARDS))
 @pytest.mark.parametrize("family", family_params(FAMILIES))
 def test_batching_padding_and_tasks_do_not_move_the_score(family, spec_name, tiny_models, sample_images):
-    from vcritic.loading import load_critic
+    from vcritic.inference.loading import load_critic
 
     directory = tiny_models(family)
     if not _applies(spec_name, directory):
@@ -130,8 +130,8 @@ def test_batching_padding_and_tasks_do_not_move_the_score(family, spec_name, tin
 
 
 def test_every_level_word_preset_is_covered_by_its_card():
-    from vcritic.judges import LEVELS_KIND
-    from vcritic.presets import PRESETS
+    from vcritic.model.judges import LEVELS_KIND
+    from vcritic.model.presets import PRESETS
 
     for preset in PRESETS.values():
         spec = preset.spec

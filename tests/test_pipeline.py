@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from vcritic.loading import load_critic
-from vcritic.memory import BatchPlan
-from vcritic.scoring import _Collate, _EncodeQuestions, _loader, compare_paths, score_paths
-from vcritic.tasks import task_questions
+from vcritic.engine.batches import BatchPlan
+from vcritic.inference.loading import load_critic
+from vcritic.pipeline.scoring import _Collate, _EncodeQuestions, _loader, compare_paths, score_paths
+from vcritic.readout.tasks import task_questions
 
 
 @pytest.fixture(scope="module")
@@ -198,7 +198,7 @@ def test_the_python_api_keeps_the_chunk_in_flight_through_out_of_memory(critic, 
 
 def test_a_batch_that_cannot_be_finished_stops_the_rows_in_order(critic, files):
     """If reading batch k back fails, batch k+1 (already in flight) is not given out ahead of it."""
-    from vcritic.scoring import _batches
+    from vcritic.pipeline.scoring import _batches
 
     questions = task_questions(("mos",))
     finished = []

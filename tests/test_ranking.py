@@ -1,4 +1,5 @@
-"""Bradley-Terry fitting and the pair design (vcritic.ranking): pure numpy/scipy, checked against simulations."""
+"""Bradley-Terry fitting and the pair design (vcritic.readout.ranking): pure numpy/scipy, checked against
+simulations."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from scipy.special import expit
 from scipy.stats import spearmanr
 
 from vcritic.errors import VcriticError
-from vcritic.ranking import all_pairs, design_pairs, fit_bradley_terry
+from vcritic.readout.ranking import all_pairs, design_pairs, fit_bradley_terry
 
 
 def true_strengths(n: int, seed: int) -> np.ndarray:

@@ -18,11 +18,11 @@ from dataset_fixtures import make_koniq10k, make_spaq
 from PIL import Image
 from typer.testing import CliRunner
 
+from vcritic.base.csvio import DictWriter
 from vcritic.cli.app import app, main
-from vcritic.csvio import DictWriter
+from vcritic.pipeline.scoring import score_columns, score_fields
 from vcritic.report import build_report, svg
 from vcritic.report.page import MAX_FAILED_LISTED
-from vcritic.scoring import score_columns, score_fields
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -271,7 +271,7 @@ def test_ranking_report_from_rank_from_pairs(runner, tmp_path, monkeypatch):
 # -- bench -------------------------------------------------------------------------------------------------------
 def bench_predictions(root: Path, names: list[str]) -> Path:
     """Predictions for every image of ``names`` as vcritic score writes them: the truth, bent and shuffled a bit."""
-    from vcritic import bench
+    from vcritic.evaluation import bench
 
     rows = []
     for name in names:

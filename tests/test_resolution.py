@@ -17,7 +17,7 @@ needs_torchvision = pytest.mark.skipif(not HAS_TORCHVISION, reason="needs torchv
 
 
 def _qwen_processor(tiny_models):
-    from vcritic.loading import _load_processor
+    from vcritic.inference.loading import _load_processor
 
     return _load_processor(tiny_models("qwen2_5_vl"), trust_remote_code=False)
 
@@ -26,7 +26,7 @@ def _qwen_processor(tiny_models):
 def test_default_qwen25_budget_gives_999_tokens_for_1024x768(tiny_models):
     """The figure in docs/guides/scoring.md: Qwen2.5-VL's released preprocessor (min 3136, max 12845056 pixels) on a
     KonIQ-size image resizes it to 1036x756 (multiples of 28) = 74x54 patches of 14 px, merged 2x2 -> 999 tokens."""
-    from vcritic.resolution import configure_resolution, visual_tokens
+    from vcritic.model.resolution import configure_resolution, visual_tokens
 
     processor = _qwen_processor(tiny_models)
     configure_resolution(processor, max_pixels=12845056)
@@ -39,9 +39,9 @@ def test_default_qwen25_budget_gives_999_tokens_for_1024x768(tiny_models):
 
 @needs_torchvision
 def test_qwen_image_size_makes_every_image_the_same_square(tiny_models, sample_images):
-    from vcritic.critic import Encoder, Family
-    from vcritic.prompts import QUALITY
-    from vcritic.resolution import configure_resolution, visual_tokens
+    from vcritic.inference.critic import Encoder, Family
+    from vcritic.model.resolution import configure_resolution, visual_tokens
+    from vcritic.readout.prompts import QUALITY
 
     processor = _qwen_processor(tiny_models)
     configure_resolution(processor, image_size=56)
@@ -101,9 +101,9 @@ def test_a_huge_resolution_is_refused_in_one_line_by_every_command_before_any_wo
 
 
 def test_the_same_range_holds_for_the_api_vcritic_json_and_the_training_config(tiny_llava):
-    from vcritic.loading import load_critic
-    from vcritic.resolution import chosen_resolution
-    from vcritic.train.config import load_config
+    from vcritic.inference.loading import load_critic
+    from vcritic.model.resolution import chosen_resolution
+    from vcritic.training.config import load_config
 
     with pytest.raises(VcriticError, match=r"^--image-size 100000 is out of range: use 1 to 3584"):
         load_critic(tiny_llava, image_size=100000)

@@ -28,7 +28,7 @@ from PIL import Image
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 
-from vcritic.client import AsyncClient, Client, ServiceError  # noqa: E402
+from vcritic.serve.client import AsyncClient, Client, ServiceError  # noqa: E402
 
 KEY = "s3cret-key"
 
@@ -157,7 +157,7 @@ def test_api_key_and_model_description(servers):
 
 @pytest.mark.slow
 def test_scores_equal_vcritic_score_on_the_same_files(servers, images, cli_rows):
-    from vcritic.scoring import format_number
+    from vcritic.pipeline.scoring import format_number
 
     with Client(servers["strict"].url, api_key=KEY) as client:
         rows = client.score(list(images.values())[:4], tasks="all")
@@ -310,8 +310,8 @@ def test_out_of_memory_halves_the_batch_and_keeps_serving():
     the CUDA allocator would, and a ValueError for one poisoned item."""
     import torch
 
-    from vcritic.batcher import Batcher, ItemError, ModelThread
-    from vcritic.memory import TOO_LARGE, is_out_of_memory
+    from vcritic.engine.batches import TOO_LARGE, is_out_of_memory
+    from vcritic.serve.batcher import Batcher, ItemError, ModelThread
 
     sizes = []
 

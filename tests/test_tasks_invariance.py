@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from conftest import family_params
 
-from vcritic.loading import load_critic
+from vcritic.inference.loading import load_critic
 
 # Every task set asked; each task's outputs must be the same in all the sets that hold it.
 TASK_SETS = ("mos", "attributes", "authenticity", "mos,authenticity", "all")
@@ -43,7 +43,7 @@ def test_each_output_is_bitwise_the_same_whatever_other_tasks_are_asked(tiny_mod
 def test_reading_from_copies_of_the_cache_gives_the_numbers_of_cropping_it(tiny_llava, sample_images, monkeypatch):
     """The two ways of giving each question the prefix cache as it was (cropping it back, or a copy where a
     recurrent state cannot be cropped) compute the same thing, and describe continues from the restored cache."""
-    from vcritic import compat
+    from vcritic.model import compat
 
     critic = load_critic(str(tiny_llava), device="cpu", dtype="bfloat16")
     images = [sample_images[name] for name in ("astronaut", "chelsea", "rocket")]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from conftest import family_params
 
-from vcritic.prompts import CHAT, QUALITY, render_prompt
+from vcritic.readout.prompts import CHAT, QUALITY, render_prompt
 
 
 @pytest.mark.parametrize("family", family_params(("qwen3_5",)))

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from PIL import Image
 
-from vcritic.loading import load_critic
+from vcritic.inference.loading import load_critic
 from vcritic.testing import LEARNER, build_llava
-from vcritic.train.config import load_config
+from vcritic.training.config import load_config
 
 
 def test_learner_llava_has_the_asked_patches_and_depths_and_reads_a_pair(tmp_path):

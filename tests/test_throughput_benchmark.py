@@ -105,8 +105,8 @@ def test_analytic_flops_agree_with_torchs_counter(throughput, tiny_models, sampl
     attention is compared against the shapes' formula separately)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vcritic.loading import load_critic
-    from vcritic.prompts import QUALITY
+    from vcritic.inference.loading import load_critic
+    from vcritic.readout.prompts import QUALITY
 
     critic = load_critic(tiny_models("llava"))
     batch = critic.encoder.collate_questions([critic.encoder.encode_questions([QUALITY], sample_images["chelsea"])])

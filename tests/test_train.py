@@ -14,13 +14,13 @@ from conftest import HAS_TORCHVISION, family_params
 from PIL import Image, ImageEnhance, ImageFilter
 
 from vcritic.cli.app import main
-from vcritic.critic import Critic
+from vcritic.data.dialogues import Dialogue, write_dialogues
 from vcritic.errors import VcriticError
-from vcritic.loading import load_critic
-from vcritic.prompts import COMPARE, QUALITY
-from vcritic.train.config import load_config
-from vcritic.train.dialogues import Dialogue, write_dialogues
-from vcritic.train.loop import TrainingFailed, TrainingInterrupted, train
+from vcritic.inference.critic import Critic
+from vcritic.inference.loading import load_critic
+from vcritic.readout.prompts import COMPARE, QUALITY
+from vcritic.training.config import load_config
+from vcritic.training.loop import TrainingFailed, TrainingInterrupted, train
 
 
 def write_pairs(folder: Path, sources, n: int = 8, *, quality: bool = False, size: int = 128) -> Path:
@@ -803,7 +803,7 @@ def test_ctrl_c_saves_a_checkpoint_says_how_to_resume_and_exits_130(tiny_llava, 
 def test_training_resolution_is_recorded_used_by_scoring_and_inherited_by_the_next_stage(
     tiny_models, pair_data, tmp_path, sample_images
 ):
-    from vcritic.resolution import fixed_size
+    from vcritic.model.resolution import fixed_size
 
     qwen = str(tiny_models("qwen2_5_vl"))
     shutil.copy(pair_data / "dialogues.jsonl", pair_data / "val.jsonl")
@@ -925,9 +925,9 @@ def test_device_cuda_n_is_honoured_by_a_single_process(tiny_llava, pair_data, tm
 def test_held_out_declines_are_evaluated_and_learned(tiny_llava, tmp_path, sample_images):
     import random
 
-    from vcritic.train.dialogues import read_dialogues
-    from vcritic.train.evaluate import decline_rate, evaluation_sample
-    from vcritic.train.instruct import decline_dialogues
+    from vcritic.data.dialogues import read_dialogues
+    from vcritic.data.instruct import decline_dialogues
+    from vcritic.training.evaluate import decline_rate, evaluation_sample
 
     data = write_pairs(tmp_path / "data", [sample_images["astronaut"], sample_images["coffee"]], n=4)
     pairs = list(read_dialogues(data / "dialogues.jsonl"))

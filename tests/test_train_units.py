@@ -8,13 +8,13 @@ import pytest
 from conftest import family_params
 from PIL import Image
 
+from vcritic.data.dialogues import Dialogue
 from vcritic.errors import VcriticError
-from vcritic.loading import load_critic
-from vcritic.prompts import COMPARE, DESCRIBE, QUALITY
-from vcritic.train.collate import IGNORE, encode_dialogue
-from vcritic.train.config import TrainConfig, explicit_keys, load_config
-from vcritic.train.dialogues import Dialogue
-from vcritic.train.sampler import TaskBatchSampler, lr_at
+from vcritic.inference.loading import load_critic
+from vcritic.readout.prompts import COMPARE, DESCRIBE, QUALITY
+from vcritic.training.collate import IGNORE, encode_dialogue
+from vcritic.training.config import TrainConfig, explicit_keys, load_config
+from vcritic.training.sampler import TaskBatchSampler, lr_at
 
 
 def _pair_dialogue(word: str, instruction: str = COMPARE.instruction) -> Dialogue:
@@ -86,7 +86,7 @@ def test_answer_loss_equals_the_full_logits_loss(tiny_models, family):
     """Logits only at labelled positions give the same loss as transformers' own loss over full logits."""
     import torch
 
-    from vcritic.train.model import answer_loss
+    from vcritic.training.model import answer_loss
 
     critic = load_critic(tiny_models(family))
     images = [Image.new("RGB", (40, 30), (200, 30, 30)), Image.new("RGB", (30, 40), (30, 90, 200))]
@@ -215,7 +215,7 @@ def test_adding_the_adapter_warns_the_user_of_nothing(tiny_llava):
     `vcritic train` run's stderr."""
     import warnings
 
-    from vcritic.train.model import attach_adapter
+    from vcritic.training.model import attach_adapter
 
     net = load_critic(tiny_llava).model
     with warnings.catch_warnings(record=True) as caught:

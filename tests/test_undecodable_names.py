@@ -11,9 +11,9 @@ import sys
 
 import pytest
 
+from vcritic.base.csvio import cell_text
 from vcritic.cli._csv import path_names
 from vcritic.cli.app import main
-from vcritic.csvio import cell_text
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="names that are not UTF-8 are a Linux file system's")
 
@@ -82,8 +82,8 @@ def test_report_finds_the_image_an_escaped_name_stands_for(images, tmp_path):
 
 
 def test_bench_predictions_match_the_record_an_escaped_name_stands_for(images, tmp_path):
-    from vcritic.bench import read_predictions
     from vcritic.datasets import Record
+    from vcritic.evaluation.bench import read_predictions
 
     predictions = tmp_path / "p.csv"
     predictions.write_text(f"path,mos,mos_std,scale,error\n{cell_text(str(images / BAD))},42.0,1.0,0-100,\n")

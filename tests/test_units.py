@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
+from vcritic.base.images import UnreadableImageError, find_images, load_image, side_by_side, to_rgb
 from vcritic.errors import VcriticError
-from vcritic.images import UnreadableImageError, find_images, load_image, side_by_side, to_rgb
-from vcritic.prompts import COMPARE, QUALITY, Question, render_prompt, vicuna_prompt
-from vcritic.readout import answer_token_ids, expectation
-from vcritic.runtime import resolve_device, resolve_dtype
+from vcritic.model.runtime import resolve_device, resolve_dtype
+from vcritic.readout.next_token import answer_token_ids, expectation
+from vcritic.readout.prompts import COMPARE, QUALITY, Question, render_prompt, vicuna_prompt
 from vcritic.testing import LLAVA_TEMPLATE, train_tokenizer
 
 

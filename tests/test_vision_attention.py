@@ -1,4 +1,4 @@
-"""The Qwen-VL vision towers' packed attention as a few batched SDPA calls (vcritic.vision_attention): exactly the
+"""The Qwen-VL vision towers' packed attention as a few batched SDPA calls (vcritic.model.vision_attention): exactly the
 stock per-segment path, forward and backward, with one call per distinct segment length."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import pytest
 from conftest import family_params
 from PIL import Image
 
-from vcritic.compat import attention_name
-from vcritic.loading import load_critic, load_model
+from vcritic.inference.loading import load_critic, load_model
+from vcritic.model.compat import attention_name
+from vcritic.model.vision_attention import NAME, grouped_attention, use_for_vision
 from vcritic.testing import SDPACounter
-from vcritic.vision_attention import NAME, grouped_attention, use_for_vision
 
 QWEN = family_params(("qwen2_vl", "qwen2_5_vl"))
 # Different sizes and aspect ratios (at --max-pixels 112*140): image grids of 8x10, 6x8, 2x2 and 10x6 patches, so
@@ -150,10 +150,10 @@ def test_training_gradients_equal_the_stock_path(tiny_models, family):
     """A training step's loss and every parameter's gradient (vision tower included) are those of stock SDPA."""
     import torch
 
-    from vcritic.prompts import QUALITY
-    from vcritic.train.collate import encode_dialogue
-    from vcritic.train.dialogues import Dialogue
-    from vcritic.train.model import answer_loss
+    from vcritic.data.dialogues import Dialogue
+    from vcritic.readout.prompts import QUALITY
+    from vcritic.training.collate import encode_dialogue
+    from vcritic.training.model import answer_loss
 
     critic = load_critic(tiny_models(family), max_pixels=MAX_PIXELS)  # for its encoder
     net = load_model(tiny_models(family), dtype=torch.float32, max_pixels=MAX_PIXELS).model

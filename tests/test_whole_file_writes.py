@@ -10,9 +10,7 @@ import stat
 import numpy as np
 import pytest
 
-from vcritic.cli.app import main
-from vcritic.errors import VcriticError
-from vcritic.files import (
+from vcritic.base.files import (
     check_output_file,
     check_output_folder,
     leftover_temps,
@@ -20,6 +18,8 @@ from vcritic.files import (
     write_atomically,
     write_json_atomically,
 )
+from vcritic.cli.app import main
+from vcritic.errors import VcriticError
 
 
 @pytest.fixture(params=["fifo", "symlink-to-fifo"])
@@ -125,7 +125,7 @@ def test_output_checks_name_the_problem_before_any_work(tmp_path):
 
 
 def test_what_a_killed_write_left_is_known_as_vcritics(tmp_path):
-    from vcritic.train.datadir import written_before
+    from vcritic.data.datadir import written_before
 
     (tmp_path / "data.json").write_text("{}")
     left = tmp_path / ".dialogues.jsonl.k3x9_q.vcritic-new"  # as open_atomically names its new file

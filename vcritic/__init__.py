@@ -17,16 +17,16 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 _LAZY = {
-    "load_critic": "vcritic.loading",
-    "Critic": "vcritic.critic",
-    "Score": "vcritic.results",
-    "Comparison": "vcritic.results",
-    "Description": "vcritic.results",
-    "Conversation": "vcritic.chat",
-    "Ranking": "vcritic.results",
-    "RankedImage": "vcritic.results",
+    "load_critic": "vcritic.inference.loading",
+    "Critic": "vcritic.inference.critic",
+    "Score": "vcritic.readout.results",
+    "Comparison": "vcritic.readout.results",
+    "Description": "vcritic.readout.results",
+    "Conversation": "vcritic.inference.chat",
+    "Ranking": "vcritic.readout.results",
+    "RankedImage": "vcritic.readout.results",
     "VcriticError": "vcritic.errors",
-    "Calibration": "vcritic.calibration",
+    "Calibration": "vcritic.evaluation.calibration",
 }
 
 __all__ = [*_LAZY, "__version__"]

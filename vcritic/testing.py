@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vcritic.prompts import QUESTIONS, user_text
+from vcritic.readout.prompts import QUESTIONS, user_text
 
 FAMILIES = ("llava", "blip2", "instructblip", "qwen2_5_vl", "qwen3_vl", "qwen3_5", "idefics3", "smolvlm")
 # Families whose processor needs torchvision.

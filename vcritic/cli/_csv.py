@@ -33,9 +33,9 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from pathlib import Path
 
-from vcritic import files
+from vcritic.base import files
+from vcritic.base.csvio import DictWriter, cell_name, cell_text
 from vcritic.cli._exit import EXIT_INTERRUPTED
-from vcritic.csvio import DictWriter, cell_name, cell_text
 from vcritic.errors import UsageError, VcriticError
 
 FSYNC_INTERVAL_S = 5.0  # rows reach the OS at once; this bounds what a power cut (not a kill) can lose
@@ -419,7 +419,7 @@ def _busy(path: Path) -> VcriticError:
 
 
 def _lock(fd: int, path: Path) -> None:
-    """Lock for the whole run (:func:`vcritic.files.lock`); without flock (Windows), O_EXCL still stops two runs
+    """Lock for the whole run (:func:`vcritic.base.files.lock`); without flock (Windows), O_EXCL still stops two runs
     creating the same file."""
     files.lock(fd, lambda: _busy(path))
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from vcritic.model_spec import ModelSpec
+    from vcritic.inference.model_spec import ModelSpec
 
 
 @dataclass(frozen=True)
@@ -35,8 +35,8 @@ def load_for_command(spec: ModelSpec):
     from rich.markup import escape
 
     from vcritic.cli._output import stderr
-    from vcritic.distributed import is_secondary_process
-    from vcritic.hub import resolve_model
+    from vcritic.model.hub import resolve_model
+    from vcritic.pipeline.distributed import is_secondary_process
 
     name = spec.model or default_for_command(spec.device)
     directory = resolve_model(name, spec.revision, allow_pickle=spec.allow_pickle)
@@ -51,12 +51,13 @@ def load_for_command(spec: ModelSpec):
 
 
 def default_for_command(device: str | None = None, *, announce: bool = True) -> str:
-    """The model a command loads without --model (:func:`vcritic.loading.default_model`). Without CUDA (or with
+    """The model a command loads without --model (:func:`vcritic.inference.loading.default_model`). Without CUDA (or
+    with
     another --device) that is the laptop-class preset, said in one line on stderr, so the choice is never silent."""
     import os
 
-    from vcritic.loading import default_model
-    from vcritic.presets import DEFAULT_PRESET
+    from vcritic.inference.loading import default_model
+    from vcritic.model.presets import DEFAULT_PRESET
 
     cuda = device is None or device.startswith("cuda")
     if cuda:

@@ -10,11 +10,11 @@ from typing import Annotated
 
 import typer
 
-from vcritic.docs_url import docs_page
-from vcritic.model_spec import ModelSpec
-from vcritic.presets import CPU_DEFAULT_PRESET, DEFAULT_PRESET
-from vcritic.resolution import MAX_IMAGE_SIZE, MAX_PIXELS
-from vcritic.shapes import ROWS
+from vcritic.base.docs_url import docs_page
+from vcritic.inference.model_spec import ModelSpec
+from vcritic.inference.shapes import ROWS
+from vcritic.model.presets import CPU_DEFAULT_PRESET, DEFAULT_PRESET
+from vcritic.model.resolution import MAX_IMAGE_SIZE, MAX_PIXELS
 
 ModelOpt = Annotated[
     str | None,
@@ -78,21 +78,21 @@ def check_device(spec: str) -> None:
 
 def check_dtype(spec: str) -> None:
     from vcritic.errors import UsageError
-    from vcritic.runtime import _DTYPE_ALIASES, DTYPES
+    from vcritic.model.runtime import _DTYPE_ALIASES, DTYPES
 
     if spec != "auto" and _DTYPE_ALIASES.get(spec.lower(), spec.lower()) not in DTYPES:
         raise UsageError(f"unknown dtype {spec!r}", hint=f"use one of: {', '.join(DTYPES)}")
 
 
 def check_tasks(spec: str) -> None:
-    from vcritic.tasks import parse_tasks
+    from vcritic.readout.tasks import parse_tasks
 
     parse_tasks(spec)  # raises UsageError
 
 
 def check_readout(spec: str) -> None:
     from vcritic.errors import UsageError, VcriticError
-    from vcritic.judges import get_spec
+    from vcritic.model.judges import get_spec
 
     try:
         get_spec(spec)
@@ -151,8 +151,8 @@ DtypeOpt = Annotated[
 
 
 def _batch_size(value: str) -> int | str:
+    from vcritic.engine.batches import parse_batch_size
     from vcritic.errors import VcriticError
-    from vcritic.memory import parse_batch_size
 
     try:
         return parse_batch_size(value)
@@ -210,10 +210,10 @@ TasksOpt = Annotated[
 
 
 def _in_range(ctx, param, value: int | None) -> int | None:
-    """--max-pixels / --image-size: the sane range of :mod:`vcritic.resolution`, checked before any work (a model
+    """--max-pixels / --image-size: the sane range of :mod:`vcritic.model.resolution`, checked before any work (a model
     download, a dataset scan), as a usage error."""
     from vcritic.errors import UsageError, VcriticError
-    from vcritic.resolution import check_range
+    from vcritic.model.resolution import check_range
 
     try:
         check_range(**{param.name: value})

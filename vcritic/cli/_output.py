@@ -9,8 +9,8 @@ import sys
 
 from rich.console import Console
 
+from vcritic.base.progress import progress_enabled
 from vcritic.cli._exit import EXIT_BROKEN_PIPE
-from vcritic.progress import progress_enabled
 
 
 def reader_left():

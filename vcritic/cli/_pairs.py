@@ -1,5 +1,5 @@
 """The pairs CSV a user gives: ``compare --pairs`` reads it, ``rank --from-pairs`` reads one compare (or rank's
-``--pairs-out``) wrote. Columns: :mod:`vcritic.schema`."""
+``--pairs-out``) wrote. Columns: :mod:`vcritic.readout.schema`."""
 
 from __future__ import annotations
 
@@ -7,13 +7,13 @@ import csv
 from pathlib import Path
 
 from vcritic.errors import VcriticError
-from vcritic.schema import PAIR_INPUT_COLUMNS
+from vcritic.readout.schema import PAIR_INPUT_COLUMNS
 
 
 def read_pairs(path: Path) -> tuple[list[dict[str, str]], list[str]]:
     """Rows of a pairs CSV (must have columns a and b, each filled in every row) and its column names."""
+    from vcritic.base.limits import MAX_TABLE_BYTES, check_input
     from vcritic.datasets.records import strict_csv_rows
-    from vcritic.limits import MAX_TABLE_BYTES, check_input
 
     hint = "it must be a UTF-8 CSV with a header naming columns a and b, one pair per row"
     check_input(path, MAX_TABLE_BYTES, "a pairs file")

@@ -12,12 +12,12 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
+from vcritic.base.docs_url import docs_page
+from vcritic.base.files import check_output_folder, write_json_atomically
 from vcritic.cli._exit import EXIT_PARTIAL
 from vcritic.cli._options import _usage, check_scheme, check_split, json_flag, model_options, parse_range
-from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
-from vcritic.files import check_output_folder, write_json_atomically
-from vcritic.model_spec import ModelSpec
+from vcritic.inference.model_spec import ModelSpec
 
 EPILOG = (
     "NAME is a dataset (koniq10k, spaq, flive, livec, cgiqa6k, kadid10k, agiqa3k, aigciqa2023), 'all' for every "
@@ -124,9 +124,9 @@ def bench(
     """Benchmark a model on public IQA datasets: SRCC, PLCC, KRCC, pair ranking, against the paper's numbers."""
     import json
 
+    from vcritic.base.home import data_root
     from vcritic.cli._output import stderr, stdout
-    from vcritic.distributed import lead, team_for
-    from vcritic.home import data_root
+    from vcritic.pipeline.distributed import lead, team_for
 
     team = team_for(spec.device, spec.device_map)  # several processes under accelerate launch: each scores a shard
     if team is not None and not team.is_main:
@@ -225,7 +225,7 @@ def bench(
 def _given_predictions(bench, predictions_file: Path, root, multi: bool) -> list | None:
     """The rows of a --predictions file for a dataset's records; None for a dataset of 'all' that has none there
     (it is left out, and no file is written for it)."""
-    from vcritic import bench as benchmark
+    from vcritic.evaluation import bench as benchmark
 
     roots = [bench.root, *([root] if root else [])]
     predictions = benchmark.read_predictions(predictions_file, bench.records, roots)
@@ -307,7 +307,7 @@ def _require_matplotlib() -> None:
 
 def _open_predictions(target: Path, bench, overwrite: bool, resume: bool, predictions_file: Path | None):
     from vcritic.cli._csv import open_output
-    from vcritic.schema import prediction_columns
+    from vcritic.readout.schema import prediction_columns
 
     target.mkdir(parents=True, exist_ok=True)
     inputs = [predictions_file] if predictions_file is not None else []
@@ -352,7 +352,7 @@ def _check_out(out: Path | None, overwrite: bool, resume: bool, all_mode: bool) 
 
 
 def _prepared(dataset, root, settings, mos_limits, check_images: bool = False):
-    from vcritic.bench import prepare
+    from vcritic.evaluation.bench import prepare
 
     bench = prepare(
         dataset,
@@ -373,9 +373,9 @@ def _prepared(dataset, root, settings, mos_limits, check_images: bool = False):
 
 def _run_one(bench, settings, critic, given, source, out, plot, output=None, team=None) -> dict:
     """One dataset: ``given`` predictions (--predictions) or the model's, then pairs, metrics and files."""
-    from vcritic import bench as benchmark
     from vcritic.cli._output import make_progress, stderr
     from vcritic.datasets.splits import write_split
+    from vcritic.evaluation import bench as benchmark
 
     started = time.perf_counter()
     predictions = given if given is not None else _predict(bench, critic, settings, output, team)
@@ -429,9 +429,9 @@ def _run_one(bench, settings, critic, given, source, out, plot, output=None, tea
 def _predict(bench, critic, settings, output, team=None) -> list:
     """Model predictions for every record, each written to ``output`` (predictions.csv) as it is known; records
     already there (``--resume``) are read back instead of scored again."""
-    from vcritic import bench as benchmark
     from vcritic.cli._csv import path_names
     from vcritic.cli._output import make_progress, stderr
+    from vcritic.evaluation import bench as benchmark
 
     known: dict[int, object] = {}  # record number -> its prediction
     if output is not None:
@@ -537,8 +537,8 @@ def _print_single(result: dict[str, Any], label: str, console) -> None:
 def _print_table2(results: dict[str, dict[str, Any]], label: str, console) -> None:
     from rich.table import Table
 
-    from vcritic.bench import PAPER_PAIR_RANKING, PAPER_TABLE2
     from vcritic.datasets import DATASETS
+    from vcritic.evaluation.bench import PAPER_PAIR_RANKING, PAPER_TABLE2
 
     columns = [n for n in DATASETS if n in PAPER_TABLE2 or n in results]
     table = Table(title="MOS, SRCC/PLCC (the paper's Table 2 layout)", title_justify="left")

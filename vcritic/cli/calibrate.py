@@ -9,11 +9,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
+from vcritic.base.docs_url import docs_page
+from vcritic.base.files import check_output_file
 from vcritic.cli._options import _usage, check_scheme, check_split, model_options, parse_range
-from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
-from vcritic.files import check_output_file
-from vcritic.model_spec import ModelSpec
+from vcritic.inference.model_spec import ModelSpec
 
 EPILOG = (
     "Labels come from --dataset (a registered dataset under --root, or a CSV manifest with --mos-range) or from a "
@@ -127,14 +127,14 @@ def calibrate(
 ) -> None:
     """Fit a monotonic map from vcritic's MOS (0-100) onto a dataset's own scale, and say how well it holds on
     images it was not fitted on; writes calibration.json for score --calibration."""
-    from vcritic.distributed import single_process_only
+    from vcritic.pipeline.distributed import single_process_only
 
     single_process_only("calibrate")
     import json
 
-    from vcritic.calibration import calibrate as fit
-    from vcritic.calibration import model_identity
     from vcritic.cli._output import stderr
+    from vcritic.evaluation.calibration import calibrate as fit
+    from vcritic.evaluation.calibration import model_identity
 
     kinds = {"logistic": "logistic4", "logistic4": "logistic4", "isotonic": "isotonic"}
     if kind.lower() not in kinds:
@@ -173,7 +173,7 @@ def calibrate(
             )
             source = predictions.name
         else:
-            from vcritic import bench as benchmark
+            from vcritic.evaluation import bench as benchmark
 
             rows = benchmark.read_predictions(predictions, prepared.records, [prepared.root, *([root] if root else [])])
             mos, labels, scale = _labelled(prepared, rows, target_name, f"in {predictions}", notes)
@@ -211,8 +211,8 @@ def _check_output(output: Path, overwrite: bool) -> None:
 
 def _prepare(dataset, root, split, scheme, limit, mos_range, predictions_file):
     """The chosen images of a registered dataset or a manifest, as bench reads them (labels mapped to 0-100)."""
-    from vcritic import bench as benchmark
-    from vcritic.home import data_root
+    from vcritic.base.home import data_root
+    from vcritic.evaluation import bench as benchmark
 
     prepared = benchmark.prepare(dataset, data_root() if root is None else root, split=split, scheme=scheme,
                                  limit=limit, mos_range=parse_range(mos_range))  # fmt: skip
@@ -226,7 +226,7 @@ def _prepare(dataset, root, split, scheme, limit, mos_range, predictions_file):
 
 def _labelled(prepared, rows, name, where: str, notes):
     """(scores, labels on the dataset's own scale, that scale) for the images that have a score in ``rows``."""
-    from vcritic.calibration import TargetScale
+    from vcritic.evaluation.calibration import TargetScale
 
     pairs = [(row.mos, record.mos) for row, record in zip(rows, prepared.records, strict=True)
              if row is not None and row.mos is not None]  # fmt: skip
@@ -249,8 +249,8 @@ def _labelled(prepared, rows, name, where: str, notes):
 
 
 def _score_records(prepared, critic, batch_size, workers) -> list:
-    from vcritic import bench as benchmark
     from vcritic.cli._output import make_progress
+    from vcritic.evaluation import bench as benchmark
 
     with make_progress() as progress:
         task = progress.add_task(f"Scoring {escape(prepared.title)}", total=len(prepared.records), rate="")
@@ -260,9 +260,9 @@ def _score_records(prepared, critic, batch_size, workers) -> list:
 
 def _from_columns(path: Path, column: str, target_range, name, notes):
     """(scores, labels, the scale) from one CSV holding vcritic's ``mos`` and a label column."""
-    from vcritic.calibration import TargetScale
     from vcritic.datasets.records import read_csv_table
-    from vcritic.schema import MOS_SCALE
+    from vcritic.evaluation.calibration import TargetScale
+    from vcritic.readout.schema import MOS_SCALE
 
     header, rows = read_csv_table(path, (), "a CSV with path, mos and a target column")
     for wanted in ("mos", column):

@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
-from vcritic.chat import DEFAULT_MAX_NEW_TOKENS
 from vcritic.cli._options import json_flag, model_options
-from vcritic.model_spec import ModelSpec
+from vcritic.inference.chat import DEFAULT_MAX_NEW_TOKENS
+from vcritic.inference.model_spec import ModelSpec
 
 COMMANDS = ("/score", "/reset", "/quit")
 
@@ -68,13 +68,13 @@ def chat(
     spec: ModelSpec = ModelSpec(),
 ) -> None:
     """Ask the critic about the quality of one image, in a conversation (follow-up questions keep the context)."""
-    from vcritic.distributed import single_process_only
+    from vcritic.pipeline.distributed import single_process_only
 
     single_process_only("chat")
+    from vcritic.base.images import UnreadableImageError, load_image
     from vcritic.cli._model import load_for_command
     from vcritic.cli._output import stderr
     from vcritic.errors import VcriticError
-    from vcritic.images import UnreadableImageError, load_image
 
     try:  # before the model: a wrong path should not cost a model load
         picture = load_image(image)

@@ -14,8 +14,8 @@ from vcritic.cli._model import load_for_command
 from vcritic.cli._options import OverwriteOpt, json_flag, model_options
 from vcritic.cli._pairs import read_pairs
 from vcritic.errors import UsageError, VcriticError
-from vcritic.model_spec import ModelSpec
-from vcritic.schema import verdict
+from vcritic.inference.model_spec import ModelSpec
+from vcritic.readout.schema import verdict
 
 EPILOG = (
     "P(A better) is read from the model's answer-word probabilities with the pair shown in both orders and "
@@ -60,7 +60,7 @@ def compare(
     spec: ModelSpec = ModelSpec(),
 ) -> None:
     """Which of two images has better quality, with P(A better than B)."""
-    from vcritic.distributed import lead, single_process_only, team_for
+    from vcritic.pipeline.distributed import lead, single_process_only, team_for
 
     if pairs is not None:
         team = team_for(spec.device, spec.device_map)  # several processes under accelerate launch: each a shard
@@ -87,9 +87,9 @@ def compare(
 
 
 def _compare_one(spec: ModelSpec, image_a: Path, image_b: Path, as_json: bool) -> None:
+    from vcritic.base.images import load_image
     from vcritic.cli._output import stdout
-    from vcritic.images import load_image
-    from vcritic.scoring import describe_error
+    from vcritic.pipeline.scoring import describe_error
 
     images = []
     for label, path in (("A", image_a), ("B", image_b)):
@@ -115,9 +115,9 @@ def _compare_one(spec: ModelSpec, image_a: Path, image_b: Path, as_json: bool) -
 def _compare_many(spec: ModelSpec, pairs_file: Path, output, overwrite, resume, team=None) -> None:
     from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._output import make_progress, stderr
-    from vcritic.memory import BatchPlan
-    from vcritic.schema import COMPARE_COLUMNS, format_number, resolve_relative
-    from vcritic.scoring import compare_paths
+    from vcritic.engine.batches import BatchPlan
+    from vcritic.pipeline.scoring import compare_paths
+    from vcritic.readout.schema import COMPARE_COLUMNS, format_number, resolve_relative
 
     rows, fieldnames = read_pairs(pairs_file)
     extra = [name for name in COMPARE_COLUMNS if name not in fieldnames]

@@ -167,13 +167,13 @@ def build(
 ) -> None:
     """Write one curriculum stage's training dialogues from the training splits of rated IQA datasets."""
     from vcritic.cli._output import stderr
-    from vcritic.train.build import BuildOptions
-    from vcritic.train.build import build as build_stage
-    from vcritic.train.datadir import summary_table
+    from vcritic.data.build import BuildOptions
+    from vcritic.data.build import build as build_stage
+    from vcritic.data.datadir import summary_table
 
     if root is None and not sources:  # stage 3 from built folders needs no datasets
+        from vcritic.base.home import data_root
         from vcritic.errors import VcriticError
-        from vcritic.home import data_root
 
         root = data_root()
         if not root.is_dir():
@@ -236,8 +236,8 @@ def synth(
 ) -> None:
     """Distort your own pristine images at several levels and write stage-1 pairs whose order is certain."""
     from vcritic.cli._output import make_progress, stderr
-    from vcritic.train.datadir import summary_table
-    from vcritic.train.synth import parse_kinds, synthesize
+    from vcritic.data.datadir import summary_table
+    from vcritic.data.synth import parse_kinds, synthesize
 
     chosen = parse_kinds(kinds)
     with make_progress() as progress:

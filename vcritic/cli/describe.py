@@ -10,7 +10,7 @@ import typer
 from vcritic.cli._answers import readout_line, score_dict, text_streamer
 from vcritic.cli._exit import EXIT_PARTIAL
 from vcritic.cli._options import json_flag, model_options
-from vcritic.model_spec import ModelSpec
+from vcritic.inference.model_spec import ModelSpec
 
 EPILOG = (
     "Text output: per image, its path, the assessment as the model writes it, then the numbers read out "
@@ -46,20 +46,20 @@ def describe(
     spec: ModelSpec = ModelSpec(),
 ) -> None:
     """Explain the quality of each image in words (the paper's qualitative evaluation), with its scores."""
-    from vcritic.distributed import single_process_only
+    from vcritic.pipeline.distributed import single_process_only
 
     single_process_only("describe")
+    from vcritic.base.images import load_image, require_images, unsearched_note
     from vcritic.cli._model import load_for_command
     from vcritic.cli._output import stderr, stdout
-    from vcritic.images import load_image, require_images, unsearched_note
-    from vcritic.scoring import describe_error
-    from vcritic.tasks import parse_tasks
+    from vcritic.pipeline.scoring import describe_error
+    from vcritic.readout.tasks import parse_tasks
 
     wanted = parse_tasks(tasks)
     unsearched: list = []  # (folder, reason) the walk did not search
     paths = require_images(inputs, unsearched=unsearched)
     critic = load_for_command(spec)
-    from vcritic.judges import untrained_note
+    from vcritic.model.judges import untrained_note
 
     note = untrained_note(critic.judge, wanted, critic.source)
     if note:

@@ -39,8 +39,8 @@ def download(
 ) -> None:
     """Download a model into the local cache (resumable, with a progress bar)."""
     from vcritic.cli._output import stderr, stdout
-    from vcritic.hub import download as fetch
-    from vcritic.hub import format_size
+    from vcritic.model.hub import download as fetch
+    from vcritic.model.hub import format_size
 
     target, path, fetched = fetch(name, revision, allow_pickle=allow_pickle)
     size = snapshot_size(path)

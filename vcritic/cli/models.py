@@ -38,8 +38,8 @@ def list_models(
     """List the presets (marking the default and what is cached) and any other models in the cache."""
     if ctx.invoked_subcommand is not None:
         return
+    from vcritic.base.home import hub_cache_dir
     from vcritic.cli._output import stderr, stdout
-    from vcritic.home import hub_cache_dir
 
     presets, others = _inventory()
     if as_json:
@@ -50,7 +50,7 @@ def list_models(
     from rich.markup import escape
     from rich.table import Table
 
-    from vcritic.hub import format_size
+    from vcritic.model.hub import format_size
 
     table = Table(
         title="Presets (* = default with CUDA, + = default without)", title_justify="left", box=box.SIMPLE_HEAD
@@ -115,8 +115,8 @@ def remove(
 ) -> None:
     """Delete a cached model (all its revisions unless --revision) and free its disk space."""
     from vcritic.cli._output import stderr
-    from vcritic.hub import format_size
-    from vcritic.hub import remove as remove_cached
+    from vcritic.model.hub import format_size
+    from vcritic.model.hub import remove as remove_cached
 
     repo, freed = remove_cached(name, revision)
     what = f"{repo} at {revision}" if revision else repo
@@ -143,8 +143,8 @@ def _readout_text(r: dict) -> str:
 
 def _inventory() -> tuple[list[dict], list[dict]]:
     """Presets with their cache state, and the other cached repos, as plain records."""
-    from vcritic.hub import cached_repos, cached_snapshot
-    from vcritic.presets import CPU_DEFAULT_PRESET, DEFAULT_PRESET, PRESETS
+    from vcritic.model.hub import cached_repos, cached_snapshot
+    from vcritic.model.presets import CPU_DEFAULT_PRESET, DEFAULT_PRESET, PRESETS
 
     repos = cached_repos()
     presets = []

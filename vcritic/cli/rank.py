@@ -11,13 +11,13 @@ from typing import Annotated
 
 import typer
 
+from vcritic.base.docs_url import docs_page
 from vcritic.cli._exit import EXIT_PARTIAL
 from vcritic.cli._options import OverwriteOpt, model_options
-from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
-from vcritic.model_spec import ModelSpec
-from vcritic.ranking import DEFAULT_PER_IMAGE, PRIOR_SD
-from vcritic.schema import PAIR_COLUMNS, PAIR_DIGITS, RANK_COLUMNS
+from vcritic.inference.model_spec import ModelSpec
+from vcritic.readout.ranking import DEFAULT_PER_IMAGE, PRIOR_SD
+from vcritic.readout.schema import PAIR_COLUMNS, PAIR_DIGITS, RANK_COLUMNS
 
 EPILOG = (
     f"Pairs: every pair for up to 2K+1 images (at most twice the comparisons of the random design), else a random "
@@ -102,7 +102,7 @@ def rank(
         raise UsageError("--per-image and --all-pairs exclude each other")
     if resume and pairs_out is None:
         raise UsageError("--resume continues a --pairs-out file", hint="give the same --pairs-out as the cut run")
-    from vcritic.distributed import single_process_only
+    from vcritic.pipeline.distributed import single_process_only
 
     single_process_only("rank")
     design = dict(per_image=per_image, every_pair=True if all_pairs else None, seed=seed)
@@ -110,14 +110,14 @@ def rank(
 
 
 def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, spec: ModelSpec):
+    from vcritic.base.images import require_images, unsearched_note
     from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._model import load_for_command
     from vcritic.cli._output import make_progress, stderr
-    from vcritic.images import require_images, unsearched_note
-    from vcritic.memory import BatchPlan
-    from vcritic.ranking import design_pairs
-    from vcritic.schema import format_number, verdict
-    from vcritic.scoring import compare_paths
+    from vcritic.engine.batches import BatchPlan
+    from vcritic.pipeline.scoring import compare_paths
+    from vcritic.readout.ranking import design_pairs
+    from vcritic.readout.schema import format_number, verdict
 
     skipped: list[Path] = []
     unsearched: list[tuple[Path, str]] = []
@@ -216,7 +216,7 @@ def _rank_images(inputs, output, pairs_out, overwrite, resume, show, design, spe
 def _rank_from_pairs(source: Path, output, overwrite, show) -> None:
     from vcritic.cli._csv import open_output
     from vcritic.cli._pairs import read_pairs
-    from vcritic.schema import resolve_relative
+    from vcritic.readout.schema import resolve_relative
 
     rows, fieldnames = read_pairs(source)
     if "p_a_better" not in fieldnames:
@@ -273,7 +273,7 @@ def _probability(text: str, source, number: int) -> float:
 
 def _fit(good: Sequence[str], compared):
     """Bradley-Terry over the images that took part in ``compared``; ``labels`` are theirs, in the fit's order."""
-    from vcritic.ranking import fit_bradley_terry
+    from vcritic.readout.ranking import fit_bradley_terry
 
     ranked = sorted({i for pair, _ in compared for i in pair})
     position = {i: n for n, i in enumerate(ranked)}
@@ -284,7 +284,7 @@ def _fit(good: Sequence[str], compared):
 
 
 def _write_ranking(out, fit, labels: Sequence[str], errors: dict[str, str]) -> None:
-    from vcritic.schema import format_number
+    from vcritic.readout.schema import format_number
 
     win_rate = fit.win_rate
     for place, i in enumerate(fit.order(), start=1):
@@ -341,9 +341,9 @@ def _unreadable(paths: Sequence[str], workers: int | None) -> dict[str, str]:
     failing every pair it would be in."""
     from concurrent.futures import ThreadPoolExecutor
 
+    from vcritic.base.images import UnreadableImageError, load_image
     from vcritic.cli._output import stderr
-    from vcritic.images import UnreadableImageError, load_image
-    from vcritic.scoring import default_workers
+    from vcritic.pipeline.scoring import default_workers
 
     def problem(path: str) -> str | None:
         try:

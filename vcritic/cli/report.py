@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from vcritic.files import check_output_file, write_atomically
+from vcritic.base.files import check_output_file, write_atomically
 from vcritic.report import MAX_IMAGES, THUMBNAIL_SIZE
 
 EPILOG = (

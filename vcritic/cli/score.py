@@ -11,7 +11,7 @@ import typer
 
 from vcritic.cli._exit import EXIT_PARTIAL
 from vcritic.cli._options import OverwriteOpt, TasksOpt, model_options
-from vcritic.model_spec import ModelSpec
+from vcritic.inference.model_spec import ModelSpec
 
 EPILOG = (
     "Output columns: path, mos (0-100, higher is better), mos_std (spread of the model's rating distribution, "
@@ -68,14 +68,14 @@ def score(
     Each row is written as soon as its batch finishes; a killed run leaves a valid CSV that --resume continues. A
     file that cannot be read gets a row with an error and the run goes on.
     """
+    from vcritic.base.images import require_images, unsearched_note
     from vcritic.cli._csv import open_output, path_names
     from vcritic.cli._model import default_for_command
     from vcritic.cli._output import make_progress, stderr
     from vcritic.errors import UsageError
-    from vcritic.images import require_images, unsearched_note
-    from vcritic.judges import judge_for, untrained_note
-    from vcritic.schema import score_columns
-    from vcritic.tasks import parse_tasks
+    from vcritic.model.judges import judge_for, untrained_note
+    from vcritic.readout.schema import score_columns
+    from vcritic.readout.tasks import parse_tasks
 
     wanted = parse_tasks(tasks)
     if not wanted:
@@ -88,8 +88,8 @@ def score(
     skipped: list[Path] = []
     unsearched: list[tuple[Path, str]] = []
     paths = require_images(inputs, skipped, unsearched)
-    from vcritic.distributed import lead, team_for
-    from vcritic.memory import BatchPlan
+    from vcritic.engine.batches import BatchPlan
+    from vcritic.pipeline.distributed import lead, team_for
 
     team = team_for(spec.device, spec.device_map)  # several processes under accelerate launch: each scores a shard
 
@@ -126,7 +126,7 @@ def score(
             started = time.perf_counter()
             critic = None
             if todo:
-                from vcritic.scoring import score_paths
+                from vcritic.pipeline.scoring import score_paths
 
                 critic = team.load(load) if team else load()
                 note = untrained_note(critic.judge, wanted, critic.source)
@@ -181,8 +181,8 @@ def _read_calibration(path: Path | None, tasks, model, spec: ModelSpec, force: b
     by name; the commit is checked once loading has found it (:func:`_check_calibration_model`)."""
     if path is None:
         return None
-    from vcritic.calibration import Calibration, model_identity
     from vcritic.errors import UsageError
+    from vcritic.evaluation.calibration import Calibration, model_identity
 
     if "mos" not in tasks:
         raise UsageError("--calibration maps the MOS, but --tasks leaves it out", hint="add mos to --tasks")
@@ -194,7 +194,7 @@ def _read_calibration(path: Path | None, tasks, model, spec: ModelSpec, force: b
 
 def _check_calibration_model(calibration, critic, revision, adapter, force: bool) -> None:
     """Refuse (or, forced, warn once) when the loaded model is not the one the calibration was fitted for."""
-    from vcritic.calibration import model_identity
+    from vcritic.evaluation.calibration import model_identity
 
     warning = calibration.check_model(
         model_identity(critic.source, revision, adapter, commit=critic.loaded.revision), force=force
@@ -208,7 +208,7 @@ def _check_calibration_model(calibration, critic, revision, adapter, force: bool
 def _check_calibrated_rows(rows, calibration, output) -> None:
     """--resume with --calibration: the rows already there must carry this calibration's values."""
     from vcritic.errors import VcriticError
-    from vcritic.schema import format_number
+    from vcritic.readout.schema import format_number
 
     for row in rows:
         if not row.get("mos") or row.get("error"):

@@ -1,4 +1,4 @@
-"""``vcritic serve``: keep a critic loaded behind HTTP, batching concurrent requests (see vcritic.service)."""
+"""``vcritic serve``: keep a critic loaded behind HTTP, batching concurrent requests (see vcritic.serve.service)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from vcritic.cli._options import ModelOpt, model_options
-from vcritic.model_spec import ModelSpec
+from vcritic.inference.model_spec import ModelSpec
 
 EPILOG = (
     "Endpoints: POST /v1/score (one image as the body with Content-Type image/..., or multipart file fields; "
@@ -99,7 +99,7 @@ def serve(
         raise UsageError(f"--max-images {max_images} is over --max-queue {max_queue}: such a request could never "
                          "be taken", hint="raise --max-queue or lower --max-images")  # fmt: skip
     from vcritic.cli._output import stderr
-    from vcritic.service import MIB, Limits, Service, create_app
+    from vcritic.serve.service import MIB, Limits, Service, create_app
 
     if api_key is not None and not api_key.strip():
         raise UsageError("--api-key is empty", hint="give a key, or leave the option and VCRITIC_API_KEY out")

@@ -91,9 +91,9 @@ def train(
 
     from vcritic.cli._output import make_progress, progress_enabled, stderr
     from vcritic.errors import UsageError
-    from vcritic.train.config import ConfigValueError, explicit_keys, load_config
-    from vcritic.train.loop import resume_settings
-    from vcritic.train.loop import train as run_training
+    from vcritic.training.config import ConfigValueError, explicit_keys, load_config
+    from vcritic.training.loop import resume_settings
+    from vcritic.training.loop import train as run_training
 
     overrides = dict(
         steps=steps,

@@ -14,10 +14,10 @@ import difflib
 import os
 from pathlib import Path
 
+from vcritic.base.docs_url import docs_page
 from vcritic.datasets import agiqa, aigciqa, cgiqa, flive, kadid, koniq, livec, spaq
 from vcritic.datasets.manifest import load_manifest
 from vcritic.datasets.records import ATTRIBUTES, DatasetSpec, Record, normalise_name
-from vcritic.docs_url import docs_page
 from vcritic.errors import UsageError, VcriticError
 
 # In the order of the paper's Table 2, then AIGCIQA-2023 (used for authenticity only).

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from vcritic.docs_url import docs_page
+from vcritic.base.docs_url import docs_page
 from vcritic.errors import VcriticError
-from vcritic.schema import ATTRIBUTES  # noqa: F401  (the loaders import it from here)
+from vcritic.readout.schema import ATTRIBUTES  # noqa: F401  (the loaders import it from here)
 
 DOCS_HINT = f"the expected layout: {docs_page('guides/benchmarks', 'getting-the-datasets')}"
 
@@ -90,7 +90,7 @@ def read_csv_table(path: Path, required: Iterable[str], what: str) -> tuple[list
     """The header and rows of a CSV file; fails naming the file (and line) for missing or duplicate columns, a row
     with more or fewer cells than the header, and a quote left open (which would merge records silently)."""
     require_file(path, what)
-    from vcritic.limits import MAX_TABLE_BYTES, check_input
+    from vcritic.base.limits import MAX_TABLE_BYTES, check_input
 
     check_input(path, MAX_TABLE_BYTES, "a CSV file")
     try:

@@ -16,11 +16,11 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from vcritic.csvio import DictWriter
+from vcritic.base.csvio import DictWriter
+from vcritic.base.files import open_atomically
 from vcritic.datasets.records import Record
 from vcritic.errors import UsageError, VcriticError
-from vcritic.files import open_atomically
-from vcritic.schema import split_columns
+from vcritic.readout.schema import split_columns
 
 SPLIT_SEED = 2403  # from the paper's arXiv id (2403.12806); fixed so everyone gets the same split
 TEST_FRACTION = 0.2

@@ -10,7 +10,7 @@ from functools import cached_property
 from pathlib import Path
 
 from vcritic.errors import VcriticError
-from vcritic.schema import MOS_SCALE, RANK_REQUIRED, READOUTS
+from vcritic.readout.schema import MOS_SCALE, RANK_REQUIRED, READOUTS
 
 EXPECTED = (
     "a scores CSV from `vcritic score` (path, mos, ...), a ranking CSV from `vcritic rank` (rank, path, strength, "
@@ -95,7 +95,7 @@ def _read_csv(source: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]
     writes one for a file name holding a newline (quoted, as CSV allows)."""
     import csv
 
-    from vcritic.limits import MAX_TABLE_BYTES, check_input
+    from vcritic.base.limits import MAX_TABLE_BYTES, check_input
 
     hint = f"give {EXPECTED}"
     rows = []
@@ -171,7 +171,7 @@ def _bench(folder: Path) -> BenchRun:
 
 
 def _json(path: Path) -> dict:
-    from vcritic.limits import MAX_JSON_BYTES, check_input
+    from vcritic.base.limits import MAX_JSON_BYTES, check_input
 
     check_input(path, MAX_JSON_BYTES, "a metrics file")
     try:

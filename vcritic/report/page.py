@@ -11,10 +11,10 @@ import math
 import statistics
 from collections.abc import Sequence
 
+from vcritic.readout.schema import ATTRIBUTES
 from vcritic.report import MAX_IMAGES, svg
 from vcritic.report.inputs import BenchRun, Row, Table
 from vcritic.report.thumbnails import THUMBNAIL_SIZE, make_thumbnail, resolve_image
-from vcritic.schema import ATTRIBUTES
 
 MAX_FAILED_LISTED = 200  # rows without a score listed by name; the rest are counted
 MAX_SCATTER_POINTS = 5000  # per dataset; beyond it an evenly spaced subset (FLIVE has ~40k images)
@@ -73,7 +73,7 @@ def render(data: Table | BenchRun, *, max_images: int = MAX_IMAGES, thumbnail_si
 
 # -- scores and ranking CSVs -------------------------------------------------------------------------------------
 def _table(table: Table, max_images: int, size: int) -> str:
-    from vcritic.images import image_extensions
+    from vcritic.base.images import image_extensions
 
     image_extensions()  # registers the HEIC/HEIF opener where pillow-heif is installed
     ranked, failed = table.ranked, table.failed
@@ -250,6 +250,6 @@ def _logistic(params):
     """metrics.logistic4 with the parameters metrics.json holds, or None where there are none."""
     if not (isinstance(params, list) and len(params) == 4 and all(isinstance(p, int | float) for p in params)):
         return None
-    from vcritic.metrics import logistic4
+    from vcritic.evaluation.metrics import logistic4
 
     return lambda x: float(logistic4(x, *params))

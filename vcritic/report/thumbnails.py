@@ -24,9 +24,9 @@ def resolve_image(text: str, csv_folder: Path) -> Path:
     """The file a path cell names. vcritic writes paths as they were given, relative to the folder it ran in, so a
     relative path is tried from the current folder first, then from the CSV's own folder (schema.resolve_relative's
     rule); an absolute one is taken as it is. A name that is not UTF-8, written with ``\\xNN`` escapes
-    (:mod:`vcritic.csvio`), is also tried as the name on disk it stands for."""
-    from vcritic.csvio import cell_name
-    from vcritic.schema import resolve_relative
+    (:mod:`vcritic.base.csvio`), is also tried as the name on disk it stands for."""
+    from vcritic.base.csvio import cell_name
+    from vcritic.readout.schema import resolve_relative
 
     for spelling in dict.fromkeys([text, cell_name(text) or text]):
         given = Path(spelling).expanduser()
@@ -43,7 +43,7 @@ def make_thumbnail(path: str | os.PathLike, size: int = THUMBNAIL_SIZE) -> Thumb
     """The image at ``path`` shrunk to fit ``size`` x ``size`` (orientation applied, RGB), as a JPEG data URI."""
     from PIL import Image
 
-    from vcritic.images import describe_image_error, open_regular, to_rgb
+    from vcritic.base.images import describe_image_error, open_regular, to_rgb
 
     try:
         with open_regular(path) as handle, Image.open(handle) as image:

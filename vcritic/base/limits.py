@@ -1,0 +1,47 @@
+"""Size bounds on the files vcritic reads whole, checked before reading: a wrong or hostile file costs one line,
+not all the memory of the machine, and a FIFO or device named as an input file is refused instead of read forever.
+
+Images are bounded by Pillow's decompression-bomb limit (vcritic.base.images), training dialogues by
+vcritic.data.dialogues,
+Excel workbooks by their expanded size (vcritic.datasets.records). docs/reference/errors.md lists every bound.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+from vcritic.errors import VcriticError
+
+MAX_TABLE_BYTES = 256 << 20  # a CSV: manifest, annotation table, predictions, pairs (1M rows is about 100 MB)
+MAX_JSON_BYTES = 16 << 20  # calibration.json, data.json, metrics.json, summary.json
+MAX_YAML_BYTES = 1 << 20  # a training config
+
+
+def size_text(n: int) -> str:
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n} bytes"
+
+
+def check_input(path: str | os.PathLike, limit: int, what: str) -> None:
+    """Refuse ``path`` unless it is a regular file of at most ``limit`` bytes. A path that cannot be looked at is
+    left to the reader, which names its own error (not found, permission denied)."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return
+    if stat.S_ISDIR(info.st_mode):
+        return  # the reader says "is a folder" in its own words
+    if not stat.S_ISREG(info.st_mode):
+        raise VcriticError(f"{path} is not a regular file (a FIFO or a device?)", hint=f"give {what} as a file")
+    if info.st_size > limit:
+        size, most = size_text(info.st_size), size_text(limit)
+        if size == most:  # just over: rounding would show the same figure twice
+            size, most = f"{info.st_size:,} bytes", f"{limit:,} bytes"
+        raise VcriticError(
+            f"{Path(path)} is {size}, over the {most} {what} may be",
+            hint="check that this is the file you meant",
+        )

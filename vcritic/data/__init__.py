@@ -1,0 +1,1 @@
+"""Training data construction: the dialogues of each curriculum stage, synthetic distortions, rewriting."""

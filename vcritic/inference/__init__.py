@@ -1,0 +1,1 @@
+"""A loaded model answering: loading, the Critic API, shared-prefix read-outs, fixed shapes, chat."""

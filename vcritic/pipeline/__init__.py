@@ -1,0 +1,1 @@
+"""Files through the model: decoding in workers, scoring and comparing in input order, data parallel."""

@@ -1,0 +1,1 @@
+"""``vcritic serve``: the HTTP service, its dynamic batcher, and a client."""

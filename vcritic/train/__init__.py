@@ -1,6 +1,0 @@
-"""Training: the VisualCritic curriculum (data construction, then three stages of LoRA tuning).
-
-The wing shares the model core's prompts (:mod:`vcritic.prompts`), prompt rendering and padding
-(:class:`vcritic.critic.Encoder`), datasets (:mod:`vcritic.datasets`) and model loading
-(:func:`vcritic.loading.load_model`), so a trained model is asked at scoring time exactly what it was taught.
-"""
