@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from dataset_fixtures import make_spaq
+from support.dataset_fixtures import make_spaq
 from typer.testing import CliRunner
 
 import vcritic

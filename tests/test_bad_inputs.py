@@ -77,7 +77,7 @@ def hostile_folder(tmp_path, sample_images):
 
 @pytest.mark.slow
 def test_every_bad_input_is_accounted_for_in_one_run(hostile_folder, tiny_llava, tmp_path):
-    from test_output_safety import read_rows, run_vcritic
+    from support.processes import read_rows, run_vcritic
 
     folder, good, bad = hostile_folder
     out = tmp_path / "scores.csv"
@@ -212,7 +212,7 @@ def test_manifest_scores_outside_the_range_are_refused_naming_file_and_line(tmp_
 
 
 def test_an_unclosed_quote_in_an_annotation_file_does_not_merge_records(tmp_path):
-    from dataset_fixtures import make_koniq10k
+    from support.dataset_fixtures import make_koniq10k
 
     from vcritic.datasets import load_dataset
 

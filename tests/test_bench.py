@@ -7,7 +7,7 @@ import json
 import os
 
 import pytest
-from dataset_fixtures import build_all, make_spaq
+from support.dataset_fixtures import build_all, make_spaq
 from typer.testing import CliRunner
 
 from vcritic.cli.app import app, main

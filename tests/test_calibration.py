@@ -297,7 +297,7 @@ def test_calibrate_a_manifest_on_its_own_scale(tmp_path, capsys):
 
 
 def test_dataset_problems_show_before_a_model_loads(tmp_path, capsys):
-    from dataset_fixtures import make_koniq10k
+    from support.dataset_fixtures import make_koniq10k
 
     fixture = make_koniq10k(tmp_path / "data", n=12)
     for image in (fixture.folder / "1024x768").iterdir():
@@ -331,7 +331,7 @@ def test_calibrate_usage_errors(tmp_path, capsys):
 @pytest.mark.slow
 def test_calibrate_then_score_with_the_calibration(tmp_path, tiny_llava, monkeypatch, capsys):
     """bench fixture -> score -> calibrate -> score --calibration -> bench --predictions, all through the CLI."""
-    from dataset_fixtures import make_koniq10k
+    from support.dataset_fixtures import make_koniq10k
 
     from vcritic.inference.loading import load_critic
 

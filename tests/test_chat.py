@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import family_params
 from PIL import Image
+from support.families import family_params
 from typer.testing import CliRunner
 
 from vcritic.cli.app import app, main

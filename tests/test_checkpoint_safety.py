@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_train import _config, _metrics, write_pairs
+from support.training import read_metrics, wiring_config, write_pairs
 
 from vcritic.cli.app import main
 from vcritic.errors import VcriticError
@@ -34,7 +34,7 @@ def run(tiny_llava, tmp_path, sample_images):
     data = write_pairs(tmp_path / "data", [sample_images[k] for k in ("astronaut", "chelsea")], n=2)
     out = tmp_path / "out"
     args = dict(model=str(tiny_llava), data=data, output=out, stage=1)
-    train(**args, config=_config(steps=2, save_every=1, batch_size=2))
+    train(**args, config=wiring_config(steps=2, save_every=1, batch_size=2))
     return args, out / "checkpoints" / "step-2"
 
 
@@ -49,13 +49,13 @@ def test_a_planted_object_in_a_checkpoint_never_runs_on_resume(run, tmp_path, na
     marker = tmp_path / "ran"
     _plant(checkpoint / name, marker)
     try:
-        train(**args, config=_config(steps=3, batch_size=2), resume=True)
+        train(**args, config=wiring_config(steps=3, batch_size=2), resume=True)
     except VcriticError as err:
         assert name in err.message and "--allow-pickle" in err.hint and "\n" not in err.message
     else:
         # Loaded without it: then the file was never read as a pickle (the scheduler's state is JSON).
         assert name == "custom_checkpoint_0.pkl"
-        assert [r["step"] for r in _metrics(args["output"])] == [1, 2, 3]
+        assert [r["step"] for r in read_metrics(args["output"])] == [1, 2, 3]
     assert not marker.exists(), "unpickling the checkpoint ran code"
 
 
@@ -81,8 +81,8 @@ def test_a_checkpoint_from_before_the_json_scheduler_still_resumes(run):
     state = json.loads((checkpoint / "scheduler.json").read_text())
     torch.save(state, checkpoint / "custom_checkpoint_0.pkl")
     (checkpoint / "scheduler.json").unlink()
-    train(**args, config=_config(steps=3, batch_size=2), resume=True)
-    assert [r["step"] for r in _metrics(args["output"])] == [1, 2, 3]
+    train(**args, config=wiring_config(steps=3, batch_size=2), resume=True)
+    assert [r["step"] for r in read_metrics(args["output"])] == [1, 2, 3]
 
 
 def test_a_damaged_schedule_or_a_fifo_in_a_checkpoint_is_one_line_not_a_hang(run, tmp_path):
@@ -91,9 +91,9 @@ def test_a_damaged_schedule_or_a_fifo_in_a_checkpoint_is_one_line_not_a_hang(run
     args, checkpoint = run
     (checkpoint / "scheduler.json").write_text("{not json")
     with pytest.raises(VcriticError, match="cannot read .*scheduler.json") as err:
-        train(**args, config=_config(steps=3, batch_size=2), resume=True)
+        train(**args, config=wiring_config(steps=3, batch_size=2), resume=True)
     assert "damaged" in err.value.hint
     (checkpoint / "random_states_0.pkl").unlink()
     os.mkfifo(checkpoint / "random_states_0.pkl")
     with pytest.raises(VcriticError, match="random_states_0.pkl is not a regular file"):
-        train(**args, config=_config(steps=3, batch_size=2), resume=True)
+        train(**args, config=wiring_config(steps=3, batch_size=2), resume=True)

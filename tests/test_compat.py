@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 import pytest
-from conftest import HAS_TORCHVISION
+from support.families import HAS_TORCHVISION
 
 from vcritic.inference.loading import load_critic
 from vcritic.model import compat

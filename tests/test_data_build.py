@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
-from dataset_fixtures import build_all, make_koniq10k, write_image
+from support.dataset_fixtures import build_all, make_koniq10k, write_image
 
 from vcritic.cli.app import main
 from vcritic.data.build import STAGE_DATASETS, BuildOptions, build

@@ -7,7 +7,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from dataset_fixtures import build_all
+from support.dataset_fixtures import build_all
 
 from vcritic.cli.app import main
 from vcritic.data.build import BuildOptions, build

@@ -7,7 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from dataset_fixtures import (
+from support.dataset_fixtures import (
     build_all,
     make_agiqa3k,
     make_aigciqa2023,

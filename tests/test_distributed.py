@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from dataset_fixtures import make_kadid10k, make_spaq
+from support.dataset_fixtures import make_kadid10k, make_spaq
 from typer.testing import CliRunner
 
 from vcritic.cli.app import app

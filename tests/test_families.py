@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import family_params
+from support.families import family_params
 
 from vcritic.inference.loading import load_critic
 from vcritic.pipeline.scoring import compare_paths, score_paths

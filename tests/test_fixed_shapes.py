@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import family_params
-from test_memory import OutOfMemoryAbove
+from support.families import family_params
+from support.memory import OutOfMemoryAbove
 from typer.testing import CliRunner
 
 from vcritic.cli.app import app

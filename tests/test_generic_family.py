@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import HAS_TORCHVISION
+from support.families import HAS_TORCHVISION
 
 from vcritic import testing
 from vcritic.inference import critic as critic_module

@@ -258,7 +258,7 @@ def test_the_calibration_library_refuses_scores_off_the_0_100_scale():
 
 
 def test_bench_predictions_is_not_refused_for_a_model_set_in_the_environment(tmp_path, capsys, monkeypatch):
-    from dataset_fixtures import make_koniq10k
+    from support.dataset_fixtures import make_koniq10k
 
     from vcritic.evaluation import bench
 
@@ -280,7 +280,7 @@ def test_bench_predictions_is_not_refused_for_a_model_set_in_the_environment(tmp
 def test_resume_alone_finishes_a_run_started_with_a_config(tiny_llava, tmp_path, capsys, sample_images):
     import shutil
 
-    from test_train import write_pairs
+    from support.training import write_pairs
 
     data = write_pairs(tmp_path / "data", [sample_images[k] for k in ("astronaut", "chelsea")], n=2)
     out = tmp_path / "out"
@@ -395,7 +395,7 @@ def _vcritic(args, stdout, timeout=120):
 @pytest.fixture
 def bench_json(tmp_path):
     """A bench run that needs no model: its --json metrics go to stdout."""
-    from dataset_fixtures import make_koniq10k
+    from support.dataset_fixtures import make_koniq10k
 
     from vcritic.evaluation import bench
 

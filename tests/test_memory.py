@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-import torch
+from support.memory import OutOfMemoryAbove
 from typer.testing import CliRunner
 
 from vcritic.cli.app import app
@@ -30,26 +30,6 @@ def thirteen(tmp_path, sample_images):
     (tmp_path / "broken.jpg").write_bytes(b"not an image")
     paths.insert(5, str(tmp_path / "broken.jpg"))
     return paths
-
-
-class OutOfMemoryAbove:
-    """A real forward pre-hook on the model: batches larger than ``limit`` rows raise CUDA's OOM error."""
-
-    def __init__(self, model, limit: int):
-        self.limit, self.seen = limit, []
-        self.handle = model.register_forward_pre_hook(self, with_kwargs=True)
-
-    def __call__(self, module, args, kwargs):
-        rows = kwargs["input_ids"].shape[0]
-        self.seen.append(rows)
-        if rows > self.limit:
-            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (injected: {rows} rows > {self.limit})")
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.handle.remove()
 
 
 def test_out_of_memory_halves_the_batch_and_loses_no_row(critic, thirteen):

@@ -7,7 +7,7 @@ import contextlib
 import io
 
 import pytest
-from conftest import family_params
+from support.families import family_params
 
 from vcritic.cli.describe import text_streamer  # the streamer the command line prints with
 from vcritic.datasets import ATTRIBUTES

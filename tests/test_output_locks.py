@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from dataset_fixtures import build_all
+from support.dataset_fixtures import build_all
 
 from vcritic.cli.app import main
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from test_train import _config, write_pairs
+from support.training import wiring_config, write_pairs
 
 from vcritic.cli.app import main
 from vcritic.errors import VcriticError
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 @pytest.fixture
 def args(tiny_llava, tmp_path, sample_images):
     data = write_pairs(tmp_path / "data", [sample_images[k] for k in ("astronaut", "chelsea")], n=2)
-    return dict(model=str(tiny_llava), data=data, stage=1, config=_config(steps=1, batch_size=2, save_every=1))
+    return dict(model=str(tiny_llava), data=data, stage=1, config=wiring_config(steps=1, batch_size=2, save_every=1))
 
 
 def test_a_folder_that_only_holds_a_run_json_is_not_wiped(args, tmp_path, capsys):

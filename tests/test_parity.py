@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 
 import pytest
-from conftest import family_params
+from support.families import family_params
 
 from vcritic.testing import FAMILIES
 

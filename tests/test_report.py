@@ -14,8 +14,8 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from dataset_fixtures import make_koniq10k, make_spaq
 from PIL import Image
+from support.dataset_fixtures import make_koniq10k, make_spaq
 from typer.testing import CliRunner
 
 from vcritic.base.csvio import DictWriter

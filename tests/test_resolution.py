@@ -7,9 +7,9 @@ import io
 
 import pytest
 from PIL import Image
+from support.families import HAS_TORCHVISION
 from typer.testing import CliRunner
 
-from tests.conftest import HAS_TORCHVISION
 from vcritic.cli.app import app
 from vcritic.errors import VcriticError
 

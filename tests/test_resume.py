@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from dataset_fixtures import make_spaq
-from test_output_safety import read_rows, run_vcritic, vcritic_process, wait_for_rows
+from support.dataset_fixtures import make_spaq
+from support.processes import read_rows, run_vcritic, vcritic_process, wait_for_rows
 from typer.testing import CliRunner
 
 from vcritic.cli._csv import open_output

@@ -6,7 +6,7 @@ which is what these tests catch without a GPU."""
 from __future__ import annotations
 
 import pytest
-from conftest import family_params
+from support.families import family_params
 
 from vcritic.inference.loading import load_critic
 

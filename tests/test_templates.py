@@ -4,7 +4,7 @@ template writes for a direct answer."""
 from __future__ import annotations
 
 import pytest
-from conftest import family_params
+from support.families import family_params
 
 from vcritic.readout.prompts import CHAT, QUALITY, render_prompt
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
-from conftest import family_params
 from PIL import Image
+from support.families import family_params
 
 from vcritic.data.dialogues import Dialogue
 from vcritic.errors import VcriticError

@@ -6,8 +6,8 @@ from __future__ import annotations
 from itertools import pairwise
 
 import pytest
-from conftest import family_params
 from PIL import Image
+from support.families import family_params
 
 from vcritic.inference.loading import load_critic, load_model
 from vcritic.model.compat import attention_name

@@ -11,7 +11,7 @@ and 404 with the hub's ``X-Error-Code`` header (``RepoNotFound``, ``RevisionNotF
 else; gated repos answer 403 ``GatedRepo``. Faults for tests: ``cut_once`` (send half a file, then drop the
 connection) and ``fail_once`` (answer 503 to the first GET). Every request is logged in ``requests``.
 
-Run it by hand: ``python tests/hub_server.py org/name=DIR [org/other=DIR ...] [--port 8000]``.
+Run it by hand: ``python tests/support/hub_server.py org/name=DIR [org/other=DIR ...] [--port 8000]``.
 """
 
 from __future__ import annotations
