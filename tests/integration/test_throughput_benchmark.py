@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from support.families import HAS_TORCHVISION
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "throughput.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "throughput.py"
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "vision_attention.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "vision_attention.py"
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ from vcritic.errors import VcriticError
 from vcritic.pipeline.scoring import score_columns
 from vcritic.readout.tasks import parse_tasks
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = Path(__file__).resolve().parents[2] / "README.md"
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 
 from vcritic.base.docs_url import DOCS_URL, docs_page
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
 

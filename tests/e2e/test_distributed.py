@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from vcritic.cli.app import app
 from vcritic.errors import VcriticError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # accelerate's --cpu launcher starts one process; --multi_gpu starts torchrun, and --device cpu makes it gloo.
 LAUNCH = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
           "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip

@@ -23,7 +23,7 @@ from vcritic.inference.loading import load_critic
 from vcritic.model.resolution import visual_tokens
 from vcritic.readout.prompts import CHAT
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = ("Is this photo sharp?", "And how are the colours?", "What would make it better?")
 
 

@@ -386,7 +386,7 @@ def _vcritic(args, stdout, timeout=120):
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     env.pop("VCRITIC_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "vcritic", *map(str, args)], stdout=stdout, stderr=subprocess.PIPE,
                           text=True, timeout=timeout, env=env)  # fmt: skip

@@ -206,7 +206,7 @@ def test_version_completion_and_help_without_type_noise(runner):
 
 
 def test_python_dash_m_vcritic_runs_the_cli():
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     result = subprocess.run([sys.executable, "-m", "vcritic", "-V"], capture_output=True, text=True,
                             env={**os.environ, "PYTHONPATH": root}, timeout=60)  # fmt: skip
     assert result.returncode == 0 and result.stdout.startswith("vcritic ")

@@ -572,7 +572,7 @@ def test_two_process_accelerate_launch_writes_one_output(tiny_llava, pair_data, 
     import sys
 
     out = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     # accelerate's --cpu launcher starts one process; --multi_gpu starts torchrun, and --device cpu makes it gloo.
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
@@ -639,7 +639,7 @@ def test_two_processes_agree_to_save_when_one_fails_in_its_forward_pass_and_resu
     out = tmp_path / "ddp"
     script = tmp_path / "oom_on_one_process.py"
     script.write_text(OOM_ON_ONE_PROCESS)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
     launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
     args = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out)]
@@ -704,7 +704,7 @@ def test_ctrl_c_saves_a_checkpoint_says_how_to_resume_and_exits_130(tiny_llava, 
     import time
 
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
     args = ["--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out), "--config", "tiny"]
     command = [
         sys.executable,
