@@ -1,8 +1,8 @@
 """``vcritic serve``: real servers (``python -m vcritic serve`` subprocesses on 127.0.0.1), real HTTP requests.
 
-The server tests are marked slow (three model loads, minutes on a busy machine); the batcher's out-of-memory rule
-is tested without a server. Three servers on a tiny LLaVA start together once for the module (loading is most of
-their cost):
+The server tests are slow (three model loads, minutes on a busy machine); the batcher's out-of-memory rule is tested
+without a server (tests/unit/test_serve_without_a_server.py). Three servers on a tiny LLaVA start together once for
+the module (loading is most of their cost):
 - ``strict``: --reproducible, an API key and small limits;
 - ``slow``: default mode, a small queue and a long batching wait (for 429 and timeouts);
 - ``drain``: taken down by SIGTERM with requests in flight.
@@ -303,56 +303,3 @@ def test_sigterm_answers_requests_in_flight_and_exits_0(servers, images):
     assert server.process.wait(60) == 0, server.log.read_text()
     with pytest.raises(httpx.TransportError):
         httpx.get(server.url + "/health", timeout=5)
-
-
-def test_out_of_memory_halves_the_batch_and_keeps_serving():
-    """CUDA OOM cannot happen on a CPU: the batch function raises torch's own OutOfMemoryError above two items, as
-    the CUDA allocator would, and a ValueError for one poisoned item."""
-    import torch
-
-    from vcritic.engine.batches import TOO_LARGE, is_out_of_memory
-    from vcritic.serve.batcher import Batcher, ItemError, ModelThread
-
-    sizes = []
-
-    def run_batch(key, payloads):
-        if len(payloads) > 2:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        if "poison" in payloads:
-            raise ValueError("bad item")
-        if "huge" in payloads:
-            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
-        sizes.append(len(payloads))
-        return [f"{key}:{p}" for p in payloads]
-
-    async def scenario():
-        batcher = Batcher(run_batch, ModelThread(), max_batch=8, max_wait=0.05, is_out_of_memory=is_out_of_memory)
-        task = asyncio.create_task(batcher.run())
-        first = await asyncio.gather(*batcher.submit("k", [str(i) for i in range(8)]))
-        mixed = await asyncio.gather(*batcher.submit("k", ["a", "poison", "b"]), return_exceptions=True)
-        later = await asyncio.gather(*batcher.submit("k", ["x", "huge"]), return_exceptions=True)
-        task.cancel()
-        return batcher.plan, first, mixed, later
-
-    plan, first, mixed, later = asyncio.run(scenario())
-    assert first == [f"k:{i}" for i in range(8)] and sizes[:4] == [2, 2, 2, 2]  # 8 -> 4 -> 2
-    assert plan.current == 1 and plan.halvings == 3  # then [x, huge] -> 1, and huge alone fails
-    assert mixed[0] == "k:a" and mixed[2] == "k:b" and isinstance(mixed[1], ItemError)
-    assert later[0] == "k:x" and isinstance(later[1], ItemError) and str(later[1]) == TOO_LARGE
-
-
-def test_usage_errors_exit_2_before_anything_starts(capsys):
-    from vcritic.cli.app import main
-
-    assert main(["serve", "-m", "x", "--max-images", "10", "--max-queue", "5"]) == 2
-    assert "--max-images 10 is over --max-queue 5" in capsys.readouterr().err
-    assert main(["serve", "-m", "x", "--api-key", " "]) == 2
-    assert "--api-key is empty" in capsys.readouterr().err
-
-
-def test_a_model_that_cannot_load_stops_the_service_with_its_error(tmp_path, capsys):
-    from vcritic.cli.app import main
-
-    code = main(["serve", "-m", str(tmp_path / "missing"), "--port", str(_free_port())])
-    err = capsys.readouterr().err
-    assert code == 1 and "no such checkpoint directory" in err and "Traceback" not in err
