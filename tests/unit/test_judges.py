@@ -3,8 +3,6 @@ judge's parsed rating, the defaults, and how `vcritic models` and `vcritic score
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 
 import pytest
@@ -99,43 +97,6 @@ def test_models_lists_sizes_machines_trained_tasks_and_srcc(monkeypatch):
     table = runner.invoke(app, ["models"]).stdout
     assert "q-realign-lite-4b *" in table and "q-realign-mini-0.8b +" in table
     assert ".943 / .932 / .928" in table and "zero-shot" in table and "80 GB GPU" in table
-
-
-@pytest.mark.slow
-def test_score_marks_tasks_a_judge_was_not_trained_for(tiny_llava, image_dir, capsys):
-    from vcritic.cli.app import main
-
-    code = main(["score", str(image_dir), "-m", str(tiny_llava), "--readout", "q-realign", "--tasks", "all",
-                 "--device", "cpu"])  # fmt: skip
-    out = capsys.readouterr()
-    assert code == 0
-    rows = list(csv.DictReader(io.StringIO(out.out)))
-    assert rows and all(row["untrained"] == "attributes,authenticity" for row in rows)
-    assert "its attributes, authenticity are zero-shot guesses" in out.err
-    # MOS alone from the same judge: nothing untrained, no column.
-    assert main(["score", str(image_dir), "-m", str(tiny_llava), "--readout", "q-realign", "--device", "cpu"]) == 0
-    assert "untrained" not in capsys.readouterr().out.splitlines()[0]
-
-
-@pytest.mark.slow
-def test_a_reasoning_judge_without_a_number_gets_an_error_row(tiny_llava, image_dir, capsys, monkeypatch):
-    from vcritic.cli.app import main
-    from vcritic.model.judges import ReadoutSpec
-
-    # An answer with no rating in it: the row says so instead of leaving a silent gap. (What a random model writes
-    # depends on its weights and tokenizer, so the model generates for real and its answer is taken as ratingless.)
-    texts = []
-
-    def no_rating(self, text):
-        texts.append(text)
-        return None
-
-    monkeypatch.setattr(ReadoutSpec, "parse_rating", no_rating)
-    code = main(["score", str(sorted(image_dir.iterdir())[0]), "-m", str(tiny_llava), "--readout", "visualquality-r1",
-                 "--device", "cpu"])  # fmt: skip
-    row = next(csv.DictReader(io.StringIO(capsys.readouterr().out)))
-    assert texts, "the judge generated no text to parse"
-    assert code == 1 and row["mos"] == "" and row["error"] == "the model's answer held no rating"
 
 
 def test_an_unknown_readout_is_refused_before_loading(capsys):
