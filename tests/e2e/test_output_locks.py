@@ -9,8 +9,6 @@ from pathlib import Path
 import pytest
 from support.dataset_fixtures import build_all
 
-from vcritic.cli.app import main
-
 HOLD = """
 import sys, time
 from pathlib import Path
@@ -59,18 +57,3 @@ def test_a_second_data_build_into_the_same_folder_is_refused_naming_the_other_ru
     assert first.returncode == 0, first.stderr
     assert sorted(p.name for p in out.iterdir()) == ["data.json", "dialogues.jsonl", "val.jsonl"]
     assert _build(root, out, "--overwrite").returncode == 0  # the lock went with the run that held it
-
-
-def test_data_synth_takes_the_same_lock(tmp_path, sample_images, capsys):
-    src = tmp_path / "src"
-    src.mkdir()
-    sample_images["chelsea"].save(src / "a.png")
-    out = tmp_path / "synth"
-    holder = _holding(out)
-    try:
-        assert main(["data", "synth", str(src), "--out", str(out), "--size", "16", "--levels", "2"]) == 1
-        assert f"is in use by another vcritic run (pid {holder.pid})" in capsys.readouterr().err
-    finally:
-        holder.kill()
-        holder.wait()
-    assert main(["data", "synth", str(src), "--out", str(out), "--size", "16", "--levels", "2"]) == 0

@@ -1,19 +1,17 @@
-"""A file name that is not valid UTF-8 (legal on Linux) gets a row like any other, and ``--resume`` knows it.
+"""A file name that is not valid UTF-8 (legal on Linux): its cell text, and ``report`` and ``bench --predictions``
+find the image it stands for (scoring it and ``--resume`` on a tiny model: tests/e2e/test_undecodable_names_cli.py).
 
 Such a name is written with each byte that is not UTF-8 as ``\\xNN`` (the CSV stays valid UTF-8): ``a\\xff.png``."""
 
 from __future__ import annotations
 
-import csv
 import os
-import subprocess
 import sys
 
 import pytest
 
 from vcritic.base.csvio import cell_text
 from vcritic.cli._csv import path_names
-from vcritic.cli.app import main
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="names that are not UTF-8 are a Linux file system's")
 
@@ -30,45 +28,12 @@ def images(tmp_path, sample_images):
     return folder
 
 
-def _rows(path) -> list[dict[str, str]]:
-    with open(path, encoding="utf-8", newline="") as handle:  # strict UTF-8: the file must stay valid
-        return list(csv.DictReader(handle))
-
-
 def test_cell_text_escapes_only_what_is_not_utf8():
     assert cell_text("plain/é.png") == "plain/é.png"
     assert cell_text(BAD) == "a\\xff.png"
     assert cell_text(cell_text(BAD)) == "a\\xff.png"
     # The written name and the name on disk are one image for --resume.
     assert ("as written", "a\\xff.png") in path_names(BAD) and ("as written", "a\\xff.png") in path_names("a\\xff.png")
-
-
-@pytest.mark.slow
-def test_score_writes_a_row_for_an_undecodable_name_and_resume_recognises_it(images, tiny_llava, tmp_path, capsys,
-                                                                            sample_images):  # fmt: skip
-    out = tmp_path / "scores.csv"
-    args = ["score", str(images), "-m", str(tiny_llava), "-o", str(out)]
-    # Was: UnicodeEncodeError, no row at all, for every image of the run.
-    assert main(args) == 0
-    rows = _rows(out)
-    assert sorted(os.path.basename(r["path"]) for r in rows) == ["a\\xff.png", "ok.png"]
-    assert all(r["mos"] and not r["error"] for r in rows)
-    sample_images["rocket"].resize((48, 64)).save(images / "new.png")
-    capsys.readouterr()
-    assert main([*args, "--resume"]) == 0
-    assert "2 row(s) already there, 1 image(s) to go" in capsys.readouterr().err
-    assert sorted(os.path.basename(r["path"]) for r in _rows(out)) == ["a\\xff.png", "new.png", "ok.png"]
-
-
-@pytest.mark.slow
-def test_score_to_stdout_writes_the_row_too(images, tiny_llava):
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
-    env.pop("PYTHONIOENCODING", None)
-    result = subprocess.run([sys.executable, "-m", "vcritic", "score", str(images), "-m", str(tiny_llava), "-o", "-"],
-                            capture_output=True, env=env, timeout=300)  # fmt: skip
-    assert result.returncode == 0, result.stderr.decode(errors="replace")
-    text = result.stdout.decode("utf-8")  # strict: valid UTF-8
-    assert "a\\xff.png," in text and "ok.png," in text
 
 
 def test_report_finds_the_image_an_escaped_name_stands_for(images, tmp_path):
