@@ -12,8 +12,8 @@ from vcritic.inference.loading import load_critic
 from vcritic.model import compat
 
 # Scores on the 0-100 scale from another order of float32 operations (a cached prefix or not, one attention call
-# per segment or per length): equal to float32 rounding, ~1e-6 relative (tests/test_multifunctional_readouts.py uses the
-# same).
+# per segment or per length): equal to float32 rounding, ~1e-6 relative
+# (tests/integration/test_multifunctional_readouts.py uses the same).
 TOLERANCE = 1e-4
 MAX_PIXELS = 112 * 140  # small Qwen images: a few windows of several sizes, fast
 needs_torchvision = [  # the Qwen-VL processor needs torchvision

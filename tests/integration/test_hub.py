@@ -1,4 +1,4 @@
-"""Presets, the model cache and downloads, against a local stand-in for the hub (tests/hub_server.py)."""
+"""Presets, the model cache and downloads, against a local stand-in for the hub (tests/support/hub_server.py)."""
 
 from __future__ import annotations
 

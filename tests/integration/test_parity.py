@@ -22,7 +22,7 @@ from vcritic.testing import FAMILIES
 TOLERANCE = 1e-5
 # Batched against alone: the same formula over other compute shapes. Idefics3/SmolVLM pad a batch's tile stacks with
 # empty tiles, so their vision tower runs a larger batch and rounds differently in float32 (measured 1.1e-5 on the
-# 0-100 scale); --reproducible makes it bitwise (tests/test_fixed_shapes.py).
+# 0-100 scale); --reproducible makes it bitwise (tests/integration/test_fixed_shapes.py).
 BATCH_TOLERANCE = 5e-5
 
 # (user text, stem, how the stem joins the generation prompt, level words, weights, factor to vcritic's 0-100)
