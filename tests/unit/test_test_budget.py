@@ -58,7 +58,9 @@ def test_over_the_budget_within_the_margin_is_reported_not_failed(budget, tmp_pa
     assert "total: 4 tests, 62.0 s (budget 50 s): over the budget, within the margin" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize(("flag", "over"), [("unit=1", "unit: 2 tests, 2.0 s"), ("total=40", "total: 4 tests")])
+@pytest.mark.parametrize(
+    ("flag", "over"), [("unit=1", "unit: 2 tests, 2.0 s"), ("total=40", "total: 4 tests")], ids=["unit", "total"]
+)
 def test_a_tier_more_than_one_and_a_half_times_over_fails(budget, tmp_path, capsys, flag, over):
     report = write_report(tmp_path / "r.xml", CASES)
     assert budget.main([str(report), "--budget", flag]) == 1
