@@ -22,6 +22,12 @@ def test_every_test_file_is_in_a_tier_folder():
     assert not list((TESTS / "support").glob("test_*.py")), "support holds helpers, not tests"
 
 
+def test_test_file_names_are_unique_across_the_tiers():
+    """Test modules are imported by their file name (the folders are no packages): two of one name would clash."""
+    names = [p.name for p in _test_files()]
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+
+
 def test_tests_import_helpers_from_support_not_from_conftest_or_other_tests():
     wrong = []
     for path in [*_test_files(), *TESTS.glob("support/*.py")]:
