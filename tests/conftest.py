@@ -1,33 +1,27 @@
-"""Shared fixtures: tiny random checkpoints (built once per session), sample images, an isolated vcritic home."""
+"""Shared fixtures: tiny random checkpoints (built once per session), sample images, an isolated vcritic home.
+
+The tiers are folders: unit/ (no model), integration/ (tiny models in this process), e2e/ (the CLI end to end and
+launched processes; every test there is marked ``slow`` here). Helpers the tests import live in the support package."""
 
 from __future__ import annotations
 
-import importlib.util
 import os
 from pathlib import Path
 
 import pytest
 from hypothesis import settings
 
-from vcritic.testing import FAMILIES, NEEDS_TORCHVISION, build_tiny
+from vcritic.testing import build_tiny
 
-HAS_TORCHVISION = importlib.util.find_spec("torchvision") is not None
-
-
-def family_params(families=FAMILIES):
-    """Parametrize over model families; those needing torchvision are skipped where it is not installed."""
-    marks = {
-        fam: [
-            pytest.mark.needs_torchvision,
-            pytest.mark.skipif(not HAS_TORCHVISION, reason="needs torchvision"),
-        ]
-        for fam in NEEDS_TORCHVISION
-    }
-    return [pytest.param(fam, marks=marks.get(fam, []), id=fam) for fam in families]
+E2E = Path(__file__).parent / "e2e"
 
 
+@pytest.hookimpl(tryfirst=True)  # before -m deselects, so -m "not slow" leaves tests/e2e out
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``gpu`` are skipped where torch sees no CUDA device."""
+    """Every test under tests/e2e is ``slow``; tests marked ``gpu`` are skipped where torch sees no CUDA device."""
+    for item in items:
+        if item.path.is_relative_to(E2E):
+            item.add_marker(pytest.mark.slow)
     gpu = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu:
         return
@@ -112,10 +106,10 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 
 @pytest.fixture
 def fake_hub(monkeypatch):
-    """A stand-in for the Hugging Face Hub on 127.0.0.1 (tests/hub_server.py), online for this test: HF_ENDPOINT
+    """A stand-in for the Hugging Face Hub on 127.0.0.1 (tests/support/hub_server.py), online for this test: HF_ENDPOINT
     points at it. Add repos with ``fake_hub.add_repo("org/name", folder)``."""
     import huggingface_hub.constants
-    from hub_server import FakeHub
+    from support.hub_server import FakeHub
 
     hub = FakeHub().start()
     monkeypatch.setenv("HF_ENDPOINT", hub.url)

@@ -2,7 +2,7 @@
 
 Each command lives in its own module. At import it only declares its options, from typer and light constant modules;
 torch, transformers, numpy and Pillow are imported inside the function bodies, so ``vcritic --help`` does not pay for
-them (``tests/test_layers.py`` holds it to that, ``benchmarks/startup.py`` measures the start).
+them (``tests/unit/test_layers.py`` holds it to that, ``benchmarks/startup.py`` measures the start).
 """
 
 from __future__ import annotations

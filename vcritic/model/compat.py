@@ -5,7 +5,7 @@ Each use sits behind a capability check. Where the check fails (a release change
 takes the library's stock path, which gives the same numbers, at worst more slowly, and says so once on stderr
 (logger ``vcritic.model.compat``). A new release can cost a speed-up but cannot stop a model from loading or scoring.
 A method or argument that a release renamed is called by the name the installed release has, without a note: that
-is the same call. tests/test_compat.py forces every fallback and checks that the scores stay the same.
+is the same call. tests/integration/test_compat.py forces every fallback and checks that the scores stay the same.
 
 - Grouped vision attention (:func:`set_vision_attention`): Qwen2-VL/2.5-VL's vision towers hand the packed sequence
   to the attention function in one call only for a name that transformers takes for flash attention.

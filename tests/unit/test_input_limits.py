@@ -1,0 +1,423 @@
+"""Bad input gets one line: wrong types and sizes in training dialogues, hostile Excel workbooks, implausible
+calibration labels, bad option values (exit 2), and inputs that are not what they claim, all refused before any
+model work, never with a traceback, a hang or unbounded memory. (On a tiny model:
+tests/integration/test_input_limits_on_a_model.py; end to end: tests/e2e/test_input_limits_cli.py.)"""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from vcritic.cli.app import main
+from vcritic.data import dialogues as dialogue_module
+from vcritic.data.dialogues import read_dialogues
+from vcritic.errors import VcriticError
+from vcritic.readout.prompts import QUALITY
+
+GOOD = {
+    "question": "quality",
+    "task": "quality",
+    "images": ["a.png"],
+    "instruction": QUALITY.instruction,
+    "answer": QUALITY.answer(" good"),
+}
+
+
+def _write_lines(path: Path, records) -> Path:
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in records))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"answer": None}, "'answer' is null, not a string"),
+        ({"instruction": 5}, "'instruction' is a number (5), not a string"),
+        ({"images": "a.png"}, "'images' is a string, not a list"),
+        ({"images": [3]}, "image 3 is not a file path"),
+        ({"images": ["a.png", "b.png"]}, "2 image(s) for a 'quality' question, which shows 1"),
+        ({"images": []}, "0 image(s) for a 'quality' question"),
+        ({"dataset": ["x"]}, "'dataset' is a list, not a string"),
+        ({"meta": [1]}, "'meta' is a list, not an object"),
+        ({"instruction": "x" * 100_000}, "'instruction' is 100,000 characters, over the 16,000 allowed"),
+        ({"instruction": "x" * 5_000_000}, "is longer than 1024 KiB"),
+        ({"answer": QUALITY.answer_prefix + " good" * 10_000}, "'answer' is 50,0"),
+        ({"answer": "Good."}, "a 'quality' answer must start with"),
+    ],
+)
+def test_a_dialogue_field_of_the_wrong_type_or_size_is_refused_with_its_line(tmp_path, change, said):
+    path = _write_lines(tmp_path / "dialogues.jsonl", [GOOD, GOOD, {**GOOD, **change}])
+    with pytest.raises(VcriticError) as err:
+        list(read_dialogues(path))
+    assert err.value.message.startswith(f"{path}, line 3") and said in err.value.message
+
+
+def test_a_dialogue_file_without_line_breaks_is_not_read_whole(tmp_path, monkeypatch):
+    monkeypatch.setattr(dialogue_module, "MAX_LINE_BYTES", 1000)
+    path = tmp_path / "dialogues.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + " " * 5000)
+    with pytest.raises(VcriticError, match=r"line 2 is longer than 0 KiB"):
+        list(read_dialogues(path))
+    monkeypatch.setattr(dialogue_module, "MAX_FILE_BYTES", 100)
+    with pytest.raises(VcriticError, match="GiB a dialogue file may be"):
+        list(read_dialogues(path))
+
+
+def test_train_refuses_bad_dialogues_before_loading_the_model(tmp_path, capsys):
+    data = tmp_path / "data"
+    data.mkdir()
+    _write_lines(data / "dialogues.jsonl", [GOOD, {**GOOD, "instruction": "x" * 5_000_000}])
+    args = ["train", "--stage", "1", "--model", str(tmp_path / "no-model-here"), "--data", str(data)]
+    assert main([*args, "-o", str(tmp_path / "out"), "--config", "tiny"]) == 1
+    err = capsys.readouterr().err
+    assert "dialogues.jsonl, line 2 is longer than 1024 KiB" in err and "Traceback" not in err
+
+
+def test_train_data_folder_that_does_not_exist_says_so(tmp_path, capsys):
+    args = ["train", "--stage", "1", "--model", "x", "--data", str(tmp_path / "nosuch"), "-o", str(tmp_path / "o")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert f"no such folder: {tmp_path / 'nosuch'}" in err and "dialogues.jsonl" not in err.split("Hint")[0]
+
+
+# --- Excel annotations (SPAQ) -------------------------------------------------------------------------------------
+
+CONTENT_TYPES = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Types xmlns="http://schemas.openxmlformats.org/package/2006/content-types">'
+    '<Default Extension="rels" ContentType="application/vnd.openxmlformats-package.relationships+xml"/>'
+    '<Default Extension="xml" ContentType="application/xml"/>'
+    '<Override PartName="/xl/workbook.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet.main+xml"/>'
+    "%s</Types>"
+)
+SHEET_TYPE = (
+    '<Override PartName="/xl/worksheets/sheet1.xml" '
+    'ContentType="application/vnd.openxmlformats-officedocument.spreadsheetml.worksheet+xml"/>'
+)
+ROOT_RELS = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">'
+    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+    'officeDocument" Target="xl/workbook.xml"/></Relationships>'
+)
+WORKBOOK = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<workbook xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main" '
+    'xmlns:r="http://schemas.openxmlformats.org/officeDocument/2006/relationships"><sheets>%s</sheets></workbook>'
+)
+WORKBOOK_RELS = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>'
+    '<Relationships xmlns="http://schemas.openxmlformats.org/package/2006/relationships">%s</Relationships>'
+)
+SHEET_REL = (
+    '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/worksheet" '
+    'Target="worksheets/sheet1.xml"/>'
+)
+SHEET = (
+    '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>%s'
+    '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main"><sheetData>'
+    '<row r="1"><c r="A1" t="inlineStr"><is><t>%s</t></is></c></row></sheetData></worksheet>'
+)
+LAUGHS = (
+    '<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">'
+    '<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">'
+    '<!ENTITY lol4 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">]>'
+)
+
+
+def _xlsx(path: Path, *, sheet: str | None = SHEET % ("", "Image name"), extra: dict | None = None) -> Path:
+    """A minimal workbook built by hand, so each part can be made hostile."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("[Content_Types].xml", CONTENT_TYPES % (SHEET_TYPE if sheet is not None else ""))
+        archive.writestr("_rels/.rels", ROOT_RELS)
+        listed = '<sheet name="S" sheetId="1" r:id="rId1"/>' if sheet is not None else ""
+        archive.writestr("xl/workbook.xml", WORKBOOK % listed)
+        archive.writestr("xl/_rels/workbook.xml.rels", WORKBOOK_RELS % (SHEET_REL if sheet is not None else ""))
+        if sheet is not None:
+            archive.writestr("xl/worksheets/sheet1.xml", sheet)
+        for name, data in (extra or {}).items():
+            archive.writestr(name, data)
+    return path
+
+
+def test_a_hand_built_workbook_reads(tmp_path):
+    from vcritic.datasets.records import read_xlsx_rows
+
+    assert read_xlsx_rows(_xlsx(tmp_path / "ok.xlsx"), "x") == [("Image name",)]
+
+
+@pytest.mark.parametrize(
+    ("build", "said"),
+    [
+        (dict(sheet=None), "has no worksheet"),
+        (dict(sheet=(SHEET % ("", "unclosed")).replace("</row>", "")), "is not a readable .xlsx file"),
+        (dict(sheet=SHEET % (LAUGHS, "&lol4;")), "declares XML entities (DOCTYPE)"),
+        (
+            dict(sheet=SHEET % ('<!DOCTYPE r [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>', "&xxe;")),
+            "declares XML entities (DOCTYPE)",
+        ),
+        (dict(extra={"xl/sharedStrings.xml": "<?xml version='1.0'?>\n<!DOCTYPE x>\n<sst/>"}), "(DOCTYPE)"),
+    ],
+)
+def test_a_hostile_workbook_is_refused_in_one_line(tmp_path, build, said):
+    from vcritic.datasets.records import read_xlsx_rows
+
+    path = _xlsx(tmp_path / "bad.xlsx", **build)
+    with pytest.raises(VcriticError) as err:
+        read_xlsx_rows(path, "the SPAQ scores")
+    assert said in err.value.message and str(path) in err.value.message and "\n" not in err.value.message
+
+
+def test_a_zip_bomb_workbook_is_refused_from_its_directory_before_parsing(tmp_path, monkeypatch):
+    from vcritic.datasets import records
+
+    monkeypatch.setattr(records, "MAX_XLSX_EXPANDED", 20 << 20)
+    path = _xlsx(tmp_path / "bomb.xlsx", extra={"xl/media/zeros.bin": bytes(50 << 20)})
+    assert path.stat().st_size < 200_000  # 50 MB of zeros compress ~1000 fold
+    with pytest.raises(VcriticError, match=r"expands to 50 MiB, over the 20 MiB"):
+        records.read_xlsx_rows(path, "the SPAQ scores")
+    # The ratio alone gives it away too, whatever the total.
+    monkeypatch.setattr(records, "MAX_XLSX_EXPANDED", 1 << 40)
+    with pytest.raises(VcriticError, match=r"xl/media/zeros.bin is compressed \d+ to 1"):
+        records.read_xlsx_rows(path, "the SPAQ scores")
+
+
+def test_spaq_with_a_hostile_workbook_exits_1_in_one_line(tmp_path, capsys):
+    root = tmp_path / "spaq"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "TestImage").mkdir()
+    _xlsx(root / "Annotations" / "MOS and Image attribute scores.xlsx", sheet=None)
+    (tmp_path / "p.csv").write_text("path,mos\nx.jpg,50\n")
+    assert main(["bench", "spaq", "--root", str(tmp_path), "--predictions", str(tmp_path / "p.csv")]) == 1
+    err = capsys.readouterr().err
+    assert "has no worksheet" in err and "Traceback" not in err and "IndexError" not in err
+
+
+# --- calibrate ----------------------------------------------------------------------------------------------------
+
+
+def _ratings(path: Path, extra: list[str]) -> Path:
+    lines = ["path,mos,scale,error,rating"]
+    lines += [f"img{i}.png,{10 + i * 0.8:.2f},0-100,,{1 + i * 0.04:.3f}" for i in range(100)]
+    path.write_text("\n".join([*lines, *extra]) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("row", "said"),
+    [
+        ("odd.png,-50,0-100,,3", "line 102: mos -50 lies outside vcritic's 0-100"),
+        ("odd.png,1e308,0-100,,3", "line 102: mos 1e+308 lies outside vcritic's 0-100"),
+        ("odd.png,nan,0-100,,3", "line 102: mos 'nan' or rating '3' is not a finite number"),
+        ("odd.png,inf,0-100,,3", "is not a finite number"),
+        ("img7.png,15.6,0-100,,4.5", "img7.png appears on lines 9 and 102 with different mos or rating"),
+    ],
+)
+def test_calibrate_refuses_scores_off_the_scale_and_conflicting_duplicates(tmp_path, capsys, row, said):
+    path = _ratings(tmp_path / "ratings.csv", [row])
+    args = ["calibrate", "-p", str(path), "--target", "rating", "-m", str(tmp_path), "-o", str(tmp_path / "c.json")]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert said in err and "Traceback" not in err and not (tmp_path / "c.json").exists()
+
+
+def test_calibrate_counts_an_identical_duplicate_once(tmp_path, capsys):
+    path = _ratings(tmp_path / "ratings.csv", ["img7.png,15.60,0-100,,1.280"])
+    args = ["calibrate", "-p", str(path), "--target", "rating", "-m", str(tmp_path), "-o", "-"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["n"] == 100 and "1 repeated row(s)" in captured.err
+
+
+def test_the_calibration_library_refuses_scores_off_the_0_100_scale():
+    from vcritic.evaluation.calibration import ModelId, TargetScale
+    from vcritic.evaluation.calibration import calibrate as fit
+
+    mos = [float(i) for i in range(50)] + [150.0]
+    with pytest.raises(VcriticError, match="outside vcritic's 0-100"):
+        fit(mos, list(range(51)), target=TargetScale("x", 0, 60), model=ModelId("m"), dataset="d")
+
+
+def test_bench_predictions_is_not_refused_for_a_model_set_in_the_environment(tmp_path, capsys, monkeypatch):
+    from support.dataset_fixtures import make_koniq10k
+
+    from vcritic.evaluation import bench
+
+    make_koniq10k(tmp_path)
+    records = bench.prepare("koniq10k", tmp_path, split="all").records
+    scores = tmp_path / "scores.csv"
+    scores.write_text("path,mos,scale,error\n" + "".join(f"{r.path},{r.mos:.3f},0-100,\n" for r in records))
+    monkeypatch.setenv("VCRITIC_MODEL", "some-model")
+    args = ["bench", "koniq10k", "--root", str(tmp_path), "--predictions", str(scores), "--json"]
+    assert main(args) == 0, capsys.readouterr().err
+    assert main([*args, "--model", "other"]) == 2
+    assert "--model and --predictions exclude each other" in capsys.readouterr().err
+    scores.write_text("path,mos,scale,error\n" + "".join(f"{r.path},-50,0-100,\n" for r in records))
+    assert main([*args[:-1]]) == 1
+    assert "has mos -50, outside vcritic's 0-100 scale" in capsys.readouterr().err
+
+
+# --- exit codes ---------------------------------------------------------------------------------------------------
+
+
+def test_a_bad_option_value_exits_2_in_every_command_before_any_work(tmp_path, capsys):
+    """A usage error (a bad value, conflicting options) is exit 2 everywhere, found before a dataset is read or a
+    model is looked up (neither exists here); runtime errors stay exit 1."""
+    image = tmp_path / "a.png"
+    from PIL import Image
+
+    Image.new("RGB", (16, 16)).save(image)
+    nothing = str(tmp_path / "no-such-model")
+    out = ["-o", str(tmp_path / "out.csv")]
+    cases = [
+        ["score", str(image), "--tasks", "mos,sharpnes"],
+        ["score", str(image), "--tasks", "none"],
+        ["score", str(image), "--batch-size", "0"],
+        ["score", str(image), "--device", "cpux"],
+        ["score", str(image), "--dtype", "float8"],
+        ["score", str(image), "--readout", "q-realing"],
+        ["score", str(image), "--resume"],
+        ["score", str(image), *out, "--resume", "--overwrite"],
+        ["compare", str(image), str(image), "--device", "gpu"],
+        ["rank", str(tmp_path), "-k", "0"],
+        ["describe", str(image), "--tasks", "none,mos"],
+        ["chat", str(image), "--dtype", "int4"],
+        ["bench", "koniq10k", "--split", "tset"],
+        ["bench", "koniq10k", "--split-scheme", "nope"],
+        ["bench", "koniq10k", "--mos-range", "5-1"],
+        ["bench", "konik", "--root", str(tmp_path)],
+        ["calibrate", "-d", "koniq10k", "--split", "tset"],
+        ["calibrate", "-d", "koniq10k", "--kind", "linear"],
+        ["calibrate", "-p", str(image), "--target", "y", "--target-range", "9"],
+        ["train", "--stage", "1", "-m", nothing, "--data", str(tmp_path), *out, "--batch-size", "0"],
+        ["train", "--stage", "1", "-m", nothing, "--data", str(tmp_path), *out, "--lr", "nan"],
+        ["train", "--stage", "4", "-m", nothing, "--data", str(tmp_path), *out],
+        ["train", "--stage", "1", "-m", nothing, "--data", str(tmp_path), *out, "--config", "tiyn"],
+        ["data", "build", "--stage", "1", "--root", str(tmp_path), "--out", str(tmp_path / "d"), "--val-fraction", "2"],
+        ["data", "synth", str(tmp_path), "--out", str(tmp_path / "s"), "--levels", "1"],
+        ["report", str(tmp_path / "x.csv")],
+    ]
+    for args in cases:
+        capsys.readouterr()
+        code = main([*args, "-m", nothing] if args[0] in ("score", "compare", "chat", "describe") else args)
+        err = capsys.readouterr().err
+        assert code == 2, (args, err)
+        assert "Error" in err and "Traceback" not in err and "no-such-model" not in err, (args, err)
+    # Runtime errors are 1: a missing file, a model that is not there.
+    assert main(["score", str(tmp_path / "gone.png"), "-m", nothing]) == 1
+    assert main(["score", str(image), "-m", nothing, "--device", "cpu"]) == 1
+
+
+# --- inputs that are not images -----------------------------------------------------------------------------------
+
+
+def test_score_with_no_readable_image_is_refused_before_the_model_loads(tmp_path, capsys):
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not an image")
+    fake = tmp_path / "fake.jpg"
+    fake.write_bytes(b"\xff\xd8 not really")
+    nothing = str(tmp_path / "no-such-model")
+    for inputs in ([notes], [notes, fake]):
+        assert main(["score", *map(str, inputs), "-m", nothing, "-o", str(tmp_path / "s.csv")]) == 1
+        err = capsys.readouterr().err
+        assert f"{notes}: not an image, or a format Pillow cannot read" in err, err
+        assert "no-such-model" not in err and "Traceback" not in err and not (tmp_path / "s.csv").exists()
+    assert main(["describe", str(notes), "-m", nothing]) == 1
+    assert "not an image" in capsys.readouterr().err
+
+
+# --- outputs that fail --------------------------------------------------------------------------------------------
+
+
+# --- every input file has a bound -----------------------------------------------------------------------------------
+
+
+def test_input_files_over_their_bound_or_not_regular_are_refused_before_reading(tmp_path, monkeypatch):
+    import os
+
+    from vcritic.base import limits
+    from vcritic.cli.compare import read_pairs
+    from vcritic.datasets.manifest import load_manifest
+    from vcritic.evaluation.calibration import Calibration
+    from vcritic.training.config import read_yaml
+
+    monkeypatch.setattr(limits, "MAX_TABLE_BYTES", 1000)
+    monkeypatch.setattr(limits, "MAX_JSON_BYTES", 1000)
+    monkeypatch.setattr(limits, "MAX_YAML_BYTES", 1000)
+    big = {
+        "m.csv": "path,mos\n" + "a.png,1\n" * 200,
+        "p.csv": "a,b\n" + "a.png,b.png\n" * 200,
+        "c.json": "{" + " " * 2000 + "}",
+        "t.yaml": "lr: 1e-3\n" + "#" * 2000,
+    }
+    readers = {
+        "m.csv": lambda p: load_manifest(p),
+        "p.csv": read_pairs,
+        "c.json": Calibration.load,
+        "t.yaml": read_yaml,
+    }
+    for name, text in big.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(VcriticError, match=r"is [\d.]+ KiB, over the 1000 bytes"):
+            readers[name](tmp_path / name)
+        fifo = tmp_path / f"fifo-{name}"
+        os.mkfifo(fifo)  # read whole, a FIFO would block forever
+        with pytest.raises(VcriticError, match="not a regular file|not found"):
+            readers[name](fifo)
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("c.json", b"[" * 100_000), ("c.json", b"\xff\xfe{}"), ("t.yaml", b"\xff\xfe lr: 1"), ("t.yaml", b"[" * 50_000)],
+)
+def test_undecodable_or_deeply_nested_config_files_are_one_line(tmp_path, name, data):
+    from vcritic.evaluation.calibration import Calibration
+    from vcritic.training.config import read_yaml
+
+    path = tmp_path / name
+    path.write_bytes(data)
+    with pytest.raises(VcriticError):
+        (Calibration.load if name.endswith(".json") else read_yaml)(path)
+
+
+# --- a folder walk accounts for what it cannot search --------------------------------------------------------------
+
+
+def _too_deep(folder: Path) -> Path:
+    """A folder nested past PATH_MAX (4096 bytes): even root cannot list it by its path."""
+    import os
+
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        for _ in range(20):
+            os.mkdir("d" * 250, dir_fd=fd)
+            inner = os.open("d" * 250, os.O_RDONLY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+    finally:
+        os.close(fd)
+    return folder / "/".join(["d" * 250] * 20)
+
+
+def test_a_folder_walk_reports_linked_and_unlistable_folders(tmp_path):
+    from PIL import Image
+
+    from vcritic.base.images import find_images
+
+    photos, elsewhere = tmp_path / "photos", tmp_path / "elsewhere"
+    photos.mkdir()
+    elsewhere.mkdir()
+    Image.new("RGB", (8, 8)).save(photos / "a.png")
+    Image.new("RGB", (8, 8)).save(elsewhere / "b.png")
+    (photos / "linked").symlink_to(elsewhere, target_is_directory=True)
+    _too_deep(photos)
+    skipped, unsearched = [], []
+    assert find_images([photos], skipped, unsearched) == [photos / "a.png"]
+    reasons = {path.name[:10]: why for path, why in unsearched}
+    assert reasons["linked"] == "a linked folder (not followed)"
+    assert reasons["d" * 10].startswith("cannot list it: File name too long")
+    assert len(unsearched) == 2
