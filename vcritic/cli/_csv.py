@@ -425,8 +425,19 @@ def _lock(fd: int, path: Path) -> None:
 
 
 def _read_existing(out: CsvOutput) -> None:
-    """Load the rows of a file being resumed and set the write offset after the last whole row."""
+    """Load the rows of a file being resumed and set the write offset after the last whole row. A file over
+    :data:`vcritic.limits.MAX_RESUME_BYTES` is refused before reading (every row is held in memory)."""
+    from vcritic.limits import MAX_RESUME_BYTES, too_large
+
     size = os.fstat(out.fd).st_size
+    if size > MAX_RESUME_BYTES:
+        raise too_large(
+            out.path,
+            size,
+            MAX_RESUME_BYTES,
+            "a CSV to --resume",
+            hint="check that this is the output you meant; to go on, write the remaining inputs to another file",
+        )
     os.lseek(out.fd, 0, os.SEEK_SET)
     data = b""
     while len(data) < size:
