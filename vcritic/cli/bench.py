@@ -226,9 +226,13 @@ def _given_predictions(bench, predictions_file: Path, root, multi: bool) -> list
     """The rows of a --predictions file for a dataset's records; None for a dataset of 'all' that has none there
     (it is left out, and no file is written for it)."""
     from vcritic import bench as benchmark
+    from vcritic.cli._output import stderr
 
     roots = [bench.root, *([root] if root else [])]
-    predictions = benchmark.read_predictions(predictions_file, bench.records, roots)
+    notes: list[str] = []
+    predictions = benchmark.read_predictions(predictions_file, bench.records, roots, notes=notes)
+    for note in notes:  # repeated rows of one image, counted once
+        stderr.print(f"{bench.title}: {note}", style="dim", markup=False)
     if any(p is not None for p in predictions):
         return predictions
     if multi:
