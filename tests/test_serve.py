@@ -311,7 +311,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_serving():
     import torch
 
     from vcritic.batcher import Batcher, ItemError, ModelThread
-    from vcritic.memory import TOO_LARGE, is_out_of_memory
+    from vcritic.memory import TOO_LARGE
 
     sizes = []
 
@@ -326,7 +326,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_serving():
         return [f"{key}:{p}" for p in payloads]
 
     async def scenario():
-        batcher = Batcher(run_batch, ModelThread(), max_batch=8, max_wait=0.05, is_out_of_memory=is_out_of_memory)
+        batcher = Batcher(run_batch, ModelThread(), max_batch=8, max_wait=0.05, device=lambda: torch.device("cpu"))
         task = asyncio.create_task(batcher.run())
         first = await asyncio.gather(*batcher.submit("k", [str(i) for i in range(8)]))
         mixed = await asyncio.gather(*batcher.submit("k", ["a", "poison", "b"]), return_exceptions=True)
@@ -339,6 +339,41 @@ def test_out_of_memory_halves_the_batch_and_keeps_serving():
     assert plan.current == 1 and plan.halvings == 3  # then [x, huge] -> 1, and huge alone fails
     assert mixed[0] == "k:a" and mixed[2] == "k:b" and isinstance(mixed[1], ItemError)
     assert later[0] == "k:x" and isinstance(later[1], ItemError) and str(later[1]) == TOO_LARGE
+
+
+@pytest.mark.slow
+def test_a_service_batch_out_of_memory_is_halved_and_every_request_answered(tiny_models, images):
+    """Six one-image requests merged into one batch of a real model, whose forward raises torch's CUDA OOM above
+    three rows (tests/test_memory.py's hook): the batch runs again as two of three, and each request gets its row."""
+    from test_memory import OutOfMemoryAbove
+
+    from vcritic.loading import load_critic
+    from vcritic.service import Limits, Service
+
+    data = [(path.name, path.read_bytes()) for path in images.values()]
+    service = Service(lambda: load_critic(tiny_models("llava"), device="cpu"),
+                      Limits(max_batch=len(data), max_wait_ms=10_000, threads=2))  # fmt: skip
+
+    async def scenario():
+        await service.start()
+        try:
+            while service.critic is None:
+                assert service.load_error is None
+                await asyncio.sleep(0.02)
+            together = await service.score(data, ["mos"])  # one request: one batch of six
+            with OutOfMemoryAbove(service.critic.model, limit=3) as hook:
+                apart = await asyncio.gather(*(service.score([item], ["mos"]) for item in data))
+            return together, apart, hook.seen
+        finally:
+            await service.stop()
+
+    together, apart, seen = asyncio.run(scenario())
+    assert seen == [6, 3, 3]  # merged, out of memory, then halved
+    assert service.batcher.plan.current == 3 and service.batcher.plan.halvings == 1
+    assert [rows[0]["path"] for rows in apart] == [name for name, _ in data]
+    for rows, want in zip(apart, together, strict=True):
+        assert len(rows) == 1 and rows[0]["error"] is None
+        assert rows[0]["mos"] == pytest.approx(want["mos"], abs=1e-4)
 
 
 def test_usage_errors_exit_2_before_anything_starts(capsys):

@@ -120,8 +120,6 @@ class Service:
 
     # -- life cycle ----------------------------------------------------------------------------------------------
     async def start(self) -> None:
-        from vcritic.memory import is_out_of_memory
-
         self._pool = ThreadPoolExecutor(self.limits.threads, thread_name_prefix="vcritic-encode")
         self.model_thread = ModelThread()
         self.batcher = Batcher(
@@ -129,8 +127,7 @@ class Service:
             self.model_thread,
             max_batch=self.limits.max_batch,
             max_wait=self.limits.max_wait_ms / 1000,
-            is_out_of_memory=is_out_of_memory,
-            release=self._release_memory,
+            device=lambda: self.critic.device,
             on_batch=self.metrics.on_batch,
             on_halving=lambda size: self.metrics.halvings.inc(),
         )
@@ -154,11 +151,6 @@ class Service:
             self.load_error = err
             if self.on_load_error is not None:
                 self.on_load_error(err)
-
-    def _release_memory(self) -> None:
-        from vcritic.memory import release_cached_memory
-
-        release_cached_memory(self.critic.device)
 
     # -- checks --------------------------------------------------------------------------------------------------
     def check_key(self, given: str | None) -> None:
