@@ -10,7 +10,13 @@ from typing import Annotated
 import typer
 
 from vcritic.cli._exit import EXIT_PARTIAL
-from vcritic.cli._options import OverwriteOpt, TasksOpt, model_options
+from vcritic.cli._options import (
+    CalibrationOpt,
+    ForceCalibrationModelOpt,
+    OverwriteOpt,
+    TasksOpt,
+    model_options,
+)
 from vcritic.model_spec import ModelSpec
 
 EPILOG = (
@@ -45,22 +51,8 @@ def score(
     ] = False,
     tasks: TasksOpt = "mos",
     spec: ModelSpec = ModelSpec(),
-    calibration_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--calibration",
-            help="A calibration.json from 'vcritic calibrate': adds mos_calibrated (the MOS on that dataset's own "
-            "scale) and calibrated_scale (which scale). Refused for another model than it was fitted for.",
-            show_default=False,
-        ),
-    ] = None,
-    force_calibration_model: Annotated[
-        bool,
-        typer.Option(
-            "--force-calibration-model",
-            help="Apply --calibration even though it was fitted for another model (a warning names both).",
-        ),
-    ] = False,
+    calibration_file: CalibrationOpt = None,
+    force_calibration_model: ForceCalibrationModelOpt = False,
 ) -> None:
     """Score image quality: MOS on a 0-100 scale (higher is better) for each image, as CSV; --tasks adds the five
     attributes and P(AI-generated).
@@ -84,7 +76,7 @@ def score(
     model_name = spec.model or default_for_command(spec.device, announce=False)
     judge = judge_for(model_name, spec.readout)
     untrained = bool(judge.untrained(wanted))
-    calibration = _read_calibration(calibration_file, wanted, model_name, spec, force_calibration_model)
+    calibration = read_calibration(calibration_file, wanted, model_name, spec, force_calibration_model)
     skipped: list[Path] = []
     unsearched: list[tuple[Path, str]] = []
     paths = require_images(inputs, skipped, unsearched)
@@ -133,7 +125,7 @@ def score(
                 if note:
                     stderr.print(note, style="yellow", markup=False)
                 if calibration is not None:  # now with the commit loading found
-                    _check_calibration_model(calibration, critic, spec.revision, spec.adapter, force_calibration_model)
+                    check_calibration_model(calibration, critic, spec.revision, spec.adapter, force_calibration_model)
                 started = time.perf_counter()
                 with make_progress() as progress:
                     task = progress.add_task("Scoring", total=len(todo), rate="")
@@ -176,9 +168,9 @@ def score(
         raise typer.Exit(EXIT_PARTIAL if ok else 1)
 
 
-def _read_calibration(path: Path | None, tasks, model, spec: ModelSpec, force: bool):
+def read_calibration(path: Path | None, tasks, model, spec: ModelSpec, force: bool):
     """The --calibration file, checked before any work: readable, for MOS, and (unless forced) fitted for --model
-    by name; the commit is checked once loading has found it (:func:`_check_calibration_model`)."""
+    by name; the commit is checked once loading has found it (:func:`check_calibration_model`). Also serve's."""
     if path is None:
         return None
     from vcritic.calibration import Calibration, model_identity
@@ -192,7 +184,7 @@ def _read_calibration(path: Path | None, tasks, model, spec: ModelSpec, force: b
     return calibration
 
 
-def _check_calibration_model(calibration, critic, revision, adapter, force: bool) -> None:
+def check_calibration_model(calibration, critic, revision, adapter, force: bool) -> None:
     """Refuse (or, forced, warn once) when the loaded model is not the one the calibration was fitted for."""
     from vcritic.calibration import model_identity
 
