@@ -548,6 +548,28 @@ def test_a_resumed_csv_over_its_bound_is_refused_before_reading_and_left_as_it_w
 
 
 @pytest.mark.parametrize(
+    ("tail", "line"),
+    [(b'"a stray quote,1,\n', 4), (b"\xff\xfe not UTF-8,1,\n", 4), (b"\x89PNG\r\n\x1a\n\xff", 1)],
+)
+def test_resume_refuses_a_csv_whose_damaged_tail_is_longer_than_a_torn_row_and_leaves_it_alone(tmp_path, tail, line):
+    """A killed run leaves one torn row, which --resume cuts off; a stray quote or bytes that are not UTF-8 early in
+    a large file made the rest of it a "torn row": cut off (all those rows lost), after a quadratic parse."""
+    import time
+
+    from vcritic.cli._csv import open_output
+
+    path = tmp_path / "scores.csv"
+    head = b"path,mos,error\na.png,50,\nb.png,51,\n" if line > 1 else b""
+    path.write_bytes(head + tail + b"".join(b"img%06d.png,60.5,\n" % i for i in range(100_000)))
+    before = path.read_bytes()
+    started = time.monotonic()
+    with pytest.raises(VcriticError, match=rf"scores.csv: from line {line} on, its last [\d.]+ MiB are not whole CSV"):
+        open_output(path, ["path", "mos", "error"], resume=True)
+    assert time.monotonic() - started < 10  # one pass (the quadratic reader took minutes here)
+    assert path.read_bytes() == before
+
+
+@pytest.mark.parametrize(
     ("name", "data"),
     [("c.json", b"[" * 100_000), ("c.json", b"\xff\xfe{}"), ("t.yaml", b"\xff\xfe lr: 1"), ("t.yaml", b"[" * 50_000)],
 )
