@@ -2,6 +2,7 @@
 
 CI installs with them (``scripts/test-lowest``) to prove the declared lower bounds. torch and torchvision are
 left out: CI pins the pair it ships with. Usage: python scripts/lowest_constraints.py [pyproject.toml] > lowest.txt
+With ``--torch``: only the torch and torchvision floors, as pins (``scripts/test-lowest`` with LOWEST_TORCH=1).
 """
 
 from __future__ import annotations
@@ -13,6 +14,19 @@ from pathlib import Path
 
 PINNED_ELSEWHERE = {"torch", "torchvision"}
 EXTRAS = ("test",)  # what the test run installs besides the core dependencies
+
+
+def torch_floor(pyproject: Path) -> list[str]:
+    """torch and torchvision at the lowest versions pyproject.toml allows, as pins."""
+    project = tomllib.loads(pyproject.read_text(encoding="utf-8"))["project"]
+    pins = []
+    for requirement in project["dependencies"]:
+        match = re.match(r"\s*(torch|torchvision)\s*>=\s*([^,;\s]+)", requirement)
+        if match:
+            pins.append(f"{match.group(1)}=={match.group(2)}")
+    if len(pins) != 2:
+        sys.exit("pyproject.toml must give torch and torchvision a lower bound (>=)")
+    return pins
 
 
 def lowest_pins(pyproject: Path) -> list[str]:
@@ -34,5 +48,6 @@ def lowest_pins(pyproject: Path) -> list[str]:
 
 
 if __name__ == "__main__":
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent / "pyproject.toml"
-    print("\n".join(lowest_pins(path)))
+    args = [a for a in sys.argv[1:] if a != "--torch"]
+    path = Path(args[0]) if args else Path(__file__).resolve().parent.parent / "pyproject.toml"
+    print("\n".join(torch_floor(path) if "--torch" in sys.argv[1:] else lowest_pins(path)))

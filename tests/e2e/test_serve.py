@@ -80,12 +80,29 @@ class Server:
 
 
 @pytest.fixture(scope="module")
-def servers(tiny_models, tmp_path_factory):
+def calibration(tiny_models, tmp_path_factory) -> Path:
+    """A calibration.json for the tiny LLaVA, as `vcritic calibrate` writes one: MOS 0-100 onto a 1-5 scale."""
+    import numpy as np
+
+    from vcritic.evaluation.calibration import TargetScale, calibrate, model_identity
+
+    x = np.linspace(1, 99, 60)
+    labels = 1 + 4 / (1 + np.exp(-(x - 50) / 12))
+    fitted = calibrate(x, labels, target=TargetScale("Test MOS", 1, 5), model=model_identity(str(tiny_models("llava"))),
+                       dataset="synthetic")  # fmt: skip
+    path = tmp_path_factory.mktemp("serve-calibration") / "calibration.json"
+    fitted.save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def servers(tiny_models, tmp_path_factory, calibration):
     model = tiny_models("llava")
     home = tmp_path_factory.mktemp("serve")
     started = {
         "strict": Server(model, home, "--reproducible", "--readout", "q-realign", "--api-key", KEY, "--max-images", "8",
-                         "--max-body-mb", "4", "--max-image-pixels", "1000000", "--threads", "2"),
+                         "--max-body-mb", "4", "--max-image-pixels", "1000000", "--threads", "2",
+                         "--calibration", str(calibration)),
         "slow": Server(model, home, "--readout", "q-realign", "--max-wait-ms", "1500", "--max-queue", "4",
                        "--max-images", "4"),
         "drain": Server(model, home, "--max-wait-ms", "1000", "--timeout", "60"),
@@ -110,11 +127,11 @@ def images(tmp_path_factory, sample_images) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def cli_rows(images, tiny_models, tmp_path_factory) -> dict[str, dict[str, str]]:
-    """`vcritic score --reproducible --readout q-realign --tasks all` on the same files, by file name."""
+def cli_rows(images, tiny_models, tmp_path_factory, calibration) -> dict[str, dict[str, str]]:
+    """`vcritic score --reproducible --readout q-realign --tasks all --calibration` on the same files, by name."""
     out = tmp_path_factory.mktemp("serve-cli") / "scores.csv"
     args = ["score", *map(str, images.values()), "-m", str(tiny_models("llava")), "--reproducible", "--tasks", "all",
-            "--readout", "q-realign", "-o", str(out), "--workers", "0"]  # fmt: skip
+            "--readout", "q-realign", "-o", str(out), "--workers", "0", "--calibration", str(calibration)]  # fmt: skip
     from vcritic.cli.app import main
 
     assert main(args) == 0
@@ -149,7 +166,7 @@ def test_api_key_and_model_description(servers):
         info = client.model()
     assert info["family"] == "llava" and info["readout"] == "q-realign" and info["device"] == "cpu"
     assert info["reproducible"].startswith("fixed shapes of 8 rows") and info["resolution"]
-    assert info["limits"]["max_images"] == 8
+    assert info["limits"]["max_images"] == 8 and info["calibrated_scale"] == "Test MOS (1-5)"
     assert httpx.get(url + "/health").status_code == 200  # health and metrics need no key
     assert "vcritic_requests_total" in httpx.get(url + "/metrics").text
     assert httpx.get(url + "/openapi.json").json()["paths"].keys() >= {"/v1/score", "/v1/compare", "/health"}
@@ -170,8 +187,11 @@ def test_scores_equal_vcritic_score_on_the_same_files(servers, images, cli_rows)
         assert list(row) == list(expected)  # the same fields, in the same order
         # A quality-only judge asked for every task: the service marks the untrained ones as the CLI does.
         assert row["untrained"] == expected["untrained"] == "attributes,authenticity"
+        # --calibration: the calibrated MOS as score --calibration writes it (its value is compared below)
+        assert row["calibrated_scale"] == expected["calibrated_scale"] == "Test MOS (1-5)"
+        assert 1 <= row["mos_calibrated"] <= 5 and row["mos_calibrated"] != row["mos"]
         for field, value in row.items():
-            if field not in ("path", "scale", "error", "untrained"):
+            if field not in ("path", "scale", "error", "untrained", "calibrated_scale"):
                 digits = 6 if field == "p_ai_generated" else 4
                 assert format_number(value, digits) == expected[field], field
         assert row["error"] is None and row["scale"] == expected["scale"] == "0-100"
@@ -303,3 +323,52 @@ def test_sigterm_answers_requests_in_flight_and_exits_0(servers, images):
     assert server.process.wait(60) == 0, server.log.read_text()
     with pytest.raises(httpx.TransportError):
         httpx.get(server.url + "/health", timeout=5)
+
+
+@pytest.mark.slow
+def test_a_service_batch_out_of_memory_is_halved_and_every_request_answered(tiny_models, images):
+    """Six one-image requests merged into one batch of a real model, whose forward raises torch's CUDA OOM above
+    three rows (tests/test_memory.py's hook): the batch runs again as two of three, and each request gets its row."""
+    from support.memory import OutOfMemoryAbove
+
+    from vcritic.inference.loading import load_critic
+    from vcritic.serve.service import Limits, Service
+
+    data = [(path.name, path.read_bytes()) for path in images.values()]
+    service = Service(lambda: load_critic(tiny_models("llava"), device="cpu"),
+                      Limits(max_batch=len(data), max_wait_ms=10_000, threads=2))  # fmt: skip
+
+    async def scenario():
+        await service.start()
+        try:
+            while service.critic is None:
+                assert service.load_error is None
+                await asyncio.sleep(0.02)
+            together = await service.score(data, ["mos"])  # one request: one batch of six
+            with OutOfMemoryAbove(service.critic.model, limit=3) as hook:
+                apart = await asyncio.gather(*(service.score([item], ["mos"]) for item in data))
+            return together, apart, hook.seen
+        finally:
+            await service.stop()
+
+    together, apart, seen = asyncio.run(scenario())
+    assert seen == [6, 3, 3]  # merged, out of memory, then halved
+    assert service.batcher.plan.current == 3 and service.batcher.plan.halvings == 1
+    assert [rows[0]["path"] for rows in apart] == [name for name, _ in data]
+    for rows, want in zip(apart, together, strict=True):
+        assert len(rows) == 1 and rows[0]["error"] is None
+        assert rows[0]["mos"] == pytest.approx(want["mos"], abs=1e-4)
+
+
+def test_a_calibration_for_another_model_is_refused_before_anything_starts(calibration, tiny_models, tmp_path,
+                                                                           capsys):  # fmt: skip
+    from vcritic.cli.app import main
+
+    other = tmp_path / "other-model"
+    other.mkdir()
+    assert main(["serve", "-m", str(other), "--calibration", str(calibration), "--port", str(_free_port())]) == 1
+    err = " ".join(capsys.readouterr().err.split())
+    assert f"was fitted for {tiny_models('llava')}, not for {other}" in err and "--force-calibration-model" in err
+    assert "Starting on" not in err and "Traceback" not in err
+    assert main(["serve", "-m", "x", "--calibration", str(tmp_path / "none.json")]) == 1
+    assert "none.json" in capsys.readouterr().err

@@ -186,6 +186,40 @@ def test_cli_predictions_json(runner, data_root, tmp_path):
     assert metrics["pair_ranking"]["direct"] is None and metrics["scale"] == "0-100"
 
 
+def test_cli_predictions_counts_identical_duplicates_once_and_refuses_conflicting_ones(data_root, tmp_path, capsys):
+    records = bench.prepare("koniq10k", data_root, split="all").records
+    scores = perfect_scores(tmp_path / "scores.csv", records)
+    lines = scores.read_text().splitlines(keepends=True)
+    args = ["bench", "koniq10k", "--root", str(data_root), "--split", "all", "--predictions", str(scores), "--json"]
+    assert main(args) == 0
+    alone = json.loads(capsys.readouterr().out)
+    # the same images again, as ./relative paths from --root: the same values, so the same result and one note
+    again = [f"./{os.path.relpath(r.path, data_root)},{r.mos:.4f},10.0,0-100,\n" for r in records[:3]]
+    scores.write_text("".join([*lines, *again, lines[1]]))
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["mos"] == alone["mos"]
+    assert "scores.csv: 4 repeated row(s) (same image, same values) counted once" in captured.err
+    # a different score for the second image: a usage error naming it, both lines and the fix
+    clash = f"{records[1].path},{records[1].mos + 1:.4f},10.0,0-100,\n"
+    scores.write_text("".join([*lines, clash]))
+    assert main(args) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    said = f"{records[1].path} appears on lines 3 and {len(lines) + 1} with different scores (mos {records[1].mos:.4g}"
+    assert said in err and "Hint: keep one row per image" in err and "Traceback" not in err
+
+
+def test_read_predictions_refuses_an_error_row_and_a_score_for_one_image(data_root, tmp_path):
+    from vcritic.errors import UsageError
+
+    records = bench.prepare("spaq", data_root, split="all").records
+    path = perfect_scores(tmp_path / "p.csv", records)
+    with path.open("a") as handle:
+        handle.write(f"{records[0].path},,,0-100,boom\n")
+    with pytest.raises(UsageError, match=r"with different scores \(mos [\d.]+ mos_std 10 and error 'boom'\)"):
+        bench.read_predictions(path, records)
+
+
 def test_cli_split_csv_names_the_reference_of_every_image_on_both_sides(runner, data_root, tmp_path):
     records = bench.prepare("kadid10k", data_root, split="all").records
     scores = perfect_scores(tmp_path / "scores.csv", records)

@@ -52,3 +52,18 @@ def test_every_named_page_and_anchor_exists(page, anchor):
 
 def test_the_references_were_found():
     assert len(set(_references())) >= 3  # the scan above is not vacuous
+
+
+def test_the_licence_is_apache_2_as_pyproject_declares_and_goes_into_the_packages():
+    import hashlib
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+    # The Apache License 2.0 exactly as apache.org serves it (LICENSE-2.0.txt), not an edited copy.
+    digest = hashlib.sha256((ROOT / "LICENSE").read_bytes()).hexdigest()
+    assert digest == "cfc7749b96f63bd31c3c42b5c471bf756814053e847c10f3eb003417bc523d30"
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    project = pyproject["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
+    # PEP 639: a license expression excludes License :: classifiers, and needs setuptools 77 to build.
+    assert not [c for c in project.get("classifiers", []) if c.startswith("License ::")]
+    assert pyproject["build-system"]["requires"] == ["setuptools>=77"]

@@ -220,7 +220,7 @@ def _ratings(path: Path, extra: list[str]) -> Path:
 def test_calibrate_refuses_scores_off_the_scale_and_conflicting_duplicates(tmp_path, capsys, row, said):
     path = _ratings(tmp_path / "ratings.csv", [row])
     args = ["calibrate", "-p", str(path), "--target", "rating", "-m", str(tmp_path), "-o", str(tmp_path / "c.json")]
-    assert main(args) == 1
+    assert main(args) == (2 if "appears on lines" in said else 1)  # a conflicting duplicate is a usage error
     err = capsys.readouterr().err
     assert said in err and "Traceback" not in err and not (tmp_path / "c.json").exists()
 
@@ -368,6 +368,96 @@ def test_input_files_over_their_bound_or_not_regular_are_refused_before_reading(
         os.mkfifo(fifo)  # read whole, a FIFO would block forever
         with pytest.raises(VcriticError, match="not a regular file|not found"):
             readers[name](fifo)
+
+
+def _sparse(path: Path, size: int) -> Path:
+    """A real file of ``size`` bytes that costs no disk (a hole): what a size bound sees before reading."""
+    with open(path, "wb") as handle:
+        handle.truncate(size)
+    return path
+
+
+def test_vcritic_json_data_json_and_run_json_over_the_json_bound_are_refused_naming_file_and_bound(tmp_path):
+    from vcritic.base.limits import MAX_JSON_BYTES
+    from vcritic.inference.loading import read_manifest
+    from vcritic.training.config import TrainConfig
+    from vcritic.training.loop import read_data, resume_settings
+
+    for folder in ("model", "data", "run"):
+        (tmp_path / folder).mkdir()
+    _sparse(tmp_path / "model" / "vcritic.json", MAX_JSON_BYTES + 1)
+    with pytest.raises(VcriticError, match=r"model/vcritic.json is 16,777,217 bytes, over the 16,777,216 bytes a "):
+        read_manifest(tmp_path / "model")
+    _write_lines(tmp_path / "data" / "dialogues.jsonl", [GOOD])
+    _sparse(tmp_path / "data" / "data.json", MAX_JSON_BYTES * 2)
+    with pytest.raises(VcriticError, match=r"data/data.json is 32 MiB, over the 16 MiB a data.json may be"):
+        read_data(tmp_path / "data")
+    _sparse(tmp_path / "run" / "run.json", MAX_JSON_BYTES * 2)
+    with pytest.raises(VcriticError, match=r"run/run.json is 32 MiB, over the 16 MiB a run.json may be"):
+        resume_settings(tmp_path / "run", TrainConfig(), ())
+
+
+def test_score_with_an_oversized_vcritic_json_is_one_line_before_loading(tmp_path, capsys):
+    from PIL import Image
+
+    from vcritic.base.limits import MAX_JSON_BYTES
+
+    Image.new("RGB", (16, 16)).save(tmp_path / "a.png")
+    (tmp_path / "model").mkdir()
+    _sparse(tmp_path / "model" / "vcritic.json", MAX_JSON_BYTES * 4)
+    assert main(["score", str(tmp_path / "a.png"), "-m", str(tmp_path / "model")]) == 1
+    err = capsys.readouterr().err
+    assert "vcritic.json is 64 MiB, over the 16 MiB a vcritic.json may be" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("text", ['{"config": ', "[1, 2]", "\udcff", "[" * 50_000])
+def test_a_damaged_run_json_is_one_line_on_resume(tmp_path, text):
+    from vcritic.training.config import TrainConfig
+    from vcritic.training.loop import resume_settings
+
+    (tmp_path / "run.json").write_text(text, errors="surrogateescape")
+    with pytest.raises(VcriticError, match="run.json is not a run.json vcritic wrote"):
+        resume_settings(tmp_path, TrainConfig(), ())
+
+
+def test_a_resumed_csv_over_its_bound_is_refused_before_reading_and_left_as_it_was(tmp_path):
+    from vcritic.base.limits import MAX_RESUME_BYTES
+    from vcritic.cli._csv import open_output
+
+    path = tmp_path / "scores.csv"
+    path.write_text("path,mos,error\na.png,50,\n")
+    with open(path, "r+b") as handle:
+        handle.truncate(MAX_RESUME_BYTES + 1)
+    said = r"scores.csv is 1,073,741,825 bytes, over the 1,073,741,824 bytes a CSV to --resume may be"
+    with pytest.raises(VcriticError, match=said):
+        open_output(path, ["path", "mos", "error"], resume=True)
+    assert path.stat().st_size == MAX_RESUME_BYTES + 1
+    with open(path, "r+b") as handle:
+        handle.truncate(len("path,mos,error\na.png,50,\n"))
+    with open_output(path, ["path", "mos", "error"], resume=True) as out:  # at its real size it resumes
+        assert out.rows_before == 1
+
+
+@pytest.mark.parametrize(
+    ("tail", "line"),
+    [(b'"a stray quote,1,\n', 4), (b"\xff\xfe not UTF-8,1,\n", 4), (b"\x89PNG\r\n\x1a\n\xff", 1)],
+)
+def test_resume_refuses_a_csv_whose_damaged_tail_is_longer_than_a_torn_row_and_leaves_it_alone(tmp_path, tail, line):
+    """A killed run leaves one torn row, which --resume cuts off; a stray quote or bytes that are not UTF-8 early in
+    a large file made the rest of it a "torn row": cut off (all those rows lost), after a quadratic parse."""
+    import time
+
+    from vcritic.cli._csv import open_output
+
+    path = tmp_path / "scores.csv"
+    head = b"path,mos,error\na.png,50,\nb.png,51,\n" if line > 1 else b""
+    path.write_bytes(head + tail + b"".join(b"img%06d.png,60.5,\n" % i for i in range(100_000)))
+    before = path.read_bytes()
+    started = time.monotonic()
+    with pytest.raises(VcriticError, match=rf"scores.csv: from line {line} on, its last [\d.]+ MiB are not whole CSV"):
+        open_output(path, ["path", "mos", "error"], resume=True)
+    assert time.monotonic() - started < 10  # one pass (the quadratic reader took minutes here)
+    assert path.read_bytes() == before
 
 
 @pytest.mark.parametrize(

@@ -21,7 +21,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_serving():
     the CUDA allocator would, and a ValueError for one poisoned item."""
     import torch
 
-    from vcritic.engine.batches import TOO_LARGE, is_out_of_memory
+    from vcritic.engine.batches import TOO_LARGE
     from vcritic.serve.batcher import Batcher, ItemError, ModelThread
 
     sizes = []
@@ -37,7 +37,7 @@ def test_out_of_memory_halves_the_batch_and_keeps_serving():
         return [f"{key}:{p}" for p in payloads]
 
     async def scenario():
-        batcher = Batcher(run_batch, ModelThread(), max_batch=8, max_wait=0.05, is_out_of_memory=is_out_of_memory)
+        batcher = Batcher(run_batch, ModelThread(), max_batch=8, max_wait=0.05, device=lambda: torch.device("cpu"))
         task = asyncio.create_task(batcher.run())
         first = await asyncio.gather(*batcher.submit("k", [str(i) for i in range(8)]))
         mixed = await asyncio.gather(*batcher.submit("k", ["a", "poison", "b"]), return_exceptions=True)

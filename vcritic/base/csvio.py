@@ -16,7 +16,8 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, TextIO
 
 _ESCAPED_BYTE = re.compile(r"\\x([89a-f][0-9a-f])")
@@ -83,3 +84,39 @@ class DictWriter:
         if unknown:
             raise ValueError(f"dict contains fields not in fieldnames: {', '.join(map(repr, unknown))}")
         self._writer.writerow("" if row.get(name) is None else row[name] for name in self.fieldnames)
+
+
+class OneRowEach:
+    """One row per image of a table that gives images values (``calibrate``'s table, ``bench --predictions``): a
+    row repeating an earlier row's values for the same image is counted (:meth:`note`) and skipped; one giving it
+    other values is a usage error, as which of the two is right cannot be known."""
+
+    def __init__(self, path: str | os.PathLike, what: str, show: Callable[[tuple], str] | None = None):
+        self.path, self.what = path, what  # what: the values compared, as the error names them ("mos or rating")
+        self.show = show or (lambda values: ", ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in values))
+        self.repeated = 0
+        self._seen: dict[Hashable, tuple[int, tuple]] = {}
+
+    def first(self, key: Hashable, image: str, line: int, values: tuple) -> bool:
+        """Whether this is the first row for ``key`` (the image); a later row with other ``values`` is refused
+        naming ``image`` and both lines."""
+        from vcritic.errors import UsageError
+
+        if key not in self._seen:
+            self._seen[key] = (line, values)
+            return True
+        earlier, before = self._seen[key]
+        if before != values:
+            raise UsageError(
+                f"{self.path}: {image} appears on lines {earlier} and {line} with different {self.what} "
+                f"({self.show(before)} and {self.show(values)})",
+                hint="keep one row per image",
+            )
+        self.repeated += 1
+        return False
+
+    def note(self) -> str | None:
+        """The stderr note for the repeated rows, or None."""
+        if not self.repeated:
+            return None
+        return f"{Path(self.path).name}: {self.repeated} repeated row(s) (same image, same values) counted once"

@@ -15,7 +15,11 @@ from pathlib import Path
 from vcritic.errors import VcriticError
 
 MAX_TABLE_BYTES = 256 << 20  # a CSV: manifest, annotation table, predictions, pairs (1M rows is about 100 MB)
-MAX_JSON_BYTES = 16 << 20  # calibration.json, data.json, metrics.json, summary.json
+MAX_JSON_BYTES = 16 << 20  # calibration.json, data.json, run.json, vcritic.json, metrics.json, summary.json
+# An output CSV that --resume reads back. It is a bound, not a streaming read: resuming needs every row in memory to
+# pair it with the run's inputs, so what a stream would save is only the raw bytes. 4 times a table input: a score
+# row is 60 to 250 bytes, so 4 to 17 million rows, more than a 256 MiB manifest can list.
+MAX_RESUME_BYTES = 1 << 30
 MAX_YAML_BYTES = 1 << 20  # a training config
 
 
@@ -38,10 +42,14 @@ def check_input(path: str | os.PathLike, limit: int, what: str) -> None:
     if not stat.S_ISREG(info.st_mode):
         raise VcriticError(f"{path} is not a regular file (a FIFO or a device?)", hint=f"give {what} as a file")
     if info.st_size > limit:
-        size, most = size_text(info.st_size), size_text(limit)
-        if size == most:  # just over: rounding would show the same figure twice
-            size, most = f"{info.st_size:,} bytes", f"{limit:,} bytes"
-        raise VcriticError(
-            f"{Path(path)} is {size}, over the {most} {what} may be",
-            hint="check that this is the file you meant",
-        )
+        raise too_large(path, info.st_size, limit, what)
+
+
+def too_large(
+    path: str | os.PathLike, size: int, limit: int, what: str, hint: str = "check that this is the file you meant"
+) -> VcriticError:
+    """The error for ``path``, of ``size`` bytes, over the ``limit`` that ``what`` may be."""
+    shown, most = size_text(size), size_text(limit)
+    if shown == most:  # just over: rounding would show the same figure twice
+        shown, most = f"{size:,} bytes", f"{limit:,} bytes"
+    return VcriticError(f"{Path(path)} is {shown}, over the {most} {what} may be", hint=hint)

@@ -10,8 +10,9 @@
 - ``--overwrite`` leaves the old file as it is until the first new row: then a new file (header and that row) is
   written beside it, locked, and renamed over it. A run that fails or is stopped before its first row (a bad model,
   Ctrl-C while loading) leaves the old rows where they were.
-- ``--resume`` reads the rows already there (cutting off a torn last row); :meth:`CsvOutput.match` pairs them with
-  the run's inputs (by the path as written, or the same file). Inputs with a scored row are skipped; an error row
+- ``--resume`` reads the rows already there (cutting off a torn last row; a tail of more than
+  :data:`MAX_TORN_BYTES` that is not whole rows is refused, the file untouched); :meth:`CsvOutput.match` pairs them
+  with the run's inputs (by the path as written, or the same file). Inputs with a scored row are skipped; an error row
   is dropped and its input done again, the file being rewritten without those rows by the same rename at the first
   new row; rows that match no input are kept.
 - An output that is one of the run's inputs is refused, whatever the flags.
@@ -39,6 +40,9 @@ from vcritic.cli._exit import EXIT_INTERRUPTED
 from vcritic.errors import UsageError, VcriticError
 
 FSYNC_INTERVAL_S = 5.0  # rows reach the OS at once; this bounds what a power cut (not a kill) can lose
+# A killed run leaves at most one torn row: --resume cuts off no more than this (a row is a path, numbers and an
+# error message, well under it); a longer tail that is not whole rows is a damaged file, refused untouched.
+MAX_TORN_BYTES = 1 << 20
 
 
 def _is_stdout(path: Path | None) -> bool:
@@ -425,8 +429,19 @@ def _lock(fd: int, path: Path) -> None:
 
 
 def _read_existing(out: CsvOutput) -> None:
-    """Load the rows of a file being resumed and set the write offset after the last whole row."""
+    """Load the rows of a file being resumed and set the write offset after the last whole row. A file over
+    :data:`vcritic.base.limits.MAX_RESUME_BYTES` is refused before reading (every row is held in memory)."""
+    from vcritic.base.limits import MAX_RESUME_BYTES, size_text, too_large
+
     size = os.fstat(out.fd).st_size
+    if size > MAX_RESUME_BYTES:
+        raise too_large(
+            out.path,
+            size,
+            MAX_RESUME_BYTES,
+            "a CSV to --resume",
+            hint="check that this is the output you meant; to go on, write the remaining inputs to another file",
+        )
     os.lseek(out.fd, 0, os.SEEK_SET)
     data = b""
     while len(data) < size:
@@ -435,6 +450,13 @@ def _read_existing(out: CsvOutput) -> None:
             break
         data += chunk
     records, end = parse_whole_rows(data)
+    if size - end > MAX_TORN_BYTES:  # more than a killed run leaves: not ours to cut off
+        line = data.count(b"\n", 0, end) + 1
+        raise VcriticError(
+            f"cannot resume {out.path}: from line {line} on, its last {size_text(size - end)} are not whole CSV rows "
+            "(a stray quote, or text that is not UTF-8?)",
+            hint="fix or delete the lines from there, then resume; the file is left as it is",
+        )
     if not records:  # a run killed before its header was whole
         os.ftruncate(out.fd, 0)
         out._offset = 0
@@ -467,24 +489,30 @@ def parse_whole_rows(data: bytes) -> tuple[list[list[str]], int]:
     """The complete CSV records in ``data`` and the byte offset just after the last one.
 
     A record counts only once its closing newline is there; a torn tail (an unterminated quote, half a UTF-8
-    character, a row without its newline) is left out, so appending after ``offset`` continues a valid CSV.
+    character, a row without its newline) is left out, so appending after ``offset`` continues a valid CSV. So is
+    everything from a record that is not valid CSV on. One pass: a stray quote early in a large file made the
+    earlier reader parse the lines after it again at every line (time growing with the square of the rows).
     """
     records: list[list[str]] = []
     offset = consumed = 0
-    pending: list[str] = []
-    while (newline := data.find(b"\n", consumed)) >= 0:  # only \n ends a line: a quoted \r is data
-        line, consumed = data[consumed : newline + 1], newline + 1
-        try:
-            pending.append(line.decode("utf-8"))
-        except UnicodeDecodeError:
-            break
-        try:
-            parsed = list(csv.reader(pending, strict=True))
-        except csv.Error:
-            continue  # a quoted field spanning lines, not closed yet
-        if len(parsed) == 1:
-            if parsed[0]:  # a blank line is no record
-                records.append(parsed[0])
+
+    def lines():
+        """``data``'s whole lines as text, up to the first that is not UTF-8; ``consumed`` follows them."""
+        nonlocal consumed
+        start = 0
+        while (newline := data.find(b"\n", start)) >= 0:  # only \n ends a line: a quoted \r is data
+            try:
+                text = data[start : newline + 1].decode("utf-8")
+            except UnicodeDecodeError:
+                return
+            start = consumed = newline + 1
+            yield text
+
+    # csv.reader asks for a record's lines one at a time and no further, so after each record ``consumed`` is
+    # where it ends; at the end of the lines inside a quoted field (strict) it raises: the tail is not whole.
+    with contextlib.suppress(csv.Error):
+        for record in csv.reader(lines(), strict=True):
+            if record:  # a blank line is no record
+                records.append(record)
             offset = consumed
-            pending = []
     return records, offset

@@ -208,6 +208,23 @@ TasksOpt = Annotated[
     ),
 ]
 
+CalibrationOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--calibration",
+        help="A calibration.json from 'vcritic calibrate': adds mos_calibrated (the MOS on that dataset's own "
+        "scale) and calibrated_scale (which scale). Refused for another model than it was fitted for.",
+        show_default=False,
+    ),
+]
+ForceCalibrationModelOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force-calibration-model",
+        help="Apply --calibration even though it was fitted for another model (a warning names both).",
+    ),
+]
+
 
 def _in_range(ctx, param, value: int | None) -> int | None:
     """--max-pixels / --image-size: the sane range of :mod:`vcritic.model.resolution`, checked before any work (a model

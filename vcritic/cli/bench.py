@@ -225,10 +225,14 @@ def bench(
 def _given_predictions(bench, predictions_file: Path, root, multi: bool) -> list | None:
     """The rows of a --predictions file for a dataset's records; None for a dataset of 'all' that has none there
     (it is left out, and no file is written for it)."""
+    from vcritic.cli._output import stderr
     from vcritic.evaluation import bench as benchmark
 
     roots = [bench.root, *([root] if root else [])]
-    predictions = benchmark.read_predictions(predictions_file, bench.records, roots)
+    notes: list[str] = []
+    predictions = benchmark.read_predictions(predictions_file, bench.records, roots, notes=notes)
+    for note in notes:  # repeated rows of one image, counted once
+        stderr.print(f"{bench.title}: {note}", style="dim", markup=False)
     if any(p is not None for p in predictions):
         return predictions
     if multi:

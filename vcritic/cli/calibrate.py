@@ -175,7 +175,8 @@ def calibrate(
         else:
             from vcritic.evaluation import bench as benchmark
 
-            rows = benchmark.read_predictions(predictions, prepared.records, [prepared.root, *([root] if root else [])])
+            roots = [prepared.root, *([root] if root else [])]
+            rows = benchmark.read_predictions(predictions, prepared.records, roots, notes=notes)
             mos, labels, scale = _labelled(prepared, rows, target_name, f"in {predictions}", notes)
             source = prepared.name
     else:
@@ -260,6 +261,7 @@ def _score_records(prepared, critic, batch_size, workers) -> list:
 
 def _from_columns(path: Path, column: str, target_range, name, notes):
     """(scores, labels, the scale) from one CSV holding vcritic's ``mos`` and a label column."""
+    from vcritic.base.csvio import OneRowEach
     from vcritic.datasets.records import read_csv_table
     from vcritic.evaluation.calibration import TargetScale
     from vcritic.readout.schema import MOS_SCALE
@@ -271,8 +273,8 @@ def _from_columns(path: Path, column: str, target_range, name, notes):
                 f"{path} has no column {wanted!r} (found: {', '.join(h for h in header if h) or 'none'})",
                 hint="mos is vcritic's score (as vcritic score writes it); --target names the label column",
             )
-    mos, labels, skipped, repeated = [], [], 0, 0
-    seen: dict[str, tuple[int, tuple[float, float]]] = {}  # path -> (line, values): one image counts once
+    mos, labels, skipped = [], [], 0
+    once = OneRowEach(path, f"mos or {column} values")
     for number, row in enumerate(rows, 2):
         if (row.get("scale") or MOS_SCALE).strip() != MOS_SCALE:
             raise VcriticError(
@@ -295,24 +297,14 @@ def _from_columns(path: Path, column: str, target_range, name, notes):
                 hint="mos must be vcritic's score as vcritic score writes it",
             )
         image = (row.get("path") or "").strip()
-        if image and image in seen:
-            first, before = seen[image]
-            if before != values:
-                raise VcriticError(
-                    f"{path}: {image} appears on lines {first} and {number} with different mos or {column} values "
-                    f"({before[0]:g}, {before[1]:g} and {values[0]:g}, {values[1]:g})",
-                    hint="keep one row per image",
-                )
-            repeated += 1
+        if image and not once.first(image, image, number, values):
             continue
-        if image:
-            seen[image] = (number, values)
         mos.append(values[0])
         labels.append(values[1])
     if skipped:
         notes.append(f"{path.name}: {skipped} row(s) without a score or a {column} value are left out")
-    if repeated:
-        notes.append(f"{path.name}: {repeated} repeated row(s) (same image, same values) counted once")
+    if once.note():
+        notes.append(once.note())
     if target_range is None:
         low, high = (min(labels), max(labels)) if labels else (0.0, 1.0)
         if labels and high > low:

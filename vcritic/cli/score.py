@@ -9,8 +9,15 @@ from typing import Annotated
 
 import typer
 
+from vcritic.cli._calibration import check_calibration_model, read_calibration
 from vcritic.cli._exit import EXIT_PARTIAL
-from vcritic.cli._options import OverwriteOpt, TasksOpt, model_options
+from vcritic.cli._options import (
+    CalibrationOpt,
+    ForceCalibrationModelOpt,
+    OverwriteOpt,
+    TasksOpt,
+    model_options,
+)
 from vcritic.inference.model_spec import ModelSpec
 
 EPILOG = (
@@ -45,22 +52,8 @@ def score(
     ] = False,
     tasks: TasksOpt = "mos",
     spec: ModelSpec = ModelSpec(),
-    calibration_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--calibration",
-            help="A calibration.json from 'vcritic calibrate': adds mos_calibrated (the MOS on that dataset's own "
-            "scale) and calibrated_scale (which scale). Refused for another model than it was fitted for.",
-            show_default=False,
-        ),
-    ] = None,
-    force_calibration_model: Annotated[
-        bool,
-        typer.Option(
-            "--force-calibration-model",
-            help="Apply --calibration even though it was fitted for another model (a warning names both).",
-        ),
-    ] = False,
+    calibration_file: CalibrationOpt = None,
+    force_calibration_model: ForceCalibrationModelOpt = False,
 ) -> None:
     """Score image quality: MOS on a 0-100 scale (higher is better) for each image, as CSV; --tasks adds the five
     attributes and P(AI-generated).
@@ -84,7 +77,7 @@ def score(
     model_name = spec.model or default_for_command(spec.device, announce=False)
     judge = judge_for(model_name, spec.readout)
     untrained = bool(judge.untrained(wanted))
-    calibration = _read_calibration(calibration_file, wanted, model_name, spec, force_calibration_model)
+    calibration = read_calibration(calibration_file, wanted, model_name, spec, force_calibration_model)
     skipped: list[Path] = []
     unsearched: list[tuple[Path, str]] = []
     paths = require_images(inputs, skipped, unsearched)
@@ -133,7 +126,7 @@ def score(
                 if note:
                     stderr.print(note, style="yellow", markup=False)
                 if calibration is not None:  # now with the commit loading found
-                    _check_calibration_model(calibration, critic, spec.revision, spec.adapter, force_calibration_model)
+                    check_calibration_model(calibration, critic, spec.revision, spec.adapter, force_calibration_model)
                 started = time.perf_counter()
                 with make_progress() as progress:
                     task = progress.add_task("Scoring", total=len(todo), rate="")
@@ -174,35 +167,6 @@ def score(
     if failed:
         stderr.print(f"{failed} file(s) could not be scored; see the error column.", style="yellow", markup=False)
         raise typer.Exit(EXIT_PARTIAL if ok else 1)
-
-
-def _read_calibration(path: Path | None, tasks, model, spec: ModelSpec, force: bool):
-    """The --calibration file, checked before any work: readable, for MOS, and (unless forced) fitted for --model
-    by name; the commit is checked once loading has found it (:func:`_check_calibration_model`)."""
-    if path is None:
-        return None
-    from vcritic.errors import UsageError
-    from vcritic.evaluation.calibration import Calibration, model_identity
-
-    if "mos" not in tasks:
-        raise UsageError("--calibration maps the MOS, but --tasks leaves it out", hint="add mos to --tasks")
-    calibration = Calibration.load(path)
-    if not force:
-        calibration.check_model(model_identity(model, spec.revision, spec.adapter))
-    return calibration
-
-
-def _check_calibration_model(calibration, critic, revision, adapter, force: bool) -> None:
-    """Refuse (or, forced, warn once) when the loaded model is not the one the calibration was fitted for."""
-    from vcritic.evaluation.calibration import model_identity
-
-    warning = calibration.check_model(
-        model_identity(critic.source, revision, adapter, commit=critic.loaded.revision), force=force
-    )
-    if warning:
-        from vcritic.cli._output import stderr
-
-        stderr.print(f"Warning: {warning}", style="yellow", markup=False)
 
 
 def _check_calibrated_rows(rows, calibration, output) -> None:

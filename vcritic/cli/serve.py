@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vcritic.cli._options import ModelOpt, model_options
+from vcritic.cli._options import CalibrationOpt, ForceCalibrationModelOpt, ModelOpt, model_options
 from vcritic.inference.model_spec import ModelSpec
 
 EPILOG = (
@@ -75,15 +75,18 @@ def serve(
         int, typer.Option("--threads", min=1, help="Threads that decode and preprocess images while the model runs.")
     ] = 4,
     access_log: Annotated[bool, typer.Option("--access-log", help="Log every request (uvicorn's access log).")] = False,
+    calibration_file: CalibrationOpt = None,
+    force_calibration_model: ForceCalibrationModelOpt = False,
     spec: ModelSpec = ModelSpec(),
 ) -> None:
     """Serve the critic over HTTP: load once, then score and compare images for other programs (reward loops,
     pipelines, web back-ends), batching concurrent requests.
 
     Listens on 127.0.0.1:8000 by default. /health answers 503 while the model loads and 200 once it is ready. A
-    score is the one `vcritic score` gives for the same file; with --reproducible bitwise, whatever other requests
-    share its batch.
+    score is the one `vcritic score` gives for the same file (with --calibration, mos_calibrated too); with
+    --reproducible bitwise, whatever other requests share its batch.
     """
+    from vcritic.cli._calibration import check_calibration_model, read_calibration
     from vcritic.errors import UsageError
 
     try:
@@ -103,6 +106,11 @@ def serve(
 
     if api_key is not None and not api_key.strip():
         raise UsageError("--api-key is empty", hint="give a key, or leave the option and VCRITIC_API_KEY out")
+    # As score reads it, before anything starts: a request whose tasks leave out MOS gets no calibrated fields.
+    from vcritic.cli._model import default_for_command
+
+    model_name = spec.model or default_for_command(spec.device, announce=False)
+    calibration = read_calibration(calibration_file, ["mos"], model_name, spec, force_calibration_model)
     if api_key is None and not _is_loopback(host):
         stderr.print(f"Warning: listening on {host} without an API key: anyone who reaches it can use the model "
                      "(set VCRITIC_API_KEY)", style="yellow", markup=False)  # fmt: skip
@@ -110,7 +118,10 @@ def serve(
     def load():
         from vcritic.cli._model import load_for_command
 
-        return load_for_command(spec)
+        critic = load_for_command(spec)
+        if calibration is not None:  # now with the commit loading found
+            check_calibration_model(calibration, critic, spec.revision, spec.adapter, force_calibration_model)
+        return critic
 
     failed: list[BaseException] = []
     limits = Limits(
@@ -131,14 +142,16 @@ def serve(
             server.should_exit = True  # the error is reported once the server has stopped
             return critic
         shapes = f", {critic.fixed_shapes.describe()}" if critic.fixed_shapes else ""
+        calibrated = f", calibrated to {calibration.label}" if calibration is not None else ""
         stderr.print(f"Ready on http://{_url_host(host)}:{port} (docs at /docs): {critic.loaded}; max batch "
-                     f"{max_batch}, max wait {max_wait_ms:g} ms{shapes}", markup=False)  # fmt: skip
+                     f"{max_batch}, max wait {max_wait_ms:g} ms{shapes}{calibrated}", markup=False)  # fmt: skip
         return critic
 
     def load_and_report():
         return loaded_or_failed(load())
 
-    service = Service(load_and_report, limits, api_key=api_key, on_load_error=lambda err: loaded_or_failed(err=err))
+    service = Service(load_and_report, limits, api_key=api_key, calibration=calibration,
+                      on_load_error=lambda err: loaded_or_failed(err=err))  # fmt: skip
     config = uvicorn.Config(
         create_app(service),
         host=host,

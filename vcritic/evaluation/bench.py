@@ -192,14 +192,17 @@ def _real(path: Path) -> str:
     return os.path.normcase(os.path.realpath(path))
 
 
-def read_predictions(path: Path, records: Sequence[Record], roots: Sequence[Path] = ()) -> list[ScoreRow | None]:
+def read_predictions(
+    path: Path, records: Sequence[Record], roots: Sequence[Path] = (), notes: list[str] | None = None
+) -> list[ScoreRow | None]:
     """The row of a ``vcritic score`` CSV (path, mos, mos_std, scale, error) for each record; None where absent.
 
     Rows match records by resolved path; a relative path is tried against the current folder, the CSV's folder and
     each of ``roots``. Failing that, a row matches a record whose image name (as the annotation file gives it)
-    the row's path ends with, where exactly one row does.
+    the row's path ends with, where exactly one path does. Several rows for one record are one row when their
+    values are the same (counted in a note added to ``notes``) and a UsageError when they differ.
     """
-    from vcritic.base.csvio import cell_name
+    from vcritic.base.csvio import OneRowEach, cell_name
 
     header, rows = read_csv_table(path, ("path", "mos"), "a predictions CSV from `vcritic score` (path, mos, ...)")
     scale_ok = all((row.get("scale") or MOS_SCALE).strip() == MOS_SCALE for row in rows)
@@ -207,28 +210,49 @@ def read_predictions(path: Path, records: Sequence[Record], roots: Sequence[Path
         raise VcriticError(f"{path} has rows whose scale is not {MOS_SCALE}", hint="bench expects MOS on 0-100")
     attributes = [a for a in ATTRIBUTES if a in header]
     bases = list(dict.fromkeys([Path.cwd(), path.parent, *roots]))
-    by_path: dict[str, dict[str, str]] = {}
-    by_tail: dict[tuple[str, ...], list[dict[str, str]]] = defaultdict(list)
-    for row in rows:
+    by_path: dict[str, list[int]] = defaultdict(list)  # a file -> the rows naming it (numbers into rows)
+    by_tail: dict[tuple[str, ...], list[int]] = defaultdict(list)
+    for number, row in enumerate(rows):
         text = (row["path"] or "").strip()
         if not text:
             continue
         for spelling in dict.fromkeys([text, cell_name(text) or text]):  # and a \\xNN-escaped name's file
             given = Path(spelling).expanduser()
             for candidate in [given] if given.is_absolute() else [base / given for base in bases]:
-                by_path.setdefault(_real(candidate), row)
+                found = by_path[_real(candidate)]
+                if not found or found[-1] != number:
+                    found.append(number)
         parts = tuple(text.replace("\\", "/").split("/"))
         for k in range(1, min(len(parts), 4) + 1):
-            by_tail[parts[-k:]].append(row)
+            by_tail[parts[-k:]].append(number)
 
+    once = OneRowEach(path, "scores", show=_shown)
     matched: list[ScoreRow | None] = []
-    for record in records:
-        row = by_path.get(_real(record.path))
-        if row is None:
+    for index, record in enumerate(records):
+        candidates = by_path.get(_real(record.path))
+        if not candidates:
             tail = by_tail.get(tuple(record.image.replace("\\", "/").split("/")), [])
-            row = tail[0] if len(tail) == 1 else None
-        matched.append(None if row is None else _prediction(row, attributes, path))
+            # one path only: a name under several folders is ambiguous; the same path repeated is one image
+            candidates = tail if len({rows[n]["path"].strip() for n in tail}) == 1 else []
+        prediction = None
+        for number in candidates:
+            row = _prediction(rows[number], attributes, path)
+            values = (row.mos, row.mos_std, sorted(row.attributes.items()), row.p_ai_generated, row.error)
+            if once.first(index, rows[number]["path"].strip(), number + 2, values):
+                prediction = row
+        matched.append(prediction)
+    if notes is not None and once.note():
+        notes.append(once.note())
     return matched
+
+
+def _shown(values: tuple) -> str:
+    """A prediction's values as :func:`read_predictions` compares them, for an error message."""
+    mos, std, attributes, p_ai, error = values
+    if error is not None:
+        return f"error {error!r}"
+    named = [("mos", mos), ("mos_std", std), *attributes, ("p_ai_generated", p_ai)]
+    return " ".join(f"{name} {value:g}" for name, value in named if value is not None)
 
 
 def _prediction(row: dict[str, str], attributes: Sequence[str], path: Path) -> ScoreRow:

@@ -7,11 +7,11 @@ questions a score asks, or compare), since one forward reads one set of question
 item's future, so every answer goes back to the request that asked.
 
 The model runs in one thread (:class:`ModelThread`), never on the event loop. A batch that runs out of GPU memory
-is run again at half the size and later batches stay at that size (the rule of :mod:`vcritic.engine.batches`); an item
-too
-large even alone gets :data:`vcritic.engine.batches.TOO_LARGE` as its error. Any other failure of a batch is retried
-item by
-item, so one item's failure does not take its neighbours down.
+is run again at half the size and later batches stay at that size (:func:`vcritic.engine.batches.retry_smaller`, the
+batch
+engine's rule); an item too large even alone gets :data:`vcritic.engine.batches.TOO_LARGE` as its error. Any other
+failure
+of a batch is retried item by item, so one item's failure does not take its neighbours down.
 """
 
 from __future__ import annotations
@@ -83,8 +83,8 @@ class Batcher:
     """Collects items into batches and runs ``run_batch(key, payloads) -> results`` (one result per payload, in
     order) on the model thread.
 
-    ``is_out_of_memory(err)`` recognises a batch that ran out of memory, ``release()`` frees cached memory after one;
-    ``on_batch(size, seconds)`` and ``on_halving(new_size)`` are for metrics.
+    ``device()`` is the model's device (asked after a batch ran out of memory, to free its cached memory: the model
+    loads after the batcher starts); ``on_batch(size, seconds)`` and ``on_halving(new_size)`` are for metrics.
     """
 
     def __init__(
@@ -94,8 +94,7 @@ class Batcher:
         *,
         max_batch: int,
         max_wait: float,
-        is_out_of_memory: Callable[[BaseException], bool] = lambda err: False,
-        release: Callable[[], None] = lambda: None,
+        device: Callable[[], Any],
         on_batch: Callable[[int, float], None] = lambda size, seconds: None,
         on_halving: Callable[[int], None] = lambda size: None,
     ):
@@ -105,8 +104,7 @@ class Batcher:
         self.model_thread = model_thread
         self.plan = BatchPlan(max_batch)  # current: the size in use, halved after running out of memory
         self.max_wait = max_wait
-        self.is_out_of_memory = is_out_of_memory
-        self.release = release
+        self.device = device
         self.on_batch = on_batch
         self.on_halving = on_halving
         self._queue: asyncio.Queue[_Item] = asyncio.Queue()
@@ -159,7 +157,7 @@ class Batcher:
     def _run(self, key: Hashable, payloads: Sequence[Any]) -> list[Any]:
         """On the model thread: results for ``payloads``, in chunks of the current batch size, halving on
         out-of-memory; an exception in the list stands for an item that failed alone."""
-        from vcritic.engine.batches import TOO_LARGE
+        from vcritic.engine.batches import TOO_LARGE, is_out_of_memory, retry_smaller
 
         results: list[Any] = []
         start = 0
@@ -169,10 +167,10 @@ class Batcher:
             try:
                 found = self.run_batch(key, chunk)
             except Exception as err:
-                if self.is_out_of_memory(err):
-                    self.release()
-                    self.plan.current = min(self.plan.current, len(chunk))  # a short tail: halve what ran
-                    if self.plan.halve():
+                if is_out_of_memory(err):
+                    # A batch gathered short of the size in use: halve what ran, not the size it did not reach.
+                    self.plan.current = min(self.plan.current, len(chunk))
+                    if retry_smaller(err, self.plan, self.device()):  # the rest of this batch runs at the new size
                         self.on_halving(self.plan.current)
                         continue
                     results.append(ItemError(TOO_LARGE))

@@ -24,12 +24,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request  # resolved by name from the endpoints' annotations (postponed by the import above)
 
 from vcritic.errors import VcriticError
 from vcritic.serve.batcher import Batcher, ItemError, ModelThread
+
+if TYPE_CHECKING:
+    from vcritic.evaluation.calibration import Calibration
 
 MIB = 1 << 20
 # Pillow's own decompression-bomb threshold (it raises at twice this): about 89 megapixels.
@@ -101,14 +104,17 @@ class Service:
     ``load()`` returns a :class:`vcritic.inference.critic.Critic` (with ``.loaded``, as the CLI's loader sets); it runs
     on the
     model thread once the server is up, so ``/health`` answers 503 while it runs. ``on_load_error(err)`` is called if
-    it raises (the CLI then stops the server and reports the error).
+    it raises (the CLI then stops the server and reports the error). With a ``calibration``, score rows that read
+    MOS carry ``mos_calibrated`` and ``calibrated_scale``, as ``vcritic score --calibration`` writes them.
     """
 
     def __init__(self, load: Callable[[], Any], limits: Limits = Limits(), *, api_key: str | None = None,
-                 on_load_error: Callable[[BaseException], None] | None = None):  # fmt: skip
+                 on_load_error: Callable[[BaseException], None] | None = None,
+                 calibration: Calibration | None = None):  # fmt: skip
         self.load = load
         self.limits = limits
         self.api_key = api_key
+        self.calibration = calibration
         self.on_load_error = on_load_error
         self.critic = None
         self.load_error: BaseException | None = None
@@ -122,8 +128,6 @@ class Service:
 
     # -- life cycle ----------------------------------------------------------------------------------------------
     async def start(self) -> None:
-        from vcritic.engine.batches import is_out_of_memory
-
         self._pool = ThreadPoolExecutor(self.limits.threads, thread_name_prefix="vcritic-encode")
         self.model_thread = ModelThread()
         self.batcher = Batcher(
@@ -131,8 +135,7 @@ class Service:
             self.model_thread,
             max_batch=self.limits.max_batch,
             max_wait=self.limits.max_wait_ms / 1000,
-            is_out_of_memory=is_out_of_memory,
-            release=self._release_memory,
+            device=lambda: self.critic.device,
             on_batch=self.metrics.on_batch,
             on_halving=lambda size: self.metrics.halvings.inc(),
         )
@@ -156,11 +159,6 @@ class Service:
             self.load_error = err
             if self.on_load_error is not None:
                 self.on_load_error(err)
-
-    def _release_memory(self) -> None:
-        from vcritic.engine.batches import release_cached_memory
-
-        release_cached_memory(self.critic.device)
 
     # -- checks --------------------------------------------------------------------------------------------------
     def check_key(self, given: str | None) -> None:
@@ -280,7 +278,7 @@ class Service:
         untrained = self.critic.untrained(tasks)
         answers = await self._answer(("score", questions), self._encode_score, [(questions, d) for _, d in images])
         rows = [
-            score_row(name, result, error, tasks, untrained)
+            score_row(name, result, error, tasks, untrained, self.calibration)
             for (name, _), (result, error) in zip(images, answers, strict=True)
         ]
         self._count("/v1/score", rows)
@@ -323,25 +321,32 @@ class Service:
             "reproducible": critic.fixed_shapes.describe() if critic.fixed_shapes else None,
             "tasks": [*TASKS, "all"],
             "scale": "0-100",
+            "calibrated_scale": self.calibration.label if self.calibration is not None else None,
             "limits": {**asdict(self.limits), "max_batch": self.batcher.plan.current},
         }
 
 
-def score_row(name: str | None, score, error: str | None, tasks: Sequence[str], untrained: Sequence[str] = ()) -> dict:
+def score_row(name: str | None, score, error: str | None, tasks: Sequence[str], untrained: Sequence[str] = (),
+              calibration: Calibration | None = None) -> dict:  # fmt: skip
     """A ``vcritic score`` CSV row as JSON: the same fields (:func:`vcritic.readout.schema.score_columns`, ``untrained``
     too
-    when the judge was not trained for some of ``tasks``), numbers as numbers, null where the CSV has an empty cell."""
+    when the judge was not trained for some of ``tasks``, the calibrated ones with a ``calibration``), numbers as
+    numbers, null where the CSV has an empty cell."""
     from vcritic.pipeline.scoring import NO_RATING
     from vcritic.readout.schema import MOS_SCALE, score_columns
 
     values: dict[str, Any] = {"path": name, "scale": MOS_SCALE, "error": error, "untrained": ",".join(untrained)}
+    if calibration is not None:
+        values["calibrated_scale"] = calibration.label
     if score is not None:
         values.update(mos=score.mos, mos_std=score.mos_std, p_ai_generated=score.p_ai_generated)
+        if calibration is not None:
+            values["mos_calibrated"] = calibration.apply(score.mos)
         values.update(score.attributes)
         values.update({f"{name}_std": value for name, value in score.attributes_std.items()})
         if "mos" in tasks and score.mos is None and error is None:  # a reasoning judge that wrote no number
             values["error"] = NO_RATING
-    columns = score_columns(tasks, untrained=bool(untrained))
+    columns = score_columns(tasks, calibrated=calibration is not None, untrained=bool(untrained))
     return {column: _finite(values.get(column)) for column in columns}
 
 

@@ -149,13 +149,9 @@ def _torch_load(path: Path, *, weights_only: bool, allowed: list | None = None):
     kwargs: dict[str, Any] = {"map_location": "cpu", "weights_only": weights_only}
     if weights_only and zipfile.is_zipfile(path):
         kwargs["mmap"] = True  # only the pickled structure is read here, not the tensors of a large optimizer
-    scoped = getattr(torch.serialization, "safe_globals", None)
     if not allowed:
         return torch.load(path, **kwargs)
-    if scoped is None:  # compat: torch 2.4 has only the process-wide allowlist (numpy array types: plain data)
-        torch.serialization.add_safe_globals(allowed)
-        return torch.load(path, **kwargs)
-    with scoped(allowed):
+    with torch.serialization.safe_globals(allowed):
         return torch.load(path, **kwargs)
 
 

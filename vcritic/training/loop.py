@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from vcritic.base.files import check_output_folder, locked_folder, write_json_atomically, write_text_atomically
+from vcritic.base.limits import MAX_JSON_BYTES, check_input
 from vcritic.data.dialogues import Dialogue, read_dialogues
 from vcritic.errors import VcriticError
 from vcritic.model.resolution import MANIFEST_KEY
@@ -106,11 +107,16 @@ def read_data(folder: Path) -> TrainData:
     val = list(read_dialogues(folder / "val.jsonl")) if (folder / "val.jsonl").is_file() else []
     info: dict[str, Any] = {}
     if (folder / "data.json").is_file():
+        check_input(folder / "data.json", MAX_JSON_BYTES, "a data.json")
         try:
-            info = json.loads((folder / "data.json").read_text())
+            info = json.loads((folder / "data.json").read_text(encoding="utf-8"))
         except json.JSONDecodeError as err:
             raise VcriticError(
                 f"{folder / 'data.json'} is not valid JSON: {err.msg}", hint="rebuild the data"
+            ) from None
+        except (UnicodeDecodeError, RecursionError):
+            raise VcriticError(
+                f"{folder / 'data.json'} is not a data.json vcritic wrote", hint="rebuild the data"
             ) from None
     _check_images(folder, dialogues + val)
     return TrainData(dialogues, val, folder, info)
@@ -230,7 +236,7 @@ def _create_output(output: Path) -> None:
 
 def _resume_config(output: Path, stage: int, model: str, data: Path, config: TrainConfig) -> TrainConfig:
     """The saved run's config; only keys that do not change the computation may differ."""
-    run = json.loads((output / RUN).read_text())
+    run = _read_run(output / RUN)
     if run["stage"] != stage:
         raise VcriticError(f"{output} was a stage-{run['stage']} run, not stage {stage}", hint="use its --stage")
     # A local --model matches by folder (./m, m and /abs/m are one), as --data does.
@@ -259,6 +265,19 @@ def _resume_config(output: Path, stage: int, model: str, data: Path, config: Tra
     return resumed
 
 
+def _read_run(path: Path) -> dict[str, Any]:
+    """The ``run.json`` of an output folder, refused before reading when it is over the JSON bound."""
+    check_input(path, MAX_JSON_BYTES, "a run.json")
+    text = path.read_text(encoding="utf-8", errors="replace")
+    try:
+        run = json.loads(text)
+    except (ValueError, RecursionError):
+        run = None
+    if not isinstance(run, dict):
+        raise VcriticError(f"{path} is not a run.json vcritic wrote", hint="start the run again with --overwrite")
+    return run
+
+
 def resume_settings(
     output: str | Path, config: TrainConfig, given: Collection[str], *, whole: bool = False
 ) -> TrainConfig:
@@ -268,8 +287,8 @@ def resume_settings(
     run's, so ``--resume`` alone finishes a run started with any ``--config``. Without a saved run, ``config``."""
     path = Path(output).expanduser() / RUN
     try:
-        saved = json.loads(path.read_text())["config"]
-    except (OSError, ValueError, KeyError, TypeError):
+        saved = _read_run(path)["config"]
+    except (OSError, KeyError):
         return config
     if not isinstance(saved, dict):
         return config
