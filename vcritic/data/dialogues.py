@@ -30,6 +30,14 @@ from vcritic.base.files import open_atomically
 from vcritic.errors import VcriticError
 
 TASKS = ("relativity", "quality", "attributes", "authenticity", "description", "instruction", "decline")
+# The refusals a ``decline`` dialogue answers with: stage 3 teaches them (vcritic.data.instruct), and training's
+# decline rate looks for them (vcritic.training.evaluate).
+DECLINES = (
+    "I'm sorry, but I can only help with questions about the visual quality of images.",
+    "That is outside what I can help with: I assess image quality. Ask me how good this image looks instead.",
+    "I can't answer that. I am an image quality assistant; I can rate or describe the quality of this picture.",
+    "Sorry, that question is not about image quality, so I will not answer it. I can evaluate this image for you.",
+)
 REQUIRED = ("question", "task", "images", "instruction", "answer")
 
 # Bounds on what a dialogue file may hold, checked as it is read. The paper's longest texts (LLaVA-Instruct answers,

@@ -25,8 +25,15 @@ from typing import Any
 from vcritic.base.files import check_output_folder, locked_folder, write_json_atomically, write_text_atomically
 from vcritic.data.dialogues import Dialogue, read_dialogues
 from vcritic.errors import VcriticError
-from vcritic.model.resolution import MANIFEST_KEY
-from vcritic.model.vcritic_json import MANIFEST, manifest_adapters
+from vcritic.model.vcritic_json import (
+    MANIFEST,
+    WHOLE_MODEL,
+    manifest_adapters,
+    manifest_base,
+    manifest_stages,
+    manifest_trained_on,
+    write_manifest,
+)
 from vcritic.pipeline.distributed import check_launch_device
 from vcritic.training.checkpoints import (
     CHECKPOINTS,
@@ -691,8 +698,6 @@ def _export(net, loaded, output: Path, model: str, revision, stage: int, config:
     """Write the trained directory: adapter, processor, earlier stages' adapters and ``vcritic.json``."""
     from peft import PeftModel
 
-    from vcritic import __version__
-
     net.save_pretrained(output, safe_serialization=True)
     loaded.processor.save_pretrained(output)
     adapters = ["."]
@@ -700,11 +705,11 @@ def _export(net, loaded, output: Path, model: str, revision, stage: int, config:
     previous = loaded.manifest
     if not isinstance(net, PeftModel):
         # Trained in full (lora_r 0): a whole model, with every earlier stage already in its weights.
-        base, base_revision, adapters = ".", None, []
+        base, base_revision, adapters = WHOLE_MODEL, None, []
     elif previous is not None:
         # Training on top of an earlier stage: keep its adapters here so this folder loads on its own.
-        base, base_revision = previous["base_model"], previous.get("base_revision")
-        if base == ".":
+        base, base_revision = manifest_base(previous)
+        if base == WHOLE_MODEL:
             base, base_revision = str(loaded.directory.resolve()), None
         chain = manifest_adapters(previous)
         copied = []
@@ -715,31 +720,28 @@ def _export(net, loaded, output: Path, model: str, revision, stage: int, config:
                 shutil.copy2(loaded.directory / name / file, target / file)
             copied.append(f"{PREVIOUS}/{i}")
         adapters = copied + adapters
+    earlier = previous or {}
     trained_on = sorted(
         set(data.info.get("datasets") or [d.dataset for d in data.dialogues if d.dataset])
-        | set((previous or {}).get("trained_on") or [])
+        | set(manifest_trained_on(earlier))
     )
     readout, trained_tasks = _judge_entries(model, previous, data)
-    manifest = {
-        "format": 1,
-        "base_model": base,
-        "base_revision": base_revision,
-        "adapters": adapters,
-        "stage": stage,
-        "stages": [*((previous or {}).get("stages") or []), stage],
-        "data": str(data.root.resolve()),
-        "trained_on": trained_on,
-        "config": config.to_dict(),
+    write_manifest(
+        output,
+        base_model=base,
+        base_revision=base_revision,
+        adapters=adapters,
+        stages=[*manifest_stages(earlier), stage],
+        data=data.root.resolve(),
+        trained_on=trained_on,
+        config=config.to_dict(),
         # What every image was resized to in training (and evaluation): score/compare/bench use it by default.
-        MANIFEST_KEY: loaded.resolution.as_manifest(),
+        resolution=loaded.resolution,
         # How scoring asks this model for MOS (vcritic.model.judges), and the tasks it was trained for: what it was
         # taught here, and what the judge it started from already knew.
-        "readout": readout,
-        "trained_tasks": trained_tasks,
-        "vcritic_version": __version__,
-        "description": f"VisualCritic stage {stage} on {base}",
-    }
-    write_json_atomically(output / MANIFEST, manifest)
+        readout=readout,
+        trained_tasks=trained_tasks,
+    )
 
 
 def _judge_entries(model: str, previous: dict | None, data: TrainData) -> tuple[str, list[str]]:
