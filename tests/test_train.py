@@ -20,7 +20,8 @@ from vcritic.inference.critic import Critic
 from vcritic.inference.loading import load_critic
 from vcritic.readout.prompts import COMPARE, QUALITY
 from vcritic.training.config import load_config
-from vcritic.training.loop import TrainingFailed, TrainingInterrupted, train
+from vcritic.training.run import train
+from vcritic.training.stopping import TrainingFailed, TrainingInterrupted
 
 
 def write_pairs(folder: Path, sources, n: int = 8, *, quality: bool = False, size: int = 128) -> Path:
