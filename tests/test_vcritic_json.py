@@ -10,7 +10,7 @@ import torch
 from vcritic.inference.loading import load_critic
 from vcritic.model.resolution import Resolution, native_size
 from vcritic.model.vcritic_json import (
-    MANIFEST,
+    VCRITIC_JSON,
     manifest_adapters,
     manifest_base,
     manifest_stages,
@@ -46,7 +46,7 @@ def test_a_written_manifest_loads_back_through_load_critic(tiny_llava, tmp_path,
         readout="q-realign",
         trained_tasks=["mos", "attributes"],
     )
-    assert path == trained / MANIFEST and not list(trained.glob(".*vcritic-new"))  # atomic: no temporary left
+    assert path == trained / VCRITIC_JSON and not list(trained.glob(".*vcritic-new"))  # atomic: no temporary left
 
     critic = load_critic(trained)  # no flag: everything comes from vcritic.json
     written = json.loads(path.read_text())

@@ -31,7 +31,7 @@ from vcritic.errors import VcriticError
 if TYPE_CHECKING:
     from vcritic.model.resolution import Resolution
 
-MANIFEST = "vcritic.json"
+VCRITIC_JSON = "vcritic.json"
 FORMAT = 1
 WHOLE_MODEL = "."  # base_model of a model trained in full: its weights are in the trained directory itself
 RESOLUTION = "resolution"  # the key chosen_resolution reads and names in its error
@@ -70,13 +70,13 @@ def write_manifest(
         "vcritic_version": __version__,
         "description": f"VisualCritic stage {stages[-1]} on {base_model}",
     }
-    path = directory / MANIFEST
+    path = directory / VCRITIC_JSON
     write_json_atomically(path, manifest)
     return path
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
-    path = directory / MANIFEST
+    path = directory / VCRITIC_JSON
     if not path.is_file():
         return None
     try:
@@ -115,7 +115,7 @@ def manifest_trained_tasks(manifest: dict[str, Any]) -> tuple[str, ...] | None:
     if value is None:
         return None
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise VcriticError(f"{MANIFEST}: 'trained_tasks' must be a list of task names", hint='e.g. ["mos"]')
+        raise VcriticError(f"{VCRITIC_JSON}: 'trained_tasks' must be a list of task names", hint='e.g. ["mos"]')
     return tuple(value)
 
 
@@ -131,7 +131,7 @@ def manifest_adapters(manifest: dict[str, Any]) -> list[str]:
     if adapters is None:
         return [manifest.get("adapter", ".")]
     if not isinstance(adapters, list) or not all(isinstance(a, str) for a in adapters):
-        raise VcriticError(f"{MANIFEST}: 'adapters' must be a list of folders", hint='e.g. ["previous/1", "."]')
+        raise VcriticError(f"{VCRITIC_JSON}: 'adapters' must be a list of folders", hint='e.g. ["previous/1", "."]')
     return adapters
 
 
@@ -147,7 +147,7 @@ def manifest_adapter_dirs(directory: Path, manifest: dict[str, Any]) -> list[Pat
         inside = [target, target / "adapter_config.json", *target.glob("adapter_model.*")]
         if Path(name).is_absolute() or ".." in parts or not all(_within(p, root) for p in inside):
             raise VcriticError(
-                f"{directory / MANIFEST} names the adapter {name!r}, which is outside {directory}",
+                f"{directory / VCRITIC_JSON} names the adapter {name!r}, which is outside {directory}",
                 hint='a trained folder names only folders inside itself (e.g. "." or "previous/1"); copy the '
                 "adapter into it and name it by its relative path",
             )

@@ -105,6 +105,8 @@ def _train(
     allow_stage_mismatch: bool,
     on_event: Callable[[dict[str, Any]], None] | None,
 ) -> Trained:
+    """One run, in order: refuse what can be refused before the model loads, load it, create the run folder, step,
+    and write the trained directory."""
     from accelerate.utils import set_seed
 
     from vcritic.inference.critic import Family

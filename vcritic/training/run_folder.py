@@ -19,7 +19,7 @@ from pathlib import Path
 
 from vcritic.base.files import check_output_folder, locked_folder, write_json_atomically, write_text_atomically
 from vcritic.errors import VcriticError
-from vcritic.model.vcritic_json import MANIFEST
+from vcritic.model.vcritic_json import VCRITIC_JSON
 from vcritic.training.checkpoints import CHECKPOINTS, checkpoint_dirs
 from vcritic.training.run_json import RUN
 
@@ -53,7 +53,7 @@ def check_not_inputs(output: Path, *, model: str, data: Path) -> None:
 def check_output(output: Path, *, resume: bool, overwrite: bool) -> None:
     """Refuse, before any work, an output that would be overwritten without ``overwrite`` (or not resumed), and an
     ``overwrite`` of a folder that is not a vcritic training output or holds anything vcritic did not write there."""
-    ours = (output / RUN).is_file() or (output / MANIFEST).is_file()
+    ours = (output / RUN).is_file() or (output / VCRITIC_JSON).is_file()
     if resume:
         if not checkpoint_dirs(output):
             # A run stopped before its first checkpoint left run.json: rerunning without --resume is refused too.

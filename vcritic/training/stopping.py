@@ -50,7 +50,7 @@ def agree(accelerator, error: BaseException | None) -> None:
         raise ProcessFailed(error, ranks)
 
 
-def describe(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
     """One line for an error: vcritic's own message, or the exception's type and first line."""
     if isinstance(error, VcriticError):
         return error.message
@@ -80,7 +80,7 @@ def stopped(
             ranks = err.ranks if isinstance(err, ProcessFailed) else []
             failure = f"process {', '.join(map(str, ranks))} failed (its own message says why)"
         else:
-            failure = describe(cause)
+            failure = one_line(cause)
         kind, what = TrainingFailed, f"training failed in step {step + 1} of {steps}: {failure}"
     if saved is not None:
         if kind is TrainingInterrupted:
@@ -90,7 +90,7 @@ def stopped(
     if applying:
         why = f"step {step + 1}'s update was half applied, so it was not saved"
     elif save_error is not None:
-        why = f"saving a checkpoint failed too ({describe(save_error)})"
+        why = f"saving a checkpoint failed too ({one_line(save_error)})"
     elif not together:
         why = "with several processes, only a failure while loading a batch or in the forward pass can be saved"
     else:
@@ -111,5 +111,5 @@ def result_failed(error: BaseException, step: int, output: Path) -> TrainingFail
         hint = f"fix the cause, then run the same command plus --resume (output: {output}): it continues from "
         hint += f"{newest[-1].name}" + (" and only writes the output" if newest[-1].name == f"step-{step}" else "")
     return TrainingFailed(
-        f"training did all {step} steps, but writing the result to {output} failed: {describe(error)}", hint=hint
+        f"training did all {step} steps, but writing the result to {output} failed: {one_line(error)}", hint=hint
     )
