@@ -76,6 +76,7 @@ def write_manifest(
 
 
 def read_manifest(directory: Path) -> dict[str, Any] | None:
+    """The ``vcritic.json`` of ``directory`` as written, or None when it has none; it must name a ``base_model``."""
     path = directory / VCRITIC_JSON
     if not path.is_file():
         return None
