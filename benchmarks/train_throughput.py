@@ -1,7 +1,7 @@
 """Training throughput of `vcritic train` (the real loop, not a hand-written one): samples/s and peak GPU memory.
 
 Builds a random model (no download), writes relativity dialogues over scikit-image pictures, and runs a few
-optimizer steps of `vcritic.training.loop.train` for each micro-batch size, with gradient checkpointing on or off.
+optimizer steps of `vcritic.training.run.train` for each micro-batch size, with gradient checkpointing on or off.
 Figures come from the run's own metrics.jsonl (the first logged window, which includes warm-up, is skipped).
 
     python benchmarks/train_throughput.py                                  # small random LLaVA, CPU-sized
@@ -101,7 +101,7 @@ def main() -> None:
 
     from vcritic.testing import build_llava
     from vcritic.training.config import load_config
-    from vcritic.training.loop import train
+    from vcritic.training.run import train
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)

@@ -11,7 +11,7 @@ from support.training import read_metrics, wiring_config, write_pairs
 
 from vcritic.cli.app import main
 from vcritic.errors import VcriticError
-from vcritic.training.loop import train
+from vcritic.training.run import train
 
 
 class _Planted:

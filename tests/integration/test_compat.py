@@ -228,7 +228,7 @@ def test_accelerator_is_made_where_accelerate_has_no_state_to_reset(notes, monke
     import torch
     from accelerate.state import AcceleratorState
 
-    from vcritic.training.loop import _accelerator
+    from vcritic.training.prepare import accelerator_on as _accelerator
 
     assert _accelerator(torch.device("cpu")).device == torch.device("cpu") and notes() == []
     monkeypatch.delattr(AcceleratorState, "_reset_state")

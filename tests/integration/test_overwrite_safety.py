@@ -9,7 +9,7 @@ from support.training import wiring_config, write_pairs
 
 from vcritic.cli.app import main
 from vcritic.errors import VcriticError
-from vcritic.training.loop import train
+from vcritic.training.run import train
 
 # Every test here trains a tiny model: on one torch thread (conftest.one_torch_thread).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -24,7 +24,8 @@ from vcritic.inference.critic import Critic
 from vcritic.inference.loading import load_critic
 from vcritic.readout.prompts import QUALITY
 from vcritic.training.config import load_config
-from vcritic.training.loop import TrainingFailed, TrainingInterrupted, train
+from vcritic.training.run import train
+from vcritic.training.stopping import TrainingFailed, TrainingInterrupted
 
 # Every test here trains a tiny model: on one torch thread (conftest.one_torch_thread).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -379,9 +379,10 @@ def _sparse(path: Path, size: int) -> Path:
 
 def test_vcritic_json_data_json_and_run_json_over_the_json_bound_are_refused_naming_file_and_bound(tmp_path):
     from vcritic.base.limits import MAX_JSON_BYTES
+    from vcritic.data.datadir import read_train_data as read_data
     from vcritic.inference.loading import read_manifest
     from vcritic.training.config import TrainConfig
-    from vcritic.training.loop import read_data, resume_settings
+    from vcritic.training.run_json import resume_settings
 
     for folder in ("model", "data", "run"):
         (tmp_path / folder).mkdir()
@@ -413,7 +414,7 @@ def test_score_with_an_oversized_vcritic_json_is_one_line_before_loading(tmp_pat
 @pytest.mark.parametrize("text", ['{"config": ', "[1, 2]", "\udcff", "[" * 50_000])
 def test_a_damaged_run_json_is_one_line_on_resume(tmp_path, text):
     from vcritic.training.config import TrainConfig
-    from vcritic.training.loop import resume_settings
+    from vcritic.training.run_json import resume_settings
 
     (tmp_path / "run.json").write_text(text, errors="surrogateescape")
     with pytest.raises(VcriticError, match="run.json is not a run.json vcritic wrote"):

@@ -108,8 +108,9 @@ def test_an_unknown_readout_is_refused_before_loading(capsys):
 
 
 def test_a_trained_folder_records_its_readout_and_tasks(tmp_path):
+    from vcritic.data.datadir import TrainData
     from vcritic.data.dialogues import Dialogue
-    from vcritic.training.loop import TrainData, _judge_entries
+    from vcritic.training.export import _judge_entries
 
     def taught(*questions):
         return TrainData([Dialogue(q, "", ("a.png",), "", "") for q in questions], [], tmp_path, {})

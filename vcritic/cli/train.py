@@ -92,8 +92,8 @@ def train(
     from vcritic.cli._output import make_progress, progress_enabled, stderr
     from vcritic.errors import UsageError
     from vcritic.training.config import ConfigValueError, explicit_keys, load_config
-    from vcritic.training.loop import resume_settings
-    from vcritic.training.loop import train as run_training
+    from vcritic.training.run import train as run_training
+    from vcritic.training.run_json import resume_settings
 
     overrides = dict(
         steps=steps,

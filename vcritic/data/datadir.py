@@ -19,12 +19,13 @@ import csv
 import json
 import random
 from collections.abc import Hashable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 from vcritic.base.files import check_output_folder, leftover_temps, write_json_atomically
 from vcritic.base.limits import MAX_JSON_BYTES, check_input
-from vcritic.data.dialogues import Dialogue, write_dialogues
+from vcritic.data.dialogues import Dialogue, read_dialogues, write_dialogues
 from vcritic.errors import VcriticError
 
 DATA_FORMAT = 1
@@ -137,6 +138,60 @@ def read_info(folder: Path) -> dict[str, Any]:
     if not isinstance(record, dict) or record.get("format") != DATA_FORMAT:
         raise VcriticError(f"{path} has an unknown format", hint="rebuild the folder with this vcritic version")
     return record
+
+
+@dataclass
+class TrainData:
+    """A data folder as ``vcritic train`` reads it: the training and held-out dialogues, the folder their image paths
+    are relative to, and its ``data.json`` (empty when it has none)."""
+
+    dialogues: list[Dialogue]
+    val: list[Dialogue]
+    root: Path
+    info: dict[str, Any]
+
+
+def read_train_data(folder: Path) -> TrainData:
+    """A folder written by ``vcritic data build`` / ``vcritic data synth``, for training: dialogues.jsonl, and
+    val.jsonl and data.json where they are (a folder of hand-written dialogues may lack them)."""
+    folder = Path(folder).expanduser()
+    path = folder / DIALOGUES
+    if not folder.is_dir():
+        raise VcriticError(
+            f"--data {folder} is not a folder" if folder.exists() else f"--data: no such folder: {folder}",
+            hint="give the folder vcritic data build --out (or data synth) wrote",
+        )
+    if not path.is_file():
+        raise VcriticError(f"{folder} has no {DIALOGUES}", hint="build it with: vcritic data build --out DIR")
+    dialogues = list(read_dialogues(path))
+    if not dialogues:
+        raise VcriticError(f"{path} has no dialogues", hint="rebuild it with: vcritic data build")
+    val = list(read_dialogues(folder / VAL)) if (folder / VAL).is_file() else []
+    info: dict[str, Any] = {}
+    if (folder / INFO).is_file():
+        check_input(folder / INFO, MAX_JSON_BYTES, "a data.json")
+        try:
+            info = json.loads((folder / INFO).read_text(encoding="utf-8"))
+        except json.JSONDecodeError as err:
+            raise VcriticError(f"{folder / INFO} is not valid JSON: {err.msg}", hint="rebuild the data") from None
+        except (UnicodeDecodeError, RecursionError):
+            raise VcriticError(f"{folder / INFO} is not a data.json vcritic wrote", hint="rebuild the data") from None
+    _check_images(folder, dialogues + val)
+    return TrainData(dialogues, val, folder, info)
+
+
+def _check_images(folder: Path, dialogues: list[Dialogue]) -> None:
+    """Refuse, before the model loads, dialogues whose images are gone (a moved dataset, a deleted file): found
+    mid-run they stopped training with "file not found" and lost the steps since the last checkpoint."""
+    names = {name for dialogue in dialogues for name in dialogue.images}
+    missing = sorted(
+        name for name in names if not (Path(name) if Path(name).is_absolute() else folder / name).is_file()
+    )
+    if missing:
+        raise VcriticError(
+            f"{len(missing)} image(s) named in {folder} are missing, e.g. {missing[0]}",
+            hint="restore them, or rebuild the data folder with vcritic data build/synth",
+        )
 
 
 def summary_table(record: dict[str, Any], title: str):

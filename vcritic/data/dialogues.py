@@ -29,7 +29,15 @@ from typing import Any
 from vcritic.base.files import open_atomically
 from vcritic.errors import VcriticError
 
-TASKS = ("relativity", "quality", "attributes", "authenticity", "description", "instruction", "decline")
+DIALOGUE_TASKS = ("relativity", "quality", "attributes", "authenticity", "description", "instruction", "decline")
+# The refusals a ``decline`` dialogue answers with: stage 3 teaches them (vcritic.data.instruct), and training's
+# decline rate looks for them (vcritic.training.evaluate).
+DECLINES = (
+    "I'm sorry, but I can only help with questions about the visual quality of images.",
+    "That is outside what I can help with: I assess image quality. Ask me how good this image looks instead.",
+    "I can't answer that. I am an image quality assistant; I can rate or describe the quality of this picture.",
+    "Sorry, that question is not about image quality, so I will not answer it. I can evaluate this image for you.",
+)
 REQUIRED = ("question", "task", "images", "instruction", "answer")
 
 # Bounds on what a dialogue file may hold, checked as it is read. The paper's longest texts (LLaVA-Instruct answers,
@@ -132,8 +140,8 @@ def check_record(record: Any, where: str) -> Dialogue:
             )
     if record["question"] not in QUESTIONS:
         raise VcriticError(f"{where}: unknown question {record['question']!r}", hint=f"known: {', '.join(QUESTIONS)}")
-    if record["task"] not in TASKS:
-        raise VcriticError(f"{where}: unknown task {record['task']!r}", hint=f"known: {', '.join(TASKS)}")
+    if record["task"] not in DIALOGUE_TASKS:
+        raise VcriticError(f"{where}: unknown task {record['task']!r}", hint=f"known: {', '.join(DIALOGUE_TASKS)}")
     for key, limit in (("instruction", MAX_TEXT_CHARS), ("answer", MAX_TEXT_CHARS), ("dataset", MAX_NAME_CHARS)):
         if len(record.get(key, "")) > limit:
             raise VcriticError(

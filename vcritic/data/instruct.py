@@ -18,7 +18,7 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from vcritic.data.dialogues import Dialogue
+from vcritic.data.dialogues import DECLINES, Dialogue
 from vcritic.errors import VcriticError
 from vcritic.readout.prompts import CHAT
 
@@ -29,8 +29,8 @@ DESCRIBE_REQUESTS = (
     "Could you describe the contents of this image for me?",
 )
 
-# Off-topic requests (not about an image's quality) and polite refusals; stage 3 pairs them with quality images so
-# the model learns to stay a quality critic rather than answer anything.
+# Off-topic requests (not about an image's quality); stage 3 pairs them with quality images and one of the polite
+# refusals (vcritic.data.dialogues.DECLINES) so the model learns to stay a quality critic rather than answer anything.
 OFF_TOPIC = (
     "What is the capital of Australia?",
     "Write a short poem about the sea.",
@@ -44,12 +44,6 @@ OFF_TOPIC = (
     "Tell me a joke about cats.",
     "How do I fix a flat bicycle tyre?",
     "Which stocks should I buy this year?",
-)
-DECLINES = (
-    "I'm sorry, but I can only help with questions about the visual quality of images.",
-    "That is outside what I can help with: I assess image quality. Ask me how good this image looks instead.",
-    "I can't answer that. I am an image quality assistant; I can rate or describe the quality of this picture.",
-    "Sorry, that question is not about image quality, so I will not answer it. I can evaluate this image for you.",
 )
 
 

@@ -2,16 +2,8 @@
 
 Any checkpoint that transformers loads natively as an image-text-to-text model works (LLaVA, BLIP-2,
 InstructBLIP, Qwen2-VL/2.5-VL, Idefics3/SmolVLM, ...), optionally with a peft LoRA adapter on top. vcritic's
-own trained checkpoints are a directory with a ``vcritic.json`` naming the base model, plus the adapter (and,
-where training changed it, the processor)::
-
-    {"format": 1, "base_model": "Qwen/Qwen2.5-VL-7B-Instruct", "base_revision": null, "adapter": ".",
-     "trained_on": ["koniq10k", ...], "description": "..."}
-
-A later training stage lists every adapter of the chain instead, merged in order:
-``"adapters": ["previous/1", "."]``. A model trained in full (no LoRA) holds its own weights: ``"base_model": "."``,
-``"adapters": []``. ``"resolution": {"max_pixels": ..., "image_size": ...}`` (written by ``vcritic train``; absent
-in older files) is how large training saw the images, and the default when the caller gives neither.
+own trained checkpoints are a directory with a ``vcritic.json`` naming the base model and the adapters merged on top
+of it (its keys: :mod:`vcritic.model.vcritic_json`).
 
 Device, dtype and attention implementation are decided here and nowhere else.
 """
@@ -25,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from vcritic.errors import VcriticError
-from vcritic.model.vcritic_json import manifest_adapter_dirs, read_manifest
+from vcritic.model.vcritic_json import WHOLE_MODEL, manifest_adapter_dirs, manifest_base, read_manifest
 
 
 def _has_processor_files(directory: Path) -> bool:
@@ -77,11 +69,9 @@ def load_model(
     manifest = read_manifest(directory)
     base_dir, adapter_dirs, processor_dir = directory, [], directory
     if manifest is not None:
-        if manifest["base_model"] == ".":  # a whole model trained in full: the weights are in this folder
-            base_dir = directory
-        else:
-            base = str(manifest["base_model"])
-            base_dir = resolve_model(base, manifest.get("base_revision"), allow_pickle=allow_pickle)
+        base, base_revision = manifest_base(manifest)
+        # A whole model trained in full holds its weights in this folder.
+        base_dir = directory if base == WHOLE_MODEL else resolve_model(base, base_revision, allow_pickle=allow_pickle)
         adapter_dirs = manifest_adapter_dirs(directory, manifest)
         processor_dir = directory if _has_processor_files(directory) else base_dir
     if adapter is not None:

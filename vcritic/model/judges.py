@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from vcritic.errors import VcriticError
+from vcritic.model.vcritic_json import manifest_readout, manifest_trained_tasks, read_manifest
 from vcritic.readout.prompts import LEVELS, QUALITY, Question
 
 LEVELS_KIND = "levels"  # softmax over the level words' first tokens, one forward
@@ -200,27 +201,17 @@ def judge_for(model: str | Path | None, readout: str | None = None, manifest: di
     if readout is not None:
         spec = get_spec(readout)
         if manifest is not None:
-            return Judge(spec, _tasks(manifest.get("trained_tasks")))
+            return Judge(spec, manifest_trained_tasks(manifest))
         return Judge(spec, preset.spec.trained_tasks if preset is not None else spec.trained_tasks)
     if manifest is not None:
-        spec = get_spec(str(manifest.get("readout") or VCRITIC.name))
-        return Judge(spec, _tasks(manifest.get("trained_tasks")))
+        spec = get_spec(manifest_readout(manifest) or VCRITIC.name)
+        return Judge(spec, manifest_trained_tasks(manifest))
     if preset is not None:
         return Judge(preset.spec, preset.spec.trained_tasks)
     return Judge(VCRITIC, None)
 
 
-def _tasks(value) -> tuple[str, ...] | None:
-    if value is None:
-        return None
-    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise VcriticError("vcritic.json: 'trained_tasks' must be a list of task names", hint='e.g. ["mos"]')
-    return tuple(value)
-
-
 def _local_manifest(model: str | Path) -> dict[str, Any] | None:
-    from vcritic.model.vcritic_json import read_manifest
-
     path = Path(model).expanduser()
     return read_manifest(path) if path.is_dir() else None
 

@@ -23,12 +23,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vcritic.errors import VcriticError
+from vcritic.model.vcritic_json import RESOLUTION, manifest_resolution
 
 if TYPE_CHECKING:
     from PIL import Image
 
 FIXED_SIZE_ATTRIBUTE = "vcritic_image_size"
-MANIFEST_KEY = "resolution"  # in a trained directory's vcritic.json: what training saw, the default for scoring
 # The sane range, one rule for every command, the Python API, vcritic.json and the training config. The top is the
 # largest input any supported family takes: Qwen2-VL/2.5-VL's own pixel budget (16384 visual tokens of 28x28 px);
 # the fixed-size towers take 224-448. Beyond it an image costs memory and time (--image-size 100000 would be 12.7
@@ -69,6 +69,7 @@ class Resolution:
     source: str = "default"
 
     def as_manifest(self) -> dict[str, int | None]:
+        """The pair as ``vcritic.json`` records it."""
         return {"max_pixels": self.max_pixels, "image_size": self.image_size}
 
     def __str__(self) -> str:
@@ -85,7 +86,7 @@ def chosen_resolution(max_pixels: int | None, image_size: int | None, manifest: 
     if max_pixels is not None or image_size is not None:
         check_range(max_pixels, image_size)
         return Resolution(max_pixels, image_size, "flags")
-    recorded = (manifest or {}).get(MANIFEST_KEY)
+    recorded = manifest_resolution(manifest)
     if recorded is None:
         return Resolution()
 
@@ -99,7 +100,7 @@ def chosen_resolution(max_pixels: int | None, image_size: int | None, manifest: 
         valid_pair = valid_pair and out_of_range(recorded.get("max_pixels"), recorded.get("image_size")) is None
     if not valid_pair:
         raise VcriticError(
-            f"vcritic.json: {MANIFEST_KEY!r} must hold max_pixels (1 to {MAX_PIXELS}) and image_size (1 to "
+            f"vcritic.json: {RESOLUTION!r} must hold max_pixels (1 to {MAX_PIXELS}) and image_size (1 to "
             f"{MAX_IMAGE_SIZE}), whole numbers or null, not {recorded!r}",
             hint="fix the file, or remove the key to use the checkpoint's default resolution",
         )

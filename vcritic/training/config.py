@@ -16,7 +16,7 @@ from vcritic.errors import UsageError, VcriticError
 from vcritic.model.resolution import out_of_range
 
 PRESET_DIR = Path(__file__).with_name("presets")
-DEFAULT_PRESET = "paper"
+DEFAULT_CONFIG_PRESET = "paper"
 MAX_SEED = 2**32 - 1
 # The language-model projections LoRA adapts (Llama/Qwen names; peft matches them inside the language model only),
 # then those of Qwen3.5's linear-attention (gated delta net) layers.
@@ -260,7 +260,8 @@ def explicit_keys(stage: int, config: str | None, overrides: dict[str, Any] | No
 def load_config(stage: int, config: str | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
     """The config of one stage: the ``paper`` preset, then ``config`` (a preset name or a YAML file), then
     ``overrides`` (command-line flags; None values are ignored)."""
-    values = stage_values(read_yaml(PRESET_DIR / f"{DEFAULT_PRESET}.yaml"), stage, f"preset {DEFAULT_PRESET!r}")
+    default = DEFAULT_CONFIG_PRESET
+    values = stage_values(read_yaml(PRESET_DIR / f"{default}.yaml"), stage, f"preset {default!r}")
     if config:
         path = Path(config).expanduser()
         if _is_file_config(config):

@@ -52,12 +52,12 @@ def evaluate(critic, dialogues: Sequence[Dialogue], root: Path, batch_size: int 
 
 def decline_rate(critic, dialogues: Sequence[Dialogue], path, batch_size: int = 8) -> float:
     """Share of off-topic requests the model answers by starting a refusal: its greedy first reply token is the
-    first token of one of the refusals it was taught (:data:`~vcritic.data.instruct.DECLINES`, and the held-out
+    first token of one of the refusals it was taught (:data:`~vcritic.data.dialogues.DECLINES`, and the held-out
     answers). One forward pass per batch, no generation; a first token such as "I" is shared with other replies,
     so this is an upper bound on refusing, and a drop from 1.0 means the model stopped declining. Batches go through
     the batch engine (:func:`vcritic.engine.batches.in_batches`), like ``score`` and ``compare`` above."""
     from vcritic.base.images import load_image
-    from vcritic.data.instruct import DECLINES
+    from vcritic.data.dialogues import DECLINES
     from vcritic.engine.batches import in_batches
     from vcritic.readout.prompts import get_question
     from vcritic.training.collate import answer_tokens
