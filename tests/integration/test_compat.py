@@ -189,7 +189,7 @@ def test_gradient_checkpointing_through_the_older_method_gives_the_same_gradient
     from vcritic.inference.loading import load_model
     from vcritic.readout.prompts import QUALITY
     from vcritic.training.collate import encode_dialogue
-    from vcritic.training.model import answer_loss
+    from vcritic.training.trainable import answer_loss
 
     encoder = load_critic(tiny_llava).encoder
     answers = [QUALITY.answer(word) for word in ("bad", "good", "fair")]

@@ -86,7 +86,7 @@ def test_answer_loss_equals_the_full_logits_loss(tiny_models, family):
     """Logits only at labelled positions give the same loss as transformers' own loss over full logits."""
     import torch
 
-    from vcritic.training.model import answer_loss
+    from vcritic.training.trainable import answer_loss
 
     critic = load_critic(tiny_models(family))
     images = [Image.new("RGB", (40, 30), (200, 30, 30)), Image.new("RGB", (30, 40), (30, 90, 200))]
@@ -215,7 +215,7 @@ def test_adding_the_adapter_warns_the_user_of_nothing(tiny_llava):
     `vcritic train` run's stderr."""
     import warnings
 
-    from vcritic.training.model import attach_adapter
+    from vcritic.training.trainable import attach_adapter
 
     net = load_critic(tiny_llava).model
     with warnings.catch_warnings(record=True) as caught:

@@ -153,7 +153,7 @@ def test_training_gradients_equal_the_stock_path(tiny_models, family):
     from vcritic.data.dialogues import Dialogue
     from vcritic.readout.prompts import QUALITY
     from vcritic.training.collate import encode_dialogue
-    from vcritic.training.model import answer_loss
+    from vcritic.training.trainable import answer_loss
 
     critic = load_critic(tiny_models(family), max_pixels=MAX_PIXELS)  # for its encoder
     net = load_model(tiny_models(family), dtype=torch.float32, max_pixels=MAX_PIXELS).model

@@ -109,8 +109,8 @@ def prepare(accelerator, net, processor, family, data: TrainData, config: TrainC
 
     from vcritic.inference.critic import Encoder
     from vcritic.training.collate import DialogueDataset, TrainingCollate
-    from vcritic.training.model import trainable_names
     from vcritic.training.sampler import TaskBatchSampler, lr_at
+    from vcritic.training.trainable import trainable_names
 
     trained = trainable_names(net)
     encoder = Encoder(processor, family)

@@ -111,7 +111,7 @@ def _train(
 
     from vcritic.inference.critic import Family
     from vcritic.inference.loading import load_model
-    from vcritic.training.model import attach_adapter
+    from vcritic.training.trainable import attach_adapter
 
     data_dir = Path(data).expanduser()
     emit = on_event or (lambda record: None)

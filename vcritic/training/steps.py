@@ -101,7 +101,7 @@ class StepLoop:
 
     def _micro_step(self, batch):
         """Forward and backward on one micro-batch; the optimizer steps on the last of a step's ``grad_accum``."""
-        from vcritic.training.model import answer_loss
+        from vcritic.training.trainable import answer_loss
 
         prepared, config = self.prepared, self.config
         accelerator = prepared.accelerator
