@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from vcritic.cli.app import app
 from vcritic.inference.loading import load_critic
@@ -32,11 +31,6 @@ def critics(tiny_models):
         return loaded[family]
 
     return get
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 @pytest.fixture(scope="module")

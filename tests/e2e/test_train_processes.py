@@ -3,25 +3,16 @@ out of memory and resume together; Ctrl-C saves a checkpoint, says how to resume
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from support.training import read_metrics as _metrics
-from support.training import write_pairs
 
 from vcritic.inference.loading import load_critic
 
 # Every test here trains a tiny model: on one torch thread (conftest.one_torch_thread).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-@pytest.fixture
-def pair_data(tmp_path, sample_images):
-    data = write_pairs(tmp_path / "data", [sample_images[k] for k in ("astronaut", "chelsea", "coffee", "rocket")])
-    (data / "data.json").write_text(json.dumps({"format": 1, "stage": 1, "seed": 0, "datasets": ["synthetic"]}))
-    return data
 
 
 @pytest.mark.slow
