@@ -51,6 +51,21 @@ def tiny_llava(tiny_models) -> Path:
     return tiny_models("llava")
 
 
+@pytest.fixture(scope="module")
+def critics(tiny_models):
+    """family -> a loaded tiny critic, shared by the tests of one module."""
+    from vcritic.inference.loading import load_critic
+
+    loaded = {}
+
+    def get(family: str):
+        if family not in loaded:
+            loaded[family] = load_critic(str(tiny_models(family)), device="cpu")
+        return loaded[family]
+
+    return get
+
+
 @pytest.fixture
 def one_torch_thread():
     """Tiny models train ~50x faster on one thread when the CPU is shared (intra-op threads wait on each other)."""
