@@ -51,6 +51,21 @@ def tiny_llava(tiny_models) -> Path:
     return tiny_models("llava")
 
 
+@pytest.fixture(scope="module")
+def critics(tiny_models):
+    """family -> a loaded tiny critic, shared by the tests of one module."""
+    from vcritic.inference.loading import load_critic
+
+    loaded = {}
+
+    def get(family: str):
+        if family not in loaded:
+            loaded[family] = load_critic(str(tiny_models(family)), device="cpu")
+        return loaded[family]
+
+    return get
+
+
 @pytest.fixture
 def one_torch_thread():
     """Tiny models train ~50x faster on one thread when the CPU is shared (intra-op threads wait on each other)."""
@@ -87,6 +102,45 @@ def image_dir(tmp_path, sample_images):
         suffix = ".png" if image.mode in ("RGBA", "L") else (".jpg" if i % 2 else ".png")
         image.save(folder / f"{name}{suffix}")
     return folder
+
+
+@pytest.fixture
+def runner():
+    """Typer's in-process runner for the CLI."""
+    from typer.testing import CliRunner
+
+    return CliRunner()
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """Every public IQA dataset in miniature, in its official layout (tests/support/dataset_fixtures.py)."""
+    from support.dataset_fixtures import build_all
+
+    root = tmp_path_factory.mktemp("iqa")
+    build_all(root)
+    return root
+
+
+@pytest.fixture
+def pair_data(tmp_path, sample_images):
+    """Stage-1 training data: (pristine, degraded) pairs of natural-picture crops, with its data.json."""
+    import json
+
+    from support.training import write_pairs
+
+    data = write_pairs(tmp_path / "data", [sample_images[k] for k in ("astronaut", "chelsea", "coffee", "rocket")])
+    (data / "data.json").write_text(json.dumps({"format": 1, "stage": 1, "seed": 0, "datasets": ["synthetic"]}))
+    return data
+
+
+@pytest.fixture(scope="session")
+def lora_dir(tiny_llava, tmp_path_factory):
+    """A real peft LoRA adapter for the tiny LLaVA, with non-zero weights so it changes the scores. Shared by the
+    session: a test that changes it works on a copy."""
+    from support.adapters import write_lora
+
+    return write_lora(tiny_llava, tmp_path_factory.mktemp("lora"))
 
 
 @pytest.fixture(autouse=True)

@@ -6,25 +6,11 @@ import csv
 import json
 
 import pytest
-from support.dataset_fixtures import build_all
-from typer.testing import CliRunner
 
 from vcritic.cli.app import app
 from vcritic.datasets import ATTRIBUTES, DATASETS
 from vcritic.evaluation import bench
 from vcritic.pipeline.scoring import score_columns
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("iqa")
-    build_all(root)
-    return root
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 def correlations(result):

@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 
 import pytest
+from support.cli_output import read_csv, run_main
 from typer.testing import CliRunner
 
-from vcritic.cli.app import app, main
+from vcritic.cli.app import app
 from vcritic.errors import VcriticError
 from vcritic.evaluation.calibration import Calibration, ModelId, TargetScale
 
 KONIQ = TargetScale("KonIQ-10k MOS", 1.0, 5.0)
 SOMEONE = ModelId("org/critic", "a" * 40)
-
-
-def _csv(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
-
-
-def _main(args, capsys) -> tuple[int, str]:
-    """Through vcritic's entry point, where errors become two lines and an exit code: (exit code, stderr)."""
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    return code, capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -65,7 +53,7 @@ def test_calibrate_then_score_with_the_calibration(tmp_path, tiny_llava, monkeyp
                                  "-o", "calibrated.csv"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "KonIQ-10k MOS (1-5) mean" in result.output
-    rows = _csv((tmp_path / "calibrated.csv").read_text())
+    rows = read_csv((tmp_path / "calibrated.csv").read_text())
     assert list(rows[0]) == ["path", "mos", "mos_std", "mos_calibrated", "calibrated_scale", "scale", "error"]
     for row in rows:
         assert row["calibrated_scale"] == "KonIQ-10k MOS (1-5)" and row["scale"] == "0-100"
@@ -87,20 +75,20 @@ def test_calibrate_then_score_with_the_calibration(tmp_path, tiny_llava, monkeyp
     # --resume with another calibration is refused; with the same one it goes on.
     other = Calibration("isotonic", {"x": [0.0, 100.0], "y": [1.0, 5.0]}, KONIQ, calibration.model, "d", 5)
     other.save(tmp_path / "other.json")
-    code, err = _main(["score", images, "-m", tiny_llava, "--calibration", "other.json", "-o", "calibrated.csv",
+    code, err = run_main(["score", images, "-m", tiny_llava, "--calibration", "other.json", "-o", "calibrated.csv",
                        "--resume"], capsys)  # fmt: skip
     assert code == 1 and "calibrated otherwise" in err
 
     # Another model: refused before loading, naming both; forced, a warning.
     theirs = Calibration("isotonic", {"x": [0.0, 100.0], "y": [1.0, 5.0]}, KONIQ, SOMEONE, "d", 5)
     theirs.save(tmp_path / "theirs.json")
-    code, err = _main(["score", images, "-m", tiny_llava, "--calibration", "theirs.json"], capsys)
+    code, err = run_main(["score", images, "-m", tiny_llava, "--calibration", "theirs.json"], capsys)
     assert code == 1 and "fitted for org/critic @ aaaaaaaaaaaa, not for" in err and str(tiny_llava.name) in err
     assert "Loading" not in err  # refused before the model loads
     forced = runner.invoke(app, ["score", str(images), "-m", str(tiny_llava), "--calibration", "theirs.json",
                                  "--force-calibration-model", "-o", "forced.csv"])  # fmt: skip
     assert forced.exit_code == 0 and "applied anyway" in forced.output
-    code, err = _main(["score", images, "-m", tiny_llava, "--calibration", "cal.json", "-t", "authenticity"], capsys)
+    code, err = run_main(["score", images, "-m", tiny_llava, "--calibration", "cal.json", "-t", "authenticity"], capsys)
     assert code == 2 and "--tasks leaves it out" in err
 
     # The Python API: the same check and map.

@@ -12,31 +12,11 @@ import time
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from vcritic.cli.app import app
-from vcritic.inference.loading import load_critic
 
 ROOT = Path(__file__).resolve().parents[2]
 QUESTIONS = ("Is this photo sharp?", "And how are the colours?", "What would make it better?")
-
-
-@pytest.fixture(scope="module")
-def critics(tiny_models):
-    """family -> a loaded tiny critic, shared by the tests of this module."""
-    loaded = {}
-
-    def get(family: str):
-        if family not in loaded:
-            loaded[family] = load_critic(str(tiny_models(family)), device="cpu")
-        return loaded[family]
-
-    return get
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 @pytest.fixture(scope="module")

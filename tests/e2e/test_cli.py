@@ -12,16 +12,10 @@ import sys
 
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from vcritic.cli.app import app, main
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
 
 from vcritic.base.home import hub_cache_dir
 from vcritic.cli.app import app, main
@@ -18,11 +17,6 @@ from vcritic.model.judges import VCRITIC
 from vcritic.model.presets import PRESETS, Preset
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 @pytest.fixture

@@ -60,12 +60,17 @@ def test_ctrl_c_while_the_model_loads_leaves_an_overwritten_file_as_it_was(image
     assert only_file_in(tmp_path, "scores.csv")
 
 
+def _copies(image: Path, folder: Path, n: int) -> Path:
+    """``folder`` with ``n`` copies of ``image``: img00.png, img01.png..."""
+    folder.mkdir()
+    for i in range(n):
+        (folder / f"img{i:02d}.png").write_bytes(image.read_bytes())
+    return folder
+
+
 @pytest.mark.slow
 def test_the_lock_holds_after_overwrite_replaced_the_file(image_dir, tiny_llava, tmp_path):
-    many = tmp_path / "many"
-    many.mkdir()
-    for i in range(8):
-        (many / f"img{i:02d}.png").write_bytes((image_dir / "astronaut.png").read_bytes())
+    many = _copies(image_dir / "astronaut.png", tmp_path / "many", 8)
     out = tmp_path / "scores.csv"
     out.write_text(OLD)  # two lines: a third means the new file is in place
     first = vcritic_process(["score", many, "-m", tiny_llava, "-o", out, "--overwrite", "-b", "1", "--workers", "0"])
@@ -86,10 +91,7 @@ def test_the_lock_holds_after_overwrite_replaced_the_file(image_dir, tiny_llava,
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="watches /proc/PID/fd")
 def test_kill_9_while_resuming_error_rows_loses_no_row(image_dir, tiny_llava, tmp_path):
-    many = tmp_path / "many"
-    many.mkdir()
-    for i in range(30):
-        (many / f"img{i:02d}.png").write_bytes((image_dir / "astronaut.png").read_bytes())
+    many = _copies(image_dir / "astronaut.png", tmp_path / "many", 30)
     out = tmp_path / "scores.csv"
     good = "".join(f"{many / f'img{i:02d}.png'},{i}.0000,1.0000,0-100,\n" for i in range(10))
     errors = "".join(f"{many / f'img{i:02d}.png'},,,0-100,cannot read the image\n" for i in range(10, 20))

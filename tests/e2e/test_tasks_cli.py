@@ -10,16 +10,10 @@ import re
 
 import pytest
 from support.dataset_fixtures import make_spaq
-from typer.testing import CliRunner
 
 from vcritic.cli.app import app
 from vcritic.datasets import ATTRIBUTES
 from vcritic.pipeline.scoring import score_columns
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 def read_csv(text: str) -> list[dict[str, str]]:

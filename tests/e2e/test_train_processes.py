@@ -3,55 +3,36 @@ out of memory and resume together; Ctrl-C saves a checkpoint, says how to resume
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
+from support.processes import process_env
 from support.training import read_metrics as _metrics
-from support.training import write_pairs
 
 from vcritic.inference.loading import load_critic
 
 # Every test here trains a tiny model: on one torch thread (conftest.one_torch_thread).
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
+# accelerate's --cpu launcher starts one process; --multi_gpu starts torchrun, and --device cpu makes it gloo.
+TWO_PROCESSES = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+                 "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
 
-@pytest.fixture
-def pair_data(tmp_path, sample_images):
-    data = write_pairs(tmp_path / "data", [sample_images[k] for k in ("astronaut", "chelsea", "coffee", "rocket")])
-    (data / "data.json").write_text(json.dumps({"format": 1, "stage": 1, "seed": 0, "datasets": ["synthetic"]}))
-    return data
+
+def _train(model, data, out) -> list[str]:
+    """``vcritic train`` of stage 1 on the tiny config: the arguments every test here starts with."""
+    return ["train", "--stage", "1", "--model", str(model), "--data", str(data), "--output", str(out),
+            "--config", "tiny"]  # fmt: skip
 
 
 @pytest.mark.slow
 def test_two_process_accelerate_launch_writes_one_output(tiny_llava, pair_data, tmp_path):
-    import os
-    import subprocess
-    import sys
-
     out = tmp_path / "ddp"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    # accelerate's --cpu launcher starts one process; --multi_gpu starts torchrun, and --device cpu makes it gloo.
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
-    args = ["--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out), "--config", "tiny"]
-    command = [
-        *launch,
-        "-m",
-        "vcritic",
-        "train",
-        "--stage",
-        "1",
-        *args,
-        "--steps",
-        "3",
-        "--batch-size",
-        "2",
-        "--device",
-        "cpu",
-    ]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    args = [*_train(tiny_llava, pair_data, out), "--steps", "3", "--batch-size", "2", "--device", "cpu"]
+    result = subprocess.run([*TWO_PROCESSES, "-m", "vcritic", *args], env=process_env(), capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert "2 process(es)" in result.stderr and "4 samples/step" in result.stderr
     assert result.stderr.count("Trained model written to") == 1
@@ -91,20 +72,14 @@ run()
 def test_two_processes_agree_to_save_when_one_fails_in_its_forward_pass_and_resume_together(
     tiny_llava, pair_data, tmp_path
 ):
-    import os
-    import subprocess
-    import sys
-
     out = tmp_path / "ddp"
     script = tmp_path / "oom_on_one_process.py"
     script.write_text(OOM_ON_ONE_PROCESS)
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
-    launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-              "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]  # fmt: skip
-    args = ["train", "--stage", "1", "--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out)]
-    args += ["--config", "tiny", "--steps", "6", "--batch-size", "2", "--save-every", "3", "--device", "cpu"]
+    env = process_env(OMP_NUM_THREADS="1")
+    args = _train(tiny_llava, pair_data, out)
+    args += ["--steps", "6", "--batch-size", "2", "--save-every", "3", "--device", "cpu"]
     # Forward 5 of process 1 is step 5: process 0 has finished that forward and would wait for it in backward.
-    result = subprocess.run([*launch, str(script), "5", *args], env=env, capture_output=True, text=True,
+    result = subprocess.run([*TWO_PROCESSES, str(script), "5", *args], env=env, capture_output=True, text=True,
                             timeout=300)  # fmt: skip
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
@@ -117,37 +92,21 @@ def test_two_processes_agree_to_save_when_one_fails_in_its_forward_pass_and_resu
     assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["step-3", "step-4"]
     assert (out / "checkpoints" / "step-4" / "random_states_1.pkl").is_file()
 
-    result = subprocess.run([*launch, "-m", "vcritic", *args, "--resume"], env=env, capture_output=True, text=True,
-                            timeout=300)  # fmt: skip
+    result = subprocess.run([*TWO_PROCESSES, "-m", "vcritic", *args, "--resume"], env=env, capture_output=True,
+                            text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.count("Trained model written to") == 1 and _metrics(out)[-1]["step"] == 6
 
 
 @pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_says_how_to_resume_and_exits_130(tiny_llava, pair_data, tmp_path):
-    import os
     import signal
-    import subprocess
-    import sys
     import time
 
     out = tmp_path / "out"
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "OMP_NUM_THREADS": "1"}
-    args = ["--model", str(tiny_llava), "--data", str(pair_data), "--output", str(out), "--config", "tiny"]
-    command = [
-        sys.executable,
-        "-m",
-        "vcritic",
-        "train",
-        "--stage",
-        "1",
-        *args,
-        "--steps",
-        "100000",
-        "--save-every",
-        "0",
-    ]
-    process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True)
+    command = [sys.executable, "-m", "vcritic", *_train(tiny_llava, pair_data, out), "--steps", "100000"]
+    process = subprocess.Popen([*command, "--save-every", "0"], env=process_env(OMP_NUM_THREADS="1"),
+                               stderr=subprocess.PIPE, text=True)  # fmt: skip
     deadline = time.monotonic() + 120
     while not (out / "metrics.jsonl").is_file() and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)

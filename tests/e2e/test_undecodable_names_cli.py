@@ -9,20 +9,16 @@ import subprocess
 import sys
 
 import pytest
+from support.undecodable_names import LINUX_ONLY, write_images
 
 from vcritic.cli.app import main
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="names that are not UTF-8 are a Linux file system's")
+pytestmark = LINUX_ONLY
 
 
 @pytest.fixture
 def images(tmp_path, sample_images):
-    folder = tmp_path / "x"
-    folder.mkdir()
-    sample_images["chelsea"].resize((64, 48)).save(folder / "ok.png")
-    # format named: Pillow 10 cannot tell it from a bytes name's extension
-    sample_images["coffee"].resize((64, 48)).save(os.fsencode(folder) + b"/a\xff.png", format="PNG")
-    return folder
+    return write_images(tmp_path / "x", sample_images)
 
 
 def _rows(path) -> list[dict[str, str]]:

@@ -6,22 +6,8 @@ import csv
 import json
 
 import pytest
-from support.dataset_fixtures import build_all
-from typer.testing import CliRunner
 
 from vcritic.cli.app import app
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("iqa")
-    build_all(root)
-    return root
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 def test_bench_resume_continues_predictions_and_matches_a_full_run(runner, data_root, tiny_llava, tmp_path):

@@ -18,19 +18,6 @@ from vcritic.readout.prompts import CHAT
 QUESTIONS = ("Is this photo sharp?", "And how are the colours?", "What would make it better?")
 
 
-@pytest.fixture(scope="module")
-def critics(tiny_models):
-    """family -> a loaded tiny critic, shared by the tests of this module."""
-    loaded = {}
-
-    def get(family: str):
-        if family not in loaded:
-            loaded[family] = load_critic(str(tiny_models(family)), device="cpu")
-        return loaded[family]
-
-    return get
-
-
 class VisionCalls:
     """Counts forward calls of the model's vision tower: one per image encoding."""
 

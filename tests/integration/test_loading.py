@@ -7,28 +7,10 @@ import shutil
 
 import pytest
 import torch
+from support.adapters import write_lora
 
 from vcritic.errors import VcriticError
 from vcritic.inference.loading import load_critic
-
-
-@pytest.fixture(scope="module")
-def lora_dir(tiny_llava, tmp_path_factory):
-    """A real peft LoRA adapter for the tiny LLaVA, with non-zero weights so it changes the scores."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForImageTextToText
-
-    torch.manual_seed(1)
-    base = AutoModelForImageTextToText.from_pretrained(tiny_llava)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    model = get_peft_model(base, config)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_" in name:
-                parameter.normal_(0.0, 0.5)
-    directory = tmp_path_factory.mktemp("lora")
-    model.save_pretrained(directory)
-    return directory
 
 
 def test_adapter_changes_scores_and_merging_does_not(tiny_llava, lora_dir, sample_images):
@@ -123,27 +105,15 @@ def test_damaged_safetensors_is_one_line_naming_the_file(tiny_llava, tmp_path, d
     assert "\n" not in str(caught.value) and "download it again" in caught.value.hint
 
 
-def _adapter_for(base_dir, directory):
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForImageTextToText
-
-    model = get_peft_model(
-        AutoModelForImageTextToText.from_pretrained(base_dir),
-        LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
-    )
-    model.save_pretrained(directory)
-    return directory
-
-
 def test_adapter_for_another_base_model_is_refused(tiny_llava, tiny_models, tmp_path, recwarn):
     from vcritic.testing import build_llava
 
     # Same family, other sizes: peft itself fails on the shapes; we name both models.
-    wider = _adapter_for(build_llava(tmp_path / "wide", hidden=64), tmp_path / "wide-lora")
+    wider = write_lora(build_llava(tmp_path / "wide", hidden=64), tmp_path / "wide-lora")
     with pytest.raises(VcriticError, match=r"it was made for .*wide\): size mismatch for "):
         load_critic(str(tiny_llava), adapter=wider)
     # Another family whose layer names partly match: peft only warned and the run went on; now it is refused.
-    other = _adapter_for(tiny_models("blip2"), tmp_path / "blip2-lora")
+    other = write_lora(tiny_models("blip2"), tmp_path / "blip2-lora")
     with pytest.raises(VcriticError, match=r"does not fit the model .* \(it was made for .*blip2\)"):
         load_critic(str(tiny_llava), adapter=other)
     assert not [w for w in recwarn if "missing adapter keys" in str(w.message)]

@@ -15,25 +15,6 @@ from vcritic.errors import VcriticError
 from vcritic.inference.loading import load_critic
 
 
-@pytest.fixture(scope="module")
-def lora(tiny_llava, tmp_path_factory):
-    """A real peft LoRA adapter for the tiny LLaVA, with non-zero weights so it changes the scores."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForImageTextToText
-
-    torch.manual_seed(1)
-    base = AutoModelForImageTextToText.from_pretrained(tiny_llava)
-    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
-    model = get_peft_model(base, config)
-    with torch.no_grad():
-        for name, parameter in model.named_parameters():
-            if "lora_" in name:
-                parameter.normal_(0.0, 0.5)
-    directory = tmp_path_factory.mktemp("lora")
-    model.save_pretrained(directory)
-    return directory
-
-
 class _Planted:
     def __init__(self, marker: Path):
         self.marker = marker
@@ -54,28 +35,28 @@ def _pickled_copy(adapter: Path, target: Path) -> Path:
 
 def test_a_pickled_adapter_is_refused_unless_allowed_then_loads_the_same(
     tiny_llava,
-    lora,
+    lora_dir,
     tmp_path,
     sample_images,
 ):
-    pickled = _pickled_copy(lora, tmp_path / "pickled")
+    pickled = _pickled_copy(lora_dir, tmp_path / "pickled")
     with pytest.raises(VcriticError, match="only pickled weights") as err:
         load_critic(str(tiny_llava), adapter=pickled)
     assert "--allow-pickle" in err.value.hint and "\n" not in err.value.message
     images = [sample_images["camera"], sample_images["chelsea"]]
-    expected = [s.mos for s in load_critic(str(tiny_llava), adapter=lora).score(images)]
+    expected = [s.mos for s in load_critic(str(tiny_llava), adapter=lora_dir).score(images)]
     allowed = load_critic(str(tiny_llava), adapter=pickled, allow_pickle=True)
     assert [s.mos for s in allowed.score(images)] == pytest.approx(expected, abs=1e-5)
 
 
 def test_a_planted_adapter_never_runs_and_the_cli_says_so_in_one_line(
     tiny_llava,
-    lora,
+    lora_dir,
     tmp_path,
     sample_images,
     capsys,
 ):
-    planted = shutil.copytree(lora, tmp_path / "planted")
+    planted = shutil.copytree(lora_dir, tmp_path / "planted")
     (planted / "adapter_model.safetensors").unlink()
     marker = tmp_path / "ran"
     torch.save(_Planted(marker), planted / "adapter_model.bin")
@@ -87,7 +68,7 @@ def test_a_planted_adapter_never_runs_and_the_cli_says_so_in_one_line(
     assert not marker.exists()
 
 
-def _trained_folder(tiny_llava, lora, folder: Path, adapters) -> Path:
+def _trained_folder(tiny_llava, lora_dir, folder: Path, adapters) -> Path:
     folder.mkdir()
     manifest = {"format": 1, "base_model": str(tiny_llava), "adapters": adapters}
     (folder / "vcritic.json").write_text(json.dumps(manifest))
@@ -95,19 +76,19 @@ def _trained_folder(tiny_llava, lora, folder: Path, adapters) -> Path:
 
 
 @pytest.mark.parametrize("how", ["absolute", "dotdot", "symlink", "symlinked-weights", "legacy-key"])
-def test_vcritic_json_naming_an_adapter_outside_its_folder_is_refused(tiny_llava, lora, tmp_path, how):
-    outside = shutil.copytree(lora, tmp_path / "elsewhere")
+def test_vcritic_json_naming_an_adapter_outside_its_folder_is_refused(tiny_llava, lora_dir, tmp_path, how):
+    outside = shutil.copytree(lora_dir, tmp_path / "elsewhere")
     folder = tmp_path / "trained"
     if how == "absolute":
-        _trained_folder(tiny_llava, lora, folder, [str(outside)])
+        _trained_folder(tiny_llava, lora_dir, folder, [str(outside)])
     elif how == "dotdot":
-        _trained_folder(tiny_llava, lora, folder, ["../elsewhere"])
+        _trained_folder(tiny_llava, lora_dir, folder, ["../elsewhere"])
     elif how == "symlink":
-        _trained_folder(tiny_llava, lora, folder, ["previous/1"])
+        _trained_folder(tiny_llava, lora_dir, folder, ["previous/1"])
         (folder / "previous").mkdir()
         os.symlink(outside, folder / "previous" / "1")
     elif how == "symlinked-weights":
-        _trained_folder(tiny_llava, lora, folder, ["."])
+        _trained_folder(tiny_llava, lora_dir, folder, ["."])
         shutil.copy(outside / "adapter_config.json", folder)
         os.symlink(outside / "adapter_model.safetensors", folder / "adapter_model.safetensors")
     else:
@@ -118,9 +99,9 @@ def test_vcritic_json_naming_an_adapter_outside_its_folder_is_refused(tiny_llava
     assert "\n" not in err.value.message
 
 
-def test_adapters_inside_the_folder_still_load(tiny_llava, lora, tmp_path, sample_images):
-    folder = _trained_folder(tiny_llava, lora, tmp_path / "trained", ["previous/1"])
-    shutil.copytree(lora, folder / "previous" / "1")
+def test_adapters_inside_the_folder_still_load(tiny_llava, lora_dir, tmp_path, sample_images):
+    folder = _trained_folder(tiny_llava, lora_dir, tmp_path / "trained", ["previous/1"])
+    shutil.copytree(lora_dir, folder / "previous" / "1")
     images = [sample_images["camera"]]
-    expected = [s.mos for s in load_critic(str(tiny_llava), adapter=lora).score(images)]
+    expected = [s.mos for s in load_critic(str(tiny_llava), adapter=lora_dir).score(images)]
     assert [s.mos for s in load_critic(str(folder)).score(images)] == pytest.approx(expected, abs=1e-5)

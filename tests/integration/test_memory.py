@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import pytest
+from support.image_lists import image_paths
 from support.memory import OutOfMemoryAbove
 from typer.testing import CliRunner
 
@@ -21,15 +22,8 @@ def critic(tiny_models):
 
 @pytest.fixture
 def thirteen(tmp_path, sample_images):
-    paths = []
-    sources = list(sample_images.values())
-    for i in range(13):
-        path = tmp_path / f"img{i:02d}.png"
-        sources[i % len(sources)].resize((30 + 9 * i, 40 + 3 * i)).save(path)
-        paths.append(str(path))
-    (tmp_path / "broken.jpg").write_bytes(b"not an image")
-    paths.insert(5, str(tmp_path / "broken.jpg"))
-    return paths
+    """Thirteen images of different sizes and an unreadable file among them."""
+    return image_paths(tmp_path, sample_images, 13, broken_at=(5,))
 
 
 def test_out_of_memory_halves_the_batch_and_loses_no_row(critic, thirteen):

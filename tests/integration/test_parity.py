@@ -93,6 +93,16 @@ def _applies(spec_name: str, directory) -> bool:
     return has_template or spec_name == "vcritic"
 
 
+def _critic(tiny_models, family, spec_name):
+    """The family's tiny checkpoint and its critic with the card's readout; skips where the card does not apply."""
+    from vcritic.inference.loading import load_critic
+
+    directory = tiny_models(family)
+    if not _applies(spec_name, directory):
+        pytest.skip("the card's formula needs a chat template; this family's processor has none")
+    return directory, load_critic(directory, device="cpu", dtype="float32", readout=spec_name)
+
+
 def _images(sample_images):
     return [sample_images[name].convert("RGB") for name in ("chelsea", "rocket", "astronaut")]
 
@@ -100,12 +110,7 @@ def _images(sample_images):
 @pytest.mark.parametrize("spec_name", sorted(CARDS))
 @pytest.mark.parametrize("family", family_params(FAMILIES))
 def test_score_equals_the_cards_formula(family, spec_name, tiny_models, sample_images):
-    from vcritic.inference.loading import load_critic
-
-    directory = tiny_models(family)
-    if not _applies(spec_name, directory):
-        pytest.skip("the card's formula needs a chat template; this family's processor has none")
-    critic = load_critic(directory, device="cpu", dtype="float32", readout=spec_name)
+    directory, critic = _critic(tiny_models, family, spec_name)
     for image in _images(sample_images)[:2]:
         expected = card_score(directory, CARDS[spec_name], image)
         assert critic.score(image, tasks="mos").mos == pytest.approx(expected, abs=TOLERANCE)
@@ -114,12 +119,7 @@ def test_score_equals_the_cards_formula(family, spec_name, tiny_models, sample_i
 @pytest.mark.parametrize("spec_name", sorted(CARDS))
 @pytest.mark.parametrize("family", family_params(FAMILIES))
 def test_batching_padding_and_tasks_do_not_move_the_score(family, spec_name, tiny_models, sample_images):
-    from vcritic.inference.loading import load_critic
-
-    directory = tiny_models(family)
-    if not _applies(spec_name, directory):
-        pytest.skip("the card's formula needs a chat template; this family's processor has none")
-    critic = load_critic(directory, device="cpu", dtype="float32", readout=spec_name)
+    _, critic = _critic(tiny_models, family, spec_name)
     images = _images(sample_images)  # three sizes: padded against each other in one batch
     alone = [critic.score(image, tasks="mos").mos for image in images]
     batched = [s.mos for s in critic.score(images, tasks="mos", batch_size=3)]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from support.image_lists import image_paths
 
 from vcritic.engine.batches import BatchPlan
 from vcritic.inference.loading import load_critic
@@ -23,16 +24,7 @@ def critic(tiny_models):
 def files(tmp_path, sample_images):
     """Eleven images of different sizes with unreadable files among them: one inside the first batch of three and
     a pair that makes a whole batch of two unreadable."""
-    paths = []
-    sources = list(sample_images.values())
-    for i in range(11):
-        path = tmp_path / f"img{i:02d}.png"
-        sources[i % len(sources)].resize((30 + 9 * i, 40 + 3 * i)).save(path)
-        paths.append(str(path))
-    (tmp_path / "broken.jpg").write_bytes(b"not an image")
-    for position in (1, 6, 7):
-        paths.insert(position, str(tmp_path / "broken.jpg"))
-    return paths
+    return image_paths(tmp_path, sample_images, 11, broken_at=(1, 6, 7))
 
 
 class Forwards:

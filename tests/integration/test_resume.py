@@ -11,21 +11,14 @@ import os
 import stat
 from pathlib import Path
 
-import pytest
 from support.dataset_fixtures import make_spaq
 from support.processes import read_rows
-from typer.testing import CliRunner
 
 from vcritic.cli._csv import open_output
 from vcritic.cli.app import app
 
 HEADER = "path,mos,mos_std,scale,error\n"
 OLD = HEADER + "old/earlier.png,50.0000,1.0000,0-100,\n"
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 def csv_rows(text: str) -> list[dict[str, str]]:

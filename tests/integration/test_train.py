@@ -31,13 +31,6 @@ from vcritic.training.stopping import TrainingFailed, TrainingInterrupted
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture
-def pair_data(tmp_path, sample_images):
-    data = write_pairs(tmp_path / "data", [sample_images[k] for k in ("astronaut", "chelsea", "coffee", "rocket")])
-    (data / "data.json").write_text(json.dumps({"format": 1, "stage": 1, "seed": 0, "datasets": ["synthetic"]}))
-    return data
-
-
 def _in_memory(trained) -> Critic:
     """The model a training run returns, as a scoring Critic (to compare with what load_critic reads back)."""
     trained.model.eval()

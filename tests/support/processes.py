@@ -19,11 +19,16 @@ ROOT = Path(__file__).resolve().parents[2]
 FIELDS = ["path", "mos", "mos_std", "scale", "error"]
 
 
+def process_env(**extra: str) -> dict[str, str]:
+    """The environment of a launched vcritic: this one (read now: conftest isolates each test's vcritic home), with
+    this checkout on PYTHONPATH, no bytecode written and no progress bars; ``extra`` added."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "VCRITIC_NO_PROGRESS": "1", **extra}
+
+
 def vcritic_process(args, **kwargs) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1", "VCRITIC_NO_PROGRESS": "1"}
     return subprocess.Popen(
         [sys.executable, "-m", "vcritic", *map(str, args)],
-        env=env,
+        env=process_env(),
         stdout=kwargs.pop("stdout", subprocess.PIPE),
         stderr=subprocess.PIPE,
         text=True,

@@ -8,25 +8,12 @@ import json
 import os
 
 import pytest
-from support.dataset_fixtures import build_all, make_spaq
-from typer.testing import CliRunner
+from support.dataset_fixtures import make_spaq
 
 from vcritic.cli.app import app, main
 from vcritic.datasets import DATASETS
 from vcritic.evaluation import bench
 from vcritic.pipeline.scoring import ScoreRow, score_columns
-
-
-@pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    root = tmp_path_factory.mktemp("iqa")
-    build_all(root)
-    return root
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 def write_scores(path, rows):

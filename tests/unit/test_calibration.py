@@ -3,12 +3,11 @@ tests/e2e/test_calibration_cli.py)."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 
 import numpy as np
 import pytest
+from support.cli_output import run_main
 from typer.testing import CliRunner
 
 from vcritic.cli.app import app, main
@@ -241,17 +240,6 @@ def test_model_identity_and_mismatch(tmp_path):
 
 
 # -- the command line -----------------------------------------------------------------------------------------------
-def _csv(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
-
-
-def _main(args, capsys) -> tuple[int, str]:
-    """Through vcritic's entry point, where errors become two lines and an exit code: (exit code, stderr)."""
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    return code, capsys.readouterr().err
-
-
 def test_calibrate_a_target_column(tmp_path, capsys):
     """A generic CSV: vcritic's mos and the team's own 0-10 ratings; no model is loaded."""
     x, y = synthetic(n=120)
@@ -274,7 +262,7 @@ def test_calibrate_a_target_column(tmp_path, capsys):
     assert calibration.n == 120 and calibration.dataset == "ratings.csv" and calibration.kind == "logistic4"
     assert calibration.model == ModelId(str(model.resolve()))
     assert calibration.apply(55.0) == pytest.approx((known_map(55.0) - 1) / 4 * 10, abs=0.1)
-    code, err = _main(args, capsys)
+    code, err = run_main(args, capsys)
     assert code == 1 and "already exists" in err
     stdout = CliRunner().invoke(app, [*args[:-2], "-o", "-"])
     assert json.loads(stdout.stdout)["n"] == 120
@@ -289,11 +277,11 @@ def test_calibrate_a_manifest_on_its_own_scale(tmp_path, capsys):
                                                                   for i, v in enumerate(x)))  # fmt: skip
     out = tmp_path / "cal.json"
     args = ["calibrate", "-p", scores, "-d", manifest, "--mos-range", "1-5", "-m", tmp_path, "-o", out]
-    assert _main(args, capsys)[0] == 0
+    assert run_main(args, capsys)[0] == 0
     calibration = Calibration.load(out)
     assert calibration.target == TargetScale("mine MOS", 1.0, 5.0) and calibration.n == 60
     assert calibration.apply(55.0) == pytest.approx(known_map(55.0), abs=1e-3)
-    assert _main([*args[:-1], tmp_path / "test.json", "--split", "test"], capsys)[0] == 0
+    assert run_main([*args[:-1], tmp_path / "test.json", "--split", "test"], capsys)[0] == 0
     assert Calibration.load(tmp_path / "test.json").n == 12  # the seeded 20% of 60
 
 
@@ -305,9 +293,9 @@ def test_dataset_problems_show_before_a_model_loads(tmp_path, capsys):
         image.unlink()
     args = ["calibrate", "-d", "koniq10k", "--root", tmp_path / "data", "-m", "org/not-in-the-cache", "-o",
             tmp_path / "c.json"]  # fmt: skip
-    code, err = _main(args, capsys)
+    code, err = run_main(args, capsys)
     assert code == 1 and "images listed in the annotation file are missing" in err and "cache" not in err
-    code, err = _main([*args[:2], "spaq", *args[3:]], capsys)
+    code, err = run_main([*args[:2], "spaq", *args[3:]], capsys)
     assert code == 1 and "SPAQ not found" in err
 
 
@@ -324,6 +312,6 @@ def test_calibrate_usage_errors(tmp_path, capsys):
         (["-d", "koniq", "--kind", "spline"], "--kind 'spline'"),
     ]
     for extra, message in cases:
-        code, err = _main(["calibrate", *extra, "-o", tmp_path / "c.json"], capsys)
+        code, err = run_main(["calibrate", *extra, "-o", tmp_path / "c.json"], capsys)
         assert code in (1, 2) and message in err, (extra, err)
         assert len(err.strip().splitlines()) == 2, err

@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 from PIL import Image
 from support.dataset_fixtures import make_koniq10k, make_spaq
-from typer.testing import CliRunner
 
 from vcritic.base.csvio import DictWriter
 from vcritic.cli.app import app, main
@@ -25,11 +24,6 @@ from vcritic.report import build_report, svg
 from vcritic.report.page import MAX_FAILED_LISTED
 
 SVG = "{http://www.w3.org/2000/svg}"
-
-
-@pytest.fixture
-def runner():
-    return CliRunner()
 
 
 class Page(HTMLParser):

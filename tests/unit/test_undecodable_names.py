@@ -6,26 +6,21 @@ Such a name is written with each byte that is not UTF-8 as ``\\xNN`` (the CSV st
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
+from support.undecodable_names import LINUX_ONLY, write_images
 
 from vcritic.base.csvio import cell_text
 from vcritic.cli._csv import path_names
 
-pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="names that are not UTF-8 are a Linux file system's")
+pytestmark = LINUX_ONLY
 
 BAD = os.fsdecode(b"a\xff.png")  # 'a\udcff.png': how Python spells the name it cannot decode
 
 
 @pytest.fixture
 def images(tmp_path, sample_images):
-    folder = tmp_path / "x"
-    folder.mkdir()
-    sample_images["chelsea"].resize((64, 48)).save(folder / "ok.png")
-    # format named: Pillow 10 cannot tell it from a bytes name's extension
-    sample_images["coffee"].resize((64, 48)).save(os.fsencode(folder) + b"/a\xff.png", format="PNG")
-    return folder
+    return write_images(tmp_path / "x", sample_images)
 
 
 def test_cell_text_escapes_only_what_is_not_utf8():
