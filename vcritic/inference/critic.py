@@ -349,7 +349,7 @@ class Critic:
     def _generated_readouts(self, questions: Sequence[Question], batch: dict[str, Any]) -> list[Readout]:
         import torch
 
-        from vcritic.model.judges import SPECS
+        from vcritic.model.readout_specs import SPECS
 
         inputs = self.to_device(batch["generate"])
         specs = [SPECS[q.readout] for q in questions]
