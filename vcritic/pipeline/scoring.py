@@ -109,7 +109,7 @@ def _cast_nested(value, dtype):
         return {key: _cast_nested(item, dtype) for key, item in value.items()}
     if isinstance(value, list):
         return [_cast_nested(item, dtype) for item in value]
-    from vcritic.inference.critic import cast_floating
+    from vcritic.inference.runner import cast_floating
 
     return cast_floating(value, dtype)
 
@@ -127,7 +127,7 @@ class _Collate:
         self.dtype = dtype
 
     def __call__(self, samples):
-        from vcritic.inference.critic import cast_floating
+        from vcritic.inference.runner import cast_floating
 
         ok = [(index, encodings) for index, encodings, error in samples if error is None]
         errors = {index: error for index, _, error in samples if error is not None}
