@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from vcritic.base.home import hub_cache_dir
 from vcritic.cli.app import app, main
 from vcritic.model import presets
-from vcritic.model.judges import VCRITIC
 from vcritic.model.presets import PRESETS, Preset
+from vcritic.model.readout_specs import VCRITIC
 
 pytestmark = pytest.mark.slow
 

@@ -50,7 +50,8 @@ class Critic(Runner):
         fixed_shapes: bool | int = False,
         judge: Judge | None = None,
     ):
-        from vcritic.model.judges import VCRITIC, Judge
+        from vcritic.model.judges import Judge
+        from vcritic.model.readout_specs import VCRITIC
 
         super().__init__(model, processor, family=family, device=device, dtype=dtype, source=source)
         self.judge = judge or Judge(VCRITIC, None)  # how MOS is asked and read out; what the model was trained for
