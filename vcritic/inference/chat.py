@@ -27,7 +27,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from vcritic.errors import VcriticError
-from vcritic.inference.encoder import TEXT_KEYS
 from vcritic.model.compat import per_token_cache
 from vcritic.readout.prompts import CHAT, render_prompt
 
@@ -101,6 +100,7 @@ class Conversation:
     def _answer(self, inputs: dict[str, Any], streamer) -> str:
         import torch
 
+        from vcritic.inference.encoder import TEXT_KEYS
         from vcritic.inference.shared_prefix import cache_generator, encode_prefix
         from vcritic.model.compat import crop_cache, generate_cache_argument, rope_deltas, set_rope_deltas
 

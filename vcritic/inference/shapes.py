@@ -30,7 +30,6 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from vcritic.errors import VcriticError
-from vcritic.inference.shared_prefix import collate_questions
 
 if TYPE_CHECKING:
     import torch
@@ -112,6 +111,7 @@ class FixedShapes:
         import torch
 
         from vcritic.engine.batches import retry_smaller
+        from vcritic.inference.shared_prefix import collate_questions
 
         collate = partial(collate_questions, runner.encoder) if batch.questions else runner.encoder.pad_batch
         out = None
