@@ -102,7 +102,7 @@ class _StockCollate:
         self.collate, self.dtype = _Collate(encoder, True, None), dtype
 
     def __call__(self, samples):
-        from vcritic.inference.critic import cast_floating
+        from vcritic.inference.runner import cast_floating
 
         indices, errors, batch = self.collate(samples)
         return indices, errors, cast_floating(batch, self.dtype)

@@ -105,7 +105,8 @@ def build_arch(name: str, scale: str, folder: Path, device, dtype):
     from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
     from transformers.image_utils import SizeDict
 
-    from vcritic.inference.critic import Critic, Family
+    from vcritic.inference.critic import Critic
+    from vcritic.inference.encoder import Family
     from vcritic.inference.loading import with_attention
     from vcritic.testing import build_tiny
 
@@ -231,21 +232,28 @@ def _peak_tflops(device, given: float | None) -> float | None:
     return next((peak for key, peak in BF16_PEAK_TFLOPS.items() if key in name), None)
 
 
+def _read_padded(critic, batch) -> list:
+    """MOS of a padded batch (shared_prefix.collate_questions), whatever the critic's batching strategy: the forward
+    of exactly these rows."""
+    from vcritic.inference.shared_prefix import answer_logits
+    from vcritic.readout.prompts import QUALITY
+
+    return critic.readouts([QUALITY], answer_logits(critic, batch))
+
+
 def _flops_per_image(critic, batch) -> float:
     """Model FLOPs of one forward of a one-image batch (matmuls and attention): torch's own counter where it works,
     else :func:`analytic_flops` (torch 2.11's FlopCounterMode asserts on SDPA with grouped-query shapes, which must
     not stop a benchmark)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from vcritic.readout.prompts import QUALITY
-
     try:
         with FlopCounterMode(display=False) as counter:
-            critic.read([QUALITY], batch)
+            _read_padded(critic, batch)
         return float(counter.get_total_flops())
     except (AssertionError, RuntimeError, NotImplementedError) as err:
         print(f"# FlopCounterMode failed ({type(err).__name__}); counting FLOPs from the shapes instead", flush=True)
-        return analytic_flops(lambda: critic.read([QUALITY], batch))
+        return analytic_flops(lambda: _read_padded(critic, batch))
 
 
 def analytic_flops(run, attention: bool = True) -> float:
@@ -363,7 +371,7 @@ def run_arch(args) -> None:
                 if attention != "-":  # before/after of the vision tower's attention, same weights and inputs
                     use_for_vision(critic.model, implementation[attention])
                 critic.fixed_shapes = mode == "on"
-                critic.read([QUALITY], one)  # warm-up: kernels, allocator
+                _read_padded(critic, one)  # warm-up: kernels, allocator
                 if device.type == "cuda":  # what limits the overlap: a launch returns only after its last sync
                     syncs = _host_syncs(critic, one)
                     where = ", ".join(f"{line} x{n}" for line, n in syncs[:8]) if isinstance(syncs, list) else syncs
@@ -469,15 +477,13 @@ def _host_syncs(critic, batch) -> list[tuple[str, int]] | str:
 
     import torch
 
-    from vcritic.readout.prompts import QUALITY
-
     torch.cuda.synchronize()
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             torch.cuda.set_sync_debug_mode("warn")
             try:
-                critic.read([QUALITY], batch)
+                _read_padded(critic, batch)
             finally:
                 torch.cuda.set_sync_debug_mode("default")
     except Exception as err:  # a figure, not a reason to lose the rest of a GPU session

@@ -13,8 +13,8 @@ import pytest
 from vcritic.base.home import hub_cache_dir
 from vcritic.cli.app import app, main
 from vcritic.model import presets
-from vcritic.model.judges import VCRITIC
 from vcritic.model.presets import PRESETS, Preset
+from vcritic.model.readout_specs import VCRITIC
 
 pytestmark = pytest.mark.slow
 

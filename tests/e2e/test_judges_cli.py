@@ -28,7 +28,7 @@ def test_score_marks_tasks_a_judge_was_not_trained_for(tiny_llava, image_dir, ca
 @pytest.mark.slow
 def test_a_reasoning_judge_without_a_number_gets_an_error_row(tiny_llava, image_dir, capsys, monkeypatch):
     from vcritic.cli.app import main
-    from vcritic.model.judges import ReadoutSpec
+    from vcritic.model.readout_specs import ReadoutSpec
 
     # An answer with no rating in it: the row says so instead of leaving a silent gap. (What a random model writes
     # depends on its weights and tokenizer, so the model generates for real and its answer is taken as ratingless.)

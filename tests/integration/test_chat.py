@@ -22,7 +22,7 @@ class VisionCalls:
     """Counts forward calls of the model's vision tower: one per image encoding."""
 
     def __init__(self, critic):
-        model = critic._base_model()
+        model = critic.base_model()
         name = next(
             n for n, _ in model.named_modules() if n.rpartition(".")[2] in ("vision_tower", "vision_model", "visual")
         )
@@ -43,7 +43,7 @@ class SeenTokens:
 
     def __init__(self, critic):
         self.ids: list[int] = []
-        self.handle = critic._base_model().register_forward_pre_hook(self._forward, with_kwargs=True)
+        self.handle = critic.base_model().register_forward_pre_hook(self._forward, with_kwargs=True)
 
     def _forward(self, module, args, kwargs):
         cache = kwargs.get("cache", kwargs.get("past_key_values"))
@@ -146,7 +146,7 @@ def test_qwen_conversations_keep_their_own_rotary_offset_between_other_images(cr
 
     critic = critics(family)
     logits = []
-    hook = critic._base_model().register_forward_hook(lambda m, a, out: logits.append(out.logits[0, -1].clone()))
+    hook = critic.base_model().register_forward_hook(lambda m, a, out: logits.append(out.logits[0, -1].clone()))
 
     def second_turn(interleaved: bool) -> torch.Tensor:
         chelsea = critic.chat(sample_images["chelsea"], max_new_tokens=3)

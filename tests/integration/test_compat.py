@@ -136,7 +136,7 @@ def test_a_qwen_model_without_its_rotary_offset_gets_no_shared_prefix(tiny_model
     """Qwen-VL text after a cached image sits at index + rope_deltas; where the model keeps no such offset the
     suffix positions would be wrong, so the check refuses the shared prefix."""
     critic = load_critic(tiny_models("qwen2_5_vl"), max_pixels=MAX_PIXELS)
-    model = critic._base_model()
+    model = critic.base_model()
     critic.score(images[0])
     assert compat.prefix_cache_supported(model) and compat.rope_deltas(model) is not None
     del model.model.rope_deltas
@@ -148,7 +148,7 @@ def test_the_cache_argument_is_one_the_installed_decoder_takes(tiny_llava):
     import inspect
 
     critic = load_critic(tiny_llava)
-    model = critic._base_model()
+    model = critic.base_model()
     decoder = compat.text_decoder(model)
     assert compat.cache_argument(decoder) in inspect.signature(decoder.forward).parameters
     assert compat.generate_cache_argument(model) in inspect.signature(model.prepare_inputs_for_generation).parameters
@@ -170,11 +170,11 @@ def test_a_chat_whose_cache_cannot_be_cropped_reencodes_with_the_same_answers(ti
 def test_an_unreadable_forward_signature_leaves_the_optional_arguments_out(tiny_llava, images, notes, monkeypatch):
     """Without logits_to_keep and use_cache the forward computes every position's logits: the same last one."""
     fast = load_critic(tiny_llava)
-    assert fast._accepts_logits_to_keep and fast._accepts_use_cache
+    assert fast.accepts_logits_to_keep and fast.accepts_use_cache
     comparison = fast.compare(images[0], images[1]).p_a_better
     monkeypatch.setattr(compat, "_parameters", lambda function: None)
     stock = load_critic(tiny_llava)
-    assert not stock._accepts_logits_to_keep and not stock._accepts_use_cache
+    assert not stock.accepts_logits_to_keep and not stock.accepts_use_cache
     assert stock.compare(images[0], images[1]).p_a_better == pytest.approx(comparison, abs=1e-6)
     assert _scores(stock, images) == pytest.approx(_scores(fast, images), abs=TOLERANCE)
     assert any("logits_to_keep left out" in line for line in notes())

@@ -7,7 +7,7 @@ import pytest
 from support.families import HAS_TORCHVISION
 
 from vcritic import testing
-from vcritic.inference import critic as critic_module
+from vcritic.inference import encoder as encoder_module
 from vcritic.inference import shared_prefix
 from vcritic.inference.loading import load_critic
 from vcritic.model import vision_attention
@@ -27,7 +27,7 @@ def critic(tiny_models):
 
 def test_vcritic_has_no_code_for_this_family(critic):
     assert critic.family.model_type == FAMILY
-    named = (critic_module.SINGLE_IMAGE_FAMILIES, shared_prefix.QUESTION_DEPENDENT_IMAGE, vision_attention.FAMILIES)
+    named = (encoder_module.SINGLE_IMAGE_FAMILIES, shared_prefix.QUESTION_DEPENDENT_IMAGE, vision_attention.FAMILIES)
     assert all(FAMILY not in names for names in named) and FAMILY not in testing.FAMILIES
 
 

@@ -12,8 +12,8 @@ import pytest
 from vcritic.base.home import hub_cache_dir, vcritic_home
 from vcritic.errors import VcriticError
 from vcritic.model import hub, presets
-from vcritic.model.judges import VCRITIC
 from vcritic.model.presets import PRESETS, Preset
+from vcritic.model.readout_specs import VCRITIC
 
 
 def sha256(path: Path) -> str:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from vcritic.cli.app import app
 from vcritic.inference.loading import load_critic
 from vcritic.inference.model_spec import ModelSpec
-from vcritic.model.judges import Q_REALIGN, VCRITIC
+from vcritic.model.readout_specs import Q_REALIGN, VCRITIC
 
 EVERY = ["--model", "--readout", "--adapter", "--revision", "--batch-size", "--reproducible", "--workers",
          "--device", "--dtype", "--trust-remote-code", "--allow-pickle", "--max-pixels", "--image-size",

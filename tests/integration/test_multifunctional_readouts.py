@@ -51,7 +51,7 @@ def test_every_output_in_range_and_equal_to_asking_one_question_at_a_time(critic
     assert len(outputs) == len(images), "different images must get different read-outs"
 
     # The shared prefix was really used (InstructBLIP's Q-Former reads the question: one batch of full prompts).
-    split = critic.encoder._splits[tuple(q.name for q in task_questions(["mos", "attributes", "authenticity"]))]
+    split = critic.encoder.prompt_splits[tuple(q.name for q in task_questions(["mos", "attributes", "authenticity"]))]
     assert split.exact is (None if critic.family.model_type in QUESTION_DEPENDENT_IMAGE else True)
 
     for image, score in zip(images, together, strict=True):
@@ -94,7 +94,7 @@ class VisionCalls:
     """Counts forward calls of the model's vision tower (one per image encoding of a batch)."""
 
     def __init__(self, critic):
-        model = critic._base_model()
+        model = critic.base_model()
         names = [
             n for n, _ in model.named_modules() if n.rpartition(".")[2] in ("vision_tower", "vision_model", "visual")
         ]
@@ -143,7 +143,7 @@ def test_describe_without_a_checked_prompt_split_runs_two_passes_with_the_same_r
     questions = (DESCRIBE, *task_questions(["attributes"]))
     split = PromptSplit(critic.encoder, questions)
     split.suffix_ids = [ids[1:] for ids in split.suffix_ids]  # as if the tokenizer merged across the boundary
-    critic.encoder._splits[tuple(q.name for q in questions)] = split
+    critic.encoder.prompt_splits[tuple(q.name for q in questions)] = split
     calls = VisionCalls(critic)
     fallback = critic.describe(image, tasks="attributes", max_new_tokens=12)
     assert split.exact is False and calls.take() == 2
@@ -162,7 +162,7 @@ def test_a_prompt_split_that_does_not_reproduce_the_full_prompt_falls_back_to_fu
     shared = critic.score(image, tasks="attributes")
     split = PromptSplit(critic.encoder, questions)
     split.suffix_ids = [ids[1:] for ids in split.suffix_ids]  # as if the tokenizer merged across the boundary
-    critic.encoder._splits[tuple(q.name for q in questions)] = split
+    critic.encoder.prompt_splits[tuple(q.name for q in questions)] = split
     fallback = critic.score(image, tasks="attributes")
     assert split.exact is False
     assert "full" in critic.encoder.encode_questions(questions, image)

@@ -130,8 +130,8 @@ def test_batching_padding_and_tasks_do_not_move_the_score(family, spec_name, tin
 
 
 def test_every_level_word_preset_is_covered_by_its_card():
-    from vcritic.model.judges import LEVELS_KIND
     from vcritic.model.presets import PRESETS
+    from vcritic.model.readout_specs import LEVELS_KIND
 
     for preset in PRESETS.values():
         spec = preset.spec

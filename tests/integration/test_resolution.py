@@ -39,7 +39,7 @@ def test_default_qwen25_budget_gives_999_tokens_for_1024x768(tiny_models):
 
 @needs_torchvision
 def test_qwen_image_size_makes_every_image_the_same_square(tiny_models, sample_images):
-    from vcritic.inference.critic import Encoder, Family
+    from vcritic.inference.encoder import Encoder, Family
     from vcritic.model.resolution import configure_resolution, visual_tokens
     from vcritic.readout.prompts import QUALITY
 

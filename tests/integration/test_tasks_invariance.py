@@ -36,7 +36,7 @@ def test_each_output_is_bitwise_the_same_whatever_other_tasks_are_asked(tiny_mod
             if task in tasks or tasks == "all":
                 assert [_outputs(score, task) for score in found[tasks]] == alone, f"{task} with --tasks {tasks}"
     # One question is split where many are: just after the image.
-    splits = {split.shared_text for split in critic.encoder._splits.values()}
+    splits = {split.shared_text for split in critic.encoder.prompt_splits.values()}
     assert len(splits) == 1
 
 

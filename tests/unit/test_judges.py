@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 from vcritic.cli.app import app
 from vcritic.errors import VcriticError
-from vcritic.model.judges import Q_REALIGN, VCRITIC, VISUALQUALITY_R1, get_spec, judge_for, untrained_note
+from vcritic.model.judges import get_spec, judge_for, untrained_note
 from vcritic.model.presets import CPU_DEFAULT_PRESET, DEFAULT_PRESET, PRESETS, default_preset, get_preset
+from vcritic.model.readout_specs import Q_REALIGN, VCRITIC, VISUALQUALITY_R1
 
 
 def test_each_preset_names_its_readout_size_memory_and_machine():

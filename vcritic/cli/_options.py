@@ -55,7 +55,7 @@ def json_flag(help: str):
     return Annotated[bool, typer.Option("--json", help=help)]
 
 
-def _usage(check):
+def usage_callback(check):
     """A Typer callback from ``check(value)``: a bad value is a usage error (exit 2) before any work is done."""
 
     def callback(value):
@@ -78,9 +78,9 @@ def check_device(spec: str) -> None:
 
 def check_dtype(spec: str) -> None:
     from vcritic.errors import UsageError
-    from vcritic.model.runtime import _DTYPE_ALIASES, DTYPES
+    from vcritic.model.runtime import DTYPE_ALIASES, DTYPES
 
-    if spec != "auto" and _DTYPE_ALIASES.get(spec.lower(), spec.lower()) not in DTYPES:
+    if spec != "auto" and DTYPE_ALIASES.get(spec.lower(), spec.lower()) not in DTYPES:
         raise UsageError(f"unknown dtype {spec!r}", hint=f"use one of: {', '.join(DTYPES)}")
 
 
@@ -124,7 +124,7 @@ ReadoutOpt = Annotated[
         "read-out to use, e.g. for a downloaded copy or a fine-tune of a judge in a local folder. Default: the "
         "preset's own, what a trained folder's vcritic.json records, else vcritic's prompts (see: vcritic models -l).",
         show_default=False,
-        callback=_usage(check_readout),
+        callback=usage_callback(check_readout),
     ),
 ]
 
@@ -133,7 +133,7 @@ DeviceOpt = Annotated[
     str | None,
     typer.Option(
         "--device",
-        callback=_usage(check_device),
+        callback=usage_callback(check_device),
         help="cpu, cuda, cuda:N or mps. Default: cuda if available, else cpu.",
         show_default=False,
     ),
@@ -142,7 +142,7 @@ DtypeOpt = Annotated[
     str | None,
     typer.Option(
         "--dtype",
-        callback=_usage(check_dtype),
+        callback=usage_callback(check_dtype),
         help="bfloat16, float16 or float32. Default: bfloat16 on CUDA (float16 where bf16 is unsupported), "
         "float32 on CPU.",
         show_default=False,
@@ -201,7 +201,7 @@ TasksOpt = Annotated[
     typer.Option(
         "--tasks",
         "-t",
-        callback=_usage(check_tasks),
+        callback=usage_callback(check_tasks),
         help="What to read out, comma-separated: mos (0-100), attributes (brightness, colorfulness, contrast, "
         "noisiness, sharpness; 0-100 each, higher = more), authenticity (p_ai_generated, 0-1), or all. The image "
         "is encoded once for all of them.",

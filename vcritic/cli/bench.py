@@ -15,7 +15,7 @@ from rich.markup import escape
 from vcritic.base.docs_url import docs_page
 from vcritic.base.files import check_output_folder, write_json_atomically
 from vcritic.cli._exit import EXIT_PARTIAL
-from vcritic.cli._options import _usage, check_scheme, check_split, json_flag, model_options, parse_range
+from vcritic.cli._options import check_scheme, check_split, json_flag, model_options, parse_range, usage_callback
 from vcritic.errors import UsageError, VcriticError
 from vcritic.inference.model_spec import ModelSpec
 
@@ -62,13 +62,15 @@ def bench(
     ] = None,
     split: Annotated[
         str,
-        typer.Option("--split", callback=_usage(check_split), help="test, train, val (official scheme only) or all."),
+        typer.Option(
+            "--split", callback=usage_callback(check_split), help="test, train, val (official scheme only) or all."
+        ),
     ] = "test",
     split_scheme: Annotated[
         str,
         typer.Option(
             "--split-scheme",
-            callback=_usage(check_scheme),
+            callback=usage_callback(check_scheme),
             help="paper (seeded 80/20, KADID by reference) or official (KonIQ-10k's own).",
         ),
     ] = "paper",
@@ -114,7 +116,7 @@ def bench(
         str | None,
         typer.Option(
             "--mos-range",
-            callback=_usage(parse_range),
+            callback=usage_callback(parse_range),
             help="For a CSV manifest: its MOS range, e.g. 1-5 (default 0-100).",
             show_default=False,
         ),

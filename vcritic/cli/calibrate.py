@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from vcritic.base.docs_url import docs_page
 from vcritic.base.files import check_output_file
-from vcritic.cli._options import _usage, check_scheme, check_split, model_options, parse_range
+from vcritic.cli._options import check_scheme, check_split, model_options, parse_range, usage_callback
 from vcritic.errors import UsageError, VcriticError
 from vcritic.inference.model_spec import ModelSpec
 
@@ -69,7 +69,7 @@ def calibrate(
         str | None,
         typer.Option(
             "--target-range",
-            callback=_usage(lambda text: parse_range(text, "--target-range")),
+            callback=usage_callback(lambda text: parse_range(text, "--target-range")),
             help="With --target: the scale's range, e.g. 0-10 (calibrated values are kept inside it). Default: the "
             "lowest and highest label seen (then not enforced).",
             show_default=False,
@@ -87,7 +87,7 @@ def calibrate(
         str | None,
         typer.Option(
             "--mos-range",
-            callback=_usage(parse_range),
+            callback=usage_callback(parse_range),
             help="For a CSV manifest as --dataset: its MOS range, e.g. 1-5 (default 0-100).",
             show_default=False,
         ),
@@ -96,7 +96,7 @@ def calibrate(
         str,
         typer.Option(
             "--split",
-            callback=_usage(check_split),
+            callback=usage_callback(check_split),
             help="Which images of --dataset: all, train, test or val (as for bench).",
         ),
     ] = "all",
@@ -104,7 +104,7 @@ def calibrate(
         str,
         typer.Option(
             "--split-scheme",
-            callback=_usage(check_scheme),
+            callback=usage_callback(check_scheme),
             help="paper (seeded 80/20, KADID by reference) or official (KonIQ).",
         ),
     ] = "paper",

@@ -12,9 +12,8 @@ training evaluation all run through it. Its rules:
   that size; the rows already given out stay. An input that does not fit even alone gets an error row (the Python
   API raises instead: there is no row to put the error in) and the run goes on. :class:`BatchPlan` carries the
   size in use, so a command's summary can report where it ended.
-- :func:`retry_smaller` is that halving rule in one place; fixed shapes (:func:`vcritic.inference.shapes.run_fixed`) use
-it
-  for their rows per forward too.
+- :func:`retry_smaller` is that halving rule in one place; fixed shapes
+  (:meth:`vcritic.inference.shapes.FixedShapes.run`) use it for their rows per forward too.
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""A loaded model answering: loading, the Critic API, shared-prefix read-outs, fixed shapes, chat."""
+"""A loaded model answering: loading, the encoder and the runner, the Critic API on them, shared-prefix read-outs,
+batching (padded or in fixed shapes), chat."""

@@ -67,7 +67,7 @@ class Conversation:
         self._image_end: int | None = None  # the cache is reusable only if it reaches past the image tokens
         self._rope_deltas = None
         # Recurrent caches are not cropped: _cache then holds the prompt up to the image end, never extended.
-        self._recurrent = not per_token_cache(critic._base_model())
+        self._recurrent = not per_token_cache(critic.base_model())
 
     def ask(self, question: str, *, streamer=None) -> str:
         """The model's answer to ``question`` given the exchanges so far, which it joins. ``streamer``: a
@@ -100,7 +100,7 @@ class Conversation:
     def _answer(self, inputs: dict[str, Any], streamer) -> str:
         import torch
 
-        from vcritic.inference.critic import _TEXT_KEYS
+        from vcritic.inference.encoder import TEXT_KEYS
         from vcritic.inference.shared_prefix import cache_generator, encode_prefix
         from vcritic.model.compat import crop_cache, generate_cache_argument, rope_deltas, set_rope_deltas
 
@@ -113,12 +113,12 @@ class Conversation:
         # Taken out for the turn: one interrupted half-way (Ctrl-C, out of memory) leaves no half-extended cache.
         cache, self._cache = self._cache, None
         reuse = self._reusable(cache, ids[0])
-        model = critic._base_model()
+        model = critic.base_model()
         if reuse is None:
             end = _image_end(critic, ids[0]) if self._recurrent else len(ids[0]) - 1
             if end is None:  # no image tokens to stop after: nothing reusable, a plain generate
                 return critic.decode_text(critic.model, critic.to_device(inputs), **options)
-            head = {key: value[:, :end] if key in _TEXT_KEYS else value for key, value in inputs.items()}
+            head = {key: value[:, :end] if key in TEXT_KEYS else value for key, value in inputs.items()}
             with torch.inference_mode():
                 _, _, cache = encode_prefix(critic, head)
             self._image_end = _image_end(critic, ids[0])

@@ -1,25 +1,28 @@
-"""The model wrapper every command uses: encode a prompt with its images, batch, forward once, read out.
+"""The Python API: :class:`Critic` scores, compares, ranks, describes and talks about images.
 
-Work is split so that the expensive CPU part (decoding, resizing, tokenising: :meth:`Critic.encode`) can run in
-DataLoader worker processes, while the main process only pads (:meth:`Critic.collate`) and runs the model
-(:meth:`Critic.readout`). Padding is done here, on the left, per batch, and never by the processor: BLIP-family
-processors pad the text *before* prepending the image query tokens, which would put pad tokens between the image and
-the prompt and make a score depend on its batch neighbours.
+A Critic is a :class:`~vcritic.inference.runner.Runner` (the loaded model, its encoder and the forwards) with the
+questions asked on top: which tasks, how a judge's MOS is read (:attr:`Critic.judge`), and the results as
+:class:`~vcritic.readout.results.Score`, :class:`~vcritic.readout.results.Comparison` and the rest. The file pipeline
+(:mod:`vcritic.pipeline.scoring`) and the service use its :meth:`Critic.read` and :meth:`Critic.readout` on batches
+that DataLoader workers encoded and collated with its :attr:`~vcritic.inference.runner.Runner.encoder`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from vcritic.engine.batches import in_batches
 from vcritic.errors import VcriticError
-from vcritic.model.compat import prefix_cache_supported, takes_argument
+from vcritic.inference.batching import PADDED
+from vcritic.inference.encoder import Family
+from vcritic.inference.runner import Runner
+from vcritic.inference.shapes import FixedShapes
+from vcritic.inference.shared_prefix import answer_logits, cache_generator, collate_questions, generate_and_answer
 from vcritic.model.resolution import Resolution
-from vcritic.readout.next_token import Readout, answer_token_ids, expectation
-from vcritic.readout.prompts import COMPARE, COMPARE_SIDE_BY_SIDE, DESCRIBE, Question, render_prompt
+from vcritic.readout.next_token import Readout, expectation
+from vcritic.readout.prompts import DESCRIBE, Question
 from vcritic.readout.results import Comparison, Description, Ranking, Score
 
 if TYPE_CHECKING:
@@ -27,178 +30,10 @@ if TYPE_CHECKING:
     from PIL import Image
 
     from vcritic.inference.chat import Conversation
-    from vcritic.inference.shapes import FixedShapes, ShapeGroups
     from vcritic.model.judges import Judge
 
-# Token-aligned inputs: left-padded to the longest prompt in the batch.
-_TEXT_KEYS = ("input_ids", "attention_mask", "token_type_ids", "mm_token_type_ids", "labels")
-# Padding values of the token-aligned inputs that are not 0 (labels: -100, ignored by the loss).
-_PAD_FILL = {"labels": -100}
-# InstructBLIP's Q-Former sees the instruction too; it is bidirectional with a mask, so right padding is fine.
-_QFORMER_KEYS = ("qformer_input_ids", "qformer_attention_mask")
-# Per-prompt stacks of image tiles, [1, tiles, ...] (Idefics3/SmolVLM split an image into as many tiles as its size
-# needs): padded with all-zero tiles, which those models drop before the vision tower.
-_IMAGE_STACK_KEYS = ("pixel_values", "pixel_attention_mask")
-# Model types whose processor takes a single image per prompt and prepends its query tokens itself.
-SINGLE_IMAGE_FAMILIES = frozenset({"blip-2", "instructblip", "instructblipvideo"})
 
-
-@dataclass(frozen=True)
-class Family:
-    """What the scoring code needs to know about a model family."""
-
-    model_type: str
-    multi_image: bool  # several images in one prompt
-    image_placeholder: str | None  # the processor's image token in the text, None if it prepends images itself
-
-    @classmethod
-    def detect(cls, model_type: str, processor) -> Family:
-        if model_type in SINGLE_IMAGE_FAMILIES:
-            return cls(model_type, multi_image=False, image_placeholder=None)
-        token = getattr(processor, "image_token", None)
-        return cls(model_type, multi_image=True, image_placeholder=getattr(token, "content", token))
-
-
-class Encoder:
-    """The CPU half of a :class:`Critic`: prompt rendering, tokenising and padding, no model.
-
-    It is small and picklable, so DataLoader workers get a copy of it and never of the model.
-    """
-
-    def __init__(self, processor, family: Family):
-        self.processor = processor
-        self.family = family
-        tokenizer = getattr(processor, "tokenizer", processor)
-        pad = tokenizer.pad_token_id
-        self.pad_token_id = pad if pad is not None else (tokenizer.eos_token_id or 0)
-        qformer = getattr(processor, "qformer_tokenizer", None)
-        self.qformer_pad_id = (qformer.pad_token_id or 0) if qformer is not None else 0
-        self._prompts: dict[tuple[str, str | None], str] = {}
-        self._splits: dict[tuple[str, ...], Any] = {}  # shared_prefix.PromptSplit per question set
-        # vcritic.inference.shapes.FixedShapes when the critic reads in fixed shapes (--reproducible): collate then
-        # groups
-        # items by shape instead of padding them. Set through Critic.fixed_shapes.
-        self.fixed_shapes: FixedShapes | None = None
-        # Whether several questions about an image share one prefix pass (vcritic.inference.shared_prefix); set by the
-        # Critic
-        # from vcritic.model.compat.prefix_cache_supported.
-        self.shared_prefix = True
-
-    @property
-    def pair_question(self) -> Question:
-        return COMPARE if self.family.multi_image else COMPARE_SIDE_BY_SIDE
-
-    def prompt(self, question: Question, instruction: str | None = None) -> str:
-        """The rendered prompt, ending with the answer prefix; ``instruction`` (a paraphrase, for training) defaults
-        to the canonical one that scoring asks."""
-        key = (question.name, instruction)
-        if key in self._prompts:
-            return self._prompts[key]
-        text = render_prompt(
-            self.processor, question, image_placeholder=self.family.image_placeholder, instruction=instruction
-        )
-        # Free-text instructions (stage-3 chat) are one-offs: only the question's own paraphrases are kept.
-        if instruction is None or instruction in question.instructions:
-            self._prompts[key] = text
-        return text
-
-    def encode(
-        self, question: Question, images: Sequence[Image.Image], instruction: str | None = None
-    ) -> dict[str, Any]:
-        """Tokenise one prompt with its images, unpadded (a batch of one)."""
-        if len(images) != question.n_images:
-            raise ValueError(f"{question.name} takes {question.n_images} image(s), got {len(images)}")
-        from vcritic.model.resolution import fit_image
-
-        text = self.prompt(question, instruction)
-        images = [fit_image(self.processor, image) for image in images]
-        return dict(self.processor(images=images, text=[text], return_tensors="pt"))
-
-    def encode_questions(self, questions: Sequence[Question], image: Image.Image) -> dict[str, Any]:
-        """One image with several questions, encoded so that the image is encoded once (see shared_prefix).
-
-        Questions that are answered by generating (a reasoning judge's MOS) get full prompts of their own under
-        ``"generate"``; the others share the prefix as usual."""
-        from vcritic.inference.shared_prefix import encode_questions
-
-        generating = [q for q in questions if q.generates]
-        if not generating:
-            return encode_questions(self, questions, image)
-        read = [q for q in questions if not q.generates]
-        item = encode_questions(self, read, image) if read else {}
-        return {"read": item, "generate": [self.encode(q, [image]) for q in generating]}
-
-    def collate_questions(self, items: Sequence[dict[str, Any]]) -> dict[str, Any] | ShapeGroups:
-        """A batch of :meth:`encode_questions` items for :meth:`Critic.read`: padded (see
-        :func:`vcritic.inference.shared_prefix.collate_questions`), or grouped by shape in fixed-shapes mode."""
-        if items and "generate" in items[0]:
-            if self.fixed_shapes is not None:
-                raise VcriticError(
-                    "a reasoning judge's generated answers cannot be read in fixed shapes",
-                    hint="leave out --reproducible, or use a judge with a level-word read-out",
-                )
-            from vcritic.inference.shared_prefix import collate_questions
-
-            read = [item["read"] for item in items]
-            return {
-                "read": collate_questions(self, read) if read[0] else None,
-                "generate": self.pad_batch([encoding for item in items for encoding in item["generate"]]),
-                "n_generate": len(items[0]["generate"]),
-            }
-        if self.fixed_shapes is not None:
-            from vcritic.inference.shapes import group
-
-            return group(items, questions=True)
-        from vcritic.inference.shared_prefix import collate_questions
-
-        return collate_questions(self, items)
-
-    def encode_pair(self, first: Image.Image, second: Image.Image) -> dict[str, Any]:
-        """One comparison prompt; single-image families get the pair as one side-by-side picture."""
-        from vcritic.base.images import side_by_side
-
-        question = self.pair_question
-        images = [first, second] if question.n_images == 2 else [side_by_side(first, second)]
-        return self.encode(question, images)
-
-    def encode_both_orders(self, a: Image.Image, b: Image.Image) -> list[dict[str, Any]]:
-        """(a, b) then (b, a): the interleaving :func:`symmetric_preference` reads back."""
-        return [self.encode_pair(a, b), self.encode_pair(b, a)]
-
-    def collate(self, items: Sequence[dict[str, Any]]) -> dict[str, Any] | ShapeGroups:
-        """A batch of encoded prompts for :meth:`Critic.last_logits`: :meth:`pad_batch`, or grouped by shape in
-        fixed-shapes mode (:mod:`vcritic.inference.shapes`)."""
-        if self.fixed_shapes is not None:
-            from vcritic.inference.shapes import group
-
-            return group(items, questions=False)
-        return self.pad_batch(items)
-
-    def pad_batch(self, items: Sequence[dict[str, Any]]) -> dict[str, Any]:
-        """Left-pad encoded items into one batch, so every prompt ends at the last position."""
-        import torch
-
-        length = max(item["input_ids"].shape[1] for item in items)
-        qlength = max((item["qformer_input_ids"].shape[1] for item in items if "qformer_input_ids" in item), default=0)
-        batch: dict[str, Any] = {}
-        for key in items[0]:
-            tensors = [item[key] for item in items]
-            if key in _TEXT_KEYS:
-                fill = self.pad_token_id if key == "input_ids" else _PAD_FILL.get(key, 0)
-                batch[key] = torch.cat([_pad(t, length, fill, left=True) for t in tensors])
-            elif key in _QFORMER_KEYS:
-                fill = self.qformer_pad_id if key == "qformer_input_ids" else 0
-                batch[key] = torch.cat([_pad(t, qlength, fill, left=False) for t in tensors])
-            elif key in _IMAGE_STACK_KEYS and len({t.shape[1:] for t in tensors}) > 1:
-                batch[key] = torch.cat([_pad_images(t, max(t.shape[1] for t in tensors)) for t in tensors])
-            elif isinstance(tensors[0], torch.Tensor):
-                batch[key] = torch.cat(tensors)
-            else:
-                batch[key] = tensors
-        return batch
-
-
-class Critic:
+class Critic(Runner):
     """A loaded model plus everything needed to ask it quality questions. Build it with ``load_critic``."""
 
     def __init__(
@@ -215,30 +50,14 @@ class Critic:
         fixed_shapes: bool | int = False,
         judge: Judge | None = None,
     ):
-        from vcritic.model.judges import VCRITIC, Judge
+        from vcritic.model.judges import Judge
+        from vcritic.model.readout_specs import VCRITIC
 
+        super().__init__(model, processor, family=family, device=device, dtype=dtype, source=source)
         self.judge = judge or Judge(VCRITIC, None)  # how MOS is asked and read out; what the model was trained for
-        self.model = model
-        self.processor = processor
-        self.tokenizer = getattr(processor, "tokenizer", processor)
-        self.encoder = Encoder(processor, family)
-        self.family = family
-        self.device = device
-        self.dtype = dtype
-        self.source = source
         self.info = info or {}
         self.resolution = resolution or Resolution()  # what the processor was set to (vcritic.model.resolution)
         self.fixed_shapes = fixed_shapes
-        self._token_ids: dict[str, list[int]] = {}
-        self._answer_tensors: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-        forward = type(self._base_model()).forward
-        self._accepts_logits_to_keep = takes_argument(forward, "logits_to_keep")
-        self._accepts_use_cache = takes_argument(forward, "use_cache", any_keyword=True)
-        self.encoder.shared_prefix = prefix_cache_supported(self._base_model())
-
-    def _base_model(self):
-        get_base = getattr(self.model, "get_base_model", None)
-        return get_base() if get_base else self.model
 
     @property
     def pair_question(self) -> Question:
@@ -247,22 +66,19 @@ class Critic:
     @property
     def fixed_shapes(self) -> FixedShapes | None:
         """Fixed compute shapes (:mod:`vcritic.inference.shapes`), or None: shapes follow the batch. Set it to True, a
-        number of rows, or False. Kept on the encoder, which groups the items; the forwards here run the groups."""
-        return self.encoder.fixed_shapes
+        number of rows, or False: it chooses the batching strategy (:attr:`batching`) the encoder and forwards use."""
+        return self.batching if self.batching.fixed else None
 
     @fixed_shapes.setter
     def fixed_shapes(self, value: bool | int | FixedShapes | None) -> None:
-        from vcritic.inference.shapes import FixedShapes
-
-        self.encoder.fixed_shapes = FixedShapes.of(value)
+        self.encoder.batching = FixedShapes.of(value) or PADDED
 
     def prompt(self, question: Question) -> str:
         return self.encoder.prompt(question)
 
     def task_questions(self, tasks: Sequence[str]) -> tuple[Question, ...]:
         """The Questions for ``tasks`` (names from :func:`vcritic.readout.tasks.parse_tasks`), in column order: MOS as
-        this
-        model's read-out asks it (:attr:`judge`), the other tasks with vcritic's own questions."""
+        this model's read-out asks it (:attr:`judge`), the other tasks with vcritic's own questions."""
         from vcritic.readout.tasks import task_questions
 
         quality = self.judge.spec.quality_question()
@@ -272,84 +88,29 @@ class Critic:
         """Which of ``tasks`` this model was not trained for (empty for a general model that declares none)."""
         return self.judge.untrained(tasks)
 
-    def token_ids(self, question: Question) -> list[int]:
-        if question.name not in self._token_ids:
-            self._token_ids[question.name] = answer_token_ids(self.tokenizer, question, model=self.source)
-        return self._token_ids[question.name]
-
-    def answer_tensors(self, question: Question) -> tuple[torch.Tensor, torch.Tensor]:
-        """The answer words' token ids and values on the model's device, made once: building them per batch would
-        copy them from pageable host memory, a host sync that keeps the next batch from being launched early."""
-        if question.name not in self._answer_tensors:
-            import torch
-
-            ids = torch.tensor(self.token_ids(question), dtype=torch.long, device=self.device)
-            values = torch.tensor(question.values, dtype=torch.float32, device=self.device)
-            self._answer_tensors[question.name] = (ids, values)
-        return self._answer_tensors[question.name]
-
-    # -- model side ----------------------------------------------------------------------------------------------
-    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
-        """Tensors to the model's device; floating-point ones (pixels) to its dtype, unless the file pipeline's
-        workers already cast them (:func:`cast_floating`)."""
-        import torch
-
-        inputs = {}
-        for key, value in batch.items():
-            if isinstance(value, torch.Tensor):
-                value = value.to(self.device, non_blocking=True)
-                if value.is_floating_point():
-                    value = value.to(self.dtype)
-            inputs[key] = value
-        return inputs
-
-    def last_logits(self, batch: dict[str, Any] | ShapeGroups) -> torch.Tensor:
-        """One forward pass over a collated batch (one per group of fixed shape): next-token logits at the last
-        position, ``[B, vocab]``."""
-        import torch
-
-        from vcritic.inference.shapes import ShapeGroups, run_fixed
-
-        if isinstance(batch, ShapeGroups):
-            return run_fixed(self, batch, self.last_logits)
-        inputs = self.to_device(batch)
-        if self._accepts_logits_to_keep:
-            inputs["logits_to_keep"] = 1  # only the answer position: skips a [B, L, vocab] projection
-        if self._accepts_use_cache:
-            inputs["use_cache"] = False
-        with torch.inference_mode():
-            return self.model(**inputs).logits[:, -1, :]
-
-    def readout(self, question: Question, batch: dict[str, Any]) -> Readout:
-        """One forward pass over a collated batch; the answer-word distribution at the last position."""
+    def readout(self, question: Question, batch: Any) -> Readout:
+        """The answer-word distribution at the last position of every prompt of an :meth:`Encoder.collate` batch."""
         return expectation(self.last_logits(batch), *self.answer_tensors(question))
 
-    def read(self, questions: Sequence[Question], batch: dict[str, Any] | ShapeGroups) -> list[Readout]:
+    def read(self, questions: Sequence[Question], batch: Any) -> list[Readout]:
         """Every question about every image of a :meth:`Encoder.collate_questions` batch, one Readout per question;
         the image and the shared prompt prefix are encoded once (see :mod:`vcritic.inference.shared_prefix`)."""
-        from vcritic.inference.shapes import ShapeGroups, run_fixed
-        from vcritic.inference.shared_prefix import answer_logits
-
-        if isinstance(batch, ShapeGroups):
-            return self._readouts(questions, run_fixed(self, batch, lambda chunk: answer_logits(self, chunk)))
-        if "generate" in batch:
+        if any(q.generates for q in questions):  # then the batch holds their full prompts under "generate"
             return self._read_and_generate(questions, batch)
-        return self._readouts(questions, answer_logits(self, batch))
+        return self.readouts(questions, self.batching.run(self, batch, lambda chunk: answer_logits(self, chunk)))
 
     def _read_and_generate(self, questions: Sequence[Question], batch: dict[str, Any]) -> list[Readout]:
         """A batch with generated answers (a reasoning judge): the read questions as usual, then one greedy
         ``generate`` over the left-padded full prompts of the generated ones, each answer parsed for its rating."""
-        from vcritic.inference.shared_prefix import answer_logits
-
         read = [q for q in questions if not q.generates]
-        found = iter(self._readouts(read, answer_logits(self, batch["read"])) if read else [])
+        found = iter(self.readouts(read, answer_logits(self, batch["read"])) if read else [])
         generated = iter(self._generated_readouts([q for q in questions if q.generates], batch))
         return [next(generated) if q.generates else next(found) for q in questions]
 
     def _generated_readouts(self, questions: Sequence[Question], batch: dict[str, Any]) -> list[Readout]:
         import torch
 
-        from vcritic.model.judges import SPECS
+        from vcritic.model.readout_specs import SPECS
 
         inputs = self.to_device(batch["generate"])
         specs = [SPECS[q.readout] for q in questions]
@@ -372,10 +133,6 @@ class Critic:
                 Readout(mean=mean, std=torch.full_like(mean, math.nan), probs=mean.new_zeros((len(mean), 0)))
             )
         return readouts
-
-    def _readouts(self, questions: Sequence[Question], logits: torch.Tensor) -> list[Readout]:
-        """``[n_images, n_questions, vocab]`` answer logits -> one Readout per question."""
-        return [expectation(logits[:, j], *self.answer_tensors(q)) for j, q in enumerate(questions)]
 
     # -- Python API ----------------------------------------------------------------------------------------------
     def score(self, images, *, tasks: str | Sequence[str] = "mos", batch_size: int | str = 8) -> Score | list[Score]:
@@ -469,10 +226,8 @@ class Critic:
 
         The image and the shared prompt prefix are encoded once for the text and the numbers together (see
         :func:`vcritic.inference.shared_prefix.generate_and_answer`). Two passes remain where the model's ``generate``
-        cannot
-        continue from a cache (InstructBLIP, whose image tokens depend on the question anyway) or the prompt split
-        does not check out (:class:`vcritic.inference.shared_prefix.PromptSplit`)."""
-        from vcritic.inference.shared_prefix import cache_generator, collate_questions, generate_and_answer
+        cannot continue from a cache (InstructBLIP, whose image tokens depend on the question anyway) or the prompt
+        split does not check out (:class:`vcritic.inference.shared_prefix.PromptSplit`)."""
         from vcritic.readout.results import scores_from_readouts
         from vcritic.readout.tasks import parse_tasks
 
@@ -492,7 +247,7 @@ class Critic:
                 # One image, padded as is: generate continues from this batch's cache (not in fixed shapes).
                 batch = collate_questions(self.encoder, [{"prefix": item["prefix"], "suffix_ids": question_suffixes}])
                 text, logits = generate_and_answer(self, batch, prompt_suffix, **options)
-                score = scores_from_readouts(questions, self._readouts(questions, logits), untrained=untrained)[0]
+                score = scores_from_readouts(questions, self.readouts(questions, logits), untrained=untrained)[0]
             else:  # no cache to continue from, or no shared prefix: generate and score, two passes
                 text = self.generate(picture, **options)
                 score = self.score(picture, tasks=wanted) if questions else None
@@ -512,30 +267,6 @@ class Critic:
         """Greedy free text for the DESCRIBE question about one image, from the full prompt (no shared prefix)."""
         inputs = self.to_device(self.encoder.encode(DESCRIBE, [image]))
         return self.decode_text(self.model, inputs, max_new_tokens=max_new_tokens, streamer=streamer)
-
-    def decode_text(
-        self, model, inputs: dict[str, Any], *, max_new_tokens: int, streamer=None, temperature: float | None = None
-    ) -> str:
-        """``model.generate`` over one prompt, as text: the only place vcritic generates. Greedy (deterministic) unless
-        a ``temperature`` is given (chat's ``--temperature``), which samples with the model's own top-k/top-p."""
-        import torch
-
-        sampling = {"do_sample": True, "temperature": temperature} if temperature else {"do_sample": False}
-        with torch.inference_mode():
-            ids = model.generate(
-                **inputs,
-                max_new_tokens=max_new_tokens,
-                **sampling,
-                num_beams=1,
-                pad_token_id=self.encoder.pad_token_id,
-                streamer=streamer,
-            )
-        prompt = inputs["input_ids"][0]
-        generated = ids[0]
-        # Decoder-only wrappers return prompt + answer; BLIP-family generate returns only the new tokens.
-        if generated.shape[0] >= prompt.shape[0] and torch.equal(generated[: prompt.shape[0]], prompt):
-            generated = generated[prompt.shape[0] :]
-        return self.tokenizer.decode(generated, skip_special_tokens=True).strip()
 
 
 def _as_list(images) -> tuple[list, bool]:
@@ -574,36 +305,3 @@ def symmetric_preference(probs: torch.Tensor) -> torch.Tensor:
     """
     p_first = probs[:, 0]
     return 0.5 * (p_first[0::2] + (1.0 - p_first[1::2]))
-
-
-def cast_floating(batch, dtype):
-    """A collated batch (nested dicts allowed) with its floating-point tensors, the pixels, in ``dtype``: the cast
-    :meth:`Critic.to_device` makes, done before the copy so that a bfloat16 batch crosses process boundaries, pinning
-    and the copy to the GPU at half the bytes. fp32 -> bf16/fp16 rounds to nearest even on CPU and GPU alike."""
-    import torch
-
-    if isinstance(batch, dict):
-        return {key: cast_floating(value, dtype) for key, value in batch.items()}
-    if isinstance(batch, torch.Tensor) and batch.is_floating_point():
-        return batch.to(dtype)
-    return batch
-
-
-def _pad(tensor: torch.Tensor, length: int, fill: int, *, left: bool) -> torch.Tensor:
-    import torch
-
-    missing = length - tensor.shape[1]
-    if missing <= 0:
-        return tensor
-    pad = torch.full((tensor.shape[0], missing), fill, dtype=tensor.dtype)
-    return torch.cat([pad, tensor] if left else [tensor, pad], dim=1)
-
-
-def _pad_images(tensor: torch.Tensor, tiles: int) -> torch.Tensor:
-    """A ``[1, n, ...]`` tile stack padded with zeros to ``tiles`` tiles."""
-    import torch
-
-    missing = tiles - tensor.shape[1]
-    if missing <= 0:
-        return tensor
-    return torch.cat([tensor, tensor.new_zeros((tensor.shape[0], missing, *tensor.shape[2:]))], dim=1)

@@ -163,7 +163,8 @@ def load_critic(
     net.eval()
     net.requires_grad_(False)
 
-    from vcritic.inference.critic import Critic, Family
+    from vcritic.inference.critic import Critic
+    from vcritic.inference.encoder import Family
 
     return Critic(
         net,

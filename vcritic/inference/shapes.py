@@ -18,18 +18,24 @@ never depend on ``--batch-size`` or on its neighbours:
   :meth:`FixedShapes.describe` says so for the command's summary.
 
 Rows are independent in these models (no batch statistics), so a copy changes nothing but the shape.
+:class:`FixedShapes` is a batching strategy (:mod:`vcritic.inference.batching`): a critic in this mode collates and
+runs every batch through it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
+
+from vcritic.errors import VcriticError
 
 if TYPE_CHECKING:
     import torch
 
-    from vcritic.inference.critic import Critic
+    from vcritic.inference.encoder import Encoder
+    from vcritic.inference.runner import Runner
 
 # Items per forward. 8: on the H100 measurement of issue 9 (7B, 448 px) batch 8 already ran at the speed of batch
 # 32 end to end (18.9 vs 19.0 img/s), so larger shapes buy little, while every partial group costs up to ROWS - 1
@@ -42,15 +48,15 @@ _GRID_KEYS = ("image_grid_thw", "video_grid_thw")
 
 @dataclass
 class FixedShapes:
-    """The mode's state on a critic: items per forward, and the size it started at once it had to halve."""
+    """The fixed-shapes batching strategy (:class:`vcritic.inference.batching.Batching`): items per forward, and the
+    size it started at once it had to halve."""
 
     rows: int = ROWS
     halved_from: int | None = None
+    fixed = True  # a class attribute, not a field
 
     def __post_init__(self):
         if isinstance(self.rows, bool) or not isinstance(self.rows, int) or self.rows < 1:
-            from vcritic.errors import VcriticError
-
             raise VcriticError(
                 f"fixed_shapes={self.rows!r} is not a number of rows", hint="use True (8 rows) or a positive integer"
             )
@@ -86,11 +92,53 @@ class FixedShapes:
                      f"halving were read at {self.halved_from})")  # fmt: skip
         return text
 
+    def collate(self, encoder: Encoder, items: Sequence[dict[str, Any]]) -> ShapeGroups:
+        return group(items, questions=False)
+
+    def collate_questions(self, encoder: Encoder, items: Sequence[dict[str, Any]]) -> ShapeGroups:
+        if items and "generate" in items[0]:
+            raise VcriticError(
+                "a reasoning judge's generated answers cannot be read in fixed shapes",
+                hint="leave out --reproducible, or use a judge with a level-word read-out",
+            )
+        return group(items, questions=True)
+
+    def run(
+        self, runner: Runner, batch: ShapeGroups, forward: Callable[[dict[str, Any]], torch.Tensor]
+    ) -> torch.Tensor:
+        """``forward`` over ``batch`` in chunks of exactly :attr:`rows` items of one shape; its outputs (first
+        dimension: one entry per item) put back in input order, the copies' dropped."""
+        import torch
+
+        from vcritic.engine.batches import retry_smaller
+        from vcritic.inference.shared_prefix import collate_questions
+
+        collate = partial(collate_questions, runner.encoder) if batch.questions else runner.encoder.pad_batch
+        out = None
+        with torch.inference_mode():
+            for positions, items in batch.groups:
+                start = 0
+                while start < len(items):
+                    rows = self.rows
+                    chunk = items[start : start + rows]
+                    try:
+                        result = forward(collate([*chunk, *[chunk[0]] * (rows - len(chunk))]))
+                    except Exception as err:
+                        if not retry_smaller(err, self, runner.device):
+                            raise  # not out of memory, or R = 1 does not fit: the batch engine decides (error row)
+                        continue
+                    if out is None:
+                        out = result.new_empty((batch.size, *result.shape[1:]))
+                    where = torch.tensor(positions[start : start + len(chunk)], device=result.device)
+                    out[where] = result[: len(chunk)]
+                    start += len(chunk)
+        return out
+
 
 @dataclass
 class ShapeGroups:
-    """The encoded items of one batch, grouped by shape and not yet collated: what ``Encoder.collate`` returns in
-    this mode, and what ``Critic.read``/``last_logits`` take in place of a padded batch."""
+    """The encoded items of one batch, grouped by shape and not yet collated: what :class:`FixedShapes` collates,
+    and what its :meth:`FixedShapes.run` reads in place of a padded batch."""
 
     size: int  # items, in input order
     questions: bool  # items are Encoder.encode_questions results
@@ -127,41 +175,3 @@ def shape_key(item: Any) -> tuple:
             if name in _GRID_KEYS:
                 key.append((name, tuple(map(tuple, value.tolist()))))
     return tuple(key)
-
-
-def run_fixed(critic: Critic, batch: ShapeGroups, forward: Callable[[dict[str, Any]], torch.Tensor]) -> torch.Tensor:
-    """``forward`` over ``batch`` in chunks of exactly ``critic.fixed_shapes.rows`` items of one shape; its outputs
-    (first dimension: one entry per item) put back in input order, the copies' dropped."""
-    import torch
-
-    from vcritic.engine.batches import retry_smaller
-
-    shapes = critic.fixed_shapes or FixedShapes()  # grouped while on, read after it was turned off: still fixed
-    collate = _collator(critic, batch.questions)
-    out = None
-    with torch.inference_mode():
-        for positions, items in batch.groups:
-            start = 0
-            while start < len(items):
-                rows = shapes.rows
-                chunk = items[start : start + rows]
-                try:
-                    result = forward(collate([*chunk, *[chunk[0]] * (rows - len(chunk))]))
-                except Exception as err:
-                    if not retry_smaller(err, shapes, critic.device):
-                        raise  # not out of memory, or R = 1 does not fit: the batch engine decides (an error row at 1)
-                    continue
-                if out is None:
-                    out = result.new_empty((batch.size, *result.shape[1:]))
-                where = torch.tensor(positions[start : start + len(chunk)], device=result.device)
-                out[where] = result[: len(chunk)]
-                start += len(chunk)
-    return out
-
-
-def _collator(critic: Critic, questions: bool):
-    if not questions:
-        return critic.encoder.pad_batch
-    from vcritic.inference.shared_prefix import collate_questions
-
-    return lambda items: collate_questions(critic.encoder, items)

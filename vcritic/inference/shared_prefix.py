@@ -34,7 +34,8 @@ if TYPE_CHECKING:
     import torch
     from PIL import Image
 
-    from vcritic.inference.critic import Critic, Encoder
+    from vcritic.inference.encoder import Encoder
+    from vcritic.inference.runner import Runner
     from vcritic.readout.prompts import Question
 
 # Families whose image tokens depend on the question (Q-Former conditioned on the instruction).
@@ -81,9 +82,9 @@ def encode_questions(encoder: Encoder, questions: Sequence[Question], image: Ima
 
     image = fit_image(encoder.processor, image)  # once, not once per question
     key = tuple(q.name for q in questions)
-    split = encoder._splits.get(key)
+    split = encoder.prompt_splits.get(key)
     if split is None:
-        split = encoder._splits[key] = PromptSplit(encoder, questions)
+        split = encoder.prompt_splits[key] = PromptSplit(encoder, questions)
     if encoder.family.model_type not in QUESTION_DEPENDENT_IMAGE and encoder.shared_prefix and split.exact is not False:
         prefix = dict(encoder.processor(images=[image], text=[split.shared_text], return_tensors="pt"))
         if split.exact is None:
@@ -115,19 +116,19 @@ def collate_questions(encoder: Encoder, items: Sequence[dict[str, Any]]) -> dict
     }
 
 
-def answer_logits(critic: Critic, batch: dict[str, Any]) -> torch.Tensor:
+def answer_logits(runner: Runner, batch: dict[str, Any]) -> torch.Tensor:
     """Next-token logits at each question's answer position: ``[n_images, n_questions, vocab]``."""
     import torch
 
     if "full" in batch:  # one forward per question, over that question's prompts only
-        return torch.stack([critic.last_logits(prompts) for prompts in batch["full"]], dim=1)
+        return torch.stack([runner.padded_last_logits(prompts) for prompts in batch["full"]], dim=1)
     with torch.inference_mode():
-        model, prefix, cache = encode_prefix(critic, batch["prefix"])
-        return _read_suffixes(critic, model, prefix, cache, batch, restore=False)
+        model, prefix, cache = encode_prefix(runner, batch["prefix"])
+        return _read_suffixes(runner, model, prefix, cache, batch, restore=False)
 
 
 def generate_and_answer(
-    critic: Critic, batch: dict[str, Any], prompt_suffix: Sequence[int], **generate_options
+    runner: Runner, batch: dict[str, Any], prompt_suffix: Sequence[int], **generate_options
 ) -> tuple[str, torch.Tensor]:
     """One image, one prefix encoding: the free text that follows ``prefix + prompt_suffix`` (the DESCRIBE prompt),
     and the answer logits of the questions in ``batch`` (a one-image :func:`collate_questions` batch),
@@ -143,34 +144,34 @@ def generate_and_answer(
     from vcritic.model.compat import generate_cache_argument
 
     with torch.inference_mode():
-        model, prefix, cache = encode_prefix(critic, batch["prefix"])
-        logits = _read_suffixes(critic, model, prefix, cache, batch, restore=True)
-        suffix = torch.tensor([list(prompt_suffix)], dtype=prefix["input_ids"].dtype, device=critic.device)
-        generator = cache_generator(critic)
+        model, prefix, cache = encode_prefix(runner, batch["prefix"])
+        logits = _read_suffixes(runner, model, prefix, cache, batch, restore=True)
+        suffix = torch.tensor([list(prompt_suffix)], dtype=prefix["input_ids"].dtype, device=runner.device)
+        generator = cache_generator(runner)
         inputs = {
             "input_ids": torch.cat([prefix["input_ids"], suffix], dim=1),
             "attention_mask": torch.cat([prefix["attention_mask"], torch.ones_like(suffix)], dim=1),
             generate_cache_argument(generator): cache,
         }
-        text = critic.decode_text(generator, inputs, **generate_options)
+        text = runner.decode_text(generator, inputs, **generate_options)
     return text, logits
 
 
-def encode_prefix(critic: Critic, prefix_batch: dict[str, Any]):
+def encode_prefix(runner: Runner, prefix_batch: dict[str, Any]):
     """The shared prefix (vision tower included) through the whole model: its KV cache and inputs."""
     from vcritic.model.compat import find_cache
 
-    model = critic._base_model()
-    prefix = critic.to_device(prefix_batch)
+    model = runner.base_model()
+    prefix = runner.to_device(prefix_batch)
     options = {"use_cache": True}
-    if critic._accepts_logits_to_keep:
+    if runner.accepts_logits_to_keep:
         options["logits_to_keep"] = 1
     out = model(**prefix, **options)
     return model, prefix, find_cache(out)
 
 
 def _read_suffixes(
-    critic: Critic, model, prefix: dict[str, Any], cache, batch: dict[str, Any], *, restore: bool
+    runner: Runner, model, prefix: dict[str, Any], cache, batch: dict[str, Any], *, restore: bool
 ) -> torch.Tensor:
     """Each question's suffix read from the prefix cache, one forward per question over all the batch's images:
     ``[images, questions, vocab]``. Reading extends the cache in place, so it is cropped back to the prefix after
@@ -184,7 +185,7 @@ def _read_suffixes(
     from vcritic.model.compat import cache_argument, cache_length, crop_cache, crop_restores, rope_deltas, text_decoder
 
     # non_blocking: a blocking copy to a GPU waits for the work already queued (the previous batch included).
-    suffix_ids = batch["suffix_ids"].to(critic.device, non_blocking=True)
+    suffix_ids = batch["suffix_ids"].to(runner.device, non_blocking=True)
     prefix_mask = prefix["attention_mask"]
     images = prefix_mask.shape[0]
     decoder = text_decoder(model)
@@ -224,7 +225,7 @@ def _common_prefix(texts: Sequence[str]) -> str:
     return first[:size]
 
 
-def cache_generator(critic: Critic):
+def cache_generator(runner: Runner):
     """The model whose ``generate`` continues from a prefilled cache, or None where vcritic knows none.
 
     transformers' own ``generate`` does: given the whole prompt and a cache, it runs only the uncached tokens.
@@ -233,9 +234,9 @@ def cache_generator(critic: Critic):
     """
     from vcritic.model.compat import generates_from_cache
 
-    if not critic.encoder.shared_prefix:
+    if not runner.encoder.shared_prefix:
         return None
-    model = critic._base_model()
-    if critic.family.model_type == "blip-2":
+    model = runner.base_model()
+    if runner.family.model_type == "blip-2":
         model = model.language_model
     return model if generates_from_cache(model) else None

@@ -1,10 +1,10 @@
 """Named checkpoints: short names for hub repos, pinned to a revision where one was looked up.
 
 No official VisualCritic weights were released. The presets are trained IQA judges (Q-ReAlign, VisualQuality-R1),
-each asked the way its model card asks it (its :class:`~vcritic.model.judges.ReadoutSpec`), and general base models that
-are zero-shot critics out of the box and starting points for ``vcritic train``; all load natively in transformers
-(no ``trust_remote_code``). Each entry says what the checkpoint is, what it was trained on, its size, licence and
-published SRCC. docs/models/choosing.md compares them.
+each asked the way its model card asks it (its :class:`~vcritic.model.readout_specs.ReadoutSpec`), and general base
+models that are zero-shot critics out of the box and starting points for ``vcritic train``; all load natively in
+transformers (no ``trust_remote_code``). Each entry says what the checkpoint is, what it was trained on, its size,
+licence and published SRCC. docs/models/choosing.md compares them.
 
 Peers that *are* tuned for quality assessment (Q-Align, DeQA-Score, Co-Instruct) are mPLUG-Owl2 models that need
 ``trust_remote_code`` and transformers 4.36, so they are not presets; any such repo can still be passed by its hub id
@@ -17,7 +17,7 @@ import difflib
 from dataclasses import dataclass
 
 from vcritic.errors import VcriticError
-from vcritic.model.judges import Q_REALIGN, VCRITIC, VISUALQUALITY_R1, ReadoutSpec
+from vcritic.model.readout_specs import Q_REALIGN, VCRITIC, VISUALQUALITY_R1, ReadoutSpec
 
 # Machine classes for `vcritic models`: where a preset runs well, from its bf16 weights (a GPU) or fp32 (a CPU).
 LAPTOP, GPU_24GB, GPU_80GB = "CPU/laptop", "24 GB GPU", "80 GB GPU"
@@ -29,7 +29,7 @@ class Preset:
     repo: str
     revision: str  # a commit sha where known: the same name always gives the same weights
     family: str  # transformers model_type
-    spec: ReadoutSpec  # how it is asked and read out, and the tasks it was trained for (vcritic.model.judges)
+    spec: ReadoutSpec  # how it is asked and read out, and the tasks it was trained for (vcritic.model.readout_specs)
     license: str
     params_b: float  # parameters, billions: the card's total where known, else the size in the model's name
     note: str  # what it is and what it was trained on

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     import torch
 
 DTYPES = ("bfloat16", "float16", "float32")
-_DTYPE_ALIASES = {
+DTYPE_ALIASES = {  # other spellings of DTYPES that --dtype accepts
     "bf16": "bfloat16",
     "fp16": "float16",
     "half": "float16",
@@ -64,7 +64,7 @@ def resolve_dtype(spec: str | None, device: torch.device) -> torch.dtype:
         if device.type == "mps":
             return torch.float16
         return torch.float32
-    name = _DTYPE_ALIASES.get(spec.lower(), spec.lower())
+    name = DTYPE_ALIASES.get(spec.lower(), spec.lower())
     if name not in DTYPES:
         raise VcriticError(f"unknown dtype {spec!r}", hint=f"use one of: {', '.join(DTYPES)}")
     dtype = getattr(torch, name)

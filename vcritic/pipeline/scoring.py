@@ -29,7 +29,8 @@ from vcritic.readout.schema import (  # all but DEFAULT_TASKS re-exported: calle
 
 if TYPE_CHECKING:
     from vcritic.engine.batches import BatchPlan
-    from vcritic.inference.critic import Critic, Encoder
+    from vcritic.inference.critic import Critic
+    from vcritic.inference.encoder import Encoder
     from vcritic.readout.prompts import Question
 
 NO_RATING = "the model's answer held no rating"
@@ -109,7 +110,7 @@ def _cast_nested(value, dtype):
         return {key: _cast_nested(item, dtype) for key, item in value.items()}
     if isinstance(value, list):
         return [_cast_nested(item, dtype) for item in value]
-    from vcritic.inference.critic import cast_floating
+    from vcritic.inference.runner import cast_floating
 
     return cast_floating(value, dtype)
 
@@ -127,7 +128,7 @@ class _Collate:
         self.dtype = dtype
 
     def __call__(self, samples):
-        from vcritic.inference.critic import cast_floating
+        from vcritic.inference.runner import cast_floating
 
         ok = [(index, encodings) for index, encodings, error in samples if error is None]
         errors = {index: error for index, _, error in samples if error is not None}

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vcritic.report.thumbnails import THUMBNAIL_SIZE
-
-# Light on purpose: the CLI reads these defaults at import, so `vcritic --help` loads no Pillow through here.
-MAX_IMAGES = 50  # best and worst shown by default
+# The CLI reads these defaults at import; thumbnails loads Pillow only when it makes a thumbnail, so `vcritic --help`
+# stays light.
+from vcritic.report.thumbnails import MAX_IMAGES, THUMBNAIL_SIZE
 
 
 def build_report(source: str | Path, *, max_images: int = MAX_IMAGES, thumbnail_size: int = THUMBNAIL_SIZE) -> str:
@@ -25,4 +24,4 @@ def build_report(source: str | Path, *, max_images: int = MAX_IMAGES, thumbnail_
     return render(load(Path(source)), max_images=max_images, thumbnail_size=thumbnail_size)
 
 
-__all__ = ["build_report"]
+__all__ = ["MAX_IMAGES", "THUMBNAIL_SIZE", "build_report"]

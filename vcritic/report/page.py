@@ -12,9 +12,9 @@ import statistics
 from collections.abc import Sequence
 
 from vcritic.readout.schema import ATTRIBUTES
-from vcritic.report import MAX_IMAGES, svg
+from vcritic.report import svg
 from vcritic.report.inputs import BenchRun, Row, Table
-from vcritic.report.thumbnails import THUMBNAIL_SIZE, make_thumbnail, resolve_image
+from vcritic.report.thumbnails import MAX_IMAGES, THUMBNAIL_SIZE, make_thumbnail, resolve_image
 
 MAX_FAILED_LISTED = 200  # rows without a score listed by name; the rest are counted
 MAX_SCATTER_POINTS = 5000  # per dataset; beyond it an evenly spaced subset (FLIVE has ~40k images)

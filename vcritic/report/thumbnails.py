@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 THUMBNAIL_SIZE = 160  # px, the longer side
+MAX_IMAGES = 50  # best and worst images shown by default, each as a thumbnail
 JPEG_QUALITY = 75
 
 

@@ -20,7 +20,7 @@ from vcritic.readout.prompts import COMPARE, get_question
 if TYPE_CHECKING:
     from PIL import Image
 
-    from vcritic.inference.critic import Encoder
+    from vcritic.inference.encoder import Encoder
     from vcritic.readout.prompts import Question
 
 IGNORE = -100

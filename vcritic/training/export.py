@@ -76,7 +76,8 @@ def _judge_entries(model: str, previous: dict | None, data: TrainData) -> tuple[
     """``vcritic.json``'s ``readout`` and ``trained_tasks``. Training teaches vcritic's prompts, so a run that taught
     MOS asks for it with them; one that did not keeps the read-out of the judge it started from (stage 2 on top
     of Q-ReAlign still reads MOS as Q-ReAlign does)."""
-    from vcritic.model.judges import VCRITIC, judge_for
+    from vcritic.model.judges import judge_for
+    from vcritic.model.readout_specs import VCRITIC
     from vcritic.readout.tasks import TASKS
 
     asked = {d.question for d in data.dialogues}

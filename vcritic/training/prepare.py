@@ -107,7 +107,7 @@ def prepare(accelerator, net, processor, family, data: TrainData, config: TrainC
     """The data loader (one task per batch), AdamW and the schedule for ``net``, prepared on ``accelerator``."""
     import torch
 
-    from vcritic.inference.critic import Encoder
+    from vcritic.inference.encoder import Encoder
     from vcritic.training.collate import DialogueDataset, TrainingCollate
     from vcritic.training.sampler import TaskBatchSampler, lr_at
     from vcritic.training.trainable import trainable_names

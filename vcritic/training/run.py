@@ -109,7 +109,7 @@ def _train(
     and write the trained directory."""
     from accelerate.utils import set_seed
 
-    from vcritic.inference.critic import Family
+    from vcritic.inference.encoder import Family
     from vcritic.inference.loading import load_model
     from vcritic.training.trainable import attach_adapter
 
