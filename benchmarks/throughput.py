@@ -385,13 +385,13 @@ def run_arch(args) -> None:
                     # Forward only: pre-encoded, pre-collated batches (host-to-device copy included).
                     batches = [critic.encoder.collate_questions(encodings[i : i + batch_size])
                                for i in range(0, count, batch_size)]  # fmt: skip
-                    critic.read([QUALITY], batches[0])
+                    critic.read_shared([QUALITY], batches[0])
                     _sync(device)
                     _reset_peak(device)
                     timer.reset()
                     start = time.perf_counter()
                     for batch in batches:
-                        critic.read([QUALITY], batch)
+                        critic.read_shared([QUALITY], batch)
                     _sync(device)
                     forward_s = time.perf_counter() - start
                     split = timer.seconds()

@@ -28,7 +28,7 @@ def critic(request, tiny_models):
 def _alone(critic, question, image) -> float:
     """One question, one image, the plain full-prompt forward pass (no shared prefix)."""
     batch = critic.encoder.collate([critic.encoder.encode(question, [image])])
-    return float(critic.readout(question, batch).mean[0])
+    return float(critic.read_single(question, batch).mean[0])
 
 
 def _value(score, question) -> float:

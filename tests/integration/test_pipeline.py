@@ -202,7 +202,7 @@ def test_a_batch_that_cannot_be_finished_stops_the_rows_in_order(critic, files):
         return readouts[0].mean.tolist()
 
     def launch(batch):
-        return critic.read(questions, batch)
+        return critic.read_shared(questions, batch)
 
     given = []
     with pytest.raises(RuntimeError, match="read-back failed"):

@@ -110,9 +110,9 @@ def test_analytic_flops_agree_with_torchs_counter(throughput, tiny_models, sampl
     critic = load_critic(tiny_models("llava"))
     batch = critic.encoder.collate_questions([critic.encoder.encode_questions([QUALITY], sample_images["chelsea"])])
     with FlopCounterMode(display=False) as counter:
-        critic.read([QUALITY], batch)
+        critic.read_shared([QUALITY], batch)
     reference = counter.get_total_flops()
-    without_attention = throughput.analytic_flops(lambda: critic.read([QUALITY], batch), attention=False)
+    without_attention = throughput.analytic_flops(lambda: critic.read_shared([QUALITY], batch), attention=False)
     assert reference > 0
     assert without_attention == reference
     calls = []
@@ -126,8 +126,8 @@ def test_analytic_flops_agree_with_torchs_counter(throughput, tiny_models, sampl
 
     F.scaled_dot_product_attention = spy
     try:
-        critic.read([QUALITY], batch)
+        critic.read_shared([QUALITY], batch)
     finally:
         F.scaled_dot_product_attention = real
-    counted = throughput.analytic_flops(lambda: critic.read([QUALITY], batch))
+    counted = throughput.analytic_flops(lambda: critic.read_shared([QUALITY], batch))
     assert calls and counted == reference + sum(calls)

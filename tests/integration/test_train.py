@@ -583,7 +583,7 @@ def test_wiring_proof_training_pairs_are_learned_from_the_images_alone(tiny_llav
     critic = _in_memory(trained)
     pairs = [(Image.open(data / f"{i}-good.png"), Image.open(data / f"{i}-bad.png")) for i in range(16)]
     items = [critic.encoder.encode_pair(a, b) for a, b in pairs] + [critic.encoder.encode_pair(b, a) for a, b in pairs]
-    first = critic.readout(critic.pair_question, critic.encoder.collate(items)).probs[:, 0] > 0.5
+    first = critic.read_single(critic.pair_question, critic.encoder.collate(items)).probs[:, 0] > 0.5
     good_first, bad_first = first[:16], first[16:]
     accuracy = (good_first.sum() + (~bad_first).sum()).item() / 32
     flipped = (good_first != bad_first).float().mean().item()

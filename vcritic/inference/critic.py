@@ -3,7 +3,8 @@
 A Critic is a :class:`~vcritic.inference.runner.Runner` (the loaded model, its encoder and the forwards) with the
 questions asked on top: which tasks, how a judge's MOS is read (:attr:`Critic.judge`), and the results as
 :class:`~vcritic.readout.results.Score`, :class:`~vcritic.readout.results.Comparison` and the rest. The file pipeline
-(:mod:`vcritic.pipeline.scoring`) and the service use its :meth:`Critic.read` and :meth:`Critic.readout` on batches
+(:mod:`vcritic.pipeline.scoring`) and the service use its :meth:`Critic.read_shared` and :meth:`Critic.read_single` on
+batches
 that DataLoader workers encoded and collated with its :attr:`~vcritic.inference.runner.Runner.encoder`.
 """
 
@@ -88,13 +89,15 @@ class Critic(Runner):
         """Which of ``tasks`` this model was not trained for (empty for a general model that declares none)."""
         return self.judge.untrained(tasks)
 
-    def readout(self, question: Question, batch: Any) -> Readout:
-        """The answer-word distribution at the last position of every prompt of an :meth:`Encoder.collate` batch."""
+    def read_single(self, question: Question, batch: Any) -> Readout:
+        """One question: the answer-word distribution at the last position of every prompt of an
+        :meth:`Encoder.collate` batch (a pair, or one question per image)."""
         return expectation(self.last_logits(batch), *self.answer_tensors(question))
 
-    def read(self, questions: Sequence[Question], batch: Any) -> list[Readout]:
-        """Every question about every image of a :meth:`Encoder.collate_questions` batch, one Readout per question;
-        the image and the shared prompt prefix are encoded once (see :mod:`vcritic.inference.shared_prefix`)."""
+    def read_shared(self, questions: Sequence[Question], batch: Any) -> list[Readout]:
+        """Many questions sharing each image's prompt prefix: every question about every image of a
+        :meth:`Encoder.collate_questions` batch, one Readout per question; the image and the shared prefix are encoded
+        once (see :mod:`vcritic.inference.shared_prefix`)."""
         if any(q.generates for q in questions):  # then the batch holds their full prompts under "generate"
             return self._read_and_generate(questions, batch)
         return self.readouts(questions, self.batching.run(self, batch, lambda chunk: answer_logits(self, chunk)))
@@ -155,7 +158,7 @@ class Critic(Runner):
 
         def launch(chunk) -> list[Readout]:
             items = [self.encoder.encode_questions(questions, _as_image(p)) for p in chunk]
-            return self.read(questions, self.encoder.collate_questions(items))
+            return self.read_shared(questions, self.encoder.collate_questions(items))
 
         def finish(readouts: list[Readout]) -> list[Score]:
             return scores_from_readouts(questions, readouts, untrained=untrained)
@@ -183,7 +186,7 @@ class Critic(Runner):
 
         def launch(chunk) -> torch.Tensor:
             items = [item for x, y in chunk for item in self.encoder.encode_both_orders(_as_image(x), _as_image(y))]
-            return symmetric_preference(self.readout(self.pair_question, self.encoder.collate(items)).probs)
+            return symmetric_preference(self.read_single(self.pair_question, self.encoder.collate(items)).probs)
 
         def finish(probs: torch.Tensor) -> list[Comparison]:
             return [Comparison(p) for p in probs.tolist()]

@@ -121,7 +121,7 @@ class Encoder:
         return {"read": item, "generate": [self.encode(q, [image]) for q in generating]}
 
     def collate_questions(self, items: Sequence[dict[str, Any]]) -> Any:
-        """A batch of :meth:`encode_questions` items for :meth:`Critic.read`, as the batching strategy makes it:
+        """A batch of :meth:`encode_questions` items for :meth:`Critic.read_shared`, as the batching strategy makes it:
         padded (:func:`vcritic.inference.shared_prefix.collate_questions`), or grouped by shape in fixed shapes."""
         return self.batching.collate_questions(self, items)
 

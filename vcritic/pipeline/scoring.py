@@ -4,7 +4,8 @@
 so callers can stream results to disk. A file that cannot be read becomes a row with an ``error`` and the run goes
 on. A score moves with the batch size and the other images in a batch only by rounding: up to 1e-5 on CPU in
 float32, a few MOS points on a GPU in bfloat16 (docs/explanations/score-tolerance.md); not at all with
-``critic.fixed_shapes`` (``--reproducible``, :mod:`vcritic.inference.shapes`), which ``Critic.read``/``last_logits``
+``critic.fixed_shapes`` (``--reproducible``, :mod:`vcritic.inference.shapes`), which
+``Critic.read_shared``/``last_logits``
 apply
 to each batch here.
 """
@@ -252,7 +253,7 @@ def score_paths(
     generated_mos = any(q.generates and q.name == "quality" for q in questions)
 
     def launch(batch):
-        return critic.read(questions, batch)
+        return critic.read_shared(questions, batch)
 
     def finish(readouts):
         return scores_from_readouts(questions, readouts, untrained=untrained)
@@ -286,7 +287,7 @@ def compare_paths(
     names = [(os.fspath(a), os.fspath(b)) for a, b in pairs]
 
     def launch(batch):
-        return symmetric_preference(critic.readout(critic.pair_question, batch).probs)
+        return symmetric_preference(critic.read_single(critic.pair_question, batch).probs)
 
     def finish(probs):
         return probs.tolist()

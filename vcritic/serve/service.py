@@ -3,7 +3,8 @@
 A request's images are decoded and encoded (:meth:`vcritic.inference.critic.Encoder.encode_questions`,
 ``encode_both_orders``)
 in a small thread pool, then batched with other requests' (:mod:`vcritic.serve.batcher`) and read on the model thread
-with ``Critic.read`` / ``Critic.readout``: the same code path as ``vcritic score`` and ``compare``. So a score here
+with ``Critic.read_shared`` / ``Critic.read_single``: the same code path as ``vcritic score`` and ``compare``. So a
+score here
 equals the CLI's for the same file; with ``--reproducible`` (fixed shapes) bitwise, whatever else was batched.
 
 Limits answer with a JSON ``{"error": ...}``: 401 without the API key, 413 for a body, an image count or a pair count
@@ -248,11 +249,15 @@ class Service:
             from vcritic.readout.results import scores_from_readouts
 
             questions = key[1]
-            return scores_from_readouts(questions, critic.read(questions, critic.encoder.collate_questions(payloads)))
+            return scores_from_readouts(
+                questions, critic.read_shared(questions, critic.encoder.collate_questions(payloads))
+            )
         from vcritic.inference.critic import symmetric_preference
 
         flat = [encoding for pair in payloads for encoding in pair]
-        return symmetric_preference(critic.readout(critic.pair_question, critic.encoder.collate(flat)).probs).tolist()
+        return symmetric_preference(
+            critic.read_single(critic.pair_question, critic.encoder.collate(flat)).probs
+        ).tolist()
 
     async def _answer(self, key, encode: Callable, inputs: Sequence[tuple]) -> list[tuple[Any, str | None]]:
         """(result, error) per input: encoded in the thread pool, then batched; cancelling it (a timeout) drops the
