@@ -100,3 +100,15 @@ def test_endpoint_errors_are_one_line(tmp_path, root, capsys):
         build(BuildOptions(stage=2, out=tmp_path / "b", root=root, rewrite_endpoint=closed, rewrite_model="m"))
     with pytest.raises(VcriticError, match="needs --rewrite-model"):
         build(BuildOptions(stage=2, out=tmp_path / "c", root=root, rewrite_endpoint=closed))
+
+
+@pytest.mark.parametrize("damaged", [b"[" * 100_000, b'{"output": 5}', b"\xff\xfe"])
+def test_a_damaged_cache_entry_is_asked_again_and_written_over(tmp_path, chat, damaged):
+    from vcritic.data.rewrite import Rewriter
+
+    rewriter = Rewriter(chat.url, "tiny-chat", cache_dir=tmp_path)
+    entry = rewriter._path("a good photo")
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(damaged)
+    assert rewriter.rewrite(["a good photo"], ["good"]) == ["In other words: a good photo"]
+    assert rewriter.asked == 1 and json.loads(entry.read_text())["output"] == "In other words: a good photo"

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vcritic.base.files import write_json_atomically
+from vcritic.base.limits import MAX_JSON_BYTES, check_input
 from vcritic.errors import VcriticError
 
 KEY_ENV = "VCRITIC_REWRITE_API_KEY"
@@ -59,10 +60,13 @@ class Rewriter:
         return self.cache_dir / digest[:2] / f"{digest}.json"
 
     def _cached(self, text: str) -> str | None:
+        path = self._path(text)
         try:
-            return json.loads(self._path(text).read_text(encoding="utf-8"))["output"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+            check_input(path, MAX_JSON_BYTES, "a cached rewrite")  # what the cache holds is read whole
+            output = json.loads(path.read_text(encoding="utf-8"))["output"]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError, VcriticError):
+            return None  # asked again, and written over
+        return output if isinstance(output, str) else None
 
     def _ask(self, text: str) -> str:
         body = {

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from vcritic.base.files import check_output_folder, locked_folder, write_json_atomically, write_text_atomically
+from vcritic.base.limits import MAX_SMALL_JSON_BYTES, read_json_object
 from vcritic.errors import VcriticError
 from vcritic.model.vcritic_json import VCRITIC_JSON
 from vcritic.training.checkpoints import CHECKPOINTS, checkpoint_dirs
@@ -112,21 +113,31 @@ def recording_written(output: Path) -> Iterator[None]:
 def _record_written(output: Path, before: set[str]) -> None:
     try:
         now = {entry.name for entry in output.iterdir()}
-        record = json.loads((output / OWNED).read_text())
-    except (OSError, ValueError):
-        return
+        record = _read_marker(output)
+    except (OSError, VcriticError):
+        return  # after the work: a marker that cannot be read is left as it is rather than fail the run
     record["files"] = sorted(set(record.get("files", [])) | (now - before))
     write_json_atomically(output / OWNED, record)
 
 
 def _written_by_vcritic(output: Path) -> set[str]:
     """The names directly in ``output`` that vcritic train wrote there, as its marker records them."""
-    try:
-        recorded = json.loads((output / OWNED).read_text()).get("files", [])
-    except (OSError, ValueError, AttributeError):
-        recorded = []
+    recorded = _read_marker(output)["files"] if (output / OWNED).is_file() else []
     names = {name for name in recorded if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")}
     return {OWNED, RUN, METRICS, CHECKPOINTS, *names}
+
+
+def _read_marker(output: Path) -> dict:
+    """``output``'s marker, refused in one line over its size bound or damaged (its ``files`` not a list)."""
+    path = output / OWNED
+    hint = "if the folder is an output of vcritic train, delete it yourself; or choose another --output"
+    record = read_json_object(path, "a vcritic train output marker", hint, MAX_SMALL_JSON_BYTES)
+    record.setdefault("files", [])
+    if not isinstance(record["files"], list):
+        raise VcriticError(
+            f"{path} is not a vcritic train output marker vcritic can read: 'files' is not a list", hint=hint
+        )
+    return record
 
 
 def _not_written_by_vcritic(output: Path) -> str | None:
