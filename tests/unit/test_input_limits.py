@@ -627,3 +627,15 @@ def test_an_instruct_file_over_its_bound_or_nested_too_deeply_is_one_line(tmp_pa
     path.write_text("[" * 100_000)
     with pytest.raises(VcriticError, match="nested too deeply"):
         instruct.read_instruct(path, None)
+
+
+@pytest.mark.parametrize(("data", "said"), [(b"[1, 2]", "the JSON is not an object"), (b"[" * 100_000, "nested too")])
+def test_a_damaged_data_json_is_refused_before_the_dialogues_are_read(tmp_path, data, said):
+    from vcritic.data.datadir import read_train_data
+    from vcritic.data.dialogues import MAX_FILE_BYTES
+
+    _sparse(tmp_path / "dialogues.jsonl", MAX_FILE_BYTES + 1)  # read first, this is refused as too large
+    (tmp_path / "data.json").write_bytes(data)
+    with pytest.raises(VcriticError) as err:
+        read_train_data(tmp_path)
+    assert err.value.message.startswith(f"{tmp_path / 'data.json'} is not a data.json") and said in err.value.message
