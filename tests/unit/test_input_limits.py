@@ -639,3 +639,22 @@ def test_a_damaged_data_json_is_refused_before_the_dialogues_are_read(tmp_path, 
     with pytest.raises(VcriticError) as err:
         read_train_data(tmp_path)
     assert err.value.message.startswith(f"{tmp_path / 'data.json'} is not a data.json") and said in err.value.message
+
+
+def test_resuming_drops_later_and_damaged_log_lines_without_reading_the_log_whole(tmp_path, monkeypatch):
+    from vcritic.training import run_folder
+
+    monkeypatch.setattr(run_folder, "MAX_METRICS_LINE_BYTES", 100)
+    lines = [
+        b'{"step": 1, "loss": 2.5}\n',
+        b"[" * 50_000 + b"\n",  # over the line bound, and nested too deeply
+        b"[1, 2]\n",
+        b'{"step": "2"}\n',
+        b"\xff\xfe\n",
+        b'{"step": 2, "loss": 2.0}\n',
+        b'{"step": 3, "loss": 1.5}\n',
+        b'{"step": 4, "lo',  # torn by a kill
+    ]
+    (tmp_path / "metrics.jsonl").write_bytes(b"".join(lines))
+    run_folder.truncate_metrics(tmp_path, 2)
+    assert (tmp_path / "metrics.jsonl").read_bytes() == lines[0] + lines[5]

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vcritic.base.files import check_output_folder, locked_folder, write_json_atomically, write_text_atomically
+from vcritic.base.files import check_output_folder, locked_folder, open_atomically, write_json_atomically
 from vcritic.base.limits import MAX_SMALL_JSON_BYTES, read_json_object
 from vcritic.errors import VcriticError
 from vcritic.model.vcritic_json import VCRITIC_JSON
@@ -26,6 +26,7 @@ from vcritic.training.run_json import RUN
 
 OWNED = ".vcritic-output.json"  # written first in a run folder: the proof it is vcritic's, and what it wrote there
 METRICS = "metrics.jsonl"
+MAX_METRICS_LINE_BYTES = 1 << 16  # a log line vcritic writes is under 1 KB
 
 
 @contextmanager
@@ -162,9 +163,31 @@ def append_metrics(output: Path, record: dict) -> None:
 
 
 def truncate_metrics(output: Path, step: int) -> None:
-    """Drop log lines past the checkpoint being resumed, so the log reads as one run."""
+    """Drop log lines past the checkpoint being resumed, so the log reads as one run, and lines that are no log
+    record (the torn last line of a killed run, a damaged one). Copied line by line, never read whole."""
     path = output / METRICS
     if not path.is_file():
         return
-    lines = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    write_text_atomically(path, "".join(line + "\n" for line in lines))
+    with path.open("rb") as source, open_atomically(path, "wb") as target:
+        for line in _log_lines(source):
+            if (logged := _logged_step(line)) is not None and logged <= step:
+                target.write(line.rstrip(b"\r\n") + b"\n")
+
+
+def _log_lines(source) -> Iterator[bytes]:
+    """The lines of ``source``, less those over :data:`MAX_METRICS_LINE_BYTES` (skipped without holding them)."""
+    while line := source.readline(MAX_METRICS_LINE_BYTES + 1):
+        if len(line) <= MAX_METRICS_LINE_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := source.readline(MAX_METRICS_LINE_BYTES)) and not rest.endswith(b"\n"):
+            pass
+
+
+def _logged_step(line: bytes) -> int | None:
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if type(step) is int else None
