@@ -658,3 +658,26 @@ def test_resuming_drops_later_and_damaged_log_lines_without_reading_the_log_whol
     (tmp_path / "metrics.jsonl").write_bytes(b"".join(lines))
     run_folder.truncate_metrics(tmp_path, 2)
     assert (tmp_path / "metrics.jsonl").read_bytes() == lines[0] + lines[5]
+
+
+def test_a_hub_cache_ref_that_is_too_large_or_not_a_file_names_no_commit(tmp_path):
+    import os
+
+    from vcritic.model.hub import MAX_REF_BYTES, read_ref
+
+    (tmp_path / "main").write_text("a" * 40 + "\n")
+    assert read_ref(tmp_path / "main") == "a" * 40
+    (tmp_path / "big").write_text("a" * (MAX_REF_BYTES + 1))
+    os.mkfifo(tmp_path / "fifo")  # read, it would block forever
+    assert read_ref(tmp_path / "big") is None and read_ref(tmp_path / "fifo") is None
+    assert read_ref(tmp_path / "missing") is None
+
+
+def test_a_mat_file_over_its_bound_is_refused_before_scipy_reads_it(tmp_path, monkeypatch):
+    from vcritic.datasets import records
+
+    monkeypatch.setattr(records, "MAX_MAT_BYTES", 1000)
+    path = tmp_path / "AllMOS_release.mat"
+    path.write_bytes(b"\0" * 2000)
+    with pytest.raises(VcriticError, match=r"release.mat is 1.95 KiB, over the 1000 bytes the LIVE-C MOS may be"):
+        records.load_mat_array(path, "AllMOS_release", "the LIVE-C MOS")
