@@ -2,8 +2,10 @@
 not all the memory of the machine, and a FIFO or device named as an input file is refused instead of read forever.
 
 Images are bounded by Pillow's decompression-bomb limit (vcritic.base.images), training dialogues by
-vcritic.data.dialogues,
-Excel workbooks by their expanded size (vcritic.datasets.records). docs/reference/errors.md lists every bound.
+vcritic.data.dialogues, Excel workbooks by their expanded size and .mat files by their size
+(vcritic.datasets.records), the training log by its line length (vcritic.training.run_folder), --instruct files
+(vcritic.data.instruct) and the rewrite server's answer (vcritic.data.rewrite) by their size.
+docs/reference/errors.md lists every bound.
 """
 
 from __future__ import annotations
