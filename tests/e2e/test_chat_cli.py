@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from support.processes import process_env
 
 from vcritic.cli.app import app
 
@@ -94,7 +95,7 @@ def _on_terminal(args):
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "VCRITIC_NO_PROGRESS": "1"}
+    env = process_env()
     process = subprocess.Popen([sys.executable, "-m", "vcritic", *map(str, args)], stdin=terminal,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=attach)  # fmt: skip
     os.close(terminal)

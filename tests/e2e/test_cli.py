@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import shutil
@@ -12,6 +10,8 @@ import sys
 
 import pytest
 from PIL import Image
+from support.cli_output import read_csv
+from support.processes import process_env
 
 from vcritic.cli.app import app, main
 
@@ -31,10 +31,6 @@ def twenty_images(tmp_path, sample_images):
         )
     (folder / "img07_corrupt.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated nonsense")
     return folder
-
-
-def read_csv(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
 
 
 def test_score_folder_with_one_corrupt_file(runner, twenty_images, tiny_llava, tmp_path):
@@ -200,9 +196,8 @@ def test_version_completion_and_help_without_type_noise(runner):
 
 
 def test_python_dash_m_vcritic_runs_the_cli():
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     result = subprocess.run([sys.executable, "-m", "vcritic", "-V"], capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": root}, timeout=60)  # fmt: skip
+                            env=process_env(), timeout=60)  # fmt: skip
     assert result.returncode == 0 and result.stdout.startswith("vcritic ")
 
 

@@ -7,13 +7,13 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from support.dataset_fixtures import make_kadid10k, make_spaq
+from support.processes import process_env
 from typer.testing import CliRunner
 
 from vcritic.cli.app import app
@@ -36,7 +36,7 @@ def photos(tmp_path_factory, sample_images):
 
 
 def _vcritic(args, processes: int, timeout: int = 240):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = process_env()
     launch = LAUNCH if processes > 1 else [sys.executable]
     return subprocess.run([*launch, "-m", "vcritic", *args], env=env, capture_output=True, text=True, timeout=timeout)
 

@@ -3,9 +3,8 @@ CLI as a real process), the folders score did not search; on a tiny model or a b
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from support.processes import process_env
 
 from vcritic.cli.app import main
 
@@ -32,11 +31,10 @@ def test_resume_alone_finishes_a_run_started_with_a_config(tiny_llava, tmp_path,
 
 
 def _vcritic(args, stdout, timeout=120):
-    import os
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
+    env = process_env()
     env.pop("VCRITIC_DEBUG", None)
     return subprocess.run([sys.executable, "-m", "vcritic", *map(str, args)], stdout=stdout, stderr=subprocess.PIPE,
                           text=True, timeout=timeout, env=env)  # fmt: skip

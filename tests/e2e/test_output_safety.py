@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from support.processes import FIELDS, ROOT, read_rows, run_vcritic, vcritic_process, wait_for_rows
+from support.processes import FIELDS, ROOT, process_env, read_rows, run_vcritic, vcritic_process, wait_for_rows
 from typer.testing import CliRunner
 
 from vcritic.cli.app import app
@@ -151,7 +151,7 @@ def test_python_m_exits_130_after_a_handled_ctrl_c_that_left_a_string_exec(tmp_p
         "sys.argv = ['vcritic', 'boom']\n"
         "cli.run()\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT)])}
+    env = process_env(PYTHONPATH=os.pathsep.join([str(tmp_path), str(ROOT)]))
     result = subprocess.run(
         [sys.executable, "-m", "interrupted_cli"], env=env, capture_output=True, text=True, timeout=60
     )

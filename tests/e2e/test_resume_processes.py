@@ -3,22 +3,17 @@ kill -9 while resuming, a full disk at the first row. The CLI runs in a subproce
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import signal
 import time
 from pathlib import Path
 
 import pytest
+from support.cli_output import read_csv
 from support.processes import read_rows, run_vcritic, vcritic_process, wait_for_rows
 
 HEADER = "path,mos,mos_std,scale,error\n"
 OLD = HEADER + "old/earlier.png,50.0000,1.0000,0-100,\n"
-
-
-def csv_rows(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
 
 
 def only_file_in(folder: Path, name: str) -> bool:
@@ -106,7 +101,7 @@ def test_kill_9_while_resuming_error_rows_loses_no_row(image_dir, tiny_llava, tm
     assert out.read_text() == start
 
     def scored() -> int:
-        return sum(1 for row in csv_rows(out.read_text()) if row["mos"])
+        return sum(1 for row in read_csv(out.read_text()) if row["mos"])
 
     for target in (13, 20):  # killed after the rewrite, with some images scored again
         process = vcritic_process(args)

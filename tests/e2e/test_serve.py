@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+from support.processes import process_env
 
 pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
@@ -46,8 +47,7 @@ class Server:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = home / f"serve-{self.port}.log"
-        env = {**os.environ, "VCRITIC_HOME": str(home), "HF_HOME": str(home / "hf"), "HF_HUB_OFFLINE": "1",
-               "VCRITIC_NO_PROGRESS": "1", "PYTHONPATH": os.pathsep.join(sys.path)}  # fmt: skip
+        env = process_env(VCRITIC_HOME=str(home), HF_HOME=str(home / "hf"), HF_HUB_OFFLINE="1")
         env.pop("VCRITIC_API_KEY", None)
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(

@@ -3,21 +3,16 @@ reads its scores file, describe writes text and JSON."""
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 
 import pytest
+from support.cli_output import read_csv
 from support.dataset_fixtures import make_spaq
 
 from vcritic.cli.app import app
 from vcritic.datasets import ATTRIBUTES
 from vcritic.pipeline.scoring import score_columns
-
-
-def read_csv(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
 
 
 @pytest.mark.slow

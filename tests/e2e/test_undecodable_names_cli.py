@@ -9,6 +9,7 @@ import subprocess
 import sys
 
 import pytest
+from support.processes import process_env
 from support.undecodable_names import LINUX_ONLY, write_images
 
 from vcritic.cli.app import main
@@ -45,7 +46,7 @@ def test_score_writes_a_row_for_an_undecodable_name_and_resume_recognises_it(ima
 
 @pytest.mark.slow
 def test_score_to_stdout_writes_the_row_too(images, tiny_llava):
-    env = {**os.environ, "PYTHONPATH": os.getcwd()}
+    env = process_env()
     env.pop("PYTHONIOENCODING", None)
     result = subprocess.run([sys.executable, "-m", "vcritic", "score", str(images), "-m", str(tiny_llava), "-o", "-"],
                             capture_output=True, env=env, timeout=300)  # fmt: skip

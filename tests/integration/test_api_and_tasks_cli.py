@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import re
 import subprocess
@@ -26,10 +24,6 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 @pytest.fixture(scope="module")
 def critic(tiny_models):
     return vcritic.load_critic(str(tiny_models("llava")), device="cpu")
-
-
-def read_csv(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
 
 
 # -- tasks -------------------------------------------------------------------------------------------------------

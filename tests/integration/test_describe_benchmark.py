@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
+
+from support.processes import process_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_describe_benchmark_prints_both_ways_with_the_same_results():
     args = ["--hidden", "32", "--layers", "2", "--image-size", "32", "--images", "2", "--max-new-tokens", "3,5"]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = process_env()
     out = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "describe.py"), *args, "--threads", "1"],
         capture_output=True, text=True, env=env, check=True,

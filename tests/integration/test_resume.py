@@ -11,6 +11,7 @@ import os
 import stat
 from pathlib import Path
 
+from support.cli_output import read_csv
 from support.dataset_fixtures import make_spaq
 from support.processes import read_rows
 
@@ -21,13 +22,9 @@ HEADER = "path,mos,mos_std,scale,error\n"
 OLD = HEADER + "old/earlier.png,50.0000,1.0000,0-100,\n"
 
 
-def csv_rows(text: str) -> list[dict[str, str]]:
-    return list(csv.DictReader(io.StringIO(text)))
-
-
 def spoil(text: str, names: set[str]) -> str:
     """The CSV with the rows of ``names`` turned into error rows, as a run that could not read them writes them."""
-    rows = csv_rows(text)
+    rows = read_csv(text)
     for row in rows:
         if Path(row["path"]).name in names:
             row.update(mos="", mos_std="", error="cannot read the image: truncated file")
@@ -153,7 +150,7 @@ def test_bench_resume_scores_error_rows_again_from_another_folder(runner, tiny_l
     full = runner.invoke(app, [*args, "--root", "iqa", "--out", str(out)])
     assert full.exit_code == 0, full.output
     predictions = out / "predictions.csv"
-    rows = csv_rows(predictions.read_text())
+    rows = read_csv(predictions.read_text())
     assert not os.path.isabs(rows[0]["path"])  # relative, as --root was given
     predictions.write_text(spoil(predictions.read_text(), {rows[1]["image"], rows[5]["image"]}))
 
@@ -163,7 +160,7 @@ def test_bench_resume_scores_error_rows_again_from_another_folder(runner, tiny_l
     resumed = runner.invoke(app, [*args, "--root", str(tmp_path / "iqa"), "--out", str(out), "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert "2 earlier error row(s) scored again" in " ".join(resumed.output.split())
-    again = csv_rows(predictions.read_text())
+    again = read_csv(predictions.read_text())
     assert sorted(r["image"] for r in again) == sorted(r["image"] for r in rows)  # each image once
     assert not any(r["error"] for r in again)
 

@@ -100,3 +100,25 @@ def test_endpoint_errors_are_one_line(tmp_path, root, capsys):
         build(BuildOptions(stage=2, out=tmp_path / "b", root=root, rewrite_endpoint=closed, rewrite_model="m"))
     with pytest.raises(VcriticError, match="needs --rewrite-model"):
         build(BuildOptions(stage=2, out=tmp_path / "c", root=root, rewrite_endpoint=closed))
+
+
+@pytest.mark.parametrize("damaged", [b"[" * 100_000, b'{"output": 5}', b"\xff\xfe"])
+def test_a_damaged_cache_entry_is_asked_again_and_written_over(tmp_path, chat, damaged):
+    from vcritic.data.rewrite import Rewriter
+
+    rewriter = Rewriter(chat.url, "tiny-chat", cache_dir=tmp_path)
+    entry = rewriter._path("a good photo")
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(damaged)
+    assert rewriter.rewrite(["a good photo"], ["good"]) == ["In other words: a good photo"]
+    assert rewriter.asked == 1 and json.loads(entry.read_text())["output"] == "In other words: a good photo"
+
+
+def test_an_endpoint_answer_over_its_bound_is_one_line_not_read_whole(tmp_path, chat, monkeypatch):
+    from vcritic.data import rewrite
+
+    monkeypatch.setattr(rewrite, "MAX_REPLY_BYTES", 50)  # the fake's answer is about 100 bytes
+    with pytest.raises(VcriticError, match=r"rewrite endpoint http://127\.0\.0\.1:\d+/v1/chat/completions answered "
+                                           r"more than 50 bytes"):  # fmt: skip
+        rewrite.Rewriter(chat.url, "tiny-chat", cache_dir=tmp_path).rewrite(["a good photo"], ["good"])
+    assert not any(tmp_path.rglob("*.json"))  # nothing cached

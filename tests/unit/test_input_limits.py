@@ -512,3 +512,172 @@ def test_a_folder_walk_reports_linked_and_unlistable_folders(tmp_path):
     assert reasons["linked"] == "a linked folder (not followed)"
     assert reasons["d" * 10].startswith("cannot list it: File name too long")
     assert len(unsearched) == 2
+
+
+# --- small JSON files vcritic wrote beside bigger ones: bounded, and one line when damaged -------------------------
+
+DAMAGED = {
+    "not UTF-8": (b"\xff\xfe{}", "not UTF-8 text"),
+    "nested": (b"[" * 100_000, "nested too deeply"),
+    "not an object": (b"[1, 2]", "the JSON is not an object"),
+    "cut short": (b'{"step": ', "not valid JSON"),
+}
+
+
+def _small_json_readers(tmp_path: Path) -> dict[str, tuple[Path, object]]:
+    """Each small JSON file vcritic reads whole, where it lies, and the call that reads it (before any model)."""
+    from vcritic.inference.loading import load_model
+    from vcritic.training.checkpoints import read_position
+    from vcritic.training.config import TrainConfig
+    from vcritic.training.run_folder import check_output
+    from vcritic.training.run_json import resume_config
+
+    run = tmp_path / "run"
+    step = run / "checkpoints" / "step-2"
+    step.mkdir(parents=True)
+    saved = {"stage": 1, "model": "m", "data": str(tmp_path.resolve()), "config": TrainConfig(steps=4).to_dict()}
+    (run / "run.json").write_text(json.dumps(saved))
+    (step / "position.json").write_text(json.dumps({"step": 2}))
+    adapter = tmp_path / "trained"
+    adapter.mkdir()
+    (adapter / "vcritic.json").write_text(json.dumps({"format": 1, "base_model": ".", "adapter": "."}))
+    owned = tmp_path / "owned"
+    owned.mkdir()
+    return {
+        "position.json": (step / "position.json", lambda: read_position(step)),
+        "position.json on resume": (
+            step / "position.json",
+            lambda: resume_config(run, 1, "m", tmp_path, TrainConfig(steps=4)),
+        ),
+        "adapter_config.json": (
+            adapter / "adapter_config.json",
+            lambda: load_model(str(adapter), dtype=None),
+        ),
+        "marker": (owned / ".vcritic-output.json", lambda: check_output(owned, resume=False, overwrite=True)),
+    }
+
+
+@pytest.mark.parametrize("name", ["position.json", "position.json on resume", "adapter_config.json", "marker"])
+def test_small_json_files_over_their_bound_are_refused_naming_file_and_bound(tmp_path, name):
+    from vcritic.base.limits import MAX_SMALL_JSON_BYTES
+
+    path, read = _small_json_readers(tmp_path)[name]
+    _sparse(path, MAX_SMALL_JSON_BYTES * 3)
+    with pytest.raises(VcriticError) as err:
+        read()
+    assert f"{path} is 3 MiB, over the 1 MiB" in err.value.message
+
+
+@pytest.mark.parametrize("damage", DAMAGED)
+@pytest.mark.parametrize("name", ["position.json", "position.json on resume", "adapter_config.json", "marker"])
+def test_damaged_small_json_files_are_one_line_naming_the_file(tmp_path, name, damage):
+    path, read = _small_json_readers(tmp_path)[name]
+    data, said = DAMAGED[damage]
+    path.write_bytes(data)
+    with pytest.raises(VcriticError) as err:
+        read()
+    assert str(path) in err.value.message and said in err.value.message and "\n" not in err.value.message
+
+
+@pytest.mark.parametrize("position", [{}, {"step": "2"}, {"step": -1}, {"step": 2.5}])
+def test_a_position_json_without_a_whole_step_is_one_line(tmp_path, position):
+    from vcritic.training.checkpoints import read_position
+
+    (tmp_path / "position.json").write_text(json.dumps(position))
+    with pytest.raises(VcriticError, match="position.json is not a position.json vcritic can read: no whole 'step'"):
+        read_position(tmp_path)
+
+
+@pytest.mark.parametrize("damage", [*DAMAGED, "too large"])
+def test_a_damaged_scheduler_json_is_one_line_before_the_scheduler_sees_it(tmp_path, damage):
+    from vcritic.base.limits import MAX_SMALL_JSON_BYTES
+    from vcritic.training.checkpoints import SCHEDULER, read_scheduler_state
+
+    path = tmp_path / SCHEDULER
+    if damage == "too large":
+        _sparse(path, MAX_SMALL_JSON_BYTES + 1)
+        said = "over the 1,048,576 bytes a scheduler.json may be"
+    else:
+        data, said = DAMAGED[damage]
+        path.write_bytes(data)
+    with pytest.raises(VcriticError) as err:
+        read_scheduler_state(tmp_path)
+    assert str(path) in err.value.message and said in err.value.message
+
+
+def test_a_marker_whose_files_is_not_a_list_is_refused_before_overwrite(tmp_path):
+    from vcritic.training.run_folder import check_output
+
+    (tmp_path / ".vcritic-output.json").write_text(json.dumps({"written_by": "vcritic train", "files": "abc"}))
+    (tmp_path / "a").write_text("not vcritic's")
+    with pytest.raises(VcriticError, match="'files' is not a list"):
+        check_output(tmp_path, resume=False, overwrite=True)
+    assert (tmp_path / "a").is_file()
+
+
+def test_an_instruct_file_over_its_bound_or_nested_too_deeply_is_one_line(tmp_path, monkeypatch):
+    from vcritic.data import instruct
+
+    monkeypatch.setattr(instruct, "MAX_INSTRUCT_BYTES", 1000)
+    path = tmp_path / "llava.json"
+    path.write_text("[" + " " * 2000 + "]")
+    with pytest.raises(VcriticError, match=r"llava.json is 1.96 KiB, over the 1000 bytes an --instruct file may be"):
+        instruct.read_instruct(path, None)
+    monkeypatch.setattr(instruct, "MAX_INSTRUCT_BYTES", 1 << 20)
+    path.write_text("[" * 100_000)
+    with pytest.raises(VcriticError, match="nested too deeply"):
+        instruct.read_instruct(path, None)
+
+
+@pytest.mark.parametrize(("data", "said"), [(b"[1, 2]", "the JSON is not an object"), (b"[" * 100_000, "nested too")])
+def test_a_damaged_data_json_is_refused_before_the_dialogues_are_read(tmp_path, data, said):
+    from vcritic.data.datadir import read_train_data
+    from vcritic.data.dialogues import MAX_FILE_BYTES
+
+    _sparse(tmp_path / "dialogues.jsonl", MAX_FILE_BYTES + 1)  # read first, this is refused as too large
+    (tmp_path / "data.json").write_bytes(data)
+    with pytest.raises(VcriticError) as err:
+        read_train_data(tmp_path)
+    assert err.value.message.startswith(f"{tmp_path / 'data.json'} is not a data.json") and said in err.value.message
+
+
+def test_resuming_drops_later_and_damaged_log_lines_without_reading_the_log_whole(tmp_path, monkeypatch):
+    from vcritic.training import run_folder
+
+    monkeypatch.setattr(run_folder, "MAX_METRICS_LINE_BYTES", 100)
+    lines = [
+        b'{"step": 1, "loss": 2.5}\n',
+        b"[" * 50_000 + b"\n",  # over the line bound, and nested too deeply
+        b"[1, 2]\n",
+        b'{"step": "2"}\n',
+        b"\xff\xfe\n",
+        b'{"step": 2, "loss": 2.0}\n',
+        b'{"step": 3, "loss": 1.5}\n',
+        b'{"step": 4, "lo',  # torn by a kill
+    ]
+    (tmp_path / "metrics.jsonl").write_bytes(b"".join(lines))
+    run_folder.truncate_metrics(tmp_path, 2)
+    assert (tmp_path / "metrics.jsonl").read_bytes() == lines[0] + lines[5]
+
+
+def test_a_hub_cache_ref_that_is_too_large_or_not_a_file_names_no_commit(tmp_path):
+    import os
+
+    from vcritic.model.hub import MAX_REF_BYTES, read_ref
+
+    (tmp_path / "main").write_text("a" * 40 + "\n")
+    assert read_ref(tmp_path / "main") == "a" * 40
+    (tmp_path / "big").write_text("a" * (MAX_REF_BYTES + 1))
+    os.mkfifo(tmp_path / "fifo")  # read, it would block forever
+    assert read_ref(tmp_path / "big") is None and read_ref(tmp_path / "fifo") is None
+    assert read_ref(tmp_path / "missing") is None
+
+
+def test_a_mat_file_over_its_bound_is_refused_before_scipy_reads_it(tmp_path, monkeypatch):
+    from vcritic.datasets import records
+
+    monkeypatch.setattr(records, "MAX_MAT_BYTES", 1000)
+    path = tmp_path / "AllMOS_release.mat"
+    path.write_bytes(b"\0" * 2000)
+    with pytest.raises(VcriticError, match=r"release.mat is 1.95 KiB, over the 1000 bytes the LIVE-C MOS may be"):
+        records.load_mat_array(path, "AllMOS_release", "the LIVE-C MOS")

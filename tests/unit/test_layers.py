@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
+
+from support.processes import process_env
 
 import vcritic
 
@@ -334,7 +335,7 @@ def test_no_module_outside_the_cli_imports_the_cli():
 
 
 def test_help_imports_no_model_or_array_library():
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(PACKAGE.parent), os.environ.get("PYTHONPATH", "")])}
+    env = process_env()
     result = subprocess.run([sys.executable, "-c", HELP, json.dumps(COMMANDS)], capture_output=True, text=True,
                             env=env, timeout=120)  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -202,7 +202,6 @@ def _inventory() -> tuple[list[dict], list[dict]]:
 
 
 def _ref_commit(repo_path, ref: str) -> str | None:
-    try:
-        return (repo_path / "refs" / ref).read_text().strip()
-    except OSError:
-        return None
+    from vcritic.model.hub import read_ref
+
+    return read_ref(repo_path / "refs" / ref)

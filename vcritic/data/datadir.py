@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vcritic.base.files import check_output_folder, leftover_temps, write_json_atomically
-from vcritic.base.limits import MAX_JSON_BYTES, check_input
+from vcritic.base.limits import MAX_JSON_BYTES, check_input, read_json_object
 from vcritic.data.dialogues import Dialogue, read_dialogues, write_dialogues
 from vcritic.errors import VcriticError
 
@@ -163,19 +163,14 @@ def read_train_data(folder: Path) -> TrainData:
         )
     if not path.is_file():
         raise VcriticError(f"{folder} has no {DIALOGUES}", hint="build it with: vcritic data build --out DIR")
+    # The small files first: a damaged data.json is refused before the dialogues (up to 4 GiB) are read.
+    info: dict[str, Any] = {}
+    if (folder / INFO).is_file():
+        info = read_json_object(folder / INFO, "a data.json", "rebuild the data", MAX_JSON_BYTES)
     dialogues = list(read_dialogues(path))
     if not dialogues:
         raise VcriticError(f"{path} has no dialogues", hint="rebuild it with: vcritic data build")
     val = list(read_dialogues(folder / VAL)) if (folder / VAL).is_file() else []
-    info: dict[str, Any] = {}
-    if (folder / INFO).is_file():
-        check_input(folder / INFO, MAX_JSON_BYTES, "a data.json")
-        try:
-            info = json.loads((folder / INFO).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
-            raise VcriticError(f"{folder / INFO} is not valid JSON: {err.msg}", hint="rebuild the data") from None
-        except (UnicodeDecodeError, RecursionError):
-            raise VcriticError(f"{folder / INFO} is not a data.json vcritic wrote", hint="rebuild the data") from None
     _check_images(folder, dialogues + val)
     return TrainData(dialogues, val, folder, info)
 

@@ -18,9 +18,13 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
+from vcritic.base.limits import check_input
 from vcritic.data.dialogues import DECLINES, Dialogue
 from vcritic.errors import VcriticError
 from vcritic.readout.prompts import CHAT
+
+# llava_v1_5_mix665k.json, the largest LLaVA instruction file, is 1.0 GiB; json holds several times that in memory.
+MAX_INSTRUCT_BYTES = 2 << 30
 
 DESCRIBE_REQUESTS = (
     "Describe this image in detail.",
@@ -57,12 +61,15 @@ def _request(path: Path, message: str) -> VcriticError:
 
 def read_instruct(path: Path, images_dir: Path | None) -> tuple[list[Dialogue], list[str]]:
     """Dialogues from a LLaVA-Instruct or CC-SBU-Aligned JSON file; returns them and the missing image paths."""
+    check_input(path, MAX_INSTRUCT_BYTES, "an --instruct file")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise VcriticError(f"cannot read {path}: {err.strerror}", hint="check the --instruct path") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise _request(path, f"not valid JSON ({err})") from None
+    except RecursionError:
+        raise _request(path, "not valid JSON (nested too deeply)") from None
     base = (images_dir or path.parent).expanduser().absolute()
     name = path.stem
     if isinstance(data, list):

@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from vcritic.base.files import write_json_atomically
+from vcritic.base.limits import MAX_JSON_BYTES, check_input, size_text
 from vcritic.errors import VcriticError
 
 KEY_ENV = "VCRITIC_REWRITE_API_KEY"
+MAX_REPLY_BYTES = 1 << 20  # the endpoint's answer, read whole: a rewritten sentence and its wrapping are a few KB
 SYSTEM_PROMPT = (
     "You rewrite short assessments of an image's visual quality. Keep every judgement and every quality level word "
     "(excellent, good, fair, poor, bad) as given, add no facts, vary the wording and sentence structure. Reply with "
@@ -59,10 +61,13 @@ class Rewriter:
         return self.cache_dir / digest[:2] / f"{digest}.json"
 
     def _cached(self, text: str) -> str | None:
+        path = self._path(text)
         try:
-            return json.loads(self._path(text).read_text(encoding="utf-8"))["output"]
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+            check_input(path, MAX_JSON_BYTES, "a cached rewrite")  # what the cache holds is read whole
+            output = json.loads(path.read_text(encoding="utf-8"))["output"]
+        except (OSError, ValueError, KeyError, TypeError, RecursionError, VcriticError):
+            return None  # asked again, and written over
+        return output if isinstance(output, str) else None
 
     def _ask(self, text: str) -> str:
         body = {
@@ -80,14 +85,19 @@ class Rewriter:
         )
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                answer = json.loads(response.read().decode("utf-8"))
+                reply = response.read(MAX_REPLY_BYTES + 1)
+            if len(reply) > MAX_REPLY_BYTES:
+                raise VcriticError(
+                    f"rewrite endpoint {self.url} answered more than {size_text(MAX_REPLY_BYTES)}", hint=hint
+                )
+            answer = json.loads(reply.decode("utf-8"))
         except urllib.error.HTTPError as err:
-            detail = err.read().decode("utf-8", "replace")[:200].strip()
+            detail = err.read(4096).decode("utf-8", "replace")[:200].strip()
             raise VcriticError(f"rewrite endpoint {self.url} answered {err.code}: {detail}", hint=hint) from None
         except (urllib.error.URLError, TimeoutError, OSError) as err:
             reason = getattr(err, "reason", err)
             raise VcriticError(f"cannot reach rewrite endpoint {self.url}: {reason}", hint=hint) from None
-        except ValueError:
+        except (ValueError, RecursionError):
             raise VcriticError(f"rewrite endpoint {self.url} did not answer JSON", hint=hint) from None
         try:
             output = str(answer["choices"][0]["message"]["content"]).strip()

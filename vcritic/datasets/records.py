@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vcritic.base.docs_url import docs_page
+from vcritic.base.limits import check_input
 from vcritic.errors import VcriticError
 from vcritic.readout.schema import ATTRIBUTES  # noqa: F401  (the loaders import it from here)
 
@@ -24,6 +25,8 @@ DOCS_HINT = f"the expected layout: {docs_page('guides/benchmarks', 'getting-the-
 # Excel annotation workbooks (SPAQ's is 0.5 MB, expanding to a few MB): checked from the zip directory before parsing.
 MAX_XLSX_EXPANDED = 512 << 20  # bytes, all members together
 MAX_XLSX_RATIO = 200  # expanded to compressed, for members over 1 MiB (XML compresses 5-20 to 1; zeros 1000)
+# A .mat file, read whole by scipy: LIVE-C's hold one score or one file name per image, tens of KB.
+MAX_MAT_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -261,6 +264,7 @@ def _first_line(err: BaseException) -> str:
 def load_mat_array(path: Path, key: str, what: str):
     """The array stored under ``key`` in a MATLAB .mat file (scipy.io)."""
     require_file(path, what)
+    check_input(path, MAX_MAT_BYTES, what)
     from scipy.io import loadmat
 
     try:

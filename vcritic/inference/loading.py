@@ -10,7 +10,6 @@ Device, dtype and attention implementation are decided here and nowhere else.
 
 from __future__ import annotations
 
-import json
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +81,8 @@ def load_model(
                 hint="pass the folder that peft's save_pretrained wrote",
             )
         adapter_dirs.append(adapter_dir)
+    for adapter_dir in adapter_dirs:  # before the weights: a damaged config is one line, not a traceback from peft
+        _adapter_config(adapter_dir)
 
     processor = _load_processor(processor_dir, trust_remote_code)
     from vcritic.model.resolution import chosen_resolution, configure_resolution
@@ -360,12 +361,21 @@ def _apply_adapter(model, adapter_dir: Path, merge: bool, allow_pickle: bool = F
     return model.merge_and_unload() if merge else model
 
 
+def _adapter_config(adapter_dir: Path) -> dict[str, Any]:
+    """``adapter_dir``'s ``adapter_config.json`` (empty when it has none), refused in one line over the size bound
+    or damaged; peft reads it whole, unchecked."""
+    path = adapter_dir / "adapter_config.json"
+    if not path.is_file():
+        return {}
+    from vcritic.base import limits
+
+    hint = "pass the folder that peft's save_pretrained wrote, or save the adapter again"
+    return limits.read_json_object(path, "an adapter_config.json", hint, limits.MAX_SMALL_JSON_BYTES)
+
+
 def _adapter_base(adapter_dir: Path) -> str | None:
-    try:
-        config = json.loads((adapter_dir / "adapter_config.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return config.get("base_model_name_or_path") if isinstance(config, dict) else None
+    made_for = _adapter_config(adapter_dir).get("base_model_name_or_path")
+    return made_for if isinstance(made_for, str) else None
 
 
 def _check_adapter_fits(model, adapter_dir: Path, base_name: str, origin: str) -> None:

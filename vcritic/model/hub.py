@@ -34,6 +34,7 @@ SAFE_WEIGHT_PATTERNS = ["*.safetensors"]
 PICKLE_PATTERNS = ["*.bin", "*.pt", "*.pth", "*.ckpt", "*.pkl"]
 
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
+MAX_REF_BYTES = 4096  # a Hugging Face cache ref file holds one 40-character commit hash
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -162,9 +163,16 @@ def cached_snapshot(repo: str, revision: str = "main", *, allow_pickle: bool = F
 def _cached_commit(storage: Path, revision: str) -> str | None:
     if _COMMIT.match(revision):
         return revision
-    ref = storage / "refs" / revision
+    return read_ref(storage / "refs" / revision)
+
+
+def read_ref(ref: Path) -> str | None:
+    """The commit a Hugging Face cache ref file names; None when it is missing, not a regular file (a FIFO would
+    block the read) or larger than a ref can be."""
     try:
-        return ref.read_text().strip() or None
+        if not ref.is_file() or ref.stat().st_size > MAX_REF_BYTES:
+            return None
+        return ref.read_text(encoding="utf-8", errors="replace").strip() or None
     except OSError:
         return None
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vcritic.base.files import fsync_folder
+from vcritic.base.limits import MAX_SMALL_JSON_BYTES, read_json_object
 from vcritic.errors import VcriticError
 
 CHECKPOINTS = "checkpoints"
@@ -32,6 +33,7 @@ SCHEDULER = "scheduler.json"
 _CUSTOM = re.compile(r"^custom_checkpoint_\d+\.pkl$")
 _NOT_PICKLED = (".safetensors", ".json")
 _STEP = re.compile(r"^step-(\d+)$")
+_DAMAGED = "the checkpoint is damaged: remove that checkpoint folder, and --resume continues from the one before"
 
 
 def checkpoint_dirs(output: Path) -> list[Path]:
@@ -44,7 +46,13 @@ def checkpoint_dirs(output: Path) -> list[Path]:
 
 
 def read_position(checkpoint: Path) -> dict:
-    return json.loads((checkpoint / POSITION).read_text())
+    """The checkpoint's ``position.json``: its step (a whole number, 0 or more) and data position."""
+    path = checkpoint / POSITION
+    position = read_json_object(path, "a position.json", _DAMAGED, MAX_SMALL_JSON_BYTES)
+    step = position.get("step")
+    if type(step) is not int or step < 0:
+        raise VcriticError(f"{path} is not a position.json vcritic can read: no whole 'step'", hint=_DAMAGED)
+    return position
 
 
 def save_checkpoint(accelerator, output: Path, step: int, position: dict, keep: int, scheduler=None) -> Path:
@@ -92,6 +100,7 @@ def load_checkpoint(accelerator, checkpoint: Path, scheduler, *, allow_pickle: b
                 f"{path} is not a regular file",
                 hint="remove that checkpoint folder; --resume then continues from the one before",
             )
+    state = read_scheduler_state(checkpoint)  # before the weights: a damaged one is refused before any work
     if not allow_pickle:
         for path in files:
             if path.is_file() and not path.name.endswith(_NOT_PICKLED) and not _CUSTOM.match(path.name):
@@ -106,19 +115,22 @@ def load_checkpoint(accelerator, checkpoint: Path, scheduler, *, allow_pickle: b
             accelerator.load_state(view, load_kwargs={"weights_only": False} if allow_pickle else None, strict=False)
         except pickle.UnpicklingError as err:  # a file changed since it was checked: still refused by accelerate
             raise _refused(checkpoint, str(err)) from None
-    if (checkpoint / SCHEDULER).is_file():
-        source = checkpoint / SCHEDULER
-        try:
-            state = json.loads(source.read_text())
-        except (OSError, ValueError) as err:
-            raise _damaged(source, err) from None
-    else:  # a checkpoint from before scheduler.json: accelerate's pickle, read as plain data
+    source = checkpoint / SCHEDULER
+    if state is None:  # a checkpoint from before scheduler.json: accelerate's pickle, read as plain data
         source = checkpoint / "custom_checkpoint_0.pkl"
         state = _load_plain(source) if not allow_pickle else _torch_load(source, weights_only=False)
     try:
         scheduler.load_state_dict(state)
     except (AttributeError, KeyError, TypeError, ValueError) as err:
         raise _damaged(source, err) from None
+
+
+def read_scheduler_state(checkpoint: Path) -> dict | None:
+    """The scheduler state in ``checkpoint``'s ``scheduler.json``; None for a checkpoint from before that file."""
+    path = checkpoint / SCHEDULER
+    if not path.is_file():
+        return None
+    return read_json_object(path, "a scheduler.json", _DAMAGED, MAX_SMALL_JSON_BYTES)
 
 
 def _load_plain(path: Path):
@@ -139,7 +151,7 @@ def _load_plain(path: Path):
 def _damaged(path: Path, err: BaseException) -> VcriticError:
     return VcriticError(
         f"cannot read {path}: {str(err).splitlines()[0] if str(err) else type(err).__name__}",
-        hint="the checkpoint is damaged: remove that checkpoint folder, and --resume continues from the one before",
+        hint=_DAMAGED,
     )
 
 

@@ -17,7 +17,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from vcritic.base.files import check_output_folder, locked_folder, write_json_atomically, write_text_atomically
+from vcritic.base.files import check_output_folder, locked_folder, open_atomically, write_json_atomically
+from vcritic.base.limits import MAX_SMALL_JSON_BYTES, read_json_object
 from vcritic.errors import VcriticError
 from vcritic.model.vcritic_json import VCRITIC_JSON
 from vcritic.training.checkpoints import CHECKPOINTS, checkpoint_dirs
@@ -25,6 +26,7 @@ from vcritic.training.run_json import RUN
 
 OWNED = ".vcritic-output.json"  # written first in a run folder: the proof it is vcritic's, and what it wrote there
 METRICS = "metrics.jsonl"
+MAX_METRICS_LINE_BYTES = 1 << 16  # a log line vcritic writes is under 1 KB
 
 
 @contextmanager
@@ -112,21 +114,31 @@ def recording_written(output: Path) -> Iterator[None]:
 def _record_written(output: Path, before: set[str]) -> None:
     try:
         now = {entry.name for entry in output.iterdir()}
-        record = json.loads((output / OWNED).read_text())
-    except (OSError, ValueError):
-        return
+        record = _read_marker(output)
+    except (OSError, VcriticError):
+        return  # after the work: a marker that cannot be read is left as it is rather than fail the run
     record["files"] = sorted(set(record.get("files", [])) | (now - before))
     write_json_atomically(output / OWNED, record)
 
 
 def _written_by_vcritic(output: Path) -> set[str]:
     """The names directly in ``output`` that vcritic train wrote there, as its marker records them."""
-    try:
-        recorded = json.loads((output / OWNED).read_text()).get("files", [])
-    except (OSError, ValueError, AttributeError):
-        recorded = []
+    recorded = _read_marker(output)["files"] if (output / OWNED).is_file() else []
     names = {name for name in recorded if isinstance(name, str) and "/" not in name and name not in ("", ".", "..")}
     return {OWNED, RUN, METRICS, CHECKPOINTS, *names}
+
+
+def _read_marker(output: Path) -> dict:
+    """``output``'s marker, refused in one line over its size bound or damaged (its ``files`` not a list)."""
+    path = output / OWNED
+    hint = "if the folder is an output of vcritic train, delete it yourself; or choose another --output"
+    record = read_json_object(path, "a vcritic train output marker", hint, MAX_SMALL_JSON_BYTES)
+    record.setdefault("files", [])
+    if not isinstance(record["files"], list):
+        raise VcriticError(
+            f"{path} is not a vcritic train output marker vcritic can read: 'files' is not a list", hint=hint
+        )
+    return record
 
 
 def _not_written_by_vcritic(output: Path) -> str | None:
@@ -151,9 +163,31 @@ def append_metrics(output: Path, record: dict) -> None:
 
 
 def truncate_metrics(output: Path, step: int) -> None:
-    """Drop log lines past the checkpoint being resumed, so the log reads as one run."""
+    """Drop log lines past the checkpoint being resumed, so the log reads as one run, and lines that are no log
+    record (the torn last line of a killed run, a damaged one). Copied line by line, never read whole."""
     path = output / METRICS
     if not path.is_file():
         return
-    lines = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    write_text_atomically(path, "".join(line + "\n" for line in lines))
+    with path.open("rb") as source, open_atomically(path, "wb") as target:
+        for line in _log_lines(source):
+            if (logged := _logged_step(line)) is not None and logged <= step:
+                target.write(line.rstrip(b"\r\n") + b"\n")
+
+
+def _log_lines(source) -> Iterator[bytes]:
+    """The lines of ``source``, less those over :data:`MAX_METRICS_LINE_BYTES` (skipped without holding them)."""
+    while line := source.readline(MAX_METRICS_LINE_BYTES + 1):
+        if len(line) <= MAX_METRICS_LINE_BYTES or line.endswith(b"\n"):
+            yield line
+            continue
+        while (rest := source.readline(MAX_METRICS_LINE_BYTES)) and not rest.endswith(b"\n"):
+            pass
+
+
+def _logged_step(line: bytes) -> int | None:
+    try:
+        record = json.loads(line)
+    except (ValueError, RecursionError):
+        return None
+    step = record.get("step") if isinstance(record, dict) else None
+    return step if type(step) is int else None
