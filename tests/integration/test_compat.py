@@ -242,7 +242,14 @@ def test_compat_is_the_only_module_that_reaches_into_library_internals():
 
     import vcritic
 
-    private = ("._attn_implementation", "._shared_state", "._reset_state", ".rope_deltas", "inspect.signature")
+    private = (
+        "._attn_implementation",
+        "._shared_state",
+        "._reset_state",
+        ".rope_deltas",
+        "inspect.signature",
+        "._reconstruct",
+    )
     root = Path(vcritic.__file__).parent
     # The CLI reads the signatures of vcritic's own commands (cli/_options.model_options), not a library's.
     own_signatures = {root / "cli" / "_options.py": "inspect.signature"}
@@ -254,3 +261,29 @@ def test_compat_is_the_only_module_that_reaches_into_library_internals():
         if name in path.read_text(encoding="utf-8") and own_signatures.get(path) != name
     ]
     assert offenders == []
+
+
+def test_without_numpys_array_rebuilder_an_rng_state_is_refused_not_unpickled_freely(monkeypatch, tmp_path):
+    """The restricted unpickler's allowlist names numpy's private rebuilder through compat: where numpy has none, the
+    allowlist keeps only the types (one note), and a pickled array is refused as untrusted, never loaded unchecked."""
+    import pickle
+
+    import numpy as np
+    import torch
+
+    from vcritic.model import compat
+
+    with_rebuilder = compat.numpy_array_unpickling()
+    assert np._core.multiarray._reconstruct in with_rebuilder and np.ndarray in with_rebuilder
+    path = tmp_path / "random_states_0.pkl"
+    torch.save({"numpy": np.arange(3, dtype=np.uint32)}, path)
+    with torch.serialization.safe_globals(with_rebuilder):
+        assert torch.load(path, weights_only=True)["numpy"].tolist() == [0, 1, 2]
+
+    monkeypatch.delattr(np._core.multiarray, "_reconstruct")
+    monkeypatch.setattr(compat, "_noted", set())
+    without = compat.numpy_array_unpickling()
+    assert np.ndarray in without and not any(callable(a) and not isinstance(a, type) for a in without)
+    monkeypatch.undo()  # the rebuilder back, so torch could unpickle: only the allowlist refuses
+    with torch.serialization.safe_globals(without), pytest.raises(pickle.UnpicklingError):
+        torch.load(path, weights_only=True)

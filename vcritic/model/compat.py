@@ -322,3 +322,21 @@ def reset_accelerate_state(device) -> None:
         return
     if shared and shared.get("device") != device and shared.get("distributed_type") == DistributedType.NO:
         AcceleratorState._reset_state(reset_partial_state=True)
+
+
+def numpy_array_unpickling() -> list:
+    """What torch's restricted unpickler must allow to read a numpy array (the RNG states accelerate saves): the array
+    and dtype types and numpy's private array rebuilder, which pickles name as ``numpy._core.multiarray._reconstruct``
+    (``numpy.core`` before numpy 2). Without that function (a numpy that rebuilds arrays otherwise) only the types are
+    allowed, and a pickle that needs more is refused as untrusted: safe, never silently widened."""
+    import numpy as np
+
+    allowed = [np.ndarray, np.dtype]
+    allowed += [type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64)]
+    core = getattr(np, "_core", None) or getattr(np, "core", None)
+    rebuild = getattr(getattr(core, "multiarray", None), "_reconstruct", None)
+    if rebuild is None:
+        note("numpy-reconstruct", f"numpy {np.__version__} has no multiarray._reconstruct: RNG states may be refused")
+    else:
+        allowed.append(rebuild)
+    return allowed

@@ -136,12 +136,10 @@ def read_scheduler_state(checkpoint: Path) -> dict | None:
 def _load_plain(path: Path):
     """``path`` read by torch's restricted unpickler: tensors, numbers, strings, containers and numpy arrays (the
     RNG states). Anything else is refused, naming the file."""
-    import numpy as np
+    from vcritic.model.compat import numpy_array_unpickling
 
-    allowed = [np.ndarray, np.dtype, np._core.multiarray._reconstruct]
-    allowed += [type(np.dtype(t)) for t in (np.uint32, np.int64, np.float64)]
     try:
-        return _torch_load(path, weights_only=True, allowed=allowed)
+        return _torch_load(path, weights_only=True, allowed=numpy_array_unpickling())
     except pickle.UnpicklingError as err:
         raise _refused(path.parent, str(err), path.name) from None
     except (OSError, RuntimeError, EOFError, ValueError) as err:
