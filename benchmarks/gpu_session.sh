@@ -14,8 +14,8 @@
 #   cold      a fresh process to the first comparison on a saved random 7B (16.6 GB of bf16 safetensors in the
 #             page cache), by phase, for transformers' loading variants; then the whole `vcritic compare a b` (~2 min)
 #   input     the input pipeline alone with pinning, 4/8/15 workers, 512 images per size (~1 min)
-#   families  Qwen3.5 0.8B/4B and Qwen3-VL-8B end to end at 448 px, where benchmarks/throughput.py knows them
-#             (an architecture it does not know is recorded as skipped)
+#   families  Qwen3.5 0.8B/4B and Qwen3-VL-8B end to end at 448 px (throughput.py --arch qwen3.5-0.8b, qwen3.5-4b,
+#             qwen3-vl-8b; one that fails, or that this transformers cannot build, is recorded as skipped)
 # Each step appends JSON lines to its own file in $OUT as it measures (a run cut off keeps what it measured),
 # everything printed goes to $OUT/session.log, and $OUT/steps.jsonl gets the versions and each step's exit status
 # and seconds: 8 files, the most a device run sends back.

@@ -34,6 +34,7 @@ largest score difference from that setting (batch invariance, 0-100 scale) and, 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import tempfile
 import time
 from pathlib import Path
@@ -56,10 +57,17 @@ def make_images(folder: Path, count: int) -> list[Path]:
 
 
 # -- --arch: full-size random models of released architectures ------------------------------------------------------
+def _sibling(name: str):
+    """Another script of benchmarks/, imported from its file (this one also runs as a file, outside any package)."""
+    spec = importlib.util.spec_from_file_location(f"benchmarks_{name}", Path(__file__).with_name(f"{name}.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_QWEN3_5_0_8B = _sibling("cpu_judges").QWEN3_5_0_8B
 _LLAMA_7B = dict(hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
                  num_key_value_heads=32, max_position_embeddings=4096)  # fmt: skip
-# Sizes from the public config.json of each checkpoint; the tiny builders of vcritic.testing give the layout, the
-# tokenizer (trained on the fly) and the processor, and these numbers replace the dimensions.
 ARCHES = {
     "qwen2.5-vl-7b": dict(
         family="qwen2_5_vl",
@@ -87,8 +95,49 @@ ARCHES = {
         top=dict(num_query_tokens=32),
         image_size=224,  # EVA ViT-g/14 at 224 px, 32 query tokens
     ),  # Salesforce/instructblip-vicuna-7b
+    # Qwen3.5: 3 Gated-DeltaNet linear-attention layers to 1 full-attention layer; layer_types is rebuilt for the
+    # full depth from full_attention_interval (see _DERIVED). Vision: Qwen3-VL's tower without DeepStack.
+    "qwen3.5-0.8b": dict(
+        family="qwen3_5",
+        text_config=_QWEN3_5_0_8B["text"],
+        vision_config=_QWEN3_5_0_8B["vision"],
+        top=dict(tie_word_embeddings=True),
+    ),  # Qwen/Qwen3.5-0.8B (Q-ReAlign Mini's base); the sizes live in benchmarks/cpu_judges.py
+    "qwen3.5-4b": dict(
+        family="qwen3_5",
+        text_config=dict(vocab_size=248320, hidden_size=2560, intermediate_size=9216, num_hidden_layers=32,
+                         num_attention_heads=16, num_key_value_heads=4, head_dim=256, linear_num_key_heads=16,
+                         linear_num_value_heads=32, linear_key_head_dim=128, linear_value_head_dim=128,
+                         linear_conv_kernel_dim=4, full_attention_interval=4, tie_word_embeddings=True,
+                         rope_parameters={"rope_type": "default", "rope_theta": 10000000.0,
+                                          "partial_rotary_factor": 0.25, "mrope_section": [11, 11, 10],
+                                          "mrope_interleaved": True}),
+        vision_config=dict(depth=24, hidden_size=1024, intermediate_size=4096, num_heads=16, patch_size=16,
+                           spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=2560,
+                           num_position_embeddings=2304),
+        top=dict(tie_word_embeddings=True),
+    ),  # Qwen/Qwen3.5-4B (Q-ReAlign Lite's base). Its own config.json is not in the searchable index: these are a
+    # complete qwen3_5 config.json of the 2560-wide, 32-layer size (a Rust reader's test fixture, CHANDRA_CONFIG_JSON),
+    # whose text dims match a test fixture labelled "Qwen3.5 4B topology"; the built model has the released 4.5 B.
+    "qwen3-vl-8b": dict(
+        family="qwen3_vl",
+        text_config=dict(vocab_size=151936, hidden_size=4096, intermediate_size=12288, num_hidden_layers=36,
+                         num_attention_heads=32, num_key_value_heads=8, head_dim=128, max_position_embeddings=262144,
+                         tie_word_embeddings=False,
+                         rope_parameters={"rope_type": "default", "rope_theta": 5000000.0,
+                                          "mrope_section": [24, 20, 20], "mrope_interleaved": True}),
+        vision_config=dict(depth=27, hidden_size=1152, intermediate_size=4304, num_heads=16, patch_size=16,
+                           spatial_merge_size=2, temporal_patch_size=2, out_hidden_size=4096,
+                           num_position_embeddings=2304, deepstack_visual_indexes=[8, 16, 24]),
+        top=dict(tie_word_embeddings=False),
+    ),  # Qwen/Qwen3-VL-8B-Instruct. Its own config.json is not in the searchable index: these are the config.json of
+    # nvidia/Cosmos-Reason2-8B (a Qwen3-VL-8B fine-tune, same architecture; quoted in a repository that loads it), the
+    # same text dims as Qwen-Image-2.1's Qwen3-VL-8B text encoder; the built model has the released 8.77 B.
 }  # fmt: skip
 QWEN_PIXELS = (3136, 12845056)  # the released Qwen2.5-VL preprocessor's min/max pixels
+QWEN3_PIXELS = (65536, 16777216)  # Qwen3-VL's and Qwen3.5's (Qwen/Qwen3.5-2B-Base preprocessor_config.json)
+# The released pixel budget, applied at both scales: the tiny models see as many image tokens as the real ones.
+_PIXELS = {"qwen2_5_vl": QWEN_PIXELS, "qwen3_vl": QWEN3_PIXELS, "qwen3_5": QWEN3_PIXELS}
 BF16_PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "H800": 989.0, "A100": 312.0, "L40S": 362.0, "A10": 125.0}
 # Derived from the layer count in the configs' own __init__: rebuilt, not copied from the tiny config.
 _DERIVED = ("head_dim", "layer_types", "max_window_layers")
@@ -114,8 +163,9 @@ def build_arch(name: str, scale: str, folder: Path, device, dtype):
     tiny = build_tiny(spec["family"], folder / "tiny")  # tokenizer, processor and token ids
     processor = AutoProcessor.from_pretrained(tiny)
     config = AutoConfig.from_pretrained(tiny)
-    if spec["family"] == "qwen2_5_vl":  # the released pixel budget at both scales: same token counts
-        processor.image_processor.size = SizeDict(shortest_edge=QWEN_PIXELS[0], longest_edge=QWEN_PIXELS[1])
+    if spec["family"] in _PIXELS:
+        least, most = _PIXELS[spec["family"]]
+        processor.image_processor.size = SizeDict(shortest_edge=least, longest_edge=most)
     if scale == "full":
         for key in ("text_config", "vision_config", "qformer_config"):
             if key in spec:

@@ -10,29 +10,68 @@ from pathlib import Path
 import pytest
 from support.families import HAS_TORCHVISION
 
+from vcritic.testing import NEEDS_TORCHVISION
+
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "throughput.py"
 
 
-@pytest.fixture(scope="module")
-def throughput():
+def _load():
     spec = importlib.util.spec_from_file_location("throughput_benchmark", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
+ARCHES = _load().ARCHES  # for the parameters; the tests use the fixture's copy
+
+
+@pytest.fixture(scope="module")
+def throughput():
+    return _load()
+
+
 def test_full_size_configs_have_the_released_parameter_counts(throughput, tmp_path):
-    """Built on the meta device (no memory): 8.29 B for Qwen2.5-VL-7B as measured in issue 9, and the published
-    sizes of LLaVA-1.5-7B and InstructBLIP-Vicuna-7B."""
+    """Built on the meta device (no memory): 8.29 B for Qwen2.5-VL-7B as measured in issue 9, the published sizes of
+    LLaVA-1.5-7B and InstructBLIP-Vicuna-7B, and Qwen3.5-0.8B/4B and Qwen3-VL-8B as transformers builds them (4.54 B
+    and 8.77 B: the released 4.5 B and 8.77 B)."""
     import torch
 
-    expected = {"qwen2.5-vl-7b": 8.292, "llava-1.5-7b": 7.063, "instructblip-vicuna-7b": 7.913}
+    expected = {"qwen2.5-vl-7b": 8.292, "llava-1.5-7b": 7.063, "instructblip-vicuna-7b": 7.913, "qwen3.5-0.8b": 0.853,
+                "qwen3.5-4b": 4.539, "qwen3-vl-8b": 8.767}  # fmt: skip
     for name, billions in expected.items():
         if name.startswith("qwen") and not HAS_TORCHVISION:
             continue
         critic, params, _ = throughput.build_arch(name, "full", tmp_path / name, "meta", torch.bfloat16)
         assert params / 1e9 == pytest.approx(billions, abs=1e-3), name
         assert set(throughput._parts(critic.model)) >= {"vision", "lm"}
+
+
+# Image tokens at 448x448 under each family's released pixel budget (kept at tiny scale): 28 px per merged token for
+# Qwen2.5-VL, 32 px for Qwen3-VL and Qwen3.5.
+QWEN_448_TOKENS = {"qwen2_5_vl": 16 * 16, "qwen3_vl": 14 * 14, "qwen3_5": 14 * 14}
+
+
+@pytest.mark.parametrize("name", sorted(ARCHES))
+def test_every_arch_builds_at_tiny_scale_and_reads_an_image(throughput, name, tmp_path):
+    """What the GPU session's families step runs: each entry builds on CPU and scores one 448 px image; the Qwen ones
+    see as many image tokens as the released model does."""
+    import torch
+
+    from vcritic.readout.prompts import QUALITY
+
+    family = ARCHES[name]["family"]
+    if family in NEEDS_TORCHVISION and not HAS_TORCHVISION:
+        pytest.skip("needs torchvision")
+    critic, params, _ = throughput.build_arch(name, "tiny", tmp_path / "model", "cpu", torch.float32)
+    assert critic.model.config.model_type == family and 0 < params < 10_000_000
+    (path,) = throughput._jpegs(tmp_path / "images", 1, 448, 448)
+    encoding = critic.encoder.encode_questions([QUALITY], throughput._open(path))
+    (readout,) = critic.read_shared([QUALITY], critic.encoder.collate_questions([encoding]))
+    assert readout.mean.shape == (1,) and torch.isfinite(readout.mean).all()
+    assert readout.probs.sum().item() == pytest.approx(1.0, abs=1e-4)
+    if family in QWEN_448_TOKENS:
+        ids = encoding["prefix"]["input_ids"] if "prefix" in encoding else encoding["full"][0]["input_ids"]
+        assert int((ids == critic.model.config.image_token_id).sum()) == QWEN_448_TOKENS[family]
 
 
 def test_tiny_scale_run_prints_and_writes_every_figure(throughput, tmp_path, monkeypatch, capsys):
