@@ -89,16 +89,16 @@ def test_csv_readers_on_random_text_return_rows_or_our_error(text):
 @PROPERTY
 @given(scores=st.lists(st.one_of(st.floats(allow_nan=True, allow_infinity=True), cells), min_size=1, max_size=5))
 def test_manifest_scores_are_finite_and_in_range_or_refused(scores):
-    folder = Path(tempfile.mkdtemp())
     lines = [f"img{i}.png,{score}" for i, score in enumerate(scores)]
-    path = folder / "manifest.csv"
-    path.write_text("path,mos\n" + "\n".join(lines) + "\n", encoding="utf-8")
-    try:
-        records = load_manifest(path, (1.0, 5.0))
-    except VcriticError as err:
-        assert "\n" not in err.message
-    else:
-        assert all(0.0 <= r.mos <= 100.0 for r in records)
+    with tempfile.TemporaryDirectory() as folder:  # one per example, removed after it (mkdtemp left ~1,300 behind)
+        path = Path(folder) / "manifest.csv"
+        path.write_text("path,mos\n" + "\n".join(lines) + "\n", encoding="utf-8")
+        try:
+            records = load_manifest(path, (1.0, 5.0))
+        except VcriticError as err:
+            assert "\n" not in err.message
+        else:
+            assert all(0.0 <= r.mos <= 100.0 for r in records)
 
 
 # -- named cases -------------------------------------------------------------------------------------------------
