@@ -16,7 +16,6 @@ reference image and all its distorted versions together), so no content is on bo
 from __future__ import annotations
 
 import csv
-import json
 import random
 from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from vcritic.base.files import check_output_folder, leftover_temps, write_json_atomically
-from vcritic.base.limits import MAX_JSON_BYTES, check_input, read_json_object
+from vcritic.base.limits import MAX_JSON_BYTES, read_json_object
 from vcritic.data.dialogues import Dialogue, read_dialogues, write_dialogues
 from vcritic.errors import VcriticError
 
@@ -124,18 +123,12 @@ def write_data_dir(
 def read_info(folder: Path) -> dict[str, Any]:
     """The ``data.json`` of a built folder."""
     path = folder / INFO
-    check_input(path, MAX_JSON_BYTES, "a data.json")
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except OSError:
+    if not path.exists():
         raise VcriticError(
             f"{folder} is not a vcritic data folder (no {INFO})", hint="build it with: vcritic data build"
-        ) from None
-    except json.JSONDecodeError as err:
-        raise VcriticError(f"{path} is not valid JSON ({err.msg})", hint="rebuild the folder") from None
-    except (UnicodeDecodeError, RecursionError):
-        raise VcriticError(f"{path} is not a data.json vcritic wrote", hint="rebuild the folder") from None
-    if not isinstance(record, dict) or record.get("format") != DATA_FORMAT:
+        )
+    record = read_json_object(path, "a data.json", "rebuild the folder", MAX_JSON_BYTES)
+    if record.get("format") != DATA_FORMAT:
         raise VcriticError(f"{path} has an unknown format", hint="rebuild the folder with this vcritic version")
     return record
 

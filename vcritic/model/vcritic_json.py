@@ -20,7 +20,6 @@ keys: ``vcritic train`` writes it through :func:`write_manifest`, and loading an
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -80,16 +79,10 @@ def read_manifest(directory: Path) -> dict[str, Any] | None:
     path = directory / VCRITIC_JSON
     if not path.is_file():
         return None
-    from vcritic.base.limits import MAX_JSON_BYTES, check_input
+    from vcritic.base.limits import read_json_object
 
-    check_input(path, MAX_JSON_BYTES, "a vcritic.json")
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as err:
-        raise VcriticError(f"{path} is not valid JSON: {err}", hint="fix or remove the file") from None
-    except (UnicodeDecodeError, RecursionError):
-        raise VcriticError(f"{path} is not a vcritic.json vcritic wrote", hint="fix or remove the file") from None
-    if not isinstance(manifest, dict) or "base_model" not in manifest:
+    manifest = read_json_object(path, "a vcritic.json", "fix or remove the file")
+    if "base_model" not in manifest:
         raise VcriticError(f"{path} has no 'base_model'", hint="it must name the base checkpoint the adapter is for")
     return manifest
 
